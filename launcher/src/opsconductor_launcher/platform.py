@@ -1,0 +1,88 @@
+"""The embedded platform: every subgraph in one process, each on its own port and database.
+
+Used by ``make dev`` and by the integration tests. Services still meet only through HTTP
+(federation, service clients) and the event bus; sharing a process only shares the in-process
+bus, broadcaster and revocation list (or their Redis versions when ``OPSC_REDIS_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from opsconductor_shared.app import Platform
+from opsconductor_shared.logging import get_logger
+from opsconductor_shared.settings import ServiceSettings
+
+log = get_logger("opsconductor.launcher")
+
+# name -> needs the engine
+SERVICES: dict[str, bool] = {"auth": False, "users": False, "targets": True, "jobs": False, "executions": True}
+DEFAULT_PORTS = {"auth": 3000, "users": 3002, "targets": 3001, "jobs": 8001, "executions": 8002}
+
+
+def service_url(name: str, port: int) -> str:
+    return f"http://127.0.0.1:{port}/graphql"
+
+
+def wiring_env(ports: dict[str, int]) -> dict[str, str]:
+    """Environment that tells each service (and the router) where the others listen."""
+    env = {f"OPSC_{name.upper()}_URL": service_url(name, port) for name, port in ports.items()}
+    env |= {f"OPSC_{name.upper()}_PORT": str(port) for name, port in ports.items()}
+    env["OPSC_JWKS_URL"] = f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json"
+    env["OPSC_AUTH_INTERNAL_URL"] = f"http://127.0.0.1:{ports['auth']}"
+    env["OPSC_TARGETS_INTERNAL_URL"] = f"http://127.0.0.1:{ports['targets']}"
+    return env
+
+
+def build_app(name: str, platform: Platform, engine: Any | None) -> tuple[Any, ServiceSettings]:
+    module = importlib.import_module(f"opsconductor_{name}.app")
+    settings_module = importlib.import_module(f"opsconductor_{name}.settings")
+    settings = settings_module.Settings()
+    kwargs: dict[str, Any] = {"engine": engine} if SERVICES[name] else {}
+    return module.create_app(settings, platform, **kwargs), settings
+
+
+@dataclass
+class EmbeddedPlatform:
+    services: tuple[str, ...] = tuple(SERVICES)
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    engine: Any | None = None
+    platform: Platform | None = None
+    _servers: list[uvicorn.Server] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        os.environ.update(wiring_env(self.ports))
+        base = ServiceSettings()
+        self.platform = Platform.from_settings(base, consumer="embedded")
+        for name in self.services:
+            app, settings = build_app(name, self.platform, self.engine)
+            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", log_config=None,
+                                    access_log=False, ws="websockets", timeout_graceful_shutdown=3)
+            server = uvicorn.Server(config)
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._servers.append(server)
+            self._tasks.append(asyncio.create_task(server.serve(), name=f"serve-{name}"))
+            while not server.started:
+                if self._tasks[-1].done():
+                    self._tasks[-1].result()
+                    raise RuntimeError(f"{name} did not start")
+                await asyncio.sleep(0.05)
+        await self.platform.bus.start()
+        log.info("embedded platform started", services=list(self.services), ports=self.ports)
+
+    async def stop(self) -> None:
+        for server in reversed(self._servers):
+            server.should_exit = True
+        for task in self._tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+        if self.platform is not None:
+            await self.platform.close()

@@ -1,0 +1,209 @@
+"""Verified identity and permission checks, identical in every subgraph.
+
+Tokens are RS256 JWTs issued by the auth service and verified locally against its JWKS (PyJWT's
+client, cached). Over HTTP the token comes from ``Authorization: Bearer``; over WebSocket from
+``connectionParams.authorization`` (Strawberry ignores ``extensions`` on subscribe). Every root
+field declares its permission with :func:`requires` (or :class:`Public` for login-type fields), so
+a test can walk the schema and find any field that forgot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jwt
+import strawberry
+from jwt import PyJWKClient
+from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.permission import BasePermission
+
+UNAUTHENTICATED = "UNAUTHENTICATED"
+FORBIDDEN = "FORBIDDEN"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: a user (via a session), or a service."""
+
+    subject: str
+    kind: str  # "user" | "service"
+    username: str | None = None
+    roles: tuple[str, ...] = ()
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    session_id: str | None = None
+    token_id: str | None = None
+    expires_at: float | None = None
+
+    def has(self, permission: str) -> bool:
+        if "*" in self.permissions or permission in self.permissions:
+            return True
+        resource = permission.split(":", 1)[0]
+        return f"{resource}:*" in self.permissions
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Identity:
+        return cls(
+            subject=str(claims["sub"]),
+            kind=str(claims.get("kind", "user")),
+            username=claims.get("username"),
+            roles=tuple(claims.get("roles", ())),
+            permissions=frozenset(claims.get("permissions", ())),
+            session_id=claims.get("sid"),
+            token_id=claims.get("jti"),
+            expires_at=claims.get("exp"),
+        )
+
+
+class AuthenticationError(Exception):
+    """The presented token is not acceptable; the message says why (safe to show)."""
+
+
+class RevocationStore(Protocol):
+    async def revoke_session(self, session_id: str, ttl_seconds: int) -> None: ...
+    async def is_session_revoked(self, session_id: str) -> bool: ...
+
+
+class InMemoryRevocationStore:
+    """Revoked session ids for the embedded platform (one process hosts every service)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    async def revoke_session(self, session_id: str, ttl_seconds: int) -> None:
+        self._until[session_id] = time.time() + ttl_seconds
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        until = self._until.get(session_id)
+        if until is None:
+            return False
+        if until < time.time():
+            self._until.pop(session_id, None)
+            return False
+        return True
+
+
+class RedisRevocationStore:
+    """Revoked session ids in Redis, kept until the longest access token could have expired."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def revoke_session(self, session_id: str, ttl_seconds: int) -> None:
+        await self.redis.set(f"opsc:revoked:session:{session_id}", "1", ex=max(ttl_seconds, 1))
+
+    async def is_session_revoked(self, session_id: str) -> bool:
+        return bool(await self.redis.exists(f"opsc:revoked:session:{session_id}"))
+
+
+class TokenVerifier:
+    """Checks signature (JWKS, by ``kid``), expiry, issuer, audience, and session revocation."""
+
+    def __init__(self, *, jwks_url: str, issuer: str, audience: str, revocations: RevocationStore,
+                 cache_seconds: float = 300) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.revocations = revocations
+        self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=cache_seconds, timeout=5)
+
+    async def verify(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("malformed token") from exc
+        if header.get("alg") != "RS256":
+            raise AuthenticationError("unsupported token algorithm")
+        try:
+            # PyJWKClient does blocking I/O on a cache miss: keep it off the event loop.
+            key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientError as exc:
+            raise AuthenticationError("token signed by an unknown key") from exc
+        try:
+            claims = jwt.decode(
+                token, key.key, algorithms=["RS256"], issuer=self.issuer, audience=self.audience,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"invalid token: {exc}") from exc
+        identity = Identity.from_claims(claims)
+        if identity.session_id and await self.revocations.is_session_revoked(identity.session_id):
+            raise AuthenticationError("session revoked")
+        return identity
+
+
+def bearer_token(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+# ---- permissions ------------------------------------------------------------------------------
+
+
+class _AuthContext(Protocol):
+    identity: Identity | None
+    auth_error: str | None
+
+
+def _deny(message: str, code: str, **extra: str) -> StrawberryGraphQLError:
+    return StrawberryGraphQLError(message, extensions={"code": code, **extra})
+
+
+def require_identity(context: _AuthContext) -> Identity:
+    if context.identity is None:
+        raise _deny(context.auth_error or "authentication required", UNAUTHENTICATED)
+    return context.identity
+
+
+def check_permission(context: _AuthContext, permission: str) -> Identity:
+    """Raise the typed GraphQL error unless the caller holds ``permission``."""
+    identity = require_identity(context)
+    if not identity.has(permission):
+        raise _deny(f"permission '{permission}' required", FORBIDDEN, permission=permission)
+    return identity
+
+
+class Public(BasePermission):
+    """Declares a field open to anonymous callers (login, refreshSession)."""
+
+    required_permission: str | None = None
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return True
+
+
+class Authenticated(BasePermission):
+    """Any verified caller (`me`, `logout`)."""
+
+    required_permission: str | None = "authenticated"
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        require_identity(info.context)
+        return True
+
+
+def requires(permission: str) -> type[BasePermission]:
+    """A permission class for one `resource:action` permission; denials raise typed errors."""
+
+    class Requires(BasePermission):
+        required_permission: str | None = permission
+
+        def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+            check_permission(info.context, permission)
+            return True
+
+    Requires.__name__ = f"Requires[{permission}]"
+    return Requires
+
+
+# The bootstrap admin has the same id in the users and auth services, so both can create their
+# half idempotently at start-up without waiting for each other.
+BOOTSTRAP_ADMIN_USERNAME = "admin"
+BOOTSTRAP_ADMIN_ID = "00000000-0000-4000-8000-000000000001"

@@ -1,0 +1,112 @@
+"""The one `Error` interface every expected failure implements, and the domain exceptions.
+
+Mutations return unions (`TargetCreated | ValidationFailed | NotFound | PermissionDenied`): the
+error members implement `Error`, so clients can always select `... on Error { message }`.
+Services raise :class:`DomainError` subclasses; resolvers turn them into the matching type with
+:func:`to_graphql_error`. Anything else is unexpected: logged with the correlation id and masked.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from opsconductor_shared.logging import correlation_id, get_logger
+
+log = get_logger("opsconductor.errors")
+
+
+@strawberry.federation.interface(description="Every expected failure implements this; select `... on Error { message }`.")
+class Error:
+    message: str
+
+
+@strawberry.federation.type(shareable=True, description="The input is invalid; `field` names the offending input when known.")
+class ValidationFailed(Error):
+    field: str | None = None
+
+
+@strawberry.federation.type(shareable=True, description="No object with that id exists (or it was deleted).")
+class NotFound(Error):
+    id: strawberry.ID | None = None
+
+
+@strawberry.federation.type(shareable=True, description="The caller lacks the permission this operation declares.")
+class PermissionDenied(Error):
+    permission: str | None = None
+
+
+# ---- domain exceptions (no strawberry in service code: services raise these) -----------------
+
+
+class DomainError(Exception):
+    """An expected failure with a message that is safe to show to the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(DomainError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(DomainError):
+    def __init__(self, message: str, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+class PermissionError_(DomainError):
+    def __init__(self, message: str, permission: str | None = None) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+def to_graphql_error(exc: DomainError) -> Error:
+    """Map a shared domain exception to its GraphQL error type."""
+    if isinstance(exc, ValidationError):
+        return ValidationFailed(message=exc.message, field=exc.field)
+    if isinstance(exc, NotFoundError):
+        return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
+    if isinstance(exc, PermissionError_):
+        return PermissionDenied(message=exc.message, permission=exc.permission)
+    return ValidationFailed(message=exc.message)
+
+
+class PublicGraphQLError(GraphQLError):
+    """A top-level GraphQL error whose message is meant for the client (never masked)."""
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None:  # syntax/validation errors from graphql-core: safe and useful
+        return False
+    if isinstance(original, PublicGraphQLError | DomainError):
+        return False
+    from strawberry.exceptions import StrawberryGraphQLError
+
+    if isinstance(original, StrawberryGraphQLError):  # permission denials and other deliberate errors
+        return False
+    log.error(
+        "unexpected error in resolver",
+        path=error.path,
+        error_type=type(original).__name__,
+        error=str(original),
+        correlation_id=correlation_id.get(),
+        exc_info=original,
+    )
+    return True
+
+
+def mask_errors_extension() -> MaskErrors:
+    return MaskErrors(
+        should_mask_error=_should_mask,
+        error_message="Internal server error (see the service log with this request's correlation id)",
+    )
+
+
+COMMON_ERROR_TYPES = (ValidationFailed, NotFound, PermissionDenied)

@@ -1,0 +1,74 @@
+"""Settings every service shares.
+
+Nothing is read at import time: a service builds its settings object once in its entry point
+(`Settings()`) and passes it down. Each subgraph subclasses :class:`ServiceSettings` with its own
+``env_prefix`` (``OPSC_TARGETS_`` ...); the platform-wide values below keep their ``OPSC_`` names
+through explicit aliases so one environment configures every service the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings: the service's own (prefixed) fields and the platform-wide (``OPSC_*``) ones."""
+
+    model_config = SettingsConfigDict(env_prefix="OPSC_SERVICE_", extra="ignore", populate_by_name=True)
+
+    # -- this service (prefixed: OPSC_<SERVICE>_...) ------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the service binds (loopback by default).")
+    port: int = Field(0, description="Port the service listens on; each subgraph sets its default.")
+    database_url: str | None = Field(
+        None,
+        description="Tortoise URL of this service's own database (postgres://... for asyncpg). "
+        "Unset means the embedded default: a SQLite file under OPSC_DATA_DIR.",
+    )
+
+    # -- platform-wide (OPSC_...) ---------------------------------------------------------------
+    data_dir: Path = Field(Path(".data"), validation_alias=_alias("OPSC_DATA_DIR"),
+                           description="Where embedded SQLite files and generated keys live.")
+    redis_url: str | None = Field(
+        None, validation_alias=_alias("OPSC_REDIS_URL"),
+        description="Redis for events (Streams), pub/sub and revocations. Unset: in-process bus.",
+    )
+    jwks_url: str = Field(
+        "http://127.0.0.1:3000/.well-known/jwks.json", validation_alias=_alias("OPSC_JWKS_URL"),
+        description="Auth's JWKS endpoint; every service verifies tokens against it (cached).",
+    )
+    auth_internal_url: str = Field(
+        "http://127.0.0.1:3000", validation_alias=_alias("OPSC_AUTH_INTERNAL_URL"),
+        description="Base URL of the auth service for service-token requests.",
+    )
+    jwt_issuer: str = Field("opsconductor-auth", validation_alias=_alias("OPSC_JWT_ISSUER"))
+    jwt_audience: str = Field("opsconductor", validation_alias=_alias("OPSC_JWT_AUDIENCE"))
+    service_secret: SecretStr = Field(
+        SecretStr("dev-service-secret-change-me"), validation_alias=_alias("OPSC_SERVICE_SECRET"),
+        description="Shared secret a service presents to auth to obtain short-lived service tokens.",
+    )
+    log_level: str = Field("INFO", validation_alias=_alias("OPSC_LOG_LEVEL"))
+    log_json: bool = Field(True, validation_alias=_alias("OPSC_LOG_JSON"))
+    max_request_bytes: int = Field(
+        1_000_000, validation_alias=_alias("OPSC_MAX_REQUEST_BYTES"),
+        description="Requests with a larger body are refused with 413 before parsing.",
+    )
+
+    def sqlite_path(self, service: str) -> Path:
+        return self.data_dir / f"{service}.sqlite3"
+
+    def resolved_database_url(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite://{self.sqlite_path(service).resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"

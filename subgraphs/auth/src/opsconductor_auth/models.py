@@ -1,0 +1,86 @@
+"""Auth's own tables: credentials, sessions, refresh tokens, signing keys, login attempts."""
+
+from __future__ import annotations
+
+from tortoise import fields, models
+
+from opsconductor_shared.events import OutboxBase, ProcessedEventBase
+
+
+class Credential(models.Model):
+    """A user's password hash plus the claims auth keeps from the users service's events."""
+
+    user_id = fields.CharField(max_length=36, primary_key=True)
+    username = fields.CharField(max_length=100, unique=True)
+    password_hash = fields.CharField(max_length=255, null=True)
+    roles = fields.JSONField(default=list)
+    permissions = fields.JSONField(default=list)
+    is_active = fields.BooleanField(default=True)
+    failed_logins = fields.IntField(default=0)
+    locked_until = fields.DatetimeField(null=True)
+    last_login_at = fields.DatetimeField(null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "credentials"
+
+
+class Session(models.Model):
+    id = fields.UUIDField(primary_key=True)
+    user_id = fields.CharField(max_length=36, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_activity_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+    revoked_reason = fields.CharField(max_length=100, null=True)
+    ip_address = fields.CharField(max_length=45, null=True)
+    user_agent = fields.TextField(null=True)
+
+    class Meta:
+        table = "sessions"
+
+
+class RefreshToken(models.Model):
+    id = fields.UUIDField(primary_key=True)
+    session = fields.ForeignKeyField("auth.Session", related_name="refresh_tokens")
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "refresh_tokens"
+
+
+class SigningKey(models.Model):
+    kid = fields.CharField(max_length=40, primary_key=True)
+    private_key_encrypted = fields.TextField()
+    public_jwk = fields.JSONField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "signing_keys"
+
+
+class LoginAttempt(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    username = fields.CharField(max_length=100, db_index=True)
+    user_id = fields.CharField(max_length=36, null=True)
+    success = fields.BooleanField()
+    reason = fields.CharField(max_length=50)
+    ip_address = fields.CharField(max_length=45, null=True)
+    user_agent = fields.TextField(null=True)
+    at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "login_attempts"
+
+
+class Outbox(OutboxBase):
+    class Meta:
+        table = "outbox"
+
+
+class ProcessedEvent(ProcessedEventBase):
+    class Meta:
+        table = "processed_events"

@@ -1,0 +1,308 @@
+"""Auth domain logic: signing keys, login, sessions, refresh rotation, service tokens.
+
+No strawberry here. Functions write; the resolver owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, RevocationStore
+from opsconductor_shared.crypto import KeyRing
+from opsconductor_shared.errors import DomainError, ValidationError
+from opsconductor_shared.events import EventEnvelope, record_event
+
+from opsconductor_auth.models import Credential, LoginAttempt, Outbox, RefreshToken, Session, SigningKey
+from opsconductor_auth.settings import Settings
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+# What each internal service may do with its service token (audience-bound, short-lived).
+SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "users": ("auth:credentials:write",),
+    "targets": ("targets:read",),
+    "jobs": ("targets:read",),
+    "executions": ("jobs:read", "targets:read", "targets:connect"),
+    "auth": (),
+}
+
+# A dummy hash so a login for an unknown user costs the same as for a known one.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# ---- signing keys -----------------------------------------------------------------------------
+
+
+class KeyManager:
+    """RS256 signing keys stored encrypted in auth's database; JWKS lists every non-retired key."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self._private: dict[str, Any] = {}
+        self._active: str | None = None
+
+    async def ensure_key(self) -> None:
+        key = await SigningKey.filter(active=True).order_by("-created_at").first()
+        if key is None:
+            await self.rotate()
+            return
+        self._load(key)
+
+    def _load(self, row: SigningKey) -> None:
+        pem = self.keyring.decrypt(row.private_key_encrypted, aad=row.kid.encode())
+        self._private[row.kid] = serialization.load_pem_private_key(pem, password=None)
+        self._active = row.kid
+
+    async def rotate(self) -> str:
+        """Create a new current key; the previous one stays in JWKS until tokens it signed expire."""
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = f"k-{now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+        jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
+        row = await SigningKey.create(kid=kid, private_key_encrypted=self.keyring.encrypt(pem, aad=kid.encode()),
+                                      public_jwk=jwk)
+        self._load(row)
+        return kid
+
+    async def jwks(self) -> dict[str, Any]:
+        rows = await SigningKey.filter(active=True).order_by("-created_at").limit(2)
+        return {"keys": [r.public_jwk for r in rows]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        if self._active is None:
+            raise RuntimeError("signing key not loaded")
+        return jwt.encode(claims, self._private[self._active], algorithm="RS256", headers={"kid": self._active})
+
+
+# ---- tokens -----------------------------------------------------------------------------------
+
+
+@dataclass
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+    credential: Credential
+
+
+class LoginFailed(DomainError):
+    """Uniform answer for unknown user and wrong password."""
+
+
+class AccountLocked(DomainError):
+    def __init__(self, until: datetime) -> None:
+        super().__init__("account locked after repeated failed logins")
+        self.until = until
+
+
+class AccountDisabled(DomainError):
+    pass
+
+
+class InvalidRefresh(DomainError):
+    pass
+
+
+class AuthService:
+    def __init__(self, settings: Settings, keys: KeyManager, revocations: RevocationStore) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.revocations = revocations
+
+    def _access_claims(self, cred: Credential, session_id: str) -> tuple[str, datetime]:
+        issued = now()
+        expires = issued + timedelta(minutes=self.settings.access_token_minutes)
+        claims = {
+            "iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": cred.user_id,
+            "kind": "user", "username": cred.username, "roles": list(cred.roles),
+            "permissions": list(cred.permissions), "sid": session_id, "jti": uuid.uuid4().hex,
+            "iat": int(issued.timestamp()), "nbf": int(issued.timestamp()) - 5, "exp": int(expires.timestamp()),
+        }
+        return self.keys.sign(claims), expires
+
+    async def _new_refresh(self, session: Session) -> str:
+        raw = secrets.token_urlsafe(32)
+        await RefreshToken.create(id=uuid.uuid4(), session=session, token_hash=_sha256(raw))
+        return raw
+
+    async def login(self, username: str, password: str, *, ip: str | None, user_agent: str | None) -> IssuedTokens:
+        cred = await Credential.get_or_none(username=username)
+
+        async def attempt(success: bool, reason: str) -> None:
+            await LoginAttempt.create(username=username[:100], user_id=cred.user_id if cred else None,
+                                      success=success, reason=reason, ip_address=ip, user_agent=user_agent)
+
+        if cred is None or cred.password_hash is None:
+            _verify(_DUMMY_HASH, password)
+            await attempt(False, "unknown_user")
+            raise LoginFailed("invalid username or password")
+        if cred.locked_until and cred.locked_until > now():
+            await attempt(False, "locked")
+            raise AccountLocked(cred.locked_until)
+        if not _verify(cred.password_hash, password):
+            cred.failed_logins += 1
+            if cred.failed_logins >= self.settings.lockout_threshold:
+                cred.locked_until = now() + timedelta(minutes=self.settings.lockout_minutes)
+                cred.failed_logins = 0
+            await cred.save(update_fields=["failed_logins", "locked_until", "updated_at"])
+            await attempt(False, "bad_password")
+            raise LoginFailed("invalid username or password")
+        if not cred.is_active:
+            await attempt(False, "disabled")
+            raise AccountDisabled("account is disabled")
+        if _hasher.check_needs_rehash(cred.password_hash):
+            cred.password_hash = hash_password(password)
+        cred.failed_logins = 0
+        cred.locked_until = None
+        cred.last_login_at = now()
+        await cred.save()
+        session = await Session.create(
+            id=uuid.uuid4(), user_id=cred.user_id, last_activity_at=now(),
+            expires_at=now() + timedelta(days=self.settings.refresh_token_days), ip_address=ip,
+            user_agent=user_agent)
+        await attempt(True, "ok")
+        await record_event(Outbox, EventEnvelope(type="auth.login_succeeded", source="auth", subject=cred.user_id,
+                                                 actor=cred.user_id, data={"sessionId": str(session.id), "ip": ip}))
+        access, expires = self._access_claims(cred, str(session.id))
+        return IssuedTokens(access, await self._new_refresh(session), expires, cred)
+
+    async def refresh(self, raw: str) -> IssuedTokens:
+        token = await RefreshToken.get_or_none(token_hash=_sha256(raw)).prefetch_related("session")
+        if token is None:
+            raise InvalidRefresh("unknown refresh token")
+        session: Session = token.session
+        if token.used_at is not None:
+            # A rotated token came back: someone holds a copy. End the whole session.
+            await self.revoke_session(session, "refresh_token_reuse")
+            raise InvalidRefresh("refresh token reuse detected; the session was revoked")
+        if session.revoked_at is not None or session.expires_at < now():
+            raise InvalidRefresh("session ended")
+        cred = await Credential.get_or_none(user_id=session.user_id)
+        if cred is None or not cred.is_active:
+            raise InvalidRefresh("account unavailable")
+        token.used_at = now()
+        await token.save(update_fields=["used_at"])
+        session.last_activity_at = now()
+        await session.save(update_fields=["last_activity_at"])
+        access, expires = self._access_claims(cred, str(session.id))
+        return IssuedTokens(access, await self._new_refresh(session), expires, cred)
+
+    async def revoke_session(self, session: Session, reason: str) -> None:
+        if session.revoked_at is None:
+            session.revoked_at = now()
+            session.revoked_reason = reason
+            await session.save(update_fields=["revoked_at", "revoked_reason"])
+        await self.revocations.revoke_session(str(session.id), self.settings.access_token_minutes * 60 + 60)
+        await record_event(Outbox, EventEnvelope(type="auth.session_revoked", source="auth", subject=session.user_id,
+                                                 data={"sessionId": str(session.id), "reason": reason}))
+
+    async def logout(self, session_id: str) -> bool:
+        session = await Session.get_or_none(id=session_id)
+        if session is None:
+            return False
+        await self.revoke_session(session, "logout")
+        return True
+
+    def service_token(self, service: str, secret: str) -> tuple[str, float]:
+        expected = self.settings.service_secret.get_secret_value()
+        if service not in SERVICE_PERMISSIONS or not hmac.compare_digest(secret.encode(), expected.encode()):
+            raise LoginFailed("service credentials rejected")
+        issued = now()
+        expires = issued + timedelta(minutes=10)
+        claims = {"iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": f"service:{service}",
+                  "kind": "service", "permissions": list(SERVICE_PERMISSIONS[service]), "jti": uuid.uuid4().hex,
+                  "iat": int(issued.timestamp()), "exp": int(expires.timestamp())}
+        return self.keys.sign(claims), expires.timestamp()
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# ---- credentials and the replica of user claims ----------------------------------------------
+
+
+async def set_credential(*, user_id: str, username: str, password: str | None, roles: list[str],
+                         permissions: list[str], is_active: bool = True) -> Credential:
+    if password is not None and len(password) < 8:
+        raise ValidationError("password must be at least 8 characters", field="password")
+    cred = await Credential.get_or_none(user_id=user_id)
+    if cred is None:
+        cred = Credential(user_id=user_id, username=username)
+    cred.username = username
+    cred.roles = roles
+    cred.permissions = permissions
+    cred.is_active = is_active
+    if password is not None:
+        cred.password_hash = hash_password(password)
+    await cred.save()
+    return cred
+
+
+async def apply_user_event(envelope: EventEnvelope, revocations: RevocationStore, settings: Settings) -> None:
+    """Keep the claims auth puts in tokens in step with the users service."""
+    data = envelope.data
+    user_id = envelope.subject or data.get("id")
+    if not user_id:
+        return
+    cred = await Credential.get_or_none(user_id=user_id)
+    if cred is None:
+        if envelope.type != "users.user_created":
+            return
+        cred = Credential(user_id=user_id, username=data["username"])
+    for key, attr in (("username", "username"), ("roles", "roles"), ("permissions", "permissions"),
+                      ("isActive", "is_active")):
+        if key in data:
+            setattr(cred, attr, data[key])
+    await cred.save()
+    if data.get("isActive") is False:
+        for session in await Session.filter(user_id=user_id, revoked_at=None):
+            session.revoked_at = now()
+            session.revoked_reason = "user_deactivated"
+            await session.save(update_fields=["revoked_at", "revoked_reason"])
+            await revocations.revoke_session(str(session.id), settings.access_token_minutes * 60 + 60)
+
+
+async def ensure_bootstrap_admin(settings: Settings) -> str | None:
+    """Create the admin credential once; returns a generated password to print, if one was made."""
+    existing = await Credential.get_or_none(user_id=BOOTSTRAP_ADMIN_ID)
+    if existing is not None and existing.password_hash:
+        return None
+    generated = None
+    if settings.admin_password is not None:
+        password = settings.admin_password.get_secret_value()
+    else:
+        password = generated = secrets.token_urlsafe(12)
+    await set_credential(user_id=BOOTSTRAP_ADMIN_ID, username=BOOTSTRAP_ADMIN_USERNAME, password=password,
+                         roles=["admin"], permissions=["*"])
+    return generated

@@ -1,0 +1,24 @@
+"""Auth service settings (env prefix ``OPSC_AUTH_``)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from opsconductor_shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="OPSC_AUTH_", extra="ignore", populate_by_name=True)
+
+    port: int = 3000
+    access_token_minutes: int = Field(15, description="Lifetime of access tokens.")
+    refresh_token_days: int = Field(7, description="Absolute lifetime of a refresh token chain.")
+    lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
+    lockout_minutes: int = Field(15, description="How long a lockout lasts.")
+    encryption_keys: str | None = Field(
+        None, description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
+        "Unset: a generated key file under OPSC_DATA_DIR.")
+    admin_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
+        description="Bootstrap admin's password; unset: one is generated and printed once.")

@@ -1,0 +1,57 @@
+"""GraphQL types of the auth subgraph (separate from ORM rows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.federation.schema_directives import Key
+
+from opsconductor_shared.errors import Error, NotFound
+
+
+@strawberry.federation.type(keys=[Key(fields="id", resolvable=False)], description="A user; the users subgraph owns it.")
+class User:
+    id: strawberry.ID
+
+
+@strawberry.type(description="Tokens for a new or refreshed session.")
+class LoginSuccess:
+    access_token: str
+    refresh_token: str = strawberry.field(description="Opaque; single use: every refresh returns a new one.")
+    access_token_expires_at: datetime
+    session_id: strawberry.ID
+    user: User
+
+
+@strawberry.type(description="Unknown username or wrong password (the answer does not say which).")
+class InvalidCredentials(Error):
+    pass
+
+
+@strawberry.type(description="Too many failed logins; try again after `until`.")
+class AccountLocked(Error):
+    until: datetime
+
+
+@strawberry.type(description="The account is deactivated.")
+class AccountDisabled(Error):
+    pass
+
+
+@strawberry.type(description="The refresh token is unknown, used, or its session ended.")
+class InvalidRefreshToken(Error):
+    pass
+
+
+@strawberry.type(description="The session is revoked; its access tokens stop working at once.")
+class LoggedOut:
+    session_id: strawberry.ID
+
+
+LoginResult = Annotated[
+    LoginSuccess | InvalidCredentials | AccountLocked | AccountDisabled, strawberry.union("LoginResult")
+]
+RefreshResult = Annotated[LoginSuccess | InvalidRefreshToken, strawberry.union("RefreshResult")]
+LogoutResult = Annotated[LoggedOut | NotFound, strawberry.union("LogoutResult")]

@@ -6,13 +6,16 @@ import strawberry
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import Authenticated, Public
-from opsconductor_shared.errors import NotFound
+from opsconductor_shared.auth import Authenticated, Public, requires
+from opsconductor_shared.errors import NotFound, ValidationError, to_graphql_error
 
 from opsconductor_auth import service
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
+    CredentialSet,
+    SetUserCredentialInput,
+    SetUserCredentialResult,
     InvalidCredentials,
     InvalidRefreshToken,
     LoggedOut,
@@ -95,6 +98,18 @@ class Mutation:
         if not ok:
             return NotFound(message="session not found", id=strawberry.ID(identity.session_id))
         return LoggedOut(session_id=strawberry.ID(identity.session_id))
+
+    @strawberry.mutation(permission_classes=[requires("auth:credentials:write")],
+                         description="Service-only (users service): set a user's password and token claims.")
+    async def set_user_credential(self, info: Info, input: SetUserCredentialInput) -> SetUserCredentialResult:
+        try:
+            async with in_transaction():
+                await service.set_credential(user_id=str(input.user_id), username=input.username,
+                                             password=input.password, roles=input.roles,
+                                             permissions=input.permissions, is_active=input.is_active)
+        except ValidationError as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        return CredentialSet(user_id=input.user_id)
 
 
 def _session_of(access_token: str) -> str:

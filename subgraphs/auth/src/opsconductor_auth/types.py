@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.federation.schema_directives import Key
 
-from opsconductor_shared.errors import Error, NotFound
+from opsconductor_shared.errors import Error, NotFound, ValidationFailed
 
 
 @strawberry.federation.type(keys=[Key(fields="id", resolvable=False)], description="A user; the users subgraph owns it.")
@@ -55,3 +55,21 @@ LoginResult = Annotated[
 ]
 RefreshResult = Annotated[LoginSuccess | InvalidRefreshToken, strawberry.union("RefreshResult")]
 LogoutResult = Annotated[LoggedOut | NotFound, strawberry.union("LogoutResult")]
+
+
+@strawberry.input(description="Service-only: the users service sets a user's password and claims.")
+class SetUserCredentialInput:
+    user_id: strawberry.ID
+    username: str
+    password: str | None = None
+    roles: list[str] = strawberry.field(default_factory=list)
+    permissions: list[str] = strawberry.field(default_factory=list)
+    is_active: bool = True
+
+
+@strawberry.type
+class CredentialSet:
+    user_id: strawberry.ID
+
+
+SetUserCredentialResult = Annotated[CredentialSet | ValidationFailed, strawberry.union("SetUserCredentialResult")]

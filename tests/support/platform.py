@@ -1,0 +1,126 @@
+"""Session fixtures for the real platform: PostgreSQL databases per service, Redis, the services.
+
+``platform`` starts every subgraph in the test process (the same launcher ``make dev`` uses) with
+one freshly created PostgreSQL database per service and Redis for events, pub/sub and
+revocations. ``OPSC_TEST_SERVICES=auth,users`` limits which services start (for working on one).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+PG_ADMIN_DSN = os.environ.get("OPSC_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("OPSC_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ADMIN_PASSWORD = "admin-Test-Pass-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def create_database(prefix: str) -> str:
+    """Create a fresh PostgreSQL database and return its tortoise URL."""
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@dataclass
+class RunningPlatform:
+    ports: dict[str, int]
+    databases: dict[str, str]
+    admin_password: str
+    engine: Any | None
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}/graphql"
+
+    def base(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+
+async def gql(url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+              timeout: float = 30) -> dict[str, Any]:
+    """POST one GraphQL request; returns the whole response body (data and errors)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        resp = await http.post(url, json={"query": query, "variables": variables or {}}, headers=headers)
+    return resp.json()
+
+
+LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
+  __typename ... on LoginSuccess { accessToken refreshToken user { id } } ... on Error { message } } }"""
+
+
+async def login(url: str, username: str, password: str) -> str:
+    body = await gql(url, LOGIN, {"u": username, "p": password})
+    result = body["data"]["login"]
+    assert result["__typename"] == "LoginSuccess", body
+    return str(result["accessToken"])
+
+
+@pytest_asyncio.fixture(scope="session")
+async def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                   ) -> AsyncIterator[RunningPlatform]:
+    from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
+
+    wanted = tuple(s for s in os.environ.get("OPSC_TEST_SERVICES", ",".join(SERVICES)).split(",") if s)
+    engine = None
+    if any(SERVICES[s] for s in wanted):
+        request.getfixturevalue("ray_session")
+        from opsconductor_ray.client import EngineClient
+
+        engine = EngineClient()
+        await engine.connect()
+    ports = {name: free_port() for name in SERVICES}
+    databases = {name: await create_database(f"opsc_test_{name}") for name in wanted}
+    saved = dict(os.environ)
+    os.environ.update({f"OPSC_{n.upper()}_DATABASE_URL": url for n, url in databases.items()})
+    os.environ["OPSC_REDIS_URL"] = REDIS_URL
+    os.environ["OPSC_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    os.environ["OPSC_DATA_DIR"] = str(tmp_path_factory.mktemp("opsc-data"))
+    os.environ["OPSC_SERVICE_SECRET"] = uuid.uuid4().hex
+    running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
+    await running.start()
+    try:
+        yield RunningPlatform(ports=ports, databases=databases, admin_password=ADMIN_PASSWORD, engine=engine)
+    finally:
+        await running.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        for url in databases.values():
+            await drop_database(url)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_token(platform: RunningPlatform) -> str:
+    return await login(platform.url("auth"), "admin", platform.admin_password)

@@ -37,6 +37,11 @@ class PermissionDenied(Error):
     permission: str | None = None
 
 
+@strawberry.federation.type(shareable=True, description="A service this operation needs is unreachable; retry later.")
+class DependencyUnavailable(Error):
+    service: str | None = None
+
+
 # ---- domain exceptions (no strawberry in service code: services raise these) -----------------
 
 
@@ -109,4 +114,4 @@ def mask_errors_extension() -> MaskErrors:
     )
 
 
-COMMON_ERROR_TYPES = (ValidationFailed, NotFound, PermissionDenied)
+COMMON_ERROR_TYPES = (ValidationFailed, NotFound, PermissionDenied, DependencyUnavailable)

@@ -1,0 +1,97 @@
+"""Executions' own tables: runs, per-target runs, per-step results, and the event log."""
+
+from __future__ import annotations
+
+from tortoise import fields, models
+
+from opsconductor_shared.events import OutboxBase, ProcessedEventBase
+
+
+class Execution(models.Model):
+    id = fields.CharField(max_length=36, primary_key=True)
+    job_id = fields.CharField(max_length=36, db_index=True)
+    job_serial = fields.CharField(max_length=30, null=True)
+    job_name = fields.CharField(max_length=255)
+    job_version = fields.IntField(default=1)
+    number = fields.IntField()
+    status = fields.CharField(max_length=20, default="QUEUED", db_index=True)
+    message = fields.TextField(null=True)
+    requested_by = fields.CharField(max_length=100, null=True)
+    plan = fields.JSONField(default=dict)  # steps, policy and targets as run: never secrets
+    total_targets = fields.IntField(default=0)
+    succeeded_targets = fields.IntField(default=0)
+    failed_targets = fields.IntField(default=0)
+    cancelled_targets = fields.IntField(default=0)
+    last_seq = fields.IntField(default=0)  # highest engine event persisted
+    created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "executions"
+        unique_together = (("job_id", "number"),)
+
+
+class TargetRun(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    execution = fields.ForeignKeyField("executions.Execution", related_name="target_runs")
+    target_id = fields.CharField(max_length=36)
+    target_name = fields.CharField(max_length=255)
+    host = fields.CharField(max_length=255)
+    port = fields.IntField()
+    status = fields.CharField(max_length=20, default="PENDING")
+    exit_code = fields.IntField(null=True)
+    message = fields.TextField(null=True)
+    connection_reused = fields.BooleanField(null=True)
+    started_at = fields.DatetimeField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "target_runs"
+        unique_together = (("execution", "target_id"),)
+
+
+class StepResult(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    target_run = fields.ForeignKeyField("executions.TargetRun", related_name="steps")
+    step_index = fields.IntField()
+    name = fields.CharField(max_length=255)
+    command = fields.TextField()
+    status = fields.CharField(max_length=20)
+    exit_code = fields.IntField(null=True)
+    stdout = fields.TextField(default="")
+    stderr = fields.TextField(default="")
+    duration_ms = fields.FloatField(null=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "step_results"
+        unique_together = (("target_run", "step_index"),)
+
+
+class ExecutionEvent(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    execution = fields.ForeignKeyField("executions.Execution", related_name="events")
+    seq = fields.IntField()
+    type = fields.CharField(max_length=30)
+    target_id = fields.CharField(max_length=36, null=True)
+    step_index = fields.IntField(null=True)
+    step_name = fields.CharField(max_length=255, null=True)
+    data = fields.TextField(null=True)
+    exit_code = fields.IntField(null=True)
+    status = fields.CharField(max_length=20, null=True)
+    at = fields.DatetimeField()
+
+    class Meta:
+        table = "execution_events"
+        unique_together = (("execution", "seq"),)
+
+
+class Outbox(OutboxBase):
+    class Meta:
+        table = "outbox"
+
+
+class ProcessedEvent(ProcessedEventBase):
+    class Meta:
+        table = "processed_events"

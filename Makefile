@@ -1,0 +1,56 @@
+# OpsConductor — one entry point. `make dev` runs the platform; `make test` proves it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+PY := .venv/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+
+.PHONY: help install venv router-deps dev test test-unit lint sdl sdl-check bench clean
+
+help:
+	@echo "make dev    - run every service, local Ray and the router on this machine (embedded defaults)"
+	@echo "make test   - unit + integration + end-to-end tests (PostgreSQL, Redis, sshd, Ray, router)"
+	@echo "make lint   - ruff, pyright, import contracts"
+	@echo "make sdl    - export each subgraph's SDL and compose router/supergraph.graphql"
+	@echo "make bench  - benchmarks, results in bench/RESULTS.md"
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) pyproject.toml */pyproject.toml subgraphs/*/pyproject.toml
+	$(UV) sync --all-packages --python 3.11 --quiet
+	@touch $@
+
+venv: .venv/.synced
+
+router/node_modules/.installed: router/package.json router/package-lock.json
+	cd router && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+router-deps: router/node_modules/.installed
+
+install: venv router-deps
+
+dev: install
+	@bash scripts/dev.sh
+
+test: install
+	$(PY) scripts/export_sdl.py --check
+	cd router && node compose.mjs --check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/pyright
+	.venv/bin/lint-imports
+
+sdl: install
+	$(PY) scripts/export_sdl.py
+	cd router && node compose.mjs
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .venv router/node_modules .data

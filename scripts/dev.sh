@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make dev: every subgraph in one Python process (SQLite per service under .data/, in-process
+# event bus, local Ray with its dashboard on :8265) plus the router on :4000. Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+export OPSC_DATA_DIR="${OPSC_DATA_DIR:-$PWD/.data}"
+export OPSC_LOG_JSON="${OPSC_LOG_JSON:-0}"
+mkdir -p "$OPSC_DATA_DIR"
+# One service secret per checkout, kept beside the SQLite files.
+if [[ -z "${OPSC_SERVICE_SECRET:-}" ]]; then
+  [[ -f "$OPSC_DATA_DIR/service-secret" ]] || (umask 077; head -c 32 /dev/urandom | base64 > "$OPSC_DATA_DIR/service-secret")
+  OPSC_SERVICE_SECRET="$(cat "$OPSC_DATA_DIR/service-secret")"; export OPSC_SERVICE_SECRET
+fi
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "stopping OpsConductor..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+log="$OPSC_DATA_DIR/services.log"
+.venv/bin/opsconductor dev > >(tee "$log") 2>&1 &
+pids+=($!)
+for _ in $(seq 1 240); do
+  grep -q OPSCONDUCTOR_READY "$log" 2>/dev/null && break
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "services failed to start; see $log"; exit 1; }
+  sleep 0.5
+done
+
+(cd router && OPSC_ROUTER_PORT="${OPSC_ROUTER_PORT:-4000}" node_modules/.bin/hive-gateway supergraph supergraph.graphql) &
+pids+=($!)
+for _ in $(seq 1 120); do
+  curl -fs "http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/readiness" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+
+cat <<MSG
+
+  OpsConductor is running.
+    GraphQL (router, GraphiQL/Laboratory): http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/graphql
+    Ray dashboard:                          http://127.0.0.1:8265
+    Subgraphs: auth :3000  users :3002  targets :3001  jobs :8001  executions :8002
+    Admin login: username 'admin'; the password is \$OPSC_ADMIN_PASSWORD, or the one printed above on first start.
+    Data: $OPSC_DATA_DIR   Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"

@@ -109,6 +109,7 @@ async def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     os.environ["OPSC_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     os.environ["OPSC_DATA_DIR"] = str(tmp_path_factory.mktemp("opsc-data"))
     os.environ["OPSC_SERVICE_SECRET"] = uuid.uuid4().hex
+    os.environ["OPSC_EXECUTIONS_CONNECT_TIMEOUT_SECONDS"] = "3"
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
     await running.start()
     try:
@@ -121,6 +122,65 @@ async def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
             await drop_database(url)
 
 
+@pytest.fixture(scope="session")
+def router(platform: RunningPlatform) -> Any:
+    """The real Hive Gateway in front of the session's subgraphs."""
+    from tests.support.router import start_router, subgraph_urls_env
+
+    proc = start_router(free_port(), {**subgraph_urls_env(platform.ports),
+                                      "OPSC_JWKS_URL": f"{platform.base('auth')}/.well-known/jwks.json"})
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def admin_token(platform: RunningPlatform) -> str:
     return await login(platform.url("auth"), "admin", platform.admin_password)
+
+
+async def subscribe(ws_url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+                    timeout: float = 60) -> list[dict[str, Any]]:
+    """Run one subscription over graphql-transport-ws until it completes; returns each `data` payload.
+
+    Errors arrive as an exception carrying the server's error list.
+    """
+    import asyncio
+    import json
+
+    import websockets
+
+    results: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async with websockets.connect(ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+                                      open_timeout=10) as ws:
+            params = {"authorization": f"Bearer {token}"} if token else {}
+            await ws.send(json.dumps({"type": "connection_init", "payload": params}))
+            ack = json.loads(await ws.recv())
+            if ack["type"] != "connection_ack":
+                raise SubscriptionError([ack])
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": query, "variables": variables or {}}}))
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg["type"] == "next":
+                    if msg["payload"].get("errors"):
+                        raise SubscriptionError(msg["payload"]["errors"])
+                    results.append(msg["payload"]["data"])
+                elif msg["type"] == "error":
+                    raise SubscriptionError(msg["payload"])
+                elif msg["type"] == "complete":
+                    return
+                elif msg["type"] == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+
+    await asyncio.wait_for(run(), timeout)
+    return results
+
+
+class SubscriptionError(Exception):
+    def __init__(self, errors: Any) -> None:
+        super().__init__(str(errors))
+        self.errors = errors

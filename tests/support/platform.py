@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 PG_ADMIN_DSN = os.environ.get("OPSC_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("OPSC_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_BASE = os.environ.get("OPSC_TEST_REDIS", "redis://127.0.0.1:6379")
 ADMIN_PASSWORD = "admin-Test-Pass-1"
 
 
@@ -52,6 +52,22 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def _fresh_redis_db() -> str:
+    """A Redis logical database of its own (1-15, chosen at random and flushed), so concurrent test
+    sessions on one machine never consume each other's events."""
+    import random
+
+    from redis.asyncio import Redis
+
+    url = f"{REDIS_BASE}/{random.randint(1, 15)}"  # noqa: S311 - not security
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
 
 
 @dataclass
@@ -105,7 +121,7 @@ async def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     databases = {name: await create_database(f"opsc_test_{name}") for name in wanted}
     saved = dict(os.environ)
     os.environ.update({f"OPSC_{n.upper()}_DATABASE_URL": url for n, url in databases.items()})
-    os.environ["OPSC_REDIS_URL"] = REDIS_URL
+    os.environ["OPSC_REDIS_URL"] = await _fresh_redis_db()
     os.environ["OPSC_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     os.environ["OPSC_DATA_DIR"] = str(tmp_path_factory.mktemp("opsc-data"))
     os.environ["OPSC_SERVICE_SECRET"] = uuid.uuid4().hex

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +79,7 @@ class Platform:
             from redis.asyncio import Redis
 
             redis = Redis.from_url(settings.redis_url)
-            return cls(bus=RedisStreamsEventBus(redis, consumer=consumer), broadcaster=RedisBroadcaster(redis),
+            return cls(bus=RedisStreamsEventBus(redis, consumer=f"{consumer}-{socket.gethostname()}-{os.getpid()}"), broadcaster=RedisBroadcaster(redis),
                        revocations=RedisRevocationStore(redis), redis=redis)
         return cls(bus=InProcessEventBus(), broadcaster=InProcessBroadcaster(),
                    revocations=InMemoryRevocationStore())
@@ -183,8 +185,8 @@ def build_schema(*, query: type, mutation: type | None = None, subscription: typ
     return strawberry.federation.Schema(
         query=query, mutation=mutation, subscription=subscription, types=list(types),
         federation_version="2.9",
-        extensions=[QueryDepthLimiter(max_depth=15), MaxTokensLimiter(max_token_count=5000),
-                    MaxAliasesLimiter(max_alias_count=30), mask_errors_extension()],
+        extensions=[lambda: QueryDepthLimiter(max_depth=15), lambda: MaxTokensLimiter(max_token_count=5000),
+                    lambda: MaxAliasesLimiter(max_alias_count=30), mask_errors_extension],
     )
 
 

@@ -1,0 +1,56 @@
+"""The users service's own tables: users, roles, their assignment, outbox and processed events."""
+
+from __future__ import annotations
+
+from opsconductor_shared.events import OutboxBase, ProcessedEventBase
+from tortoise import fields, models
+
+
+class User(models.Model):
+    """A person who can log in. The password lives in auth, never here."""
+
+    id = fields.CharField(max_length=36, primary_key=True)  # UUIDv7 string: sorts by creation time
+    username = fields.CharField(max_length=50, unique=True)
+    email = fields.CharField(max_length=254, unique=True)  # stored lower-cased
+    display_name = fields.CharField(max_length=100)
+    is_active = fields.BooleanField(default=True)
+    deleted_at = fields.DatetimeField(null=True)  # soft delete: hidden from lists and lookups
+    last_login_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "users"
+
+
+class Role(models.Model):
+    """A named set of `resource:action` permissions (`*` means all)."""
+
+    name = fields.CharField(max_length=50, primary_key=True)
+    description = fields.CharField(max_length=255, default="")
+    permissions = fields.JSONField(default=list)
+    is_system = fields.BooleanField(default=False)  # seeded from code at start-up; not editable
+
+    class Meta:
+        table = "roles"
+
+
+class UserRole(models.Model):
+    id = fields.BigIntField(primary_key=True)
+    user = fields.ForeignKeyField("users.User", related_name="role_links", on_delete=fields.CASCADE)
+    role = fields.ForeignKeyField("users.Role", related_name="user_links", on_delete=fields.RESTRICT)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "user_roles"
+        unique_together = (("user", "role"),)
+
+
+class Outbox(OutboxBase):
+    class Meta:
+        table = "outbox"
+
+
+class ProcessedEvent(ProcessedEventBase):
+    class Meta:
+        table = "processed_events"

@@ -1,0 +1,522 @@
+"""Users domain logic: the permission catalogue, roles, users, and the auth credential call.
+
+No strawberry here. Functions write; the resolver owns the transaction (createUser is the one
+place where a call to auth sits inside that transaction: see README "createUser consistency").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, Identity
+from opsconductor_shared.client import ServiceCallError, ServiceClient
+from opsconductor_shared.errors import DomainError, NotFoundError, PermissionError_, ValidationError
+from opsconductor_shared.events import EventEnvelope, new_uuid7, record_event
+from opsconductor_shared.logging import get_logger
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+
+from opsconductor_users.models import Outbox, Role, User, UserRole
+
+log = get_logger("opsconductor.users")
+
+# ---- the permission catalogue and the system roles (data, seeded at start-up) -----------------
+
+PERMISSIONS: dict[str, str] = {
+    "users:read": "List and view users",
+    "users:write": "Create users, activate and deactivate them",
+    "roles:read": "List roles and the permission catalogue",
+    "roles:write": "Create and change roles",
+    "targets:read": "List and view targets",
+    "targets:write": "Create, change and delete targets",
+    "jobs:read": "List and view jobs",
+    "jobs:write": "Create, change and delete jobs",
+    "jobs:execute": "Run jobs",
+    "executions:read": "View executions and their output",
+    "executions:cancel": "Cancel running executions",
+    "audit:read": "Read the audit trail",
+    "system:admin": "System settings and maintenance",
+}
+
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+
+
+SYSTEM_ROLES: tuple[RoleSpec, ...] = (
+    RoleSpec("admin", "Everything, including user and system administration", (ALL,)),
+    RoleSpec(
+        "operator",
+        "Run jobs and manage targets and jobs",
+        (
+            "targets:read",
+            "targets:write",
+            "jobs:read",
+            "jobs:write",
+            "jobs:execute",
+            "executions:read",
+            "executions:cancel",
+            "users:read",
+        ),
+    ),
+    RoleSpec(
+        "job_manager",
+        "Manage and run jobs; read targets",
+        ("jobs:read", "jobs:write", "jobs:execute", "executions:read", "executions:cancel", "targets:read"),
+    ),
+    RoleSpec(
+        "viewer",
+        "Read-only access to targets, jobs and executions",
+        ("targets:read", "jobs:read", "executions:read"),
+    ),
+    RoleSpec(
+        "auditor",
+        "Read-only access plus users and the audit trail",
+        ("targets:read", "jobs:read", "executions:read", "users:read", "audit:read"),
+    ),
+)
+
+# The monolith stored one role string per user; these are its values.
+LEGACY_ROLES: dict[str, str] = {
+    "administrator": "admin",
+    "manager": "job_manager",
+    "user": "operator",
+    "guest": "viewer",
+}
+
+DEFAULT_ROLES: tuple[str, ...] = ("viewer",)
+
+
+def canonical_role(name: str) -> str:
+    """The current role name for ``name``: legacy names map onto the new roles; others pass through."""
+    cleaned = name.strip().lower()
+    return LEGACY_ROLES.get(cleaned, cleaned)
+
+
+def canonical_roles(names: Iterable[str]) -> list[str]:
+    """Canonical names, duplicates removed, first occurrence order kept."""
+    seen: dict[str, None] = {}
+    for name in names:
+        seen.setdefault(canonical_role(name), None)
+    return list(seen)
+
+
+def resolve_permissions(role_permissions: Iterable[Iterable[str]]) -> list[str]:
+    """The union of the roles' permissions, sorted; ``["*"]`` when any role grants everything."""
+    merged: set[str] = set()
+    for perms in role_permissions:
+        merged.update(perms)
+    if ALL in merged:
+        return [ALL]
+    return sorted(merged)
+
+
+async def seed_roles() -> None:
+    """Create or refresh the system roles from code (idempotent; safe with several replicas).
+
+    Run it outside a transaction: a replica losing the insert race only skips that statement.
+    """
+    for spec in SYSTEM_ROLES:
+        role = await Role.get_or_none(name=spec.name)
+        if role is None:
+            with contextlib.suppress(IntegrityError):  # another replica seeded it first
+                await Role.create(
+                    name=spec.name,
+                    description=spec.description,
+                    permissions=list(spec.permissions),
+                    is_system=True,
+                )
+            continue
+        wanted = (spec.description, list(spec.permissions), True)
+        if (role.description, list(role.permissions), role.is_system) != wanted:
+            role.description, role.permissions, role.is_system = wanted
+            await role.save(update_fields=["description", "permissions", "is_system"])
+
+
+# ---- records (what the service hands out: plain data, not ORM rows) -----------------------------
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    username: str
+    email: str
+    display_name: str
+    roles: tuple[str, ...]
+    permissions: tuple[str, ...]
+    is_active: bool
+    last_login_at: datetime | None
+    created_at: datetime
+    deleted: bool = False
+
+    def event_data(self) -> dict[str, Any]:
+        """The snapshot every users.* event carries (auth keeps its token claims from it). No secrets."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "displayName": self.display_name,
+            "roles": list(self.roles),
+            "permissions": list(self.permissions),
+            "isActive": self.is_active,
+        }
+
+
+@dataclass(frozen=True)
+class RoleRecord:
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+    is_system: bool
+
+
+async def _role_permissions() -> dict[str, list[str]]:
+    return {r.name: list(r.permissions) for r in await Role.all()}
+
+
+async def _records(users: Sequence[User]) -> list[UserRecord]:
+    """Records for ORM rows, with roles and permissions loaded in two queries for the whole batch."""
+    if not users:
+        return []
+    links = (
+        await UserRole.filter(user_id__in=[u.id for u in users])
+        .order_by("id")
+        .values_list("user_id", "role_id")
+    )
+    by_user: dict[str, list[str]] = {}
+    for user_id, role_name in links:
+        by_user.setdefault(str(user_id), []).append(str(role_name))
+    perms = await _role_permissions()
+    out = []
+    for u in users:
+        roles = by_user.get(u.id, [])
+        out.append(
+            UserRecord(
+                id=u.id,
+                username=u.username,
+                email=u.email,
+                display_name=u.display_name,
+                roles=tuple(roles),
+                permissions=tuple(resolve_permissions(perms.get(r, ()) for r in roles)),
+                is_active=u.is_active,
+                last_login_at=u.last_login_at,
+                created_at=u.created_at,
+                deleted=u.deleted_at is not None,
+            )
+        )
+    return out
+
+
+async def list_roles() -> list[RoleRecord]:
+    return [
+        RoleRecord(r.name, r.description, tuple(r.permissions), r.is_system)
+        for r in await Role.all().order_by("name")
+    ]
+
+
+# ---- reads ----------------------------------------------------------------------------------
+
+
+async def load_users(ids: Sequence[str]) -> list[UserRecord | None]:
+    """Batch lookup in key order (a DataLoader's load function). Soft-deleted users are included
+    (marked ``deleted``): references from other services' history still resolve."""
+    rows = await User.filter(id__in=list(set(ids)))
+    found = {r.id: r for r in await _records(rows)}
+    return [found.get(i) for i in ids]
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    search: str | None = None
+    role: str | None = None
+    is_active: bool | None = None
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: list[UserRecord]
+    has_next: bool
+    total: int
+
+
+MAX_PAGE = 200
+
+
+async def list_users(*, first: int, after: str | None, query: UserQuery) -> UserPage:
+    """One page in creation order (ids are UUIDv7), keyset-paged on the id; deleted users excluded."""
+    if first < 0 or first > MAX_PAGE:
+        raise ValidationError(f"first must be between 0 and {MAX_PAGE}", field="first")
+    qs = User.filter(deleted_at=None)
+    if query.search:
+        term = query.search.strip()
+        qs = qs.filter(
+            Q(username__icontains=term) | Q(email__icontains=term) | Q(display_name__icontains=term)
+        )
+    if query.role:
+        qs = qs.filter(id__in=Subquery(UserRole.filter(role_id=canonical_role(query.role)).values("user_id")))
+    if query.is_active is not None:
+        qs = qs.filter(is_active=query.is_active)
+    total = await qs.count()
+    page_qs = qs.filter(id__gt=after) if after else qs
+    rows = await page_qs.order_by("id").limit(first + 1)
+    return UserPage(users=await _records(rows[:first]), has_next=len(rows) > first, total=total)
+
+
+# ---- writes ---------------------------------------------------------------------------------
+
+
+class UsernameTakenError(DomainError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"username '{username}' is already taken")
+        self.username = username
+
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
+# Pragmatic address check: one @, a local part without spaces, a DNS-shaped domain (dots optional,
+# so `admin@localhost` style addresses from legacy data stay valid).
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """A validated, normalised createUser input."""
+
+    username: str
+    email: str
+    password: str
+    roles: tuple[str, ...]
+    display_name: str
+
+
+def validate_new_user(
+    *, username: str, email: str, password: str, roles: Sequence[str] | None, display_name: str | None
+) -> NewUser:
+    """Shape checks that need no database (the role names are checked by :func:`create_user`)."""
+    username = username.strip()
+    if not USERNAME_RE.fullmatch(username):
+        raise ValidationError(
+            "username must be 3-50 characters of letters, digits, '_', '.' or '-'", field="username"
+        )
+    email = email.strip().lower()
+    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+        raise ValidationError(f"'{email}' is not a valid email address", field="email")
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"password must be at most {MAX_PASSWORD} characters", field="password")
+    wanted = canonical_roles(DEFAULT_ROLES if roles is None else roles)
+    if not wanted:
+        raise ValidationError("a user needs at least one role", field="roles")
+    display = (display_name or "").strip() or username
+    if len(display) > 100:
+        raise ValidationError("displayName must be at most 100 characters", field="displayName")
+    return NewUser(
+        username=username, email=email, password=password, roles=tuple(wanted), display_name=display
+    )
+
+
+def _can_grant(actor: Identity | None, permissions: Iterable[str]) -> str | None:
+    """The first permission the actor may not hand out (nobody grants more than they hold)."""
+    if actor is None:
+        return None
+    for perm in permissions:
+        if perm == ALL:
+            if ALL not in actor.permissions:
+                return ALL
+        elif not actor.has(perm):
+            return perm
+    return None
+
+
+def _event(kind: str, record: UserRecord, actor: Identity | None) -> EventEnvelope:
+    return EventEnvelope(
+        type=kind,
+        source="users",
+        subject=record.id,
+        actor=actor.subject if actor else None,
+        data=record.event_data(),
+    )
+
+
+async def create_user(new: NewUser, *, actor: Identity | None) -> UserRecord:
+    """Write the user, their roles and the `users.user_created` event (the caller's transaction)."""
+    perms = await _role_permissions()
+    unknown = [r for r in new.roles if r not in perms]
+    if unknown:
+        raise ValidationError(
+            f"unknown role(s): {', '.join(unknown)}; known roles: {', '.join(sorted(perms))}", field="roles"
+        )
+    granted = resolve_permissions(perms[r] for r in new.roles)
+    missing = _can_grant(actor, granted)
+    if missing is not None:
+        raise PermissionError_(
+            f"you cannot grant permission '{missing}', which you do not hold", permission=missing
+        )
+    if await User.filter(username__iexact=new.username).exists():
+        raise UsernameTakenError(new.username)
+    if await User.filter(email=new.email).exists():
+        raise ValidationError(f"email '{new.email}' is already in use", field="email")
+    try:
+        user = await User.create(
+            id=str(new_uuid7()), username=new.username, email=new.email, display_name=new.display_name
+        )
+    except IntegrityError as exc:  # a concurrent create won the race on a unique column
+        if "email" in str(exc).lower():
+            raise ValidationError(f"email '{new.email}' is already in use", field="email") from exc
+        raise UsernameTakenError(new.username) from exc
+    for role in new.roles:
+        await UserRole.create(user_id=user.id, role_id=role)
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_created", record, actor))
+    return record
+
+
+async def active_admin_count() -> int:
+    return await User.filter(deleted_at=None, is_active=True, role_links__role_id="admin").count()
+
+
+async def set_user_active(*, user_id: str, active: bool, actor: Identity | None) -> UserRecord:
+    """Activate or deactivate; emits users.user_deactivated / users.user_updated when it changes.
+
+    Auth consumes these: deactivation revokes every session of the user at once.
+    """
+    user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
+    if user is None:
+        raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    if not active and actor is not None and actor.subject == user_id:
+        raise ValidationError("you cannot deactivate your own account", field="id")
+    if user.is_active == active:
+        (record,) = await _records([user])
+        return record
+    (before,) = await _records([user])
+    if not active and "admin" in before.roles and await active_admin_count() <= 1:
+        raise ValidationError("cannot deactivate the last active admin", field="id")
+    user.is_active = active
+    await user.save(update_fields=["is_active", "updated_at"])
+    (record,) = await _records([user])
+    await record_event(
+        Outbox, _event("users.user_updated" if active else "users.user_deactivated", record, actor)
+    )
+    return record
+
+
+async def record_login(user_id: str, at: datetime) -> None:
+    """Set lastLoginAt from auth's login event; never moves backwards (events may arrive late)."""
+    await User.filter(Q(id=user_id) & (Q(last_login_at=None) | Q(last_login_at__lt=at))).update(
+        last_login_at=at
+    )
+
+
+# ---- the bootstrap admin ----------------------------------------------------------------------
+
+
+async def ensure_bootstrap_admin() -> bool:
+    """Create the admin user once (same id as auth's bootstrap credential); True when created.
+
+    Run in a transaction; an IntegrityError means another replica won the race (roll back, ignore).
+    """
+    if await User.exists(id=BOOTSTRAP_ADMIN_ID):
+        return False
+    if await User.filter(username__iexact=BOOTSTRAP_ADMIN_USERNAME).exists():
+        log.warning("a user named 'admin' exists with another id; bootstrap admin not created")
+        return False
+    user = await User.create(
+        id=BOOTSTRAP_ADMIN_ID,
+        username=BOOTSTRAP_ADMIN_USERNAME,
+        email="admin@localhost",
+        display_name="Administrator",
+    )
+    await UserRole.create(user_id=user.id, role_id="admin")
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_created", record, None))
+    return True
+
+
+# ---- the password half, in auth ---------------------------------------------------------------
+
+
+class CredentialRejected(ValidationError):
+    """Auth answered and refused the credential (nothing was stored there)."""
+
+
+class CredentialUnavailable(DomainError):
+    """Auth could not be reached or failed; whether it stored the credential is unknown."""
+
+
+SET_CREDENTIAL = """
+mutation SetUserCredential($input: SetUserCredentialInput!) {
+  setUserCredential(input: $input) {
+    __typename
+    ... on ValidationFailed { message field }
+  }
+}"""
+
+
+class AuthCredentials:
+    """The users service's calls to auth's setUserCredential (service token, never retried)."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    async def _set(self, variables: dict[str, Any]) -> dict[str, Any]:
+        try:
+            data = await self.client.execute(SET_CREDENTIAL, {"input": variables}, retries=0)
+        except ServiceCallError as exc:
+            raise CredentialUnavailable(f"the auth service did not store the password: {exc}") from exc
+        return dict(data["setUserCredential"])
+
+    async def set(self, record: UserRecord, password: str) -> None:
+        result = await self._set(
+            {
+                "userId": record.id,
+                "username": record.username,
+                "password": password,
+                "roles": list(record.roles),
+                "permissions": list(record.permissions),
+                "isActive": record.is_active,
+            }
+        )
+        if result["__typename"] == "ValidationFailed":
+            raise CredentialRejected(
+                result.get("message") or "auth refused the credential",
+                field=result.get("field") or "password",
+            )
+        if result["__typename"] != "CredentialSet":
+            raise CredentialUnavailable(f"unexpected answer from auth: {result['__typename']}")
+
+    async def withdraw(self, record: UserRecord) -> None:
+        """Compensation after a failed create: disable whatever auth may have stored for this id and
+        free the username there (the users row was rolled back). Best effort; logged on failure."""
+        try:
+            await self._set(
+                {
+                    "userId": record.id,
+                    "username": f"~withdrawn~{record.id}",
+                    "password": None,
+                    "roles": [],
+                    "permissions": [],
+                    "isActive": False,
+                }
+            )
+        except CredentialUnavailable as exc:
+            log.error(
+                "could not withdraw a possibly stored credential; disable it in auth by hand",
+                user_id=record.id,
+                username=record.username,
+                error=str(exc),
+            )

@@ -1,0 +1,119 @@
+"""GraphQL types of the users subgraph (separate from ORM rows and service records)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from opsconductor_shared.auth import require_identity
+from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
+
+from opsconductor_users.paging import Connection
+
+
+@strawberry.federation.type(keys=["id"], description="A person who can log in. Owned by the users subgraph.")
+class User:
+    id: strawberry.ID
+    username: str = strawberry.field(
+        description="Unique login name (3-50 of letters, digits, '_', '.', '-')."
+    )
+    email: str = strawberry.field(description="Unique, stored lower-cased.")
+    display_name: str = strawberry.field(description="Name to show; defaults to the username.")
+    roles: list[str] = strawberry.field(
+        description="Role names (admin, operator, job_manager, viewer, auditor...)."
+    )
+    permissions: list[str] = strawberry.field(
+        description="`resource:action` permissions resolved from the roles; `*` means all."
+    )
+    is_active: bool = strawberry.field(
+        description="Inactive users cannot log in; their sessions are revoked."
+    )
+    last_login_at: datetime | None = strawberry.field(
+        description="Last successful login (from auth's events)."
+    )
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Any) -> User:
+        return cls(
+            id=strawberry.ID(record.id),
+            username=record.username,
+            email=record.email,
+            display_name=record.display_name,
+            roles=list(record.roles),
+            permissions=list(record.permissions),
+            is_active=record.is_active,
+            last_login_at=record.last_login_at,
+            created_at=record.created_at,
+        )
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
+        """Entity lookup for other subgraphs (``me``, ``createdBy``...): any verified caller; batched
+        through the request's DataLoader; soft-deleted users still resolve (history keeps names)."""
+        require_identity(info.context)
+        record = await info.context.deps.load_user(info.context, str(id))
+        return cls.from_record(record) if record is not None else None
+
+
+@strawberry.type(description="A named set of permissions.")
+class Role:
+    name: str
+    description: str
+    permissions: list[str] = strawberry.field(description="`resource:action` strings; `*` means all.")
+    is_system: bool = strawberry.field(description="Seeded from code at start-up; cannot be changed.")
+
+
+@strawberry.type(description="One entry of the permission catalogue.")
+class Permission:
+    name: str = strawberry.field(description="`resource:action`.")
+    description: str
+
+
+UserConnection = Connection[User]
+
+
+@strawberry.input(description="Narrow the users list; all given conditions must hold.")
+class UserFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Substring of username, email or display name."
+    )
+    role: str | None = strawberry.field(default=None, description="Has this role (legacy names accepted).")
+    is_active: bool | None = None
+
+
+@strawberry.input(description="A new user. The password goes to auth and is never stored here.")
+class CreateUserInput:
+    username: str
+    email: str
+    password: str = strawberry.field(description="At least 8 characters.")
+    roles: list[str] | None = strawberry.field(
+        default=None,
+        description="Role names; legacy administrator/manager/user/guest map onto the new "
+        "roles. Omitted: viewer.",
+    )
+    display_name: str | None = None
+
+
+@strawberry.type(description="The user was created and can log in.")
+class UserCreated:
+    user: User
+
+
+@strawberry.type(description="Another user already has this username (compared case-insensitively).")
+class UsernameTaken(Error):
+    username: str
+
+
+@strawberry.type(description="The user was changed.")
+class UserUpdated:
+    user: User
+
+
+CreateUserResult = Annotated[
+    UserCreated | ValidationFailed | UsernameTaken | PermissionDenied, strawberry.union("CreateUserResult")
+]
+SetUserActiveResult = Annotated[
+    UserUpdated | NotFound | ValidationFailed, strawberry.union("SetUserActiveResult")
+]

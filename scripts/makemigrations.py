@@ -23,8 +23,15 @@ def main() -> int:
             f" 'migrations': 'opsconductor_{service}.migrations'}}}}}}\n"
         )
         return subprocess.call(  # noqa: S603 - fixed argv
-            [str(Path(sys.executable).with_name("tortoise")), "-c", "cfg.TORTOISE_ORM", "makemigrations", *extra],
-            cwd=tmp, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
+            [
+                str(Path(sys.executable).with_name("tortoise")),
+                "-c",
+                "cfg.TORTOISE_ORM",
+                "makemigrations",
+                *extra,
+            ],
+            cwd=tmp,
+            env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
         )
 
 

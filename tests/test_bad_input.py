@@ -26,34 +26,51 @@ async def token(router: Any, platform: Any) -> str:
 
 async def test_wrong_password(router: Any) -> None:
     body = await gql(router.url, LOGIN, {"u": "admin", "p": "not-the-password"})
-    assert body["data"]["login"] == {"__typename": "InvalidCredentials", "message": "invalid username or password"}
+    assert body["data"]["login"] == {
+        "__typename": "InvalidCredentials",
+        "message": "invalid username or password",
+    }
     unknown = await gql(router.url, LOGIN, {"u": f"ghost-{uuid.uuid4().hex[:6]}", "p": "whatever1"})
     assert unknown["data"]["login"] == body["data"]["login"], "answers must not reveal whether a user exists"
 
 
 async def test_unknown_target_in_create_job(router: Any, token: str) -> None:
     missing = str(uuid.uuid4())
-    body = await gql(router.url, """mutation($input: CreateJobInput!) { createJob(input: $input) { __typename
+    body = await gql(
+        router.url,
+        """mutation($input: CreateJobInput!) { createJob(input: $input) { __typename
         ... on UnknownTargets { message targetIds } ... on Error { message } } }""",
-                     {"input": {"name": "bad", "targetIds": [missing], "steps": [{"name": "s", "command": "true"}]}},
-                     token=token)
+        {"input": {"name": "bad", "targetIds": [missing], "steps": [{"name": "s", "command": "true"}]}},
+        token=token,
+    )
     result = body["data"]["createJob"]
     assert result["__typename"] == "UnknownTargets", body
     assert result["targetIds"] == [missing]
 
 
-async def _single_target_run(router: Any, token: str, **target: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def _single_target_run(
+    router: Any, token: str, **target: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     target_id = await create_ssh_target(router.url, token, name=f"t-{uuid.uuid4().hex[:6]}", **target)
-    job_id = await create_job(router.url, token, [target_id],
-                              [{"name": "first", "command": "echo before; exit 3"},
-                               {"name": "second", "command": "echo never"}])
+    job_id = await create_job(
+        router.url,
+        token,
+        [target_id],
+        [{"name": "first", "command": "echo before; exit 3"}, {"name": "second", "command": "echo never"}],
+    )
     _, events, final = await run_and_watch(router, token, job_id)
     return events, final
 
 
 async def test_connection_refused(router: Any, token: str, sshd: Any) -> None:
-    events, final = await _single_target_run(router, token, host=sshd.hosts[1], port=closed_port(),
-                                             username=sshd.username, private_key=sshd.private_key_pem)
+    events, final = await _single_target_run(
+        router,
+        token,
+        host=sshd.hosts[1],
+        port=closed_port(),
+        username=sshd.username,
+        private_key=sshd.private_key_pem,
+    )
     run = final["targetRuns"][0]
     assert final["status"] == "FAILED" and run["status"] == "FAILED"
     assert "refused" in run["message"].lower(), run
@@ -63,8 +80,9 @@ async def test_connection_refused(router: Any, token: str, sshd: Any) -> None:
 async def test_host_that_does_not_answer_times_out(router: Any, token: str, sshd: Any) -> None:
     with blackhole_address() as (host, port):
         started = time.monotonic()
-        _, final = await _single_target_run(router, token, host=host, port=port, username=sshd.username,
-                                            private_key=sshd.private_key_pem)
+        _, final = await _single_target_run(
+            router, token, host=host, port=port, username=sshd.username, private_key=sshd.private_key_pem
+        )
         elapsed = time.monotonic() - started
     run = final["targetRuns"][0]
     assert run["status"] == "FAILED" and "timed out" in run["message"].lower(), run
@@ -72,15 +90,27 @@ async def test_host_that_does_not_answer_times_out(router: Any, token: str, sshd
 
 
 async def test_wrong_ssh_key(router: Any, token: str, sshd: Any) -> None:
-    _, final = await _single_target_run(router, token, host=sshd.hosts[2], port=sshd.port, username=sshd.username,
-                                        private_key=sshd.wrong_private_key_pem)
+    _, final = await _single_target_run(
+        router,
+        token,
+        host=sshd.hosts[2],
+        port=sshd.port,
+        username=sshd.username,
+        private_key=sshd.wrong_private_key_pem,
+    )
     run = final["targetRuns"][0]
     assert run["status"] == "FAILED" and "authentication" in run["message"].lower(), run
 
 
 async def test_step_exit_code_is_a_result(router: Any, token: str, sshd: Any) -> None:
-    events, final = await _single_target_run(router, token, host=sshd.hosts[3], port=sshd.port,
-                                             username=sshd.username, private_key=sshd.private_key_pem)
+    events, final = await _single_target_run(
+        router,
+        token,
+        host=sshd.hosts[3],
+        port=sshd.port,
+        username=sshd.username,
+        private_key=sshd.private_key_pem,
+    )
     run = final["targetRuns"][0]
     assert final["status"] == "FAILED"
     assert run["exitCode"] == 3
@@ -91,8 +121,15 @@ async def test_step_exit_code_is_a_result(router: Any, token: str, sshd: Any) ->
 
 
 async def test_password_credential(router: Any, token: str, sshd: Any) -> None:
-    target_id = await create_ssh_target(router.url, token, name="pw", host=sshd.hosts[4], port=sshd.port,
-                                        username=sshd.password_username, password=sshd.password)
+    target_id = await create_ssh_target(
+        router.url,
+        token,
+        name="pw",
+        host=sshd.hosts[4],
+        port=sshd.port,
+        username=sshd.password_username,
+        password=sshd.password,
+    )
     job_id = await create_job(router.url, token, [target_id], [{"name": "who", "command": "whoami"}])
     _, _, final = await run_and_watch(router, token, job_id)
     assert final["status"] == "SUCCEEDED", final
@@ -100,12 +137,15 @@ async def test_password_credential(router: Any, token: str, sshd: Any) -> None:
 
 
 async def test_query_over_depth_limit(router: Any, token: str) -> None:
-    too_deep = "{ __schema { types { " + "fields { type { " + "ofType { " * 14 + "name" + " }" * 14 + " } } } } }"
+    too_deep = (
+        "{ __schema { types { " + "fields { type { " + "ofType { " * 14 + "name" + " }" * 14 + " } } } } }"
+    )
     body = await gql(router.url, too_deep, token=token)
     assert body.get("errors"), body
     assert any("depth" in e["message"].lower() for e in body["errors"]), body
-    shallow = await gql(router.url, "{ targets(first: 1) { edges { node { communicationMethods { type } } } } }",
-                        token=token)
+    shallow = await gql(
+        router.url, "{ targets(first: 1) { edges { node { communicationMethods { type } } } } }", token=token
+    )
     assert not shallow.get("errors"), shallow
 
 
@@ -128,6 +168,9 @@ async def test_malformed_graphql(router: Any, token: str) -> None:
 async def test_oversized_request(router: Any, token: str) -> None:
     huge = "x" * 3_000_000
     async with httpx.AsyncClient(timeout=30) as http:
-        resp = await http.post(router.url, json={"query": "{ targets { totalCount } }", "variables": {"pad": huge}},
-                               headers={"authorization": f"Bearer {token}"})
+        resp = await http.post(
+            router.url,
+            json={"query": "{ targets { totalCount } }", "variables": {"pad": huge}},
+            headers={"authorization": f"Bearer {token}"},
+        )
     assert resp.status_code in (400, 413) or resp.json().get("errors"), resp.text[:300]

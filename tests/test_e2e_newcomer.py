@@ -29,48 +29,90 @@ EXECUTION = """query($id: ID!) { execution(id: $id) { id number status totalTarg
   steps { name status exitCode stdout stderr durationMs } } } }"""
 
 
-async def create_ssh_target(url: str, token: str, *, name: str, host: str, port: int, username: str,
-                            private_key: str | None = None, password: str | None = None) -> str:
+async def create_ssh_target(
+    url: str,
+    token: str,
+    *,
+    name: str,
+    host: str,
+    port: int,
+    username: str,
+    private_key: str | None = None,
+    password: str | None = None,
+) -> str:
     credential: dict[str, Any] = {"type": "SSH_KEY" if private_key else "PASSWORD", "username": username}
     if private_key:
         credential["privateKey"] = private_key
     else:
         credential["password"] = password
-    body = await gql(url, CREATE_TARGET, {"input": {
-        "name": name, "osType": "linux", "environment": "testing",
-        "methods": [{"type": "SSH", "host": host, "port": port, "credential": credential}]}}, token=token)
+    body = await gql(
+        url,
+        CREATE_TARGET,
+        {
+            "input": {
+                "name": name,
+                "osType": "linux",
+                "environment": "testing",
+                "methods": [{"type": "SSH", "host": host, "port": port, "credential": credential}],
+            }
+        },
+        token=token,
+    )
     result = body["data"]["createTarget"]
     assert result["__typename"] == "TargetCreated", body
     return str(result["target"]["id"])
 
 
-async def create_job(url: str, token: str, target_ids: list[str], steps: list[dict[str, Any]], name: str = "job") -> str:
-    body = await gql(url, CREATE_JOB, {"input": {"name": name, "targetIds": target_ids, "steps": steps}}, token=token)
+async def create_job(
+    url: str, token: str, target_ids: list[str], steps: list[dict[str, Any]], name: str = "job"
+) -> str:
+    body = await gql(
+        url, CREATE_JOB, {"input": {"name": name, "targetIds": target_ids, "steps": steps}}, token=token
+    )
     result = body["data"]["createJob"]
     assert result["__typename"] == "JobCreated", body
     return str(result["job"]["id"])
 
 
-async def run_and_watch(router: Any, token: str, job_id: str) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+async def run_and_watch(
+    router: Any, token: str, job_id: str
+) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     body = await gql(router.url, RUN_JOB, {"id": job_id}, token=token)
     started = body["data"]["runJob"]
     assert started["__typename"] == "ExecutionStarted", body
     execution_id = started["execution"]["id"]
-    events = [d["executionEvents"] for d in await subscribe(router.ws_url, EVENTS, {"id": execution_id, "after": 0},
-                                                             token=token, timeout=90)]
+    events = [
+        d["executionEvents"]
+        for d in await subscribe(
+            router.ws_url, EVENTS, {"id": execution_id, "after": 0}, token=token, timeout=90
+        )
+    ]
     final = (await gql(router.url, EXECUTION, {"id": execution_id}, token=token))["data"]["execution"]
     return execution_id, events, final
 
 
 async def test_newcomer_flow(router: Any, sshd: Any, platform: Any) -> None:
     token = await login(router.url, "admin", platform.admin_password)
-    target_id = await create_ssh_target(router.url, token, name="sshd-e2e", host=sshd.hosts[0], port=sshd.port,
-                                        username=sshd.username, private_key=sshd.private_key_pem)
-    target = (await gql(router.url, "query($id: ID!) { target(id: $id) { id name communicationMethods { type host "
-                        "credential { type username } } } }", {"id": target_id}, token=token))
+    target_id = await create_ssh_target(
+        router.url,
+        token,
+        name="sshd-e2e",
+        host=sshd.hosts[0],
+        port=sshd.port,
+        username=sshd.username,
+        private_key=sshd.private_key_pem,
+    )
+    target = await gql(
+        router.url,
+        "query($id: ID!) { target(id: $id) { id name communicationMethods { type host "
+        "credential { type username } } } }",
+        {"id": target_id},
+        token=token,
+    )
     assert sshd.private_key_pem.splitlines()[1] not in str(target), "a secret leaked into a response"
-    job_id = await create_job(router.url, token, [target_id],
-                              [{"name": "greet", "command": "echo hello; hostname"}], name="hello")
+    job_id = await create_job(
+        router.url, token, [target_id], [{"name": "greet", "command": "echo hello; hostname"}], name="hello"
+    )
 
     execution_id, events, final = await run_and_watch(router, token, job_id)
 
@@ -96,8 +138,13 @@ async def test_newcomer_flow(router: Any, sshd: Any, platform: Any) -> None:
     assert second["number"] == final["number"] + 1
     assert second["targetRuns"][0]["connectionReused"] is True
 
-    history = await gql(router.url, "query($id: ID!) { job(id: $id) { executions(first: 10) { totalCount "
-                        "edges { node { number status } } } } }", {"id": job_id}, token=token)
+    history = await gql(
+        router.url,
+        "query($id: ID!) { job(id: $id) { executions(first: 10) { totalCount "
+        "edges { node { number status } } } } }",
+        {"id": job_id},
+        token=token,
+    )
     assert history["data"]["job"]["executions"]["totalCount"] == 2, history
 
 

@@ -14,7 +14,7 @@ SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions")
 FEDERATION_FIELDS = {"_entities", "_service"}
 
 
-def _schema(name: str):  # noqa: ANN202 - strawberry schema
+def _schema(name: str):
     return importlib.import_module(f"opsconductor_{name}.schema").schema
 
 
@@ -36,16 +36,21 @@ def test_every_root_field_declares_a_permission(name: str) -> None:
 
 @pytest.mark.parametrize("name", SUBGRAPHS)
 def test_schema_uses_federation_2_9(name: str) -> None:
-    assert 'specs.apollo.dev/federation/v2.9' in _schema(name).as_str()
+    assert "specs.apollo.dev/federation/v2.9" in _schema(name).as_str()
 
 
 def test_committed_sdl_matches_code() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_sdl.py"), "--check"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export_sdl.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_committed_supergraph_matches_subgraph_sdl() -> None:
-    done = subprocess.run(["node", "compose.mjs", "--check"], cwd=ROOT / "router", capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["node", "compose.mjs", "--check"], cwd=ROOT / "router", capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr

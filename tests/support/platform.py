@@ -84,8 +84,14 @@ class RunningPlatform:
         return f"http://127.0.0.1:{self.ports[service]}"
 
 
-async def gql(url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
-              timeout: float = 30) -> dict[str, Any]:
+async def gql(
+    url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = 30,
+) -> dict[str, Any]:
     """POST one GraphQL request; returns the whole response body (data and errors)."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=timeout) as http:
@@ -105,8 +111,9 @@ async def login(url: str, username: str, password: str) -> str:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                   ) -> AsyncIterator[RunningPlatform]:
+async def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningPlatform]:
     from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
 
     wanted = tuple(s for s in os.environ.get("OPSC_TEST_SERVICES", ",".join(SERVICES)).split(",") if s)
@@ -143,8 +150,13 @@ def router(platform: RunningPlatform) -> Any:
     """The real Hive Gateway in front of the session's subgraphs."""
     from tests.support.router import start_router, subgraph_urls_env
 
-    proc = start_router(free_port(), {**subgraph_urls_env(platform.ports),
-                                      "OPSC_JWKS_URL": f"{platform.base('auth')}/.well-known/jwks.json"})
+    proc = start_router(
+        free_port(),
+        {
+            **subgraph_urls_env(platform.ports),
+            "OPSC_JWKS_URL": f"{platform.base('auth')}/.well-known/jwks.json",
+        },
+    )
     try:
         yield proc
     finally:
@@ -156,8 +168,14 @@ async def admin_token(platform: RunningPlatform) -> str:
     return await login(platform.url("auth"), "admin", platform.admin_password)
 
 
-async def subscribe(ws_url: str, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
-                    timeout: float = 60) -> list[dict[str, Any]]:
+async def subscribe(
+    ws_url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = 60,
+) -> list[dict[str, Any]]:
     """Run one subscription over graphql-transport-ws until it completes; returns each `data` payload.
 
     Errors arrive as an exception carrying the server's error list.
@@ -170,15 +188,23 @@ async def subscribe(ws_url: str, query: str, variables: dict[str, Any] | None = 
     results: list[dict[str, Any]] = []
 
     async def run() -> None:
-        async with websockets.connect(ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
-                                      open_timeout=10) as ws:
+        async with websockets.connect(
+            ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")], open_timeout=10
+        ) as ws:
             params = {"authorization": f"Bearer {token}"} if token else {}
             await ws.send(json.dumps({"type": "connection_init", "payload": params}))
             ack = json.loads(await ws.recv())
             if ack["type"] != "connection_ack":
                 raise SubscriptionError([ack])
-            await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                                      "payload": {"query": query, "variables": variables or {}}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": query, "variables": variables or {}},
+                    }
+                )
+            )
             async for raw in ws:
                 msg = json.loads(raw)
                 if msg["type"] == "next":

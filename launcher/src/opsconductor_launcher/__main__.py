@@ -8,9 +8,8 @@ import contextlib
 import os
 import signal
 
-from opsconductor_shared.logging import configure_logging
-
 from opsconductor_launcher.platform import DEFAULT_PORTS, SERVICES, EmbeddedPlatform
+from opsconductor_shared.logging import configure_logging
 
 
 async def _run(services: tuple[str, ...], *, with_engine: bool, dashboard: bool) -> None:
@@ -40,7 +39,9 @@ def main() -> None:
     serve = sub.add_parser("serve", help="one service in this process (distributed deployment)")
     serve.add_argument("service", choices=sorted(SERVICES))
     args = parser.parse_args()
-    configure_logging(os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=os.environ.get("OPSC_LOG_JSON", "1") != "0")
+    configure_logging(
+        os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=os.environ.get("OPSC_LOG_JSON", "1") != "0"
+    )
     services = tuple(SERVICES) if args.command == "dev" else (args.service,)
     with_engine = any(SERVICES[s] for s in services)
     with contextlib.suppress(KeyboardInterrupt):

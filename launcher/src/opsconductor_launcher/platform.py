@@ -23,7 +23,13 @@ from opsconductor_shared.settings import ServiceSettings
 log = get_logger("opsconductor.launcher")
 
 # name -> needs the engine
-SERVICES: dict[str, bool] = {"auth": False, "users": False, "targets": True, "jobs": False, "executions": True}
+SERVICES: dict[str, bool] = {
+    "auth": False,
+    "users": False,
+    "targets": True,
+    "jobs": False,
+    "executions": True,
+}
 DEFAULT_PORTS = {"auth": 3000, "users": 3002, "targets": 3001, "jobs": 8001, "executions": 8002}
 
 
@@ -64,8 +70,16 @@ class EmbeddedPlatform:
         self.platform = Platform.from_settings(base, consumer="embedded")
         for name in self.services:
             app, settings = build_app(name, self.platform, self.engine)
-            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", log_config=None,
-                                    access_log=False, ws="websockets", timeout_graceful_shutdown=3)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                ws="websockets",
+                timeout_graceful_shutdown=3,
+            )
             server = uvicorn.Server(config)
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             self._servers.append(server)

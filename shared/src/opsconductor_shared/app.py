@@ -79,10 +79,15 @@ class Platform:
             from redis.asyncio import Redis
 
             redis = Redis.from_url(settings.redis_url)
-            return cls(bus=RedisStreamsEventBus(redis, consumer=f"{consumer}-{socket.gethostname()}-{os.getpid()}"), broadcaster=RedisBroadcaster(redis),
-                       revocations=RedisRevocationStore(redis), redis=redis)
-        return cls(bus=InProcessEventBus(), broadcaster=InProcessBroadcaster(),
-                   revocations=InMemoryRevocationStore())
+            return cls(
+                bus=RedisStreamsEventBus(redis, consumer=f"{consumer}-{socket.gethostname()}-{os.getpid()}"),
+                broadcaster=RedisBroadcaster(redis),
+                revocations=RedisRevocationStore(redis),
+                redis=redis,
+            )
+        return cls(
+            bus=InProcessEventBus(), broadcaster=InProcessBroadcaster(), revocations=InMemoryRevocationStore()
+        )
 
     async def close(self) -> None:
         await self.bus.stop()
@@ -146,14 +151,20 @@ class ServiceGraphQL(GraphQL):
     """Strawberry's ASGI view with our context: identity from the header or connectionParams."""
 
     def __init__(self, schema: strawberry.federation.Schema, runtime: Runtime) -> None:
-        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15,
-                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-                         max_subscriptions_per_connection=50)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            keep_alive=True,
+            keep_alive_interval=15,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=50,
+        )
         self.runtime = runtime
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> RequestContext:
-        ctx = RequestContext(runtime=self.runtime, request=request, response=response,
-                             correlation_id=correlation_id.get())
+        ctx = RequestContext(
+            runtime=self.runtime, request=request, response=response, correlation_id=correlation_id.get()
+        )
         if isinstance(request, Request):
             await self._authenticate(ctx, request.headers.get("authorization"))
         return ctx
@@ -179,14 +190,22 @@ class ServiceGraphQL(GraphQL):
         return None
 
 
-def build_schema(*, query: type, mutation: type | None = None, subscription: type | None = None,
-                 types: Sequence[type] = ()) -> strawberry.federation.Schema:
+def build_schema(
+    *, query: type, mutation: type | None = None, subscription: type | None = None, types: Sequence[type] = ()
+) -> strawberry.federation.Schema:
     """A federation 2.9 schema with our limits and error masking."""
     return strawberry.federation.Schema(
-        query=query, mutation=mutation, subscription=subscription, types=list(types),
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        types=list(types),
         federation_version="2.9",
-        extensions=[lambda: QueryDepthLimiter(max_depth=15), lambda: MaxTokensLimiter(max_token_count=5000),
-                    lambda: MaxAliasesLimiter(max_alias_count=30), mask_errors_extension],
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=15),
+            lambda: MaxTokensLimiter(max_token_count=5000),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            mask_errors_extension,
+        ],
     )
 
 
@@ -200,10 +219,12 @@ class _RequestMiddleware:
         self.app = app
         self.service = service
         self.max_bytes = max_bytes
-        self.requests = Counter("opsc_http_requests_total", "HTTP requests", ["service", "path", "status"],
-                                registry=registry)
-        self.latency = Histogram("opsc_http_request_seconds", "HTTP request latency", ["service", "path"],
-                                 registry=registry)
+        self.requests = Counter(
+            "opsc_http_requests_total", "HTTP requests", ["service", "path", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "opsc_http_request_seconds", "HTTP request latency", ["service", "path"], registry=registry
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -218,8 +239,17 @@ class _RequestMiddleware:
                 return
             length = int(headers.get(b"content-length", b"0") or 0)
             if length > self.max_bytes:
-                resp = JSONResponse({"errors": [{"message": f"request body over {self.max_bytes} bytes",
-                                                 "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}, status_code=413)
+                resp = JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "message": f"request body over {self.max_bytes} bytes",
+                                "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                            }
+                        ]
+                    },
+                    status_code=413,
+                )
                 await resp(scope, receive, send)
                 return
             status = {"code": 500}
@@ -275,8 +305,9 @@ def create_service_app(
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     async def metrics(_: Request) -> Response:
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
@@ -321,21 +352,50 @@ def create_service_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(BindDatabaseMiddleware, db=runtime.db)
-    app.add_middleware(_RequestMiddleware, service=runtime.name, max_bytes=runtime.settings.max_request_bytes,
-                       registry=registry)
+    app.add_middleware(
+        _RequestMiddleware,
+        service=runtime.name,
+        max_bytes=runtime.settings.max_request_bytes,
+        registry=registry,
+    )
     return app
 
 
-def build_runtime(*, name: str, settings: ServiceSettings, platform: Platform, models_module: str,
-                  migrations_module: str, outbox_model: type[OutboxBase] | None, deps: Any = None) -> Runtime:
-    db = ServiceDatabase(service=name, url=settings.resolved_database_url(name),
-                         models_module=models_module, migrations_module=migrations_module)
-    verifier = TokenVerifier(jwks_url=settings.jwks_url, issuer=settings.jwt_issuer,
-                             audience=settings.jwt_audience, revocations=platform.revocations)
-    tokens = ServiceTokenProvider(auth_url=settings.auth_internal_url, service=name,
-                                  secret=settings.service_secret.get_secret_value())
-    return Runtime(name=name, settings=settings, db=db, platform=platform, verifier=verifier, tokens=tokens,
-                   outbox_model=outbox_model, deps=deps)
+def build_runtime(
+    *,
+    name: str,
+    settings: ServiceSettings,
+    platform: Platform,
+    models_module: str,
+    migrations_module: str,
+    outbox_model: type[OutboxBase] | None,
+    deps: Any = None,
+) -> Runtime:
+    db = ServiceDatabase(
+        service=name,
+        url=settings.resolved_database_url(name),
+        models_module=models_module,
+        migrations_module=migrations_module,
+    )
+    verifier = TokenVerifier(
+        jwks_url=settings.jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        revocations=platform.revocations,
+    )
+    tokens = ServiceTokenProvider(
+        auth_url=settings.auth_internal_url, service=name, secret=settings.service_secret.get_secret_value()
+    )
+    return Runtime(
+        name=name,
+        settings=settings,
+        db=db,
+        platform=platform,
+        verifier=verifier,
+        tokens=tokens,
+        outbox_model=outbox_model,
+        deps=deps,
+    )
 
 
 def dump_json(value: Any) -> str:

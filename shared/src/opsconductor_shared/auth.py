@@ -101,8 +101,15 @@ class RedisRevocationStore:
 class TokenVerifier:
     """Checks signature (JWKS, by ``kid``), expiry, issuer, audience, and session revocation."""
 
-    def __init__(self, *, jwks_url: str, issuer: str, audience: str, revocations: RevocationStore,
-                 cache_seconds: float = 300) -> None:
+    def __init__(
+        self,
+        *,
+        jwks_url: str,
+        issuer: str,
+        audience: str,
+        revocations: RevocationStore,
+        cache_seconds: float = 300,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.revocations = revocations
@@ -122,7 +129,11 @@ class TokenVerifier:
             raise AuthenticationError("token signed by an unknown key") from exc
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=["RS256"], issuer=self.issuer, audience=self.audience,
+                token,
+                key.key,
+                algorithms=["RS256"],
+                issuer=self.issuer,
+                audience=self.audience,
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError as exc:

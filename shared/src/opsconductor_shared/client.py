@@ -39,8 +39,10 @@ class ServiceTokenProvider:
             if self._token and time.time() < self._expires - 30:
                 return self._token
             async with httpx.AsyncClient(timeout=self.timeout) as http:
-                resp = await http.post(f"{self.auth_url}/internal/service-token",
-                                       json={"service": self.service, "secret": self._secret})
+                resp = await http.post(
+                    f"{self.auth_url}/internal/service-token",
+                    json={"service": self.service, "secret": self._secret},
+                )
             if resp.status_code != 200:
                 raise ServiceCallError(f"auth refused a service token for {self.service}: {resp.text[:200]}")
             body = resp.json()
@@ -54,8 +56,15 @@ class ServiceClient:
     Only idempotent reads should be retried blindly; pass ``retries=0`` for mutations.
     """
 
-    def __init__(self, url: str, tokens: ServiceTokenProvider | None, *, timeout: float = 5.0,
-                 retries: int = 3, backoff: float = 0.2) -> None:
+    def __init__(
+        self,
+        url: str,
+        tokens: ServiceTokenProvider | None,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+    ) -> None:
         self.url = url
         self.tokens = tokens
         self.retries = retries
@@ -65,8 +74,9 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def execute(self, query: str, variables: dict[str, Any] | None = None, *,
-                      retries: int | None = None) -> dict[str, Any]:
+    async def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, retries: int | None = None
+    ) -> dict[str, Any]:
         attempts = (self.retries if retries is None else retries) + 1
         last: Exception | None = None
         for attempt in range(attempts):
@@ -77,8 +87,9 @@ class ServiceClient:
                 cid = correlation_id.get()
                 if cid:
                     headers["x-correlation-id"] = cid
-                resp = await self._http.post(self.url, json={"query": query, "variables": variables or {}},
-                                             headers=headers)
+                resp = await self._http.post(
+                    self.url, json={"query": query, "variables": variables or {}}, headers=headers
+                )
                 if resp.status_code >= 500:
                     raise ServiceCallError(f"{self.url} answered {resp.status_code}")
                 body = resp.json()
@@ -91,7 +102,9 @@ class ServiceClient:
                 if not retryable or attempt == attempts - 1:
                     break
                 delay = self.backoff * (2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
-                log.warning("service call failed; retrying", url=self.url, attempt=attempt + 1, error=str(exc))
+                log.warning(
+                    "service call failed; retrying", url=self.url, attempt=attempt + 1, error=str(exc)
+                )
                 await asyncio.sleep(delay)
         if isinstance(last, ServiceCallError):
             raise last

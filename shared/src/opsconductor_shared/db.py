@@ -25,11 +25,13 @@ class ServiceDatabase:
         self.service = service
         self.url = url
         self.config: dict[str, Any] = {
-            "connections": {"default": url},
+            # Named after the service: tortoise caches SQL per (connection name, table) process-wide,
+            # so two services sharing a process must never share a connection name.
+            "connections": {service: url},
             "apps": {
                 service: {
                     "models": [models_module],
-                    "default_connection": "default",
+                    "default_connection": service,
                     "migrations": migrations_module,
                 }
             },
@@ -54,7 +56,7 @@ class ServiceDatabase:
         with self.bind():
             await self.ctx.init(config=self.config)
             if migrate:
-                await MigrationExecutor(self.ctx.db("default"), self.config["apps"]).migrate(None)
+                await MigrationExecutor(self.ctx.db(self.service), self.config["apps"]).migrate(None)
 
     async def stop(self) -> None:
         with self.bind():
@@ -62,10 +64,10 @@ class ServiceDatabase:
 
     async def ping(self) -> None:
         with self.bind():
-            await self.ctx.db("default").execute_query("SELECT 1")
+            await self.ctx.db(self.service).execute_query("SELECT 1")
 
     def connection(self) -> Any:
-        return self.ctx.db("default")
+        return self.ctx.db(self.service)
 
 
 class BindDatabaseMiddleware:

@@ -17,12 +17,16 @@ from opsconductor_shared.logging import correlation_id, get_logger
 log = get_logger("opsconductor.errors")
 
 
-@strawberry.federation.interface(description="Every expected failure implements this; select `... on Error { message }`.")
+@strawberry.federation.interface(
+    description="Every expected failure implements this; select `... on Error { message }`."
+)
 class Error:
     message: str
 
 
-@strawberry.federation.type(shareable=True, description="The input is invalid; `field` names the offending input when known.")
+@strawberry.federation.type(
+    shareable=True, description="The input is invalid; `field` names the offending input when known."
+)
 class ValidationFailed(Error):
     field: str | None = None
 
@@ -32,12 +36,16 @@ class NotFound(Error):
     id: strawberry.ID | None = None
 
 
-@strawberry.federation.type(shareable=True, description="The caller lacks the permission this operation declares.")
+@strawberry.federation.type(
+    shareable=True, description="The caller lacks the permission this operation declares."
+)
 class PermissionDenied(Error):
     permission: str | None = None
 
 
-@strawberry.federation.type(shareable=True, description="A service this operation needs is unreachable; retry later.")
+@strawberry.federation.type(
+    shareable=True, description="A service this operation needs is unreachable; retry later."
+)
 class DependencyUnavailable(Error):
     service: str | None = None
 
@@ -71,6 +79,12 @@ class PermissionError_(DomainError):
         self.permission = permission
 
 
+class DependencyUnavailableError(DomainError):
+    def __init__(self, message: str, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+
 def to_graphql_error(exc: DomainError) -> Error:
     """Map a shared domain exception to its GraphQL error type."""
     if isinstance(exc, ValidationError):
@@ -79,6 +93,8 @@ def to_graphql_error(exc: DomainError) -> Error:
         return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
     if isinstance(exc, PermissionError_):
         return PermissionDenied(message=exc.message, permission=exc.permission)
+    if isinstance(exc, DependencyUnavailableError):
+        return DependencyUnavailable(message=exc.message, service=exc.service)
     return ValidationFailed(message=exc.message)
 
 

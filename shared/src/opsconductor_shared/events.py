@@ -79,11 +79,15 @@ class ProcessedEventBase(models.Model):
         abstract = True
 
 
-async def record_event(outbox_model: type[OutboxBase], envelope: EventEnvelope, *, using_db: Any = None) -> None:
+async def record_event(
+    outbox_model: type[OutboxBase], envelope: EventEnvelope, *, using_db: Any = None
+) -> None:
     """Write the event in the caller's transaction; the relay publishes it after commit."""
     await outbox_model.create(
-        id=uuid.UUID(envelope.id), stream=envelope.stream,
-        envelope=json.loads(envelope.model_dump_json()), using_db=using_db,
+        id=uuid.UUID(envelope.id),
+        stream=envelope.stream,
+        envelope=json.loads(envelope.model_dump_json()),
+        using_db=using_db,
     )
 
 
@@ -140,8 +144,9 @@ class RedisStreamsEventBus:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def publish(self, envelope: EventEnvelope) -> None:
-        await self.redis.xadd(envelope.stream, {"envelope": envelope.model_dump_json()},
-                              maxlen=self.maxlen, approximate=True)
+        await self.redis.xadd(
+            envelope.stream, {"envelope": envelope.model_dump_json()}, maxlen=self.maxlen, approximate=True
+        )
 
     def subscribe(self, *, group: str, sources: list[str], handler: Handler) -> None:
         self._subs.append((group, [f"opsc.events.{s}" for s in sources], handler))
@@ -159,7 +164,8 @@ class RedisStreamsEventBus:
             try:
                 start_id = "0" if pending_first else ">"
                 batches = await self.redis.xreadgroup(
-                    group, self.consumer, {s: start_id for s in streams}, count=100, block=1000)
+                    group, self.consumer, {s: start_id for s in streams}, count=100, block=1000
+                )
                 if pending_first and not any(entries for _s, entries in batches or []):
                     pending_first = False
                 for stream, entries in batches or []:

@@ -63,8 +63,9 @@ def check_first(first: int | None, default: int = 50) -> int:
     return value
 
 
-async def paginate(queryset: Any, *, first: int | None, after: str | None,
-                   convert: Callable[[Any], T]) -> Connection[T]:
+async def paginate(
+    queryset: Any, *, first: int | None, after: str | None, convert: Callable[[Any], T]
+) -> Connection[T]:
     """Page a tortoise queryset (already filtered and ordered)."""
     limit = check_first(first)
     offset = decode_cursor(after)
@@ -75,8 +76,11 @@ async def paginate(queryset: Any, *, first: int | None, after: str | None,
     edges = [Edge(node=convert(row), cursor=encode_cursor(offset + i)) for i, row in enumerate(rows)]
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=has_next, has_previous_page=offset > 0,
-                           start_cursor=edges[0].cursor if edges else None,
-                           end_cursor=edges[-1].cursor if edges else None),
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=offset > 0,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
         total_count=total,
     )

@@ -33,30 +33,38 @@ class ServiceSettings(BaseSettings):
     )
 
     # -- platform-wide (OPSC_...) ---------------------------------------------------------------
-    data_dir: Path = Field(Path(".data"), validation_alias=_alias("OPSC_DATA_DIR"),
-                           description="Where embedded SQLite files and generated keys live.")
+    data_dir: Path = Field(
+        Path(".data"),
+        validation_alias=_alias("OPSC_DATA_DIR"),
+        description="Where embedded SQLite files and generated keys live.",
+    )
     redis_url: str | None = Field(
-        None, validation_alias=_alias("OPSC_REDIS_URL"),
+        None,
+        validation_alias=_alias("OPSC_REDIS_URL"),
         description="Redis for events (Streams), pub/sub and revocations. Unset: in-process bus.",
     )
     jwks_url: str = Field(
-        "http://127.0.0.1:3000/.well-known/jwks.json", validation_alias=_alias("OPSC_JWKS_URL"),
+        "http://127.0.0.1:3000/.well-known/jwks.json",
+        validation_alias=_alias("OPSC_JWKS_URL"),
         description="Auth's JWKS endpoint; every service verifies tokens against it (cached).",
     )
     auth_internal_url: str = Field(
-        "http://127.0.0.1:3000", validation_alias=_alias("OPSC_AUTH_INTERNAL_URL"),
+        "http://127.0.0.1:3000",
+        validation_alias=_alias("OPSC_AUTH_INTERNAL_URL"),
         description="Base URL of the auth service for service-token requests.",
     )
     jwt_issuer: str = Field("opsconductor-auth", validation_alias=_alias("OPSC_JWT_ISSUER"))
     jwt_audience: str = Field("opsconductor", validation_alias=_alias("OPSC_JWT_AUDIENCE"))
     service_secret: SecretStr = Field(
-        SecretStr("dev-service-secret-change-me"), validation_alias=_alias("OPSC_SERVICE_SECRET"),
+        SecretStr("dev-service-secret-change-me"),
+        validation_alias=_alias("OPSC_SERVICE_SECRET"),
         description="Shared secret a service presents to auth to obtain short-lived service tokens.",
     )
     log_level: str = Field("INFO", validation_alias=_alias("OPSC_LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_alias("OPSC_LOG_JSON"))
     max_request_bytes: int = Field(
-        1_000_000, validation_alias=_alias("OPSC_MAX_REQUEST_BYTES"),
+        1_000_000,
+        validation_alias=_alias("OPSC_MAX_REQUEST_BYTES"),
         description="Requests with a larger body are refused with 413 before parsing.",
     )
 

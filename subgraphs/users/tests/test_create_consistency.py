@@ -17,12 +17,12 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import uvicorn
+
 from opsconductor_shared.app import Platform
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, InMemoryRevocationStore
 from opsconductor_shared.events import InProcessBroadcaster, InProcessEventBus
 from opsconductor_users.app import create_app
 from opsconductor_users.settings import Settings
-
 from tests.support.platform import RunningPlatform, create_database, drop_database, free_port, gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

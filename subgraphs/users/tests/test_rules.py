@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from opsconductor_shared.errors import ValidationError
 from opsconductor_users import service
 from opsconductor_users.paging import decode_cursor, encode_cursor

@@ -12,9 +12,9 @@ from typing import Any
 
 import jwt
 import pytest
+
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID
 from opsconductor_users.service import SYSTEM_ROLES
-
 from tests.support.platform import LOGIN, RunningPlatform, gql, login
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -9,15 +9,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise.transactions import in_transaction
 
-from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
-from opsconductor_shared.crypto import KeyRing
-from opsconductor_shared.logging import get_logger
-
 from opsconductor_auth import events
 from opsconductor_auth.models import Outbox
 from opsconductor_auth.schema import schema
 from opsconductor_auth.service import AuthService, KeyManager, LoginFailed, ensure_bootstrap_admin
 from opsconductor_auth.settings import Settings
+from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
+from opsconductor_shared.crypto import KeyRing
+from opsconductor_shared.logging import get_logger
 
 log = get_logger("opsconductor.auth")
 
@@ -31,10 +30,15 @@ class Deps:
 def create_app(settings: Settings, platform: Platform):
     keyring = KeyRing.load_or_create(settings.encryption_keys, settings.data_dir / "auth.keys")
     keys = KeyManager(keyring)
-    runtime = build_runtime(name="auth", settings=settings, platform=platform,
-                            models_module="opsconductor_auth.models",
-                            migrations_module="opsconductor_auth.migrations", outbox_model=Outbox,
-                            deps=Deps(auth=AuthService(settings, keys, platform.revocations), keys=keys))
+    runtime = build_runtime(
+        name="auth",
+        settings=settings,
+        platform=platform,
+        models_module="opsconductor_auth.models",
+        migrations_module="opsconductor_auth.migrations",
+        outbox_model=Outbox,
+        deps=Deps(auth=AuthService(settings, keys, platform.revocations), keys=keys),
+    )
 
     async def startup(rt: Runtime) -> None:
         async with in_transaction():
@@ -58,7 +62,11 @@ def create_app(settings: Settings, platform: Platform):
         return JSONResponse({"token": token, "expiresAt": expires})
 
     return create_service_app(
-        runtime=runtime, schema=schema, on_startup=[startup],
-        extra_routes=[Route("/.well-known/jwks.json", jwks),
-                      Route("/internal/service-token", service_token, methods=["POST"])],
+        runtime=runtime,
+        schema=schema,
+        on_startup=[startup],
+        extra_routes=[
+            Route("/.well-known/jwks.json", jwks),
+            Route("/internal/service-token", service_token, methods=["POST"]),
+        ],
     )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from opsconductor_shared.app import Runtime
-from opsconductor_shared.events import EventEnvelope, deduplicating
-
 from opsconductor_auth.models import ProcessedEvent
 from opsconductor_auth.service import apply_user_event
+from opsconductor_shared.app import Runtime
+from opsconductor_shared.events import EventEnvelope, deduplicating
 
 PUBLISHES = ("auth.login_succeeded", "auth.session_revoked")
 CONSUMES = ("users.user_created", "users.user_updated", "users.user_deactivated", "users.user_roles_changed")

@@ -5,17 +5,11 @@ from __future__ import annotations
 import strawberry
 from tortoise.transactions import in_transaction
 
-from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import Authenticated, Public, requires
-from opsconductor_shared.errors import NotFound, ValidationError, to_graphql_error
-
 from opsconductor_auth import service
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
     CredentialSet,
-    SetUserCredentialInput,
-    SetUserCredentialResult,
     InvalidCredentials,
     InvalidRefreshToken,
     LoggedOut,
@@ -23,8 +17,13 @@ from opsconductor_auth.types import (
     LoginSuccess,
     LogoutResult,
     RefreshResult,
+    SetUserCredentialInput,
+    SetUserCredentialResult,
     User,
 )
+from opsconductor_shared.app import RequestContext, build_schema
+from opsconductor_shared.auth import Authenticated, Public, requires
+from opsconductor_shared.errors import NotFound, ValidationError, to_graphql_error
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -34,9 +33,13 @@ def _auth(info: Info) -> service.AuthService:
 
 
 def _success(tokens: service.IssuedTokens, session_id: str) -> LoginSuccess:
-    return LoginSuccess(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
-                        access_token_expires_at=tokens.access_expires_at, session_id=strawberry.ID(session_id),
-                        user=User(id=strawberry.ID(tokens.credential.user_id)))
+    return LoginSuccess(
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        access_token_expires_at=tokens.access_expires_at,
+        session_id=strawberry.ID(session_id),
+        user=User(id=strawberry.ID(tokens.credential.user_id)),
+    )
 
 
 def _client(info: Info) -> tuple[str | None, str | None]:
@@ -60,7 +63,9 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[Public], description="Start a session with username and password.")
+    @strawberry.mutation(
+        permission_classes=[Public], description="Start a session with username and password."
+    )
     async def login(self, info: Info, username: str, password: str) -> LoginResult:
         ip, agent = _client(info)
         try:
@@ -99,14 +104,21 @@ class Mutation:
             return NotFound(message="session not found", id=strawberry.ID(identity.session_id))
         return LoggedOut(session_id=strawberry.ID(identity.session_id))
 
-    @strawberry.mutation(permission_classes=[requires("auth:credentials:write")],
-                         description="Service-only (users service): set a user's password and token claims.")
+    @strawberry.mutation(
+        permission_classes=[requires("auth:credentials:write")],
+        description="Service-only (users service): set a user's password and token claims.",
+    )
     async def set_user_credential(self, info: Info, input: SetUserCredentialInput) -> SetUserCredentialResult:
         try:
             async with in_transaction():
-                await service.set_credential(user_id=str(input.user_id), username=input.username,
-                                             password=input.password, roles=input.roles,
-                                             permissions=input.permissions, is_active=input.is_active)
+                await service.set_credential(
+                    user_id=str(input.user_id),
+                    username=input.username,
+                    password=input.password,
+                    roles=input.roles,
+                    permissions=input.permissions,
+                    is_active=input.is_active,
+                )
         except ValidationError as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
         return CredentialSet(user_id=input.user_id)

@@ -20,13 +20,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from opsconductor_auth.models import Credential, LoginAttempt, Outbox, RefreshToken, Session, SigningKey
+from opsconductor_auth.settings import Settings
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, RevocationStore
 from opsconductor_shared.crypto import KeyRing
 from opsconductor_shared.errors import DomainError, ValidationError
 from opsconductor_shared.events import EventEnvelope, record_event
-
-from opsconductor_auth.models import Credential, LoginAttempt, Outbox, RefreshToken, Session, SigningKey
-from opsconductor_auth.settings import Settings
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -82,12 +81,14 @@ class KeyManager:
         """Create a new current key; the previous one stays in JWKS until tokens it signed expire."""
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         kid = f"k-{now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
         jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
-        row = await SigningKey.create(kid=kid, private_key_encrypted=self.keyring.encrypt(pem, aad=kid.encode()),
-                                      public_jwk=jwk)
+        row = await SigningKey.create(
+            kid=kid, private_key_encrypted=self.keyring.encrypt(pem, aad=kid.encode()), public_jwk=jwk
+        )
         self._load(row)
         return kid
 
@@ -98,7 +99,9 @@ class KeyManager:
     def sign(self, claims: dict[str, Any]) -> str:
         if self._active is None:
             raise RuntimeError("signing key not loaded")
-        return jwt.encode(claims, self._private[self._active], algorithm="RS256", headers={"kid": self._active})
+        return jwt.encode(
+            claims, self._private[self._active], algorithm="RS256", headers={"kid": self._active}
+        )
 
 
 # ---- tokens -----------------------------------------------------------------------------------
@@ -140,10 +143,18 @@ class AuthService:
         issued = now()
         expires = issued + timedelta(minutes=self.settings.access_token_minutes)
         claims = {
-            "iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": cred.user_id,
-            "kind": "user", "username": cred.username, "roles": list(cred.roles),
-            "permissions": list(cred.permissions), "sid": session_id, "jti": uuid.uuid4().hex,
-            "iat": int(issued.timestamp()), "nbf": int(issued.timestamp()) - 5, "exp": int(expires.timestamp()),
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": cred.user_id,
+            "kind": "user",
+            "username": cred.username,
+            "roles": list(cred.roles),
+            "permissions": list(cred.permissions),
+            "sid": session_id,
+            "jti": uuid.uuid4().hex,
+            "iat": int(issued.timestamp()),
+            "nbf": int(issued.timestamp()) - 5,
+            "exp": int(expires.timestamp()),
         }
         return self.keys.sign(claims), expires
 
@@ -152,12 +163,20 @@ class AuthService:
         await RefreshToken.create(id=uuid.uuid4(), session=session, token_hash=_sha256(raw))
         return raw
 
-    async def login(self, username: str, password: str, *, ip: str | None, user_agent: str | None) -> IssuedTokens:
+    async def login(
+        self, username: str, password: str, *, ip: str | None, user_agent: str | None
+    ) -> IssuedTokens:
         cred = await Credential.get_or_none(username=username)
 
         async def attempt(success: bool, reason: str) -> None:
-            await LoginAttempt.create(username=username[:100], user_id=cred.user_id if cred else None,
-                                      success=success, reason=reason, ip_address=ip, user_agent=user_agent)
+            await LoginAttempt.create(
+                username=username[:100],
+                user_id=cred.user_id if cred else None,
+                success=success,
+                reason=reason,
+                ip_address=ip,
+                user_agent=user_agent,
+            )
 
         if cred is None or cred.password_hash is None:
             _verify(_DUMMY_HASH, password)
@@ -184,12 +203,24 @@ class AuthService:
         cred.last_login_at = now()
         await cred.save()
         session = await Session.create(
-            id=uuid.uuid4(), user_id=cred.user_id, last_activity_at=now(),
-            expires_at=now() + timedelta(days=self.settings.refresh_token_days), ip_address=ip,
-            user_agent=user_agent)
+            id=uuid.uuid4(),
+            user_id=cred.user_id,
+            last_activity_at=now(),
+            expires_at=now() + timedelta(days=self.settings.refresh_token_days),
+            ip_address=ip,
+            user_agent=user_agent,
+        )
         await attempt(True, "ok")
-        await record_event(Outbox, EventEnvelope(type="auth.login_succeeded", source="auth", subject=cred.user_id,
-                                                 actor=cred.user_id, data={"sessionId": str(session.id), "ip": ip}))
+        await record_event(
+            Outbox,
+            EventEnvelope(
+                type="auth.login_succeeded",
+                source="auth",
+                subject=cred.user_id,
+                actor=cred.user_id,
+                data={"sessionId": str(session.id), "ip": ip},
+            ),
+        )
         access, expires = self._access_claims(cred, str(session.id))
         return IssuedTokens(access, await self._new_refresh(session), expires, cred)
 
@@ -220,8 +251,15 @@ class AuthService:
             session.revoked_reason = reason
             await session.save(update_fields=["revoked_at", "revoked_reason"])
         await self.revocations.revoke_session(str(session.id), self.settings.access_token_minutes * 60 + 60)
-        await record_event(Outbox, EventEnvelope(type="auth.session_revoked", source="auth", subject=session.user_id,
-                                                 data={"sessionId": str(session.id), "reason": reason}))
+        await record_event(
+            Outbox,
+            EventEnvelope(
+                type="auth.session_revoked",
+                source="auth",
+                subject=session.user_id,
+                data={"sessionId": str(session.id), "reason": reason},
+            ),
+        )
 
     async def logout(self, session_id: str) -> bool:
         session = await Session.get_or_none(id=session_id)
@@ -236,9 +274,16 @@ class AuthService:
             raise LoginFailed("service credentials rejected")
         issued = now()
         expires = issued + timedelta(minutes=10)
-        claims = {"iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": f"service:{service}",
-                  "kind": "service", "permissions": list(SERVICE_PERMISSIONS[service]), "jti": uuid.uuid4().hex,
-                  "iat": int(issued.timestamp()), "exp": int(expires.timestamp())}
+        claims = {
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": f"service:{service}",
+            "kind": "service",
+            "permissions": list(SERVICE_PERMISSIONS[service]),
+            "jti": uuid.uuid4().hex,
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
         return self.keys.sign(claims), expires.timestamp()
 
 
@@ -252,8 +297,15 @@ def _verify(hashed: str, password: str) -> bool:
 # ---- credentials and the replica of user claims ----------------------------------------------
 
 
-async def set_credential(*, user_id: str, username: str, password: str | None, roles: list[str],
-                         permissions: list[str], is_active: bool = True) -> Credential:
+async def set_credential(
+    *,
+    user_id: str,
+    username: str,
+    password: str | None,
+    roles: list[str],
+    permissions: list[str],
+    is_active: bool = True,
+) -> Credential:
     if password is not None and len(password) < 8:
         raise ValidationError("password must be at least 8 characters", field="password")
     cred = await Credential.get_or_none(user_id=user_id)
@@ -280,8 +332,12 @@ async def apply_user_event(envelope: EventEnvelope, revocations: RevocationStore
         if envelope.type != "users.user_created":
             return
         cred = Credential(user_id=user_id, username=data["username"])
-    for key, attr in (("username", "username"), ("roles", "roles"), ("permissions", "permissions"),
-                      ("isActive", "is_active")):
+    for key, attr in (
+        ("username", "username"),
+        ("roles", "roles"),
+        ("permissions", "permissions"),
+        ("isActive", "is_active"),
+    ):
         if key in data:
             setattr(cred, attr, data[key])
     await cred.save()
@@ -303,6 +359,11 @@ async def ensure_bootstrap_admin(settings: Settings) -> str | None:
         password = settings.admin_password.get_secret_value()
     else:
         password = generated = secrets.token_urlsafe(12)
-    await set_credential(user_id=BOOTSTRAP_ADMIN_ID, username=BOOTSTRAP_ADMIN_USERNAME, password=password,
-                         roles=["admin"], permissions=["*"])
+    await set_credential(
+        user_id=BOOTSTRAP_ADMIN_ID,
+        username=BOOTSTRAP_ADMIN_USERNAME,
+        password=password,
+        roles=["admin"],
+        permissions=["*"],
+    )
     return generated

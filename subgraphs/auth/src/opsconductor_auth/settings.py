@@ -17,8 +17,12 @@ class Settings(ServiceSettings):
     lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
     lockout_minutes: int = Field(15, description="How long a lockout lasts.")
     encryption_keys: str | None = Field(
-        None, description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
-        "Unset: a generated key file under OPSC_DATA_DIR.")
+        None,
+        description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
+        "Unset: a generated key file under OPSC_DATA_DIR.",
+    )
     admin_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
-        description="Bootstrap admin's password; unset: one is generated and printed once.")
+        None,
+        validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
+        description="Bootstrap admin's password; unset: one is generated and printed once.",
+    )

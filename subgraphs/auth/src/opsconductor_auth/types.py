@@ -11,7 +11,9 @@ from strawberry.federation.schema_directives import Key
 from opsconductor_shared.errors import Error, NotFound, ValidationFailed
 
 
-@strawberry.federation.type(keys=[Key(fields="id", resolvable=False)], description="A user; the users subgraph owns it.")
+@strawberry.federation.type(
+    keys=[Key(fields="id", resolvable=False)], description="A user; the users subgraph owns it."
+)
 class User:
     id: strawberry.ID
 
@@ -72,4 +74,6 @@ class CredentialSet:
     user_id: strawberry.ID
 
 
-SetUserCredentialResult = Annotated[CredentialSet | ValidationFailed, strawberry.union("SetUserCredentialResult")]
+SetUserCredentialResult = Annotated[
+    CredentialSet | ValidationFailed, strawberry.union("SetUserCredentialResult")
+]

@@ -10,14 +10,9 @@ from typing import Any
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 
-from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import DependencyUnavailable, DomainError, to_graphql_error
-from opsconductor_shared.paging import Connection, paginate
-
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import ExecutionEvent as EventRow
-from opsconductor_executions.service import TERMINAL, DependencyError, Deps, channel, event_payload
+from opsconductor_executions.service import TERMINAL, Deps, channel, event_payload
 from opsconductor_executions.types import (
     CancelExecutionResult,
     Execution,
@@ -28,6 +23,10 @@ from opsconductor_executions.types import (
     Job,
     RunJobResult,
 )
+from opsconductor_shared.app import RequestContext, build_schema
+from opsconductor_shared.auth import requires
+from opsconductor_shared.errors import DomainError, to_graphql_error
+from opsconductor_shared.paging import Connection, paginate
 
 Info = strawberry.Info[RequestContext, None]
 REPLAY_PAGE = 1000
@@ -51,35 +50,44 @@ class Query:
         return Execution.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[requires("executions:read")], description="Runs, newest first.")
-    async def executions(self, first: int | None = 50, after: str | None = None,
-                         filter: ExecutionFilter | None = None) -> Connection[Execution]:
+    async def executions(
+        self, first: int | None = 50, after: str | None = None, filter: ExecutionFilter | None = None
+    ) -> Connection[Execution]:
         query = ExecutionRow.all()
         if filter and filter.job_id:
             query = query.filter(job_id=str(filter.job_id))
         if filter and filter.status:
             query = query.filter(status=filter.status.value)
-        return await paginate(query.order_by("-created_at"), first=first, after=after, convert=Execution.from_row)
+        return await paginate(
+            query.order_by("-created_at"), first=first, after=after, convert=Execution.from_row
+        )
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[requires("jobs:execute")],
-                         description="Run a job now on all its targets or a subset.")
-    async def run_job(self, info: Info, job_id: strawberry.ID,
-                      target_ids: list[strawberry.ID] | None = None) -> RunJobResult:
+    @strawberry.mutation(
+        permission_classes=[requires("jobs:execute")],
+        description="Run a job now on all its targets or a subset.",
+    )
+    async def run_job(
+        self, info: Info, job_id: strawberry.ID, target_ids: list[strawberry.ID] | None = None
+    ) -> RunJobResult:
         identity = info.context.identity
         try:
-            row = await _deps(info).run_job(job_id=str(job_id), target_ids=[str(t) for t in target_ids or []] or None,
-                                            actor=identity.subject if identity else None,
-                                            notify=info.context.runtime.events_committed)
-        except DependencyError as exc:
-            return DependencyUnavailable(message=exc.message, service=exc.service)
+            row = await _deps(info).run_job(
+                job_id=str(job_id),
+                target_ids=[str(t) for t in target_ids or []] or None,
+                actor=identity.subject if identity else None,
+                notify=info.context.runtime.events_committed,
+            )
         except DomainError as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
         return ExecutionStarted(execution=Execution.from_row(row))
 
-    @strawberry.mutation(permission_classes=[requires("executions:cancel")],
-                         description="Stop a running execution: remote processes are signalled, the rest cancelled.")
+    @strawberry.mutation(
+        permission_classes=[requires("executions:cancel")],
+        description="Stop a running execution: remote processes are signalled, the rest cancelled.",
+    )
     async def cancel_execution(self, info: Info, id: strawberry.ID) -> CancelExecutionResult:
         try:
             row = await _deps(info).cancel(str(id))
@@ -93,23 +101,30 @@ class Subscription:
     @strawberry.subscription(
         permission_classes=[requires("executions:read")],
         description="Events of a run: replays everything after `afterSeq` from the database, then live; "
-        "ends after EXECUTION_FINISHED.")
-    async def execution_events(self, info: Info, execution_id: strawberry.ID,
-                               after_seq: int | None = 0) -> AsyncGenerator[ExecutionEvent, None]:
+        "ends after EXECUTION_FINISHED.",
+    )
+    async def execution_events(
+        self, info: Info, execution_id: strawberry.ID, after_seq: int | None = 0
+    ) -> AsyncGenerator[ExecutionEvent, None]:
         deps = _deps(info)
         db = info.context.runtime.db
         execution_id = str(execution_id)
         with db.bind():
             if not await ExecutionRow.exists(id=execution_id):
-                raise StrawberryGraphQLError(f"execution {execution_id} not found", extensions={"code": "NOT_FOUND"})
+                raise StrawberryGraphQLError(
+                    f"execution {execution_id} not found", extensions={"code": "NOT_FOUND"}
+                )
         last = after_seq or 0
 
         async def replay() -> AsyncGenerator[dict[str, Any], None]:
             nonlocal last
             while True:
                 with db.bind():
-                    rows = await EventRow.filter(execution_id=execution_id, seq__gt=last).order_by("seq").limit(
-                        REPLAY_PAGE)
+                    rows = (
+                        await EventRow.filter(execution_id=execution_id, seq__gt=last)
+                        .order_by("seq")
+                        .limit(REPLAY_PAGE)
+                    )
                 for row in rows:
                     yield event_payload(row)
                 if len(rows) < REPLAY_PAGE:

@@ -24,14 +24,13 @@ from tortoise.exceptions import IntegrityError
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
-from opsconductor_ray.protocol import CredentialRef, EngineEvent, ExecutionPlan, StepSpec, TargetSpec
-from opsconductor_shared.client import ServiceCallError, ServiceClient
-from opsconductor_shared.errors import DomainError, NotFoundError, ValidationError
-from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
-from opsconductor_shared.logging import get_logger
-
 from opsconductor_executions.models import Execution, ExecutionEvent, Outbox, StepResult, TargetRun
 from opsconductor_executions.settings import Settings
+from opsconductor_ray.protocol import CredentialRef, EngineEvent, ExecutionPlan, StepSpec, TargetSpec
+from opsconductor_shared.client import ServiceCallError, ServiceClient
+from opsconductor_shared.errors import DependencyUnavailableError, NotFoundError, ValidationError
+from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
+from opsconductor_shared.logging import get_logger
 
 log = get_logger("opsconductor.executions")
 
@@ -43,12 +42,6 @@ JOB_QUERY = """query($id: ID!) { job(id: $id) { id serial name version targetIds
 GRANT_MUTATION = """mutation($ids: [ID!]!) { issueConnectionGrant(targetIds: $ids) {
   __typename ... on ConnectionGrant { grant resolverUrl targets { id name host port method } }
   ... on Error { message } } }"""
-
-
-class DependencyError(DomainError):
-    def __init__(self, message: str, service: str) -> None:
-        super().__init__(message)
-        self.service = service
 
 
 def now() -> datetime:
@@ -63,9 +56,17 @@ def event_payload(row: ExecutionEvent | dict[str, Any]) -> dict[str, Any]:
     """The JSON form published to live subscribers (same fields as the GraphQL type)."""
     if isinstance(row, dict):
         return row
-    return {"seq": row.seq, "type": row.type, "targetId": row.target_id, "stepIndex": row.step_index,
-            "stepName": row.step_name, "data": row.data, "exitCode": row.exit_code, "status": row.status,
-            "at": row.at.isoformat()}
+    return {
+        "seq": row.seq,
+        "type": row.type,
+        "targetId": row.target_id,
+        "stepIndex": row.step_index,
+        "stepName": row.step_name,
+        "data": row.data,
+        "exitCode": row.exit_code,
+        "status": row.status,
+        "at": row.at.isoformat(),
+    }
 
 
 @dataclass
@@ -80,32 +81,44 @@ class Deps:
 
     # -- starting a run ------------------------------------------------------------------------
 
-    async def run_job(self, *, job_id: str, target_ids: list[str] | None, actor: str | None,
-                      notify: Any) -> Execution:
+    async def run_job(
+        self, *, job_id: str, target_ids: list[str] | None, actor: str | None, notify: Any
+    ) -> Execution:
         if self.engine is None:
-            raise DependencyError("execution engine (Ray) is not available", "engine")
+            raise DependencyUnavailableError("execution engine (Ray) is not available", "engine")
         try:
             job = (await self.jobs.execute(JOB_QUERY, {"id": job_id}))["job"]
         except ServiceCallError as exc:
-            raise DependencyError(f"jobs service unavailable: {exc}", "jobs") from exc
+            raise DependencyUnavailableError(f"jobs service unavailable: {exc}", "jobs") from exc
         if job is None:
             raise NotFoundError(f"job {job_id} not found", id=job_id)
         chosen = list(dict.fromkeys(target_ids)) if target_ids else list(job["targetIds"])
         unknown = [t for t in chosen if t not in set(job["targetIds"])]
         if unknown:
-            raise ValidationError(f"targets not part of job {job['serial']}: {', '.join(unknown)}", field="targetIds")
+            raise ValidationError(
+                f"targets not part of job {job['serial']}: {', '.join(unknown)}", field="targetIds"
+            )
         if not chosen:
             raise ValidationError("the job has no targets to run on", field="targetIds")
         try:
-            grant = (await self.targets.execute(GRANT_MUTATION, {"ids": chosen}, retries=0))["issueConnectionGrant"]
+            grant = (await self.targets.execute(GRANT_MUTATION, {"ids": chosen}, retries=0))[
+                "issueConnectionGrant"
+            ]
         except ServiceCallError as exc:
-            raise DependencyError(f"targets service unavailable: {exc}", "targets") from exc
+            raise DependencyUnavailableError(f"targets service unavailable: {exc}", "targets") from exc
         if grant["__typename"] != "ConnectionGrant":
             raise ValidationError(grant.get("message", "targets unavailable"), field="targetIds")
         steps = sorted(job["steps"], key=lambda s: s["order"])
         plan_json = {
-            "steps": [{"name": s["name"], "command": s["command"], "timeoutSeconds": s["timeoutSeconds"],
-                       "continueOnError": s["continueOnError"]} for s in steps],
+            "steps": [
+                {
+                    "name": s["name"],
+                    "command": s["command"],
+                    "timeoutSeconds": s["timeoutSeconds"],
+                    "continueOnError": s["continueOnError"],
+                }
+                for s in steps
+            ],
             "policy": job["policy"],
             "targets": grant["targets"],
         }
@@ -113,10 +126,25 @@ class Deps:
         notify()
         plan = ExecutionPlan(
             execution_id=execution.id,
-            steps=tuple(StepSpec(name=s["name"], command=s["command"], timeout_s=float(s["timeoutSeconds"]),
-                                 continue_on_error=bool(s["continueOnError"])) for s in steps),
-            targets=tuple(TargetSpec(target_id=t["id"], name=t["name"], host=t["host"], port=int(t["port"]),
-                                     method=str(t["method"]).lower()) for t in grant["targets"]),
+            steps=tuple(
+                StepSpec(
+                    name=s["name"],
+                    command=s["command"],
+                    timeout_s=float(s["timeoutSeconds"]),
+                    continue_on_error=bool(s["continueOnError"]),
+                )
+                for s in steps
+            ),
+            targets=tuple(
+                TargetSpec(
+                    target_id=t["id"],
+                    name=t["name"],
+                    host=t["host"],
+                    port=int(t["port"]),
+                    method=str(t["method"]).lower(),
+                )
+                for t in grant["targets"]
+            ),
             credentials=CredentialRef(resolver_url=grant["resolverUrl"], grant=grant["grant"]),
             max_parallel=int(job["policy"]["maxParallel"]),
             connect_timeout_s=self.settings.connect_timeout_seconds,
@@ -125,7 +153,9 @@ class Deps:
             await self.engine.start(plan)
         except Exception as exc:
             log.exception("engine refused the run", execution_id=execution.id)
-            await self._finish_without_engine(execution.id, f"execution engine failed to start the run: {exc}")
+            await self._finish_without_engine(
+                execution.id, f"execution engine failed to start the run: {exc}"
+            )
             return await Execution.get(id=execution.id)
         self.follow(execution.id)
         return execution
@@ -134,19 +164,51 @@ class Deps:
         for attempt in range(5):
             try:
                 async with in_transaction():
-                    latest = await Execution.filter(job_id=job["id"]).annotate(m=Max("number")).values_list("m", flat=True)
+                    latest = (
+                        await Execution.filter(job_id=job["id"])
+                        .annotate(m=Max("number"))
+                        .values_list("m", flat=True)
+                    )
                     number = (latest[0] or 0) + 1 if latest else 1
                     execution = await Execution.create(
-                        id=str(uuid.uuid4()), job_id=job["id"], job_serial=job.get("serial"), job_name=job["name"],
-                        job_version=job.get("version") or 1, number=number, status="QUEUED", requested_by=actor,
-                        plan=plan, total_targets=len(plan["targets"]))
-                    await TargetRun.bulk_create([
-                        TargetRun(execution=execution, target_id=t["id"], target_name=t["name"], host=t["host"],
-                                  port=int(t["port"])) for t in plan["targets"]])
-                    await record_event(Outbox, EventEnvelope(
-                        type="executions.execution_started", source="executions", subject=execution.id, actor=actor,
-                        data={"executionId": execution.id, "jobId": job["id"], "number": number,
-                              "targetIds": [t["id"] for t in plan["targets"]]}))
+                        id=str(uuid.uuid4()),
+                        job_id=job["id"],
+                        job_serial=job.get("serial"),
+                        job_name=job["name"],
+                        job_version=job.get("version") or 1,
+                        number=number,
+                        status="QUEUED",
+                        requested_by=actor,
+                        plan=plan,
+                        total_targets=len(plan["targets"]),
+                    )
+                    await TargetRun.bulk_create(
+                        [
+                            TargetRun(
+                                execution=execution,
+                                target_id=t["id"],
+                                target_name=t["name"],
+                                host=t["host"],
+                                port=int(t["port"]),
+                            )
+                            for t in plan["targets"]
+                        ]
+                    )
+                    await record_event(
+                        Outbox,
+                        EventEnvelope(
+                            type="executions.execution_started",
+                            source="executions",
+                            subject=execution.id,
+                            actor=actor,
+                            data={
+                                "executionId": execution.id,
+                                "jobId": job["id"],
+                                "number": number,
+                                "targetIds": [t["id"] for t in plan["targets"]],
+                            },
+                        ),
+                    )
                 return execution
             except IntegrityError:
                 if attempt == 4:
@@ -162,10 +224,18 @@ class Deps:
             execution.finished_at = now()
             execution.failed_targets = execution.total_targets
             await execution.save()
-            await TargetRun.filter(execution_id=execution_id).update(status="FAILED", message=message, finished_at=now())
+            await TargetRun.filter(execution_id=execution_id).update(
+                status="FAILED", message=message, finished_at=now()
+            )
             seq = execution.last_seq + 1
-            row = await ExecutionEvent.create(execution=execution, seq=seq, type="EXECUTION_FINISHED",
-                                              status="FAILED", data=json.dumps({"message": message}), at=now())
+            row = await ExecutionEvent.create(
+                execution=execution,
+                seq=seq,
+                type="EXECUTION_FINISHED",
+                status="FAILED",
+                data=json.dumps({"message": message}),
+                at=now(),
+            )
             execution.last_seq = seq
             await execution.save(update_fields=["last_seq"])
         await self.broadcaster.publish(channel(execution_id), json.dumps(event_payload(row)))
@@ -187,7 +257,9 @@ class Deps:
         failures = 0
         while True:
             try:
-                batch: list[EngineEvent] = await self.engine.events(execution_id, follower.last_seq, wait_s=1.0)
+                batch: list[EngineEvent] = await self.engine.events(
+                    execution_id, follower.last_seq, wait_s=1.0
+                )
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -201,7 +273,9 @@ class Deps:
                 continue
             if not batch:
                 continue
-            if self.settings.event_batch_wait_seconds and not any(e.type == "EXECUTION_FINISHED" for e in batch):
+            if self.settings.event_batch_wait_seconds and not any(
+                e.type == "EXECUTION_FINISHED" for e in batch
+            ):
                 await asyncio.sleep(self.settings.event_batch_wait_seconds)
                 with contextlib.suppress(Exception):
                     more = await self.engine.events(execution_id, batch[-1].seq, wait_s=0)
@@ -224,11 +298,16 @@ class Deps:
         """On start-up: follow every run the database still shows as active."""
         for execution in await Execution.filter(status__in=["QUEUED", "RUNNING"]):
             if self.engine is not None and await self._engine_knows(execution.id):
-                log.info("re-attaching to running execution", execution_id=execution.id, after_seq=execution.last_seq)
+                log.info(
+                    "re-attaching to running execution",
+                    execution_id=execution.id,
+                    after_seq=execution.last_seq,
+                )
                 self.follow(execution.id)
             else:
                 await self._finish_without_engine(
-                    execution.id, "execution coordinator no longer exists (service or cluster restarted)")
+                    execution.id, "execution coordinator no longer exists (service or cluster restarted)"
+                )
 
     async def cancel(self, execution_id: str) -> Execution:
         execution = await Execution.get_or_none(id=execution_id)
@@ -256,11 +335,18 @@ class _Follower:
 
     async def load_partial_output(self) -> None:
         """After a restart, rebuild the output of steps that had not finished yet."""
-        finished = {(r.target_id, r.step_index) for r in await ExecutionEvent.filter(
-            execution_id=self.execution.id, type="STEP_FINISHED")}
-        async for row in ExecutionEvent.filter(execution_id=self.execution.id, type__in=["STDOUT", "STDERR"]
-                                               ).order_by("seq"):
-            if (row.target_id, row.step_index) not in finished and row.target_id and row.step_index is not None:
+        finished = {
+            (r.target_id, r.step_index)
+            for r in await ExecutionEvent.filter(execution_id=self.execution.id, type="STEP_FINISHED")
+        }
+        async for row in ExecutionEvent.filter(
+            execution_id=self.execution.id, type__in=["STDOUT", "STDERR"]
+        ).order_by("seq"):
+            if (
+                (row.target_id, row.step_index) not in finished
+                and row.target_id
+                and row.step_index is not None
+            ):
                 self._append(row.target_id, row.step_index, row.type, row.data or "")
 
     def _append(self, target_id: str, step_index: int, kind: str, text: str) -> None:
@@ -288,9 +374,20 @@ class _Follower:
             dirty: set[str] = set()
             for e in batch:
                 at = datetime.fromtimestamp(e.at, UTC)
-                rows.append(ExecutionEvent(execution_id=execution.id, seq=e.seq, type=e.type, target_id=e.target_id,
-                                           step_index=e.step_index, step_name=e.step_name, data=e.data,
-                                           exit_code=e.exit_code, status=e.status, at=at))
+                rows.append(
+                    ExecutionEvent(
+                        execution_id=execution.id,
+                        seq=e.seq,
+                        type=e.type,
+                        target_id=e.target_id,
+                        step_index=e.step_index,
+                        step_name=e.step_name,
+                        data=e.data,
+                        exit_code=e.exit_code,
+                        status=e.status,
+                        at=at,
+                    )
+                )
                 await self._apply(execution, runs, steps_by_index, e, at, dirty)
             await ExecutionEvent.bulk_create(rows)
             self.last_seq = batch[-1].seq
@@ -303,8 +400,15 @@ class _Follower:
         self.execution = execution
         return payloads
 
-    async def _apply(self, execution: Execution, runs: dict[str, TargetRun], steps: dict[int, Any],
-                     e: EngineEvent, at: datetime, dirty: set[str]) -> None:
+    async def _apply(
+        self,
+        execution: Execution,
+        runs: dict[str, TargetRun],
+        steps: dict[int, Any],
+        e: EngineEvent,
+        at: datetime,
+        dirty: set[str],
+    ) -> None:
         run = runs.get(e.target_id) if e.target_id else None
         if e.type == "EXECUTION_STARTED":
             execution.status = "RUNNING"
@@ -321,10 +425,19 @@ class _Follower:
             out = "".join(self.output.pop((run.target_id, e.step_index, "STDOUT"), []))
             err = "".join(self.output.pop((run.target_id, e.step_index, "STDERR"), []))
             await StepResult.update_or_create(
-                target_run=run, step_index=e.step_index,
-                defaults={"name": e.step_name or spec.get("name", ""), "command": spec.get("command", ""),
-                          "status": e.status or "FAILED", "exit_code": e.exit_code, "stdout": out, "stderr": err,
-                          "duration_ms": e.duration_ms, "finished_at": at})
+                target_run=run,
+                step_index=e.step_index,
+                defaults={
+                    "name": e.step_name or spec.get("name", ""),
+                    "command": spec.get("command", ""),
+                    "status": e.status or "FAILED",
+                    "exit_code": e.exit_code,
+                    "stdout": out,
+                    "stderr": err,
+                    "duration_ms": e.duration_ms,
+                    "finished_at": at,
+                },
+            )
             if e.exit_code is not None:
                 run.exit_code = e.exit_code
                 dirty.add(run.target_id)
@@ -346,7 +459,18 @@ class _Follower:
             if execution.started_at is None:
                 execution.started_at = at
             self.finished = True
-            await record_event(Outbox, EventEnvelope(
-                type="executions.execution_finished", source="executions", subject=execution.id,
-                data={"executionId": execution.id, "jobId": execution.job_id, "status": execution.status,
-                      "succeeded": execution.succeeded_targets, "failed": execution.failed_targets}))
+            await record_event(
+                Outbox,
+                EventEnvelope(
+                    type="executions.execution_finished",
+                    source="executions",
+                    subject=execution.id,
+                    data={
+                        "executionId": execution.id,
+                        "jobId": execution.job_id,
+                        "status": execution.status,
+                        "succeeded": execution.succeeded_targets,
+                        "failed": execution.failed_targets,
+                    },
+                ),
+            )

@@ -12,12 +12,21 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="OPSC_EXECUTIONS_", extra="ignore", populate_by_name=True)
 
     port: int = 8002
-    jobs_url: str = Field("http://127.0.0.1:8001/graphql", validation_alias=AliasChoices("OPSC_JOBS_URL", "jobs_url"))
-    targets_url: str = Field("http://127.0.0.1:3001/graphql",
-                             validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url"))
-    ray_address: str | None = Field(None, validation_alias=AliasChoices("OPSC_RAY_ADDRESS", "ray_address"),
-                                    description="Ray cluster to run on; unset: a local Ray in this process.")
+    jobs_url: str = Field(
+        "http://127.0.0.1:8001/graphql", validation_alias=AliasChoices("OPSC_JOBS_URL", "jobs_url")
+    )
+    targets_url: str = Field(
+        "http://127.0.0.1:3001/graphql", validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url")
+    )
+    ray_address: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OPSC_RAY_ADDRESS", "ray_address"),
+        description="Ray cluster to run on; unset: a local Ray in this process.",
+    )
     connect_timeout_seconds: float = Field(10, description="SSH connect timeout per target.")
     event_batch_wait_seconds: float = Field(0.05, description="How long the follower waits to batch events.")
-    max_output_bytes_per_step: int = Field(1_000_000, description="Stored stdout/stderr per step beyond this "
-                                           "is cut with a marker (the event log keeps every chunk).")
+    max_output_bytes_per_step: int = Field(
+        1_000_000,
+        description="Stored stdout/stderr per step beyond this "
+        "is cut with a marker (the event log keeps every chunk).",
+    )

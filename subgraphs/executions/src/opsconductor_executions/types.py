@@ -9,13 +9,12 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.federation.schema_directives import Key
 
-from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import DependencyUnavailable, NotFound, ValidationFailed
-from opsconductor_shared.paging import Connection, paginate
-
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
+from opsconductor_shared.auth import requires
+from opsconductor_shared.errors import DependencyUnavailable, NotFound, ValidationFailed
+from opsconductor_shared.paging import Connection, paginate
 
 
 @strawberry.enum(description="Lifecycle of a run.")
@@ -38,7 +37,9 @@ class ExecutionEventType(Enum):
     EXECUTION_FINISHED = "EXECUTION_FINISHED"
 
 
-@strawberry.federation.type(keys=[Key(fields="id", resolvable=False)], description="Owned by the targets subgraph.")
+@strawberry.federation.type(
+    keys=[Key(fields="id", resolvable=False)], description="Owned by the targets subgraph."
+)
 class Target:
     id: strawberry.ID
 
@@ -57,9 +58,17 @@ class StepRun:
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepRun:
-        return cls(index=row.step_index, name=row.name, command=row.command, status=row.status,
-                   exit_code=row.exit_code, stdout=row.stdout, stderr=row.stderr, duration_ms=row.duration_ms,
-                   finished_at=row.finished_at)
+        return cls(
+            index=row.step_index,
+            name=row.name,
+            command=row.command,
+            status=row.status,
+            exit_code=row.exit_code,
+            stdout=row.stdout,
+            stderr=row.stderr,
+            duration_ms=row.duration_ms,
+            finished_at=row.finished_at,
+        )
 
 
 @strawberry.type(description="A run's progress and result on one target.")
@@ -86,10 +95,18 @@ class TargetRun:
 
     @classmethod
     def from_row(cls, row: TargetRunRow) -> TargetRun:
-        return cls(target_id=strawberry.ID(row.target_id), target_name=row.target_name, host=row.host,
-                   status=row.status, exit_code=row.exit_code, message=row.message,
-                   connection_reused=row.connection_reused, started_at=row.started_at,
-                   finished_at=row.finished_at, _row=row)
+        return cls(
+            target_id=strawberry.ID(row.target_id),
+            target_name=row.target_name,
+            host=row.host,
+            status=row.status,
+            exit_code=row.exit_code,
+            message=row.message,
+            connection_reused=row.connection_reused,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            _row=row,
+        )
 
 
 @strawberry.federation.type(keys=["id"], description="One run of a job.")
@@ -120,12 +137,22 @@ class Execution:
 
     @classmethod
     def from_row(cls, row: ExecutionRow) -> Execution:
-        return cls(id=strawberry.ID(row.id), number=row.number, status=ExecutionStatus(row.status),
-                   message=row.message, job_id=strawberry.ID(row.job_id), job_version=row.job_version,
-                   created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
-                   total_targets=row.total_targets, succeeded_targets=row.succeeded_targets,
-                   failed_targets=row.failed_targets, cancelled_targets=row.cancelled_targets,
-                   last_seq=row.last_seq)
+        return cls(
+            id=strawberry.ID(row.id),
+            number=row.number,
+            status=ExecutionStatus(row.status),
+            message=row.message,
+            job_id=strawberry.ID(row.job_id),
+            job_version=row.job_version,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            total_targets=row.total_targets,
+            succeeded_targets=row.succeeded_targets,
+            failed_targets=row.failed_targets,
+            cancelled_targets=row.cancelled_targets,
+            last_seq=row.last_seq,
+        )
 
     @classmethod
     async def resolve_reference(cls, id: strawberry.ID) -> Execution | None:
@@ -137,7 +164,9 @@ class Execution:
 class Job:
     id: strawberry.ID
 
-    @strawberry.field(description="Runs of this job, newest first.", permission_classes=[requires("executions:read")])
+    @strawberry.field(
+        description="Runs of this job, newest first.", permission_classes=[requires("executions:read")]
+    )
     async def executions(self, first: int | None = 20, after: str | None = None) -> Connection[Execution]:
         query = ExecutionRow.filter(job_id=str(self.id)).order_by("-number")
         return await paginate(query, first=first, after=after, convert=Execution.from_row)
@@ -161,10 +190,17 @@ class ExecutionEvent:
 
     @classmethod
     def from_payload(cls, p: dict[str, Any]) -> ExecutionEvent:
-        return cls(seq=p["seq"], type=ExecutionEventType(p["type"]),
-                   target_id=strawberry.ID(p["targetId"]) if p.get("targetId") else None,
-                   step_index=p.get("stepIndex"), step_name=p.get("stepName"), data=p.get("data"),
-                   exit_code=p.get("exitCode"), status=p.get("status"), at=datetime.fromisoformat(p["at"]))
+        return cls(
+            seq=p["seq"],
+            type=ExecutionEventType(p["type"]),
+            target_id=strawberry.ID(p["targetId"]) if p.get("targetId") else None,
+            step_index=p.get("stepIndex"),
+            step_name=p.get("stepName"),
+            data=p.get("data"),
+            exit_code=p.get("exitCode"),
+            status=p.get("status"),
+            at=datetime.fromisoformat(p["at"]),
+        )
 
 
 @strawberry.type(description="The run was created and handed to the engine.")
@@ -177,9 +213,10 @@ class ExecutionCancelling:
     execution: Execution
 
 
-RunJobResult = Annotated[ExecutionStarted | NotFound | ValidationFailed | DependencyUnavailable,
-                         strawberry.union("RunJobResult")]
-CancelExecutionResult = Annotated[ExecutionCancelling | NotFound | ValidationFailed,
-                                  strawberry.union("CancelExecutionResult")]
+RunJobResult = Annotated[
+    ExecutionStarted | NotFound | ValidationFailed | DependencyUnavailable, strawberry.union("RunJobResult")
+]
+CancelExecutionResult = Annotated[
+    ExecutionCancelling | NotFound | ValidationFailed, strawberry.union("CancelExecutionResult")
+]
 ExecutionConnection = Connection[Execution]
-

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
-from opsconductor_shared.logging import get_logger
 from starlette.applications import Starlette
 from strawberry.dataloader import DataLoader
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
+from opsconductor_shared.logging import get_logger
 from opsconductor_users import events, service
 from opsconductor_users.models import Outbox
 from opsconductor_users.schema import schema

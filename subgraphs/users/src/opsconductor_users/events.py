@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from opsconductor_shared.app import Runtime
 from opsconductor_shared.events import EventEnvelope, deduplicating
-
 from opsconductor_users import service
 from opsconductor_users.models import ProcessedEvent
 

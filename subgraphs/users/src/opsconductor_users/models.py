@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from opsconductor_shared.events import OutboxBase, ProcessedEventBase
 from tortoise import fields, models
+
+from opsconductor_shared.events import OutboxBase, ProcessedEventBase
 
 
 class User(models.Model):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import strawberry
+
 from opsconductor_shared.errors import ValidationError
 
 NodeT = TypeVar("NodeT")

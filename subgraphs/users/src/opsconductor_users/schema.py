@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import strawberry
+from tortoise.transactions import in_transaction
+
 from opsconductor_shared.app import RequestContext, build_schema
 from opsconductor_shared.auth import requires
 from opsconductor_shared.errors import (
@@ -13,8 +15,6 @@ from opsconductor_shared.errors import (
     to_graphql_error,
 )
 from opsconductor_shared.logging import get_logger
-from tortoise.transactions import in_transaction
-
 from opsconductor_users import service
 from opsconductor_users.paging import build_connection, decode_cursor
 from opsconductor_users.types import (

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, Identity
 from opsconductor_shared.client import ServiceCallError, ServiceClient
 from opsconductor_shared.errors import DomainError, NotFoundError, PermissionError_, ValidationError
 from opsconductor_shared.events import EventEnvelope, new_uuid7, record_event
 from opsconductor_shared.logging import get_logger
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q, Subquery
-
 from opsconductor_users.models import Outbox, Role, User, UserRole
 
 log = get_logger("opsconductor.users")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from opsconductor_shared.settings import ServiceSettings
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
+
+from opsconductor_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

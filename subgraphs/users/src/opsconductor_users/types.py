@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+
 from opsconductor_shared.auth import require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
-
 from opsconductor_users.paging import Connection
 
 

@@ -1,0 +1,44 @@
+"""Events the jobs service publishes (``jobs.*`` on ``opsc.events.jobs``); it consumes none yet.
+
+Envelopes carry ids, names and counts, never step commands: commands may embed values an
+operator would not want copied into every consumer's database.
+"""
+
+from __future__ import annotations
+
+from opsconductor_jobs.models import Job
+from opsconductor_shared.events import EventEnvelope
+
+SOURCE = "jobs"
+JOB_CREATED = "jobs.job_created"
+JOB_DELETED = "jobs.job_deleted"
+PUBLISHES = (JOB_CREATED, JOB_DELETED)
+CONSUMES: tuple[str, ...] = ()
+
+
+def job_created(job: Job, *, step_count: int, target_ids: list[str], actor: str | None) -> EventEnvelope:
+    return EventEnvelope(
+        type=JOB_CREATED,
+        source=SOURCE,
+        subject=str(job.id),
+        actor=actor,
+        data={
+            "id": str(job.id),
+            "serial": job.serial,
+            "name": job.name,
+            "version": job.version,
+            "stepCount": step_count,
+            "targetIds": target_ids,
+            "policy": job.policy,
+        },
+    )
+
+
+def job_deleted(job: Job, *, actor: str | None) -> EventEnvelope:
+    return EventEnvelope(
+        type=JOB_DELETED,
+        source=SOURCE,
+        subject=str(job.id),
+        actor=actor,
+        data={"id": str(job.id), "serial": job.serial, "name": job.name},
+    )

@@ -42,6 +42,8 @@ class SshServer:
     password: str = field(repr=False)
     wrong_private_key_pem: str = field(repr=False)
     log_path: Path
+    pid: int
+    """The listening sshd; each connection is served by a child of it."""
 
 
 def closed_port() -> int:
@@ -231,6 +233,7 @@ def sshd() -> Iterator[SshServer]:
             password=PASSWORD,
             wrong_private_key_pem=wrong_key.export_private_key("openssh").decode(),
             log_path=base / "sshd.log",
+            pid=process.pid,
         )
     finally:
         _stop(process)

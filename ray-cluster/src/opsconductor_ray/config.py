@@ -1,0 +1,50 @@
+"""Pool tuning and the target-to-shard mapping.
+
+Shared by the client, the coordinator and the pools; deliberately free of SSH code so
+that importing it (in every coordinator process) stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+ActorHandle = Any
+"""A Ray actor handle: ray types its methods as `Never`, so handles are `Any` here."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Tuning of every `ConnectionPool` actor; applies when the actor is first created."""
+
+    idle_timeout_s: float = 300.0
+    """An unused warm connection is closed after this long."""
+    keepalive_interval_s: float = 30.0
+    keepalive_count_max: int = 3
+    max_handshakes: int = 64
+    """Concurrent SSH handshakes per pool actor."""
+    max_handshakes_per_host: int = 2
+    """Concurrent handshakes per host and pool actor. Targets of one host may sit in every
+    shard, so the worst case per host is num_shards x this; 4 x 2 stays under OpenSSH's
+    default `MaxStartups 10`, beyond which sshd starts dropping new connections."""
+    max_channels_per_connection: int = 8
+    """Concurrent sessions per connection, under OpenSSH's default `MaxSessions 10`."""
+    known_hosts: str | None = None
+    """Host-key policy handed to asyncssh: None accepts any host key; otherwise the path
+    of a known_hosts file that the server's key must match (else `HostKeyRejected`)."""
+    flush_interval_s: float = 0.05
+    """Events are pushed to the coordinator at least this often while a batch runs..."""
+    flush_bytes: int = 64 * 1024
+    """...and as soon as this much output is waiting."""
+    reap_interval_s: float = 15.0
+
+
+def shard_of(target_id: str, num_shards: int) -> int:
+    """The pool shard of a target: stable across processes and restarts (unlike `hash`)."""
+    digest = hashlib.sha256(target_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def pool_name(shard: int) -> str:
+    return f"pool-{shard}"

@@ -1,0 +1,775 @@
+"""`ConnectionPool`: the async Ray actor that owns SSH connections and runs steps on them.
+
+Targets are spread over `num_shards` pool actors by a stable hash of their id, so a
+target's warm connections always live in the same actor. asyncssh connections are bound
+to the event loop of the actor that opened them: they never leave it, only events do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncssh
+import httpx
+import ray
+
+from opsconductor_ray.config import ActorHandle, PoolConfig, pool_name
+from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential
+from opsconductor_ray.errors import CommandTimeout, ConnectError, EngineError, map_exception
+from opsconductor_ray.protocol import (
+    ConnectionTestResult,
+    CredentialRef,
+    EngineEvent,
+    EventType,
+    Status,
+    StepSpec,
+    TargetSpec,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CANCELLED_MEMORY_S = 3600.0
+"""How long a pool remembers a cancelled execution id, for batches that arrive late."""
+
+
+def get_pool(shard: int, config: PoolConfig, namespace: str) -> ActorHandle:
+    """The handle of pool `shard`, creating the detached actor on first use.
+
+    Blocking (a GCS round trip): call it through `asyncio.to_thread` from async code.
+    """
+    return ConnectionPool.options(  # type: ignore[attr-defined]
+        name=pool_name(shard),
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(shard, config)
+
+
+class _Cancelled(Exception):
+    """The execution was cancelled while we waited."""
+
+
+async def _race(
+    awaitable: Awaitable[T],
+    cancelled: asyncio.Event,
+    *,
+    timeout_s: float | None = None,
+    on_orphan: Callable[[T], object] | None = None,
+) -> T:
+    """Await `awaitable` unless `cancelled` is set first (`_Cancelled`) or `timeout_s` passes
+    (`TimeoutError`). A result that arrives too late is handed to `on_orphan` to undo."""
+    task = asyncio.ensure_future(awaitable)
+    waiter = asyncio.ensure_future(cancelled.wait())
+    try:
+        done, _ = await asyncio.wait({task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        waiter.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        result = await task
+        if on_orphan is not None:
+            on_orphan(result)
+    if cancelled.is_set():
+        raise _Cancelled
+    raise TimeoutError
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, on_lost: Callable[[], None]) -> None:
+        self._on_lost = on_lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+
+
+@dataclass(eq=False)
+class _Connection:
+    key: tuple[str, int, str, str]
+    ready: asyncio.Future[None]
+    conn: asyncssh.SSHClientConnection | None = None
+    leases: int = 0
+    lost: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _Lease:
+    connection: _Connection
+    reused: bool
+    released: bool = False
+
+    @property
+    def conn(self) -> asyncssh.SSHClientConnection:
+        assert self.connection.conn is not None
+        return self.connection.conn
+
+
+@dataclass
+class _Pending:
+    type: EventType
+    target_id: str | None
+    at: float
+    fields: dict[str, Any]
+
+
+class _EventStream:
+    """A batch's events on their way to the coordinator, in order, in few calls.
+
+    Consecutive output chunks of one target's step are merged; everything is pushed every
+    `flush_interval_s`, or at once when `flush_bytes` of output wait. If the coordinator
+    cannot be reached, `on_failure` is called (the batch is then cancelled).
+    """
+
+    def __init__(self, sink: ActorHandle, config: PoolConfig, on_failure: Callable[[], None]) -> None:
+        self._sink = sink
+        self._interval = config.flush_interval_s
+        self._max_bytes = config.flush_bytes
+        self._on_failure = on_failure
+        self._pending: list[_Pending] = []
+        self._open_output: dict[str, _Pending] = {}
+        self._target_seq: dict[str, int] = {}
+        self._bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.failed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    def emit(self, type: EventType, target_id: str | None, **fields: Any) -> None:
+        if target_id is not None:
+            self._open_output.pop(target_id, None)
+        self._pending.append(_Pending(type, target_id, time.time(), fields))
+        if type in (EventType.TARGET_FINISHED, EventType.EXECUTION_FINISHED):
+            self._wake.set()
+
+    def output(self, type: EventType, target_id: str, step_index: int, step_name: str, text: str) -> None:
+        if not text:
+            return
+        last = self._open_output.get(target_id)
+        if last is not None and last.type == type and last.fields["step_index"] == step_index:
+            last.fields["data"] += text
+        else:
+            last = _Pending(
+                type, target_id, time.time(), {"step_index": step_index, "step_name": step_name, "data": text}
+            )
+            self._pending.append(last)
+            self._open_output[target_id] = last
+        self._bytes += len(text)
+        if self._bytes >= self._max_bytes:
+            self._wake.set()
+        if self._bytes >= self._max_bytes * 8:
+            self._room.clear()
+
+    async def room(self) -> None:
+        """Wait while too much output is queued: a flooding command is slowed down to what
+        the coordinator takes (SSH flow control then throttles the remote side)."""
+        await self._room.wait()
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._pending or self.failed:
+                return
+            batch, self._pending = self._pending, []
+            self._open_output.clear()
+            self._bytes = 0
+            self._room.set()
+            events: list[EngineEvent] = []
+            for pending in batch:
+                target_seq = None
+                if pending.target_id is not None:
+                    target_seq = self._target_seq.get(pending.target_id, 0) + 1
+                    self._target_seq[pending.target_id] = target_seq
+                events.append(
+                    EngineEvent(
+                        seq=0,  # the coordinator numbers the execution's events
+                        type=pending.type,
+                        at=pending.at,
+                        target_id=pending.target_id,
+                        target_seq=target_seq,
+                        **pending.fields,
+                    )
+                )
+            try:
+                await self._sink.push.remote(events)
+            except Exception:
+                logger.exception("coordinator unreachable; cancelling the batch")
+                self.failed = True
+                self._pending.clear()
+                self._on_failure()
+
+    async def close(self) -> None:
+        """Push what is left and stop. Never cancels a push midway (it would lose events)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+
+@dataclass(eq=False)
+class _Batch:
+    execution_id: str
+    steps: tuple[StepSpec, ...]
+    credentials: CredentialRef
+    connect_timeout_s: float
+    slots: asyncio.Semaphore
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _StepOutcome:
+    status: Status
+    duration_ms: float
+    exit_code: int | None = None
+    message: str | None = None
+    connection_broken: bool = False
+
+
+class _Decoder:
+    """UTF-8 across chunk boundaries; undecodable bytes become U+FFFD instead of failing."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def __call__(self, chunk: bytes, final: bool = False) -> str:
+        return self._decoder.decode(chunk, final)
+
+
+# max_concurrency: one slot per concurrent call (batches, cancels, stats), not per target.
+# (The pyright ignore: ray's typed overload of remote() lacks max_concurrency.)
+@ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1, max_task_retries=0)  # pyright: ignore[reportCallIssue]
+class ConnectionPool:
+    """Warm SSH connections for one shard of targets, and the steps run over them.
+
+    Restarts if its process dies (connections are rebuilt on demand), but a call in flight
+    is never retried: a half-run command must not run twice.
+    """
+
+    def __init__(self, shard: int, config: PoolConfig | None = None) -> None:
+        self._shard = shard
+        self._config = config or PoolConfig()
+        self._connections: dict[tuple[str, int, str, str], list[_Connection]] = {}
+        self._handshakes: asyncio.Semaphore | None = None
+        self._host_handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._batches: dict[str, set[_Batch]] = {}
+        self._cancelled: dict[str, float] = {}
+        self._keys = KeyCache()
+        self._http: httpx.AsyncClient | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._connects = 0
+        self._connect_failures = 0
+        self._reuses = 0
+        self._active_targets = 0
+        # asyncssh logs every channel at INFO: too chatty for a pool running thousands.
+        asyncssh.set_log_level(logging.WARNING)
+
+    # ----------------------------------------------------------------- public methods
+
+    async def run_targets(
+        self,
+        execution_id: str,
+        steps: Sequence[StepSpec],
+        targets: Sequence[TargetSpec],
+        credentials: CredentialRef,
+        connect_timeout_s: float,
+        max_parallel: int,
+        sink: ActorHandle,
+    ) -> dict[str, str]:
+        """Run `steps` on each target, at most `max_parallel` targets at a time.
+
+        Events go to `sink.push(list[EngineEvent])` (the coordinator). Returns each
+        target's final status; every target gets exactly one TARGET_FINISHED event.
+        """
+        self._ensure_started()
+        batch = _Batch(
+            execution_id=execution_id,
+            steps=tuple(steps),
+            credentials=credentials,
+            connect_timeout_s=connect_timeout_s,
+            slots=asyncio.Semaphore(max(1, max_parallel)),
+        )
+        if execution_id in self._cancelled:
+            batch.cancelled.set()
+        self._batches.setdefault(execution_id, set()).add(batch)
+        stream = _EventStream(sink, self._config, on_failure=batch.cancelled.set)
+        stream.start()
+        try:
+            statuses = await asyncio.gather(*(self._run_target(batch, target, stream) for target in targets))
+        finally:
+            await stream.close()
+            batches = self._batches.get(execution_id)
+            if batches is not None:
+                batches.discard(batch)
+                if not batches:
+                    del self._batches[execution_id]
+        return {target.target_id: str(status) for target, status in zip(targets, statuses, strict=True)}
+
+    async def cancel(self, execution_id: str) -> int:
+        """Cancel an execution's batches here: running commands get SIGTERM and their
+        channel closed; targets not started yet finish CANCELLED. Returns the number of
+        batches affected (a batch arriving later is cancelled on arrival)."""
+        now = time.monotonic()
+        self._cancelled = {eid: at for eid, at in self._cancelled.items() if now - at < CANCELLED_MEMORY_S}
+        self._cancelled[execution_id] = now
+        batches = self._batches.get(execution_id, set())
+        for batch in batches:
+            batch.cancelled.set()
+        return len(batches)
+
+    async def test_connection(
+        self, target: TargetSpec, credentials: CredentialRef, timeout_s: float = 10.0
+    ) -> ConnectionTestResult:
+        """Connect (or reuse a warm connection) and run `true`; report the latency."""
+        self._ensure_started()
+        if target.method != "ssh":
+            return ConnectionTestResult(
+                ok=False, latency_ms=None, message=f"communication method '{target.method}' is not supported"
+            )
+        started = time.monotonic()
+        try:
+            credential = await self._fetch(credentials, target.target_id)
+            lease = await asyncio.wait_for(self._acquire(target, credential, timeout_s), timeout_s * 2)
+            try:
+                result = await lease.conn.run("true", check=False, timeout=timeout_s)
+            except TimeoutError as exc:
+                self._discard(lease)
+                raise CommandTimeout(f"connected, but `true` did not finish within {timeout_s:g}s") from exc
+            except (asyncssh.Error, OSError) as exc:
+                self._discard(lease)
+                raise map_exception(
+                    exc, host=target.host, port=target.port, username=credential.username
+                ) from exc
+            finally:
+                self._release(lease)
+        except EngineError as exc:
+            return ConnectionTestResult(ok=False, latency_ms=None, message=exc.message)
+        except TimeoutError:
+            return ConnectionTestResult(
+                ok=False, latency_ms=None, message=f"connect timed out after {timeout_s:g}s"
+            )
+        latency_ms = (time.monotonic() - started) * 1000
+        if result.exit_status != 0:
+            return ConnectionTestResult(
+                ok=False,
+                latency_ms=latency_ms,
+                message=f"connected, but `true` exited with {result.exit_status}",
+            )
+        how = "reusing a warm connection" if lease.reused else "new connection"
+        return ConnectionTestResult(
+            ok=True,
+            latency_ms=latency_ms,
+            message=f"connected to {target.host}:{target.port} as '{credential.username}' ({how})",
+        )
+
+    async def stats(self) -> dict[str, int]:
+        """Counters for dashboards and tests."""
+        connections = [c for conns in self._connections.values() for c in conns]
+        return {
+            "shard": self._shard,
+            "open_connections": sum(1 for c in connections if c.conn is not None and not c.lost),
+            "busy_channels": sum(c.leases for c in connections),
+            "connects": self._connects,
+            "connect_failures": self._connect_failures,
+            "reuses": self._reuses,
+            "active_targets": self._active_targets,
+            "cached_keys": len(self._keys),
+        }
+
+    # ----------------------------------------------------------------- one target
+
+    async def _run_target(self, batch: _Batch, target: TargetSpec, stream: _EventStream) -> Status:
+        started = time.monotonic()
+
+        def finish(status: Status, message: str | None = None) -> Status:
+            duration_ms = (time.monotonic() - started) * 1000
+            stream.emit(
+                EventType.TARGET_FINISHED,
+                target.target_id,
+                status=status,
+                data=message,
+                duration_ms=duration_ms,
+            )
+            return status
+
+        try:
+            await _race(batch.slots.acquire(), batch.cancelled)
+        except _Cancelled:
+            return finish(Status.CANCELLED, "cancelled before the target started")
+        self._active_targets += 1
+        try:
+            return await self._run_target_in_slot(batch, target, stream, finish)
+        except Exception as exc:
+            logger.exception("target %s failed unexpectedly", target.target_id)
+            return finish(Status.FAILED, f"internal engine error: {type(exc).__name__}: {exc}")
+        finally:
+            self._active_targets -= 1
+            batch.slots.release()
+
+    async def _run_target_in_slot(
+        self,
+        batch: _Batch,
+        target: TargetSpec,
+        stream: _EventStream,
+        finish: Callable[[Status, str | None], Status],
+    ) -> Status:
+        if target.method != "ssh":
+            return finish(
+                Status.FAILED, f"communication method '{target.method}' is not supported by the engine"
+            )
+        try:
+            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.cancelled)
+            lease = await _race(
+                self._acquire(target, credential, batch.connect_timeout_s),
+                batch.cancelled,
+                on_orphan=self._release,
+            )
+        except _Cancelled:
+            return finish(Status.CANCELLED, "cancelled before the target started")
+        except EngineError as exc:
+            return finish(Status.FAILED, exc.message)
+
+        target_status = Status.SUCCEEDED
+        failure: str | None = None
+        blocked = False  # a failed step stops the steps after it
+        announced = False
+
+        def announce(reused: bool) -> None:
+            """TARGET_STARTED goes out once the first channel is open, so `reused` is true."""
+            nonlocal announced
+            if not announced:
+                announced = True
+                stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=reused)
+
+        try:
+            for index, step in enumerate(batch.steps):
+                if blocked:
+                    stream.emit(
+                        EventType.STEP_FINISHED,
+                        target.target_id,
+                        step_index=index,
+                        step_name=step.name,
+                        status=Status.SKIPPED,
+                    )
+                    continue
+                outcome, lease = await self._run_step(
+                    batch, target, credential, lease, index, step, stream, announce
+                )
+                stream.emit(
+                    EventType.STEP_FINISHED,
+                    target.target_id,
+                    step_index=index,
+                    step_name=step.name,
+                    status=outcome.status,
+                    exit_code=outcome.exit_code,
+                    data=outcome.message,
+                    duration_ms=outcome.duration_ms,
+                )
+                if outcome.connection_broken:
+                    self._discard(lease)
+                if outcome.status is Status.CANCELLED:
+                    target_status, failure, blocked = Status.CANCELLED, "cancelled", True
+                elif outcome.status is not Status.SUCCEEDED and not (
+                    step.continue_on_error and not outcome.connection_broken
+                ):
+                    target_status = Status.FAILED
+                    failure = f"step {index + 1} '{step.name}' {outcome.status.lower().replace('_', ' ')}"
+                    if outcome.message:
+                        failure += f": {outcome.message}"
+                    elif outcome.exit_code is not None:
+                        failure += f" with exit code {outcome.exit_code}"
+                    blocked = True
+        finally:
+            self._release(lease)
+        if not announced:  # no steps at all
+            stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=lease.reused)
+        return finish(target_status, failure)
+
+    # ----------------------------------------------------------------- one step
+
+    async def _run_step(
+        self,
+        batch: _Batch,
+        target: TargetSpec,
+        credential: Credential,
+        lease: _Lease,
+        index: int,
+        step: StepSpec,
+        stream: _EventStream,
+        announce: Callable[[bool], None],
+    ) -> tuple[_StepOutcome, _Lease]:
+        started = time.monotonic()
+
+        def outcome(status: Status, **kwargs: Any) -> tuple[_StepOutcome, _Lease]:
+            return _StepOutcome(status, duration_ms=(time.monotonic() - started) * 1000, **kwargs), lease
+
+        def close_orphan(process: asyncssh.SSHClientProcess[bytes]) -> None:
+            process.close()
+
+        try:
+            try:
+                process = await _race(
+                    lease.conn.create_process(step.command, encoding=None),
+                    batch.cancelled,
+                    timeout_s=step.timeout_s,
+                    on_orphan=close_orphan,
+                )
+            except asyncssh.ChannelOpenError:
+                if not lease.reused or lease.released:
+                    raise
+                # A warm connection the server dropped: the command cannot have started,
+                # so trying once more on a fresh connection is safe.
+                self._discard(lease)
+                self._release(lease)
+                lease = await _race(
+                    self._acquire(target, credential, batch.connect_timeout_s),
+                    batch.cancelled,
+                    on_orphan=self._release,
+                )
+                process = await _race(
+                    lease.conn.create_process(step.command, encoding=None),
+                    batch.cancelled,
+                    timeout_s=step.timeout_s,
+                    on_orphan=close_orphan,
+                )
+        except _Cancelled:
+            announce(lease.reused)
+            return outcome(Status.CANCELLED, message="cancelled")
+        except TimeoutError:
+            announce(lease.reused)
+            return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s")
+        except (asyncssh.Error, OSError) as exc:
+            announce(lease.reused)
+            error = map_exception(exc, host=target.host, port=target.port, username=credential.username)
+            return outcome(Status.FAILED, message=error.message, connection_broken=True)
+        except EngineError as exc:
+            announce(lease.reused)
+            return outcome(Status.FAILED, message=exc.message, connection_broken=True)
+
+        announce(lease.reused)
+        process.stdin.write_eof()
+
+        async def pump(reader: asyncssh.SSHReader[bytes], type: EventType) -> None:
+            decode = _Decoder()
+            while chunk := await reader.read(65536):
+                stream.output(type, target.target_id, index, step.name, decode(chunk))
+                await stream.room()
+            stream.output(type, target.target_id, index, step.name, decode(b"", final=True))
+
+        async def complete() -> None:
+            await asyncio.gather(
+                pump(process.stdout, EventType.STDOUT),
+                pump(process.stderr, EventType.STDERR),
+            )
+            await process.wait_closed()
+
+        remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
+        try:
+            await _race(complete(), batch.cancelled, timeout_s=remaining)
+        except _Cancelled:
+            await _kill(process)
+            return outcome(Status.CANCELLED, message="cancelled; the command was sent SIGTERM")
+        except TimeoutError:
+            await _kill(process)
+            return outcome(
+                Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s; the command was sent SIGTERM"
+            )
+        except (asyncssh.Error, OSError) as exc:
+            error = map_exception(exc, host=target.host, port=target.port, username=credential.username)
+            return outcome(Status.FAILED, message=error.message, connection_broken=True)
+
+        exit_status = process.exit_status
+        exit_signal = process.exit_signal
+        if exit_signal is not None:
+            return outcome(Status.FAILED, message=f"the command was killed by signal {exit_signal[0]}")
+        if exit_status is None:
+            return outcome(
+                Status.FAILED,
+                message=f"connection to {target.host}:{target.port} closed before the command exited",
+                connection_broken=True,
+            )
+        if exit_status != 0:
+            return outcome(Status.FAILED, exit_code=exit_status)
+        return outcome(Status.SUCCEEDED, exit_code=0)
+
+    # ----------------------------------------------------------------- connections
+
+    def _ensure_started(self) -> None:
+        if self._handshakes is None:
+            self._handshakes = asyncio.Semaphore(self._config.max_handshakes)
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=5.0)
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_idle())
+
+    async def _fetch(self, ref: CredentialRef, target_id: str) -> Credential:
+        return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
+
+    async def _acquire(self, target: TargetSpec, credential: Credential, connect_timeout_s: float) -> _Lease:
+        """A channel slot on a connection for this target and credential: a warm one if
+        any has room, else one being opened, else a new connection."""
+        key = (target.host, target.port, credential.username, credential.fingerprint)
+        connections = self._connections.setdefault(key, [])
+        for connection in connections:
+            if not connection.lost and connection.leases < self._config.max_channels_per_connection:
+                connection.leases += 1
+                warm = connection.ready.done()
+                try:
+                    await asyncio.shield(connection.ready)
+                except BaseException:
+                    connection.leases -= 1
+                    raise
+                if warm:
+                    self._reuses += 1
+                return _Lease(connection, reused=warm)
+
+        loop = asyncio.get_running_loop()
+        connection = _Connection(key=key, ready=loop.create_future(), leases=1)
+        connections.append(connection)
+        opening = asyncio.create_task(self._open(connection, target, credential, connect_timeout_s))
+        opening.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            await asyncio.shield(connection.ready)
+        except BaseException:
+            connection.leases -= 1
+            raise
+        return _Lease(connection, reused=False)
+
+    async def _open(
+        self, connection: _Connection, target: TargetSpec, credential: Credential, connect_timeout_s: float
+    ) -> None:
+        assert self._handshakes is not None
+        host_limit = self._host_handshakes.setdefault(
+            (target.host, target.port), asyncio.Semaphore(self._config.max_handshakes_per_host)
+        )
+
+        def lost() -> None:
+            connection.lost = True
+            if connection.leases == 0:
+                self._forget(connection)
+
+        try:
+            async with self._handshakes, host_limit:
+                conn = await asyncssh.connect(
+                    target.host,
+                    target.port,
+                    username=credential.username,
+                    password=credential.password,
+                    client_keys=[credential.private_key] if credential.private_key is not None else None,
+                    known_hosts=self._config.known_hosts,
+                    connect_timeout=connect_timeout_s,
+                    keepalive_interval=self._config.keepalive_interval_s,
+                    keepalive_count_max=self._config.keepalive_count_max,
+                    client_factory=lambda: _Client(lost),
+                    # Only what the resolver handed us: no ~/.ssh/config, agent, default
+                    # keys or GSS of the worker's user.
+                    config=None,
+                    agent_path=None,
+                    gss_auth=False,
+                    gss_kex=False,
+                    host_based_auth=False,
+                    x509_trusted_certs=None,
+                    pkcs11_provider=None,
+                )
+        except asyncio.CancelledError:
+            self._fail_open(connection, ConnectError(f"connect to {target.host}:{target.port} was cancelled"))
+            raise
+        except Exception as exc:
+            self._fail_open(
+                connection,
+                map_exception(
+                    exc,
+                    host=target.host,
+                    port=target.port,
+                    username=credential.username,
+                    timeout_s=connect_timeout_s,
+                ),
+            )
+            return
+        self._connects += 1
+        connection.conn = conn
+        connection.ready.set_result(None)
+
+    def _fail_open(self, connection: _Connection, error: EngineError) -> None:
+        self._connect_failures += 1
+        self._forget(connection)
+        connection.ready.set_exception(error)
+        connection.ready.exception()  # mark retrieved: every waiter may have been cancelled
+
+    def _release(self, lease: _Lease) -> None:
+        if lease.released:
+            return
+        lease.released = True
+        connection = lease.connection
+        connection.leases -= 1
+        connection.last_used = time.monotonic()
+        if connection.lost and connection.leases == 0:
+            self._close(connection)
+
+    def _discard(self, lease: _Lease) -> None:
+        """Stop handing out this lease's connection (closed once its last lease returns)."""
+        lease.connection.lost = True
+        if lease.connection.leases == 0:
+            self._close(lease.connection)
+
+    def _close(self, connection: _Connection) -> None:
+        self._forget(connection)
+        if connection.conn is not None:
+            connection.conn.close()
+
+    def _forget(self, connection: _Connection) -> None:
+        connections = self._connections.get(connection.key)
+        if connections is not None and connection in connections:
+            connections.remove(connection)
+            if not connections:
+                del self._connections[connection.key]
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.reap_interval_s)
+            now = time.monotonic()
+            for connections in list(self._connections.values()):
+                for connection in list(connections):
+                    idle = now - connection.last_used
+                    if (
+                        connection.conn is not None
+                        and connection.leases == 0
+                        and (connection.lost or idle > self._config.idle_timeout_s)
+                    ):
+                        self._close(connection)
+
+
+async def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
+    """SIGTERM the remote command (sshd signals its whole process group), then close the
+    channel. OpenSSH ignores the signal request for root logins; see README."""
+    with contextlib.suppress(asyncssh.Error, OSError):
+        process.send_signal("TERM")
+    process.close()
+    with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+        await asyncio.wait_for(process.wait_closed(), 2.0)

@@ -1,0 +1,128 @@
+"""What services hand the engine and what it streams back.
+
+Plain frozen dataclasses: they cross process boundaries through Ray's object store, so
+none of them may ever hold a secret. Credentials travel as a `CredentialRef` and are
+resolved inside the connection pool at connect time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    """The kinds of `EngineEvent`, in the order a run produces them."""
+
+    EXECUTION_STARTED = "EXECUTION_STARTED"
+    TARGET_STARTED = "TARGET_STARTED"
+    STDOUT = "STDOUT"
+    STDERR = "STDERR"
+    STEP_FINISHED = "STEP_FINISHED"
+    TARGET_FINISHED = "TARGET_FINISHED"
+    EXECUTION_FINISHED = "EXECUTION_FINISHED"
+
+
+class Status(StrEnum):
+    """Outcome of a step, a target or an execution.
+
+    Steps use all five; targets and executions only SUCCEEDED, FAILED and CANCELLED.
+    """
+
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One command, run through the login shell of the target's user."""
+
+    name: str
+    command: str
+    timeout_s: float = 300
+    continue_on_error: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Where to run: `target_id` is the targets service's id and keys the pool shard."""
+
+    target_id: str
+    name: str
+    host: str
+    port: int = 22
+    method: str = "ssh"
+
+
+@dataclass(frozen=True)
+class CredentialRef:
+    """How a pool obtains a target's secret at connect time (never the secret itself).
+
+    The pool POSTs `{"grant": grant, "targetId": ...}` to `resolver_url`.
+    """
+
+    resolver_url: str
+    grant: str
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """A snapshot of one run: every target runs every step, in order."""
+
+    execution_id: str
+    steps: tuple[StepSpec, ...]
+    targets: tuple[TargetSpec, ...]
+    credentials: CredentialRef
+    max_parallel: int = 50
+    connect_timeout_s: float = 10
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One entry of an execution's event stream.
+
+    `seq` numbers every event of an execution from 1 with no gaps; `target_seq` numbers
+    the events of one target from 1. Which optional fields are set depends on `type`:
+
+    - TARGET_STARTED: `reused_connection`.
+    - STDOUT / STDERR: `step_index`, `step_name`, `data` (a decoded chunk, not a line).
+    - STEP_FINISHED: `status`, `exit_code` (None when the command did not exit by itself),
+      `duration_ms`, and `data` with a reason when the step did not run to completion.
+    - TARGET_FINISHED: `status`, `duration_ms`, `data` with the reason when it failed.
+    - EXECUTION_FINISHED: `status` and `data`, a JSON object
+      `{"total": n, "succeeded": n, "failed": n, "cancelled": n}` counting targets.
+    """
+
+    seq: int
+    type: str
+    at: float
+    target_id: str | None = None
+    target_seq: int | None = None
+    step_index: int | None = None
+    step_name: str | None = None
+    data: str | None = None
+    exit_code: int | None = None
+    status: str | None = None
+    duration_ms: float | None = None
+    reused_connection: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with enum values as plain strings."""
+        return {
+            key: (str(value) if isinstance(value, StrEnum) else value)
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    """Outcome of `EngineClient.test_connection`; `message` is readable by an operator."""
+
+    ok: bool
+    latency_ms: float | None
+    message: str

@@ -1,0 +1,206 @@
+"""Engine logic without a cluster: exception mapping, sharding, parallelism split,
+credential resolution against the fake vault, and the protocol's guarantees."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+import socket
+
+import asyncssh
+import pytest
+
+from opsconductor_ray.config import shard_of
+from opsconductor_ray.coordinator import split_parallelism
+from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential
+from opsconductor_ray.errors import (
+    AuthenticationFailed,
+    ConnectError,
+    ConnectionRefused,
+    ConnectTimeout,
+    CredentialUnavailable,
+    EngineError,
+    HostKeyRejected,
+    map_exception,
+)
+from opsconductor_ray.protocol import (
+    CredentialRef,
+    EngineEvent,
+    EventType,
+    ExecutionPlan,
+    Status,
+    StepSpec,
+    TargetSpec,
+)
+from opsconductor_ray.testing import FakeCredentialVault
+from tests.support.sshd import SshServer
+
+WHERE = {"host": "127.0.0.1", "port": 2222, "username": "x", "timeout_s": 3.0}
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (
+            ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
+            ConnectionRefused,
+            "connection refused by 127.0.0.1:2222",
+        ),
+        (TimeoutError(), ConnectTimeout, "connect timed out after 3s"),
+        (TimeoutError(), ConnectTimeout, "connect timed out after 3s"),
+        (
+            asyncssh.PermissionDenied("Permission denied"),
+            AuthenticationFailed,
+            "authentication rejected for user 'x'",
+        ),
+        (
+            asyncssh.HostKeyNotVerifiable("Host key is not trusted"),
+            HostKeyRejected,
+            "host key of 127.0.0.1:2222",
+        ),
+        (asyncssh.ConnectionLost("Connection lost"), ConnectError, "connection to 127.0.0.1:2222 was lost"),
+        (
+            asyncssh.ProtocolError("bad packet"),
+            ConnectError,
+            "127.0.0.1:2222 closed the SSH connection: bad packet",
+        ),
+        (ConnectionResetError(errno.ECONNRESET, "reset"), ConnectError, "connection reset by 127.0.0.1:2222"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), ConnectError, "127.0.0.1:2222 is unreachable"),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            ConnectError,
+            "cannot resolve host",
+        ),
+        (RuntimeError("boom"), EngineError, "unexpected error with 127.0.0.1:2222: RuntimeError: boom"),
+    ],
+)
+def test_transport_exceptions_map_to_readable_engine_errors(
+    exc: BaseException, kind: type[EngineError], message: str
+) -> None:
+    error = map_exception(exc, **WHERE)  # type: ignore[arg-type]
+
+    assert type(error) is kind
+    assert message in str(error)
+    assert isinstance(error, EngineError)
+
+
+def test_connect_errors_form_a_hierarchy() -> None:
+    assert issubclass(ConnectTimeout, ConnectError)
+    assert issubclass(ConnectionRefused, ConnectError)
+    assert issubclass(AuthenticationFailed, EngineError)
+    assert not issubclass(AuthenticationFailed, ConnectError)
+
+
+async def test_a_host_key_mismatch_is_rejected(sshd: SshServer, tmp_path) -> None:
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_bytes(b"[127.0.0.1]:%d " % sshd.port + other.export_public_key("openssh"))
+
+    with pytest.raises(asyncssh.Error) as raised:
+        await asyncssh.connect(
+            sshd.host,
+            sshd.port,
+            username=sshd.username,
+            known_hosts=str(known_hosts),
+            config=None,
+            agent_path=None,
+        )
+    error = map_exception(raised.value, host=sshd.host, port=sshd.port, username=sshd.username)
+
+    assert isinstance(error, HostKeyRejected)
+    assert f"host key of 127.0.0.1:{sshd.port} was rejected" in error.message
+
+
+def test_shards_are_stable_and_spread() -> None:
+    assert shard_of("target-1", 4) == shard_of("target-1", 4)
+    assert shard_of("anything", 1) == 0
+    used = {shard_of(f"target-{i}", 4) for i in range(100)}
+    assert used == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize(
+    ("max_parallel", "sizes", "expected_total"),
+    [
+        (5, {0: 7, 1: 5, 2: 4, 3: 4}, 5),
+        (50, {0: 7, 1: 5, 2: 4, 3: 4}, 20),
+        (8, {0: 20, 1: 1}, 8),
+        (2, {0: 3, 1: 3, 2: 3, 3: 3}, 4),  # more busy shards than slots: gated by the coordinator
+        (10, {0: 0, 1: 6}, 6),
+    ],
+)
+def test_parallelism_is_shared_among_shards(
+    max_parallel: int, sizes: dict[int, int], expected_total: int
+) -> None:
+    limits = split_parallelism(max_parallel, sizes)
+
+    assert sum(limits.values()) == expected_total
+    assert set(limits) == {shard for shard, size in sizes.items() if size}
+    assert all(1 <= limits[shard] <= sizes[shard] for shard in limits)
+
+
+async def test_fetch_credential_parses_the_key_once(vault: FakeCredentialVault, sshd: SshServer) -> None:
+    ref = vault.issue(username="deploy", private_key=sshd.private_key_pem)
+    cache = KeyCache()
+
+    first = await fetch_credential(ref, "t-1", key_cache=cache)
+    second = await fetch_credential(ref, "t-2", key_cache=cache)
+
+    assert first.username == "deploy"
+    assert first.private_key is not None
+    assert second.private_key is first.private_key
+    assert first.fingerprint == second.fingerprint
+    assert len(cache) == 1
+    assert vault.requests[-1] == {"grant": ref.grant, "targetId": "t-2"}
+
+
+async def test_fetch_credential_reports_the_resolvers_message(vault: FakeCredentialVault) -> None:
+    refused = vault.refuse(404, "target t-9 has no credential")
+    with pytest.raises(CredentialUnavailable, match="target t-9 has no credential"):
+        await fetch_credential(refused, "t-9")
+
+    unknown = CredentialRef(resolver_url=vault.url, grant="never-issued")
+    with pytest.raises(CredentialUnavailable, match="unknown or expired"):
+        await fetch_credential(unknown, "t-9")
+
+    bad_key = vault.issue(username="deploy", private_key="-----BEGIN NONSENSE-----")
+    with pytest.raises(CredentialUnavailable, match="could not be parsed"):
+        await fetch_credential(bad_key, "t-9")
+
+
+async def test_fetch_credential_when_the_resolver_is_down() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ref = CredentialRef(resolver_url=f"http://127.0.0.1:{port}/resolve", grant="g")
+
+    with pytest.raises(
+        CredentialUnavailable, match=r"credential resolver http://127.0.0.1:\d+/resolve unreachable"
+    ):
+        await fetch_credential(ref, "t-1")
+
+
+def test_credentials_hide_secrets_and_refuse_serialization() -> None:
+    credential = Credential(username="deploy", password="hunter2", fingerprint="f")
+
+    assert "hunter2" not in repr(credential)
+    assert "deploy" in repr(credential)
+    with pytest.raises(TypeError, match="must not be serialized"):
+        pickle.dumps(credential)
+
+
+def test_protocol_objects_pickle_and_carry_no_secrets() -> None:
+    plan = ExecutionPlan(
+        execution_id="e-1",
+        steps=(StepSpec(name="s", command="true"),),
+        targets=(TargetSpec(target_id="t-1", name="web-1", host="127.0.0.1"),),
+        credentials=CredentialRef(resolver_url="http://127.0.0.1:1/resolve", grant="g"),
+    )
+    event = EngineEvent(seq=1, type=EventType.STEP_FINISHED, at=1.0, status=Status.SUCCEEDED, exit_code=0)
+
+    # Our own objects, round-tripped the way Ray ships them.
+    assert pickle.loads(pickle.dumps(plan)) == plan  # noqa: S301
+    assert pickle.loads(pickle.dumps(event)) == event  # noqa: S301
+    assert event.to_dict()["type"] == "STEP_FINISHED"
+    assert type(event.to_dict()["status"]) is str
+    assert plan.max_parallel == 50
+    assert plan.steps[0].timeout_s == 300

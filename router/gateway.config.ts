@@ -95,6 +95,27 @@ function useOpscIdentity(): GatewayPlugin<OpscContext> {
   };
 }
 
+// Requests whose declared body is over the limit are refused before parsing (413).
+const maxBodyBytes = Number(env.OPSC_ROUTER_MAX_BODY_BYTES || 1_000_000);
+
+function useBodyLimit(): GatewayPlugin<OpscContext> {
+  return {
+    onRequest({ request, endResponse, fetchAPI }) {
+      const declared = Number(request.headers.get('content-length') || 0);
+      if (declared > maxBodyBytes) {
+        endResponse(
+          new fetchAPI.Response(
+            JSON.stringify({
+              errors: [{ message: `request body over ${maxBodyBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
+            }),
+            { status: 413, headers: { 'content-type': 'application/json' } },
+          ),
+        );
+      }
+    },
+  };
+}
+
 // A bearer token from WebSocket connectionParams ("authorization": "Bearer <token>").
 // The stock extractFromConnectionParams keeps the "Bearer " prefix, so it cannot be used.
 function extractFromWsConnectionParams({ serverContext }: { serverContext?: Record<string, any> }) {
@@ -218,5 +239,5 @@ export const gatewayConfig = defineConfig({
     },
   },
 
-  plugins: () => [useOpscIdentity()],
+  plugins: () => [useBodyLimit(), useOpscIdentity()],
 });

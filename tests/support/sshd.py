@@ -28,6 +28,9 @@ import pytest
 SSHD_BINARY = "/usr/sbin/sshd"
 PASSWORD_USER = "opsc-test"
 PASSWORD = "opsc-test-Pa55word"
+# sshd accepts at most 16 ListenAddress lines: 127.0.0.1 plus 15 more loopback addresses, so tests
+# can create many targets on one sshd (no two active targets may share a host).
+EXTRA_HOSTS = tuple(f"127.0.10.{i}" for i in range(1, 16))
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class SshServer:
     log_path: Path
     pid: int
     """The listening sshd; each connection is served by a child of it."""
+    hosts: tuple[str, ...] = EXTRA_HOSTS
+    """Further addresses the same sshd listens on (never 127.0.0.1, where blackhole_address binds)."""
 
 
 def closed_port() -> int:
@@ -96,6 +101,7 @@ def _write_config(base: Path, port: int, *, use_pam: bool) -> Path:
         "\n".join(
             [
                 f"ListenAddress 127.0.0.1:{port}",
+                *(f"ListenAddress {host}:{port}" for host in EXTRA_HOSTS),
                 f"HostKey {base / 'ssh_host_ed25519_key'}",
                 f"PidFile {base / 'sshd.pid'}",
                 f"AuthorizedKeysFile {base / 'authorized_keys'}",

@@ -33,6 +33,8 @@ async def _run(services: tuple[str, ...], *, with_engine: bool, dashboard: bool)
 
 
 def main() -> None:
+    # Must be set before ray is imported, or Ray binds the machine's external address.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     parser = argparse.ArgumentParser(prog="opsconductor")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="every subgraph in this process, embedded defaults")

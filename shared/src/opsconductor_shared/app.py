@@ -185,8 +185,9 @@ class ServiceGraphQL(GraphQL):
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
         await self._authenticate(context, str(header) if header else None)
-        if header and context.identity is None:
-            raise ConnectionRejectionError({"message": context.auth_error or "invalid token"})
+        if context.identity is None:
+            # Every subscription needs a verified caller: refuse the connection itself (close 4403).
+            raise ConnectionRejectionError({"message": context.auth_error or "authentication required"})
         return None
 
 

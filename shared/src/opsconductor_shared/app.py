@@ -161,7 +161,7 @@ class ServiceGraphQL(GraphQL):
         )
         self.runtime = runtime
 
-    async def get_context(self, request: Request | WebSocket, response: Any = None) -> RequestContext:
+    async def get_context(self, request: Request | WebSocket, response: Any = None) -> RequestContext:  # type: ignore[override]
         ctx = RequestContext(
             runtime=self.runtime, request=request, response=response, correlation_id=correlation_id.get()
         )

@@ -46,8 +46,9 @@ class ServiceTokenProvider:
             if resp.status_code != 200:
                 raise ServiceCallError(f"auth refused a service token for {self.service}: {resp.text[:200]}")
             body = resp.json()
-            self._token, self._expires = body["token"], float(body["expiresAt"])
-            return self._token
+            token = str(body["token"])
+            self._token, self._expires = token, float(body["expiresAt"])
+            return token
 
 
 class ServiceClient:

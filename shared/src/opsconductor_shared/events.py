@@ -67,7 +67,7 @@ class OutboxBase(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     published_at = fields.DatetimeField(null=True, db_index=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         abstract = True
 
 
@@ -75,7 +75,7 @@ class ProcessedEventBase(models.Model):
     event_id = fields.CharField(max_length=64, primary_key=True)
     processed_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         abstract = True
 
 

@@ -1,0 +1,118 @@
+"""Targets' own tables: targets, communication methods, encrypted credentials, tags, counters.
+
+Secrets live only in ``credentials.secret_encrypted`` (AES-GCM via the key ring, associated data
+= the credential id, so a ciphertext copied to another row does not decrypt).
+"""
+
+from __future__ import annotations
+
+from tortoise import fields, models
+
+from opsconductor_shared.events import OutboxBase, ProcessedEventBase
+
+
+class Target(models.Model):
+    """A managed machine or device (legacy ``universal_targets``)."""
+
+    id = fields.CharField(max_length=36, primary_key=True)  # UUIDv7 string: sorts by creation time
+    serial = fields.CharField(max_length=32, unique=True)  # TGT-000001 (legacy formats kept on import)
+    uuid = fields.UUIDField(unique=True)  # legacy target_uuid; equals id for new targets
+    name = fields.CharField(max_length=100, db_index=True)  # not unique, by design
+    description = fields.TextField(null=True)
+    os_type = fields.CharField(max_length=50)
+    environment = fields.CharField(max_length=20, default="development")
+    status = fields.CharField(max_length=20, default="active")  # active | inactive | maintenance
+    health_status = fields.CharField(max_length=20, default="unknown")  # unknown|healthy|warning|critical
+    tags = fields.JSONField(default=list)
+    is_active = fields.BooleanField(default=True, db_index=True)  # soft delete
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    methods: fields.ReverseRelation[CommunicationMethod]
+
+    class Meta:
+        table = "targets"
+
+
+class TargetTag(models.Model):
+    """One row per (target, tag), lower-cased: the filterable copy of ``Target.tags``."""
+
+    id = fields.BigIntField(primary_key=True)
+    target = fields.ForeignKeyField("targets.Target", related_name="tag_rows", on_delete=fields.CASCADE)
+    tag = fields.CharField(max_length=50, db_index=True)
+
+    class Meta:
+        table = "target_tags"
+        unique_together = (("target", "tag"),)
+
+
+class CommunicationMethod(models.Model):
+    """How to reach a target: protocol, host, port, non-secret settings."""
+
+    id = fields.CharField(max_length=36, primary_key=True)
+    target = fields.ForeignKeyField("targets.Target", related_name="methods", on_delete=fields.CASCADE)
+    type = fields.CharField(max_length=30)  # ssh, winrm, snmp, ... (see service.METHOD_TYPES)
+    host = fields.CharField(max_length=255, db_index=True)  # lower-cased hostname or normalized IP
+    port = fields.IntField()
+    config = fields.JSONField(default=dict)  # never secrets (validated on write)
+    is_primary = fields.BooleanField(default=False)
+    priority = fields.IntField(default=1)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    credentials: fields.ReverseRelation[Credential]
+
+    class Meta:
+        table = "target_communication_methods"
+
+
+class Credential(models.Model):
+    """A method's login. The secret is an AES-GCM ciphertext of JSON {password, privateKey, passphrase}."""
+
+    id = fields.CharField(max_length=36, primary_key=True)
+    method = fields.ForeignKeyField(
+        "targets.CommunicationMethod", related_name="credentials", on_delete=fields.CASCADE
+    )
+    type = fields.CharField(max_length=30)  # password | ssh_key | snmp_community | api_key | api_token
+    username = fields.CharField(max_length=255)
+    secret_encrypted = fields.TextField()  # v1:<kid>:<base64url(nonce||ct)>, aad = credential id
+    is_primary = fields.BooleanField(default=True)
+    is_active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "target_credentials"
+
+
+class GrantKey(models.Model):
+    """HMAC keys that sign connection grants, encrypted with the key ring (shared by replicas)."""
+
+    kid = fields.CharField(max_length=32, primary_key=True)
+    key_encrypted = fields.TextField()
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "target_grant_keys"
+
+
+class Counter(models.Model):
+    """Per-table counters for human-readable serials (``TGT-000001``)."""
+
+    name = fields.CharField(max_length=50, primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "target_counters"
+
+
+class Outbox(OutboxBase):
+    class Meta:
+        table = "outbox"
+
+
+class ProcessedEvent(ProcessedEventBase):
+    class Meta:
+        table = "processed_events"

@@ -1,0 +1,39 @@
+"""Reads shared by the service and the GraphQL types (models only; no strawberry, no service)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opsconductor_targets.models import CommunicationMethod, Credential, Target
+
+
+async def get_targets(ids: Sequence[str], *, include_inactive: bool = False) -> list[Target]:
+    """Targets with those ids in the order asked, skipping unknown (and, by default, deleted) ones.
+
+    Methods and their credentials come prefetched (two more queries for the whole batch).
+    """
+    wanted = list(dict.fromkeys(str(i) for i in ids))
+    if not wanted:
+        return []
+    query = Target.filter(id__in=wanted)
+    if not include_inactive:
+        query = query.filter(is_active=True)
+    rows = {t.id: t for t in await query.prefetch_related("methods__credentials")}
+    return [rows[i] for i in wanted if i in rows]
+
+
+def sorted_methods(target: Target) -> list[CommunicationMethod]:
+    return sorted(target.methods, key=lambda m: (not m.is_primary, m.priority, m.id))
+
+
+def primary_method(target: Target) -> CommunicationMethod | None:
+    """The active primary method, else the active one with the best priority."""
+    active = [m for m in sorted_methods(target) if m.is_active]
+    return active[0] if active else None
+
+
+def active_credential(method: CommunicationMethod) -> Credential | None:
+    creds = sorted(
+        (c for c in method.credentials if c.is_active), key=lambda c: (not c.is_primary, c.created_at)
+    )
+    return creds[0] if creds else None

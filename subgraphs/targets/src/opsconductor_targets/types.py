@@ -1,0 +1,259 @@
+"""GraphQL types of the targets subgraph (separate from ORM rows). No type here has a secret field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.scalars import JSON
+
+from opsconductor_shared.errors import Error, NotFound, ValidationFailed
+from opsconductor_targets import models
+from opsconductor_targets.queries import active_credential, get_targets, sorted_methods
+
+
+@strawberry.enum(description="How the platform talks to a target.")
+class MethodType(Enum):
+    SSH = "ssh"
+    WINRM = "winrm"
+    SNMP = "snmp"
+    TELNET = "telnet"
+    REST_API = "rest_api"
+    SMTP = "smtp"
+    MYSQL = "mysql"
+    POSTGRESQL = "postgresql"
+    MSSQL = "mssql"
+    ORACLE = "oracle"
+    SQLITE = "sqlite"
+    MONGODB = "mongodb"
+    REDIS = "redis"
+    ELASTICSEARCH = "elasticsearch"
+
+
+@strawberry.enum(description="Kind of secret a credential holds (the secret itself is never returned).")
+class CredentialType(Enum):
+    PASSWORD = "password"  # noqa: S105 - a type name, not a secret
+    SSH_KEY = "ssh_key"
+    SNMP_COMMUNITY = "snmp_community"
+    API_KEY = "api_key"
+    API_TOKEN = "api_token"  # noqa: S105 - a type name, not a secret
+
+
+@strawberry.enum(description="Operational status set by operators.")
+class TargetStatus(Enum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    MAINTENANCE = "maintenance"
+
+
+@strawberry.enum(description="Last known reachability (updated by connection tests and health checks).")
+class HealthStatus(Enum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@strawberry.type(description="Metadata of a method's credential; the secret never leaves the vault.")
+class TargetCredential:
+    id: strawberry.ID
+    type: CredentialType
+    username: str
+
+    @classmethod
+    def from_row(cls, row: models.Credential) -> TargetCredential:
+        return cls(id=strawberry.ID(row.id), type=CredentialType(row.type), username=row.username)
+
+
+@strawberry.type(description="One way to reach a target (protocol, address, non-secret settings).")
+class CommunicationMethod:
+    id: strawberry.ID
+    type: MethodType
+    host: str = strawberry.field(description="Hostname or IP address (for sqlite: the database file path).")
+    port: int
+    is_primary: bool = strawberry.field(description="Exactly one method per target is primary; jobs use it.")
+    priority: int
+    is_active: bool
+    config: JSON = strawberry.field(
+        description="Method-specific non-secret settings (timeouts, transport, ...)."
+    )
+    credential: TargetCredential | None = strawberry.field(description="Credential metadata; null when none.")
+
+    @classmethod
+    def from_row(cls, row: models.CommunicationMethod) -> CommunicationMethod:
+        cred = active_credential(row)
+        return cls(
+            id=strawberry.ID(row.id),
+            type=MethodType(row.type),
+            host=row.host,
+            port=row.port,
+            is_primary=row.is_primary,
+            priority=row.priority,
+            is_active=row.is_active,
+            config=dict(row.config or {}),
+            credential=TargetCredential.from_row(cred) if cred is not None else None,
+        )
+
+
+async def _load_targets(ids: list[str]) -> list[models.Target | None]:
+    rows = {t.id: t for t in await get_targets(ids, include_inactive=True)}
+    return [rows.get(i) for i in ids]
+
+
+@strawberry.federation.type(keys=["id"], description="A managed machine or device.")
+class Target:
+    id: strawberry.ID
+    serial: str = strawberry.field(
+        description="Human-readable number, e.g. TGT-000001 (legacy formats kept)."
+    )
+    name: str = strawberry.field(description="Display name; not unique.")
+    description: str | None
+    os_type: str = strawberry.field(description="Device/OS type, e.g. linux, windows, cisco_switch.")
+    environment: str = strawberry.field(description="production, staging, development or testing.")
+    status: TargetStatus
+    health_status: HealthStatus
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    communication_methods: list[CommunicationMethod] = strawberry.field(
+        description="Primary first, then by priority. Credentials appear as metadata only."
+    )
+
+    @classmethod
+    def from_row(cls, row: models.Target) -> Target:
+        return cls(
+            id=strawberry.ID(row.id),
+            serial=row.serial,
+            name=row.name,
+            description=row.description,
+            os_type=row.os_type,
+            environment=row.environment,
+            status=TargetStatus(row.status),
+            health_status=HealthStatus(row.health_status),
+            tags=list(row.tags or []),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            communication_methods=[CommunicationMethod.from_row(m) for m in sorted_methods(row)],
+        )
+
+    @classmethod
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Target | None:
+        loaders: dict[str, Any] = info.context.loaders
+        loader = loaders.get("targets.target")
+        if loader is None:
+            loader = loaders["targets.target"] = DataLoader(load_fn=_load_targets)
+        row = await loader.load(str(id))
+        return cls.from_row(row) if row is not None else None
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+@strawberry.input(
+    description="A credential for a method. Only the fields of its type are stored (encrypted)."
+)
+class CredentialInput:
+    type: CredentialType
+    username: str
+    password: str | None = strawberry.field(
+        default=None, description="PASSWORD: the password. SNMP_COMMUNITY / API_KEY / API_TOKEN: the secret."
+    )
+    private_key: str | None = strawberry.field(
+        default=None, description="SSH_KEY: the private key (PEM/OpenSSH)."
+    )
+    passphrase: str | None = strawberry.field(
+        default=None, description="SSH_KEY: the key's passphrase, if any."
+    )
+
+
+@strawberry.input(description="A communication method of a new target.")
+class CommunicationMethodInput:
+    type: MethodType
+    host: str
+    port: int | None = strawberry.field(default=None, description="Default: the method's standard port.")
+    is_primary: bool | None = strawberry.field(
+        default=None, description="Default: the first method is primary."
+    )
+    priority: int | None = None
+    config: JSON | None = None
+    credential: CredentialInput | None = None
+
+
+@strawberry.input(description="A new target with one or more communication methods.")
+class CreateTargetInput:
+    name: str
+    os_type: str
+    environment: str | None = strawberry.field(default=None, description="Default: development.")
+    description: str | None = None
+    tags: list[str] | None = None
+    status: TargetStatus | None = strawberry.field(default=None, description="Default: ACTIVE.")
+    methods: list[CommunicationMethodInput]
+
+
+@strawberry.input(description="Narrows `targets`; every given condition must hold.")
+class TargetFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Substring of name, serial, description or host."
+    )
+    os_type: str | None = None
+    environment: str | None = None
+    status: TargetStatus | None = None
+    tags: list[str] | None = strawberry.field(default=None, description="Targets carrying all of these tags.")
+
+
+# ---- results ----------------------------------------------------------------------------------
+
+
+@strawberry.type(description="The target was created.")
+class TargetCreated:
+    target: Target
+
+
+@strawberry.type(description="Another active target already uses this host.")
+class HostAlreadyInUse(Error):
+    target_id: strawberry.ID = strawberry.field(description="The active target that has the host.")
+
+
+CreateTargetResult = Annotated[
+    TargetCreated | ValidationFailed | HostAlreadyInUse, strawberry.union("CreateTargetResult")
+]
+
+
+@strawberry.type(description="Outcome of a connection test run by the execution engine.")
+class ConnectionTestResult:
+    ok: bool
+    latency_ms: float | None = strawberry.field(description="Connect and authenticate time, when it worked.")
+    message: str = strawberry.field(description="What happened, readable (e.g. 'connection refused').")
+    method: MethodType = strawberry.field(
+        description="The method tested (SSH when the target was not found)."
+    )
+    method_id: strawberry.ID | None = strawberry.field(default=None, description="The method tested, if any.")
+
+
+@strawberry.type(description="A target as listed in a connection grant.")
+class GrantTarget:
+    id: strawberry.ID
+    name: str
+    host: str
+    port: int
+    method: MethodType
+    method_id: strawberry.ID
+
+
+@strawberry.type(
+    description="Lets the execution engine fetch these targets' credentials at connect time: "
+    "POST {grant, targetId} to resolverUrl before expiresAt."
+)
+class ConnectionGrant:
+    grant: str = strawberry.field(description="Opaque signed token; treat as a secret.")
+    resolver_url: str
+    expires_at: datetime
+    targets: list[GrantTarget]
+
+
+ConnectionGrantResult = Annotated[
+    ConnectionGrant | NotFound | ValidationFailed, strawberry.union("ConnectionGrantResult")
+]

@@ -1,0 +1,33 @@
+"""Unit tests of the follower's output handling (no database needed)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from opsconductor_executions.service import TRUNCATED_MARKER, _Follower
+
+
+def _follower(limit: int) -> _Follower:
+    execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
+    return _Follower(execution, limit)  # type: ignore[arg-type]
+
+
+def test_output_over_the_limit_is_cut_with_a_marker() -> None:
+    follower = _follower(10)
+    follower._append("t", 0, "STDOUT", "12345")
+    follower._append("t", 0, "STDOUT", "67890abc")
+    follower._append("t", 0, "STDOUT", "more")
+    text = "".join(follower.output[("t", 0, "STDOUT")])
+    assert text.startswith("1234567890")
+    assert text.endswith(TRUNCATED_MARKER.format(limit=10))
+    assert "abc" not in text and "more" not in text
+
+
+def test_streams_are_kept_apart() -> None:
+    follower = _follower(100)
+    follower._append("t", 0, "STDOUT", "out")
+    follower._append("t", 0, "STDERR", "err")
+    follower._append("u", 1, "STDOUT", "other")
+    assert follower.output[("t", 0, "STDOUT")] == ["out"]
+    assert follower.output[("t", 0, "STDERR")] == ["err"]
+    assert follower.output[("u", 1, "STDOUT")] == ["other"]

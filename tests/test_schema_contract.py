@@ -54,3 +54,30 @@ def test_committed_supergraph_matches_subgraph_sdl() -> None:
         ["node", "compose.mjs", "--check"], cwd=ROOT / "router", capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", SUBGRAPHS)
+def test_migrations_apply_on_embedded_sqlite(name: str, tmp_path: Path) -> None:
+    """`make dev` runs every service on SQLite: its migrations must apply there too (twice: idempotent)."""
+    script = (
+        "import asyncio\n"
+        "from opsconductor_shared.db import ServiceDatabase\n"
+        "async def main():\n"
+        "    for _ in range(2):\n"
+        f"        db = ServiceDatabase(service='{name}', url='sqlite://{tmp_path}/db.sqlite3',\n"
+        f"                             models_module='opsconductor_{name}.models',\n"
+        f"                             migrations_module='opsconductor_{name}.migrations')\n"
+        "        await db.start()\n"
+        "        await db.ping()\n"
+        "        await db.stop()\n"
+        "import os, traceback\n"
+        "try:\n"
+        "    asyncio.run(main())\n"
+        "except BaseException:\n"
+        "    traceback.print_exc()\n"
+        "    os._exit(1)  # a failed SQLite start leaves aiosqlite's thread behind\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -14,10 +14,10 @@ DEFAULT_STEP_TIMEOUT_SECONDS = 300
 
 
 class Counter(models.Model):
-    """Named increasing counters; ``job`` numbers the serials.
+    """Named increasing counters: the job counter numbers the serials.
 
-    Serials are JOB-000001, JOB-000002, ...; the row is locked by the increment, so concurrent
-    creates get distinct numbers. Table names carry the ``job`` prefix because tortoise caches
+    Serials are JOB-000001, JOB-000002, ..., the row is locked by the increment, so concurrent
+    creates get distinct numbers. Table names carry the job prefix because tortoise caches
     insert statements per (connection name, table) process-wide, and the embedded platform runs
     every service in one process.
     """
@@ -30,18 +30,20 @@ class Counter(models.Model):
 
 
 class Job(models.Model):
-    """A job definition; soft-deleted, since runs and audit refer to it."""
+    """A job definition, soft-deleted, since runs and audit refer to it."""
 
     id = fields.UUIDField(primary_key=True)
-    number = fields.BigIntField(unique=True, description="From the `job` counter; orders the job list.")
+    number = fields.BigIntField(unique=True, description="From the job counter, orders the job list.")
     serial = fields.CharField(max_length=20, unique=True, description="JOB-000001: the human handle.")
     name = fields.CharField(max_length=255)
     description = fields.TextField(null=True)
-    policy = fields.JSONField(default=dict, description="{maxParallel}; more policy keys come later.")
+    policy = fields.JSONField(default=dict, description="{maxParallel}, more policy keys come later.")
     version = fields.IntField(default=1, description="Incremented on every edit of the definition.")
     is_deleted = fields.BooleanField(default=False, db_index=True)
     deleted_at = fields.DatetimeField(null=True)
-    created_by = fields.CharField(max_length=64, null=True, description="Subject of the creator's token.")
+    created_by = fields.CharField(
+        max_length=64, null=True, description="Subject of the token of the creator."
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -52,11 +54,11 @@ class Job(models.Model):
         table = "jobs"
 
     def ordered_steps(self) -> list[JobStep]:
-        """Steps in run order (needs ``steps`` prefetched)."""
+        """Steps in run order (needs 'steps' prefetched)."""
         return sorted(self.steps, key=lambda s: s.order)
 
     def target_ids(self) -> list[str]:
-        """Target ids in the order they were given (needs ``targets`` prefetched)."""
+        """Target ids in the order they were given (needs 'targets' prefetched)."""
         return [t.target_id for t in sorted(self.targets, key=lambda t: t.id)]
 
 
@@ -65,7 +67,7 @@ class JobStep(models.Model):
     job: fields.ForeignKeyRelation[Job] = fields.ForeignKeyField(
         "jobs.Job", related_name="steps", on_delete=fields.CASCADE
     )
-    order = fields.IntField(description="1-based position; steps run in this order on each target.")
+    order = fields.IntField(description="1-based position, steps run in this order on each target.")
     name = fields.CharField(max_length=255)
     type = fields.CharField(max_length=20, default="command")
     command = fields.TextField()
@@ -103,7 +105,7 @@ class ProcessedEvent(ProcessedEventBase):
 
 
 def parse_id(value: str) -> uuid.UUID | None:
-    """A job id as a UUID; ``None`` for anything else (ids are opaque to clients, so no error)."""
+    """A job id as a UUID, 'None' for anything else (ids are opaque to clients, so no error)."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -111,7 +113,7 @@ def parse_id(value: str) -> uuid.UUID | None:
 
 
 async def live_jobs_by_id(job_ids: Sequence[str]) -> dict[str, Job]:
-    """Live (not deleted) jobs with steps and targets loaded; unknown and malformed ids are absent."""
+    """Live (not deleted) jobs with steps and targets loaded, unknown and malformed ids are absent."""
     keys = [k for k in (parse_id(i) for i in job_ids) if k is not None]
     if not keys:
         return {}

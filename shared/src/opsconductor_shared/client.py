@@ -93,7 +93,10 @@ class ServiceClient:
                 )
                 if resp.status_code >= 500:
                     raise ServiceCallError(f"{self.url} answered {resp.status_code}")
-                body = resp.json()
+                try:
+                    body = resp.json()
+                except ValueError as exc:  # a proxy's or framework's error page, not GraphQL
+                    raise ServiceCallError(f"{self.url} answered {resp.status_code} without JSON") from exc
                 if body.get("errors"):
                     raise ServiceCallError("; ".join(e.get("message", "?") for e in body["errors"]))
                 return body["data"]

@@ -78,7 +78,10 @@ class KeyRing:
         key = self._keys.get(kid)
         if key is None:
             raise DecryptionError(f"ciphertext made with unknown key id {kid!r}")
-        raw = base64.urlsafe_b64decode(b64)
+        try:
+            raw = base64.urlsafe_b64decode(b64)
+        except ValueError as exc:  # binascii.Error: bad padding
+            raise DecryptionError("malformed ciphertext") from exc
         try:
             return AESGCM(key).decrypt(raw[:12], raw[12:], aad)
         except Exception as exc:

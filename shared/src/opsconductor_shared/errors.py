@@ -54,32 +54,54 @@ class DependencyUnavailable(Error):
 
 
 class DomainError(Exception):
-    """An expected failure with a message that is safe to show to the caller."""
+    """An expected failure with a message that is safe to show to the caller.
+
+    Raised out of a resolver that has no union for it, it becomes a top-level GraphQL error with
+    ``extensions`` (graphql-core copies the attribute), never a masked one.
+    """
+
+    code = "BAD_REQUEST"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code}
+
 
 class ValidationError(DomainError):
+    code = "BAD_USER_INPUT"
+
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
 
+    @property
+    def extensions(self) -> dict[str, object]:
+        return {"code": self.code, "field": self.field}
+
 
 class NotFoundError(DomainError):
+    code = "NOT_FOUND"
+
     def __init__(self, message: str, id: str | None = None) -> None:
         super().__init__(message)
         self.id = id
 
 
 class PermissionError_(DomainError):
+    code = "FORBIDDEN"
+
     def __init__(self, message: str, permission: str | None = None) -> None:
         super().__init__(message)
         self.permission = permission
 
 
 class DependencyUnavailableError(DomainError):
+    code = "DEPENDENCY_UNAVAILABLE"
+
     def __init__(self, message: str, service: str | None = None) -> None:
         super().__init__(message)
         self.service = service

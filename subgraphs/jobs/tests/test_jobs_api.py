@@ -12,21 +12,14 @@ import os
 import random
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import uvicorn
 
 from tests.support.platform import RunningPlatform, gql
-
-ALL_SERVICES = ("auth", "users", "targets", "jobs", "executions")
-
-
-def started() -> tuple[str, ...]:
-    return tuple(s for s in os.environ.get("OPSC_TEST_SERVICES", ",".join(ALL_SERVICES)).split(",") if s)
-
-
-needs_targets = pytest.mark.skipif("targets" not in started(), reason="targets service not started")
 
 JOB_FIELDS = """id serial name description version createdAt updatedAt
   steps { order name type command timeoutSeconds continueOnError }
@@ -115,7 +108,6 @@ async def job(platform: RunningPlatform, admin_token: str, target_id: str) -> di
 # ---- with real targets ------------------------------------------------------------------------
 
 
-@needs_targets
 async def test_create_job_with_two_steps_and_a_real_target(
     platform: RunningPlatform, admin_token: str, target_id: str, job: dict[str, Any]
 ) -> None:
@@ -147,7 +139,6 @@ async def test_create_job_with_two_steps_and_a_real_target(
     assert fetched["targets"] == [{"id": target_id}]
 
 
-@needs_targets
 async def test_job_created_event_reaches_the_stream(job: dict[str, Any]) -> None:
     from redis.asyncio import Redis
 
@@ -168,7 +159,6 @@ async def test_job_created_event_reaches_the_stream(job: dict[str, Any]) -> None
     assert "command" not in json.dumps(mine[0]["data"])  # commands stay out of events
 
 
-@needs_targets
 async def test_unknown_target_ids_are_listed(
     platform: RunningPlatform, admin_token: str, target_id: str
 ) -> None:
@@ -179,7 +169,6 @@ async def test_unknown_target_ids_are_listed(
     assert missing in result["message"]
 
 
-@needs_targets
 async def test_duplicate_target_ids_are_stored_once(
     platform: RunningPlatform, admin_token: str, target_id: str
 ) -> None:
@@ -188,7 +177,6 @@ async def test_duplicate_target_ids_are_stored_once(
     assert result["job"]["targetIds"] == [target_id]
 
 
-@needs_targets
 async def test_entities_resolves_jobs_and_nulls_unknown(
     platform: RunningPlatform, admin_token: str, job: dict[str, Any]
 ) -> None:
@@ -207,7 +195,6 @@ async def test_entities_resolves_jobs_and_nulls_unknown(
     assert unknown is None and malformed is None
 
 
-@needs_targets
 async def test_delete_job_is_soft_and_hides_it(
     platform: RunningPlatform, admin_token: str, target_id: str
 ) -> None:
@@ -223,7 +210,6 @@ async def test_delete_job_is_soft_and_hides_it(
     assert body["data"]["jobs"]["totalCount"] == 0
 
 
-@needs_targets
 async def test_paging_newest_first_with_search(
     platform: RunningPlatform, admin_token: str, target_id: str
 ) -> None:
@@ -274,13 +260,45 @@ async def test_invalid_input_is_validation_failed_with_field(
     assert result["field"] == field and result["message"]
 
 
-@pytest.mark.skipif("targets" in started(), reason="needs the targets service down")
-async def test_targets_down_is_dependency_unavailable(platform: RunningPlatform, admin_token: str) -> None:
-    started_at = time.monotonic()
-    result = await create_job(platform, admin_token, job_input([str(uuid.uuid4())]))
-    assert time.monotonic() - started_at < 3
-    assert result["__typename"] == "DependencyUnavailable", result
-    assert result["service"] == "targets" and "unavailable" in result["message"]
+async def test_targets_down_is_dependency_unavailable(
+    platform: RunningPlatform, admin_token: str, tmp_path: Path
+) -> None:
+    """A second jobs service (own SQLite database) whose targets URL points where nothing listens."""
+    from opsconductor_jobs.app import create_app
+    from opsconductor_jobs.settings import Settings
+    from opsconductor_shared.app import Platform
+    from tests.support.platform import free_port
+    from tests.support.sshd import closed_port
+
+    settings = Settings(
+        port=free_port(),
+        database_url=f"sqlite://{tmp_path}/jobs.sqlite3",
+        targets_url=f"http://127.0.0.1:{closed_port()}/graphql",
+        redis_url=None,
+    )
+    app = create_app(settings, Platform.from_settings(settings))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.05)
+        started_at = time.monotonic()
+        body = await gql(
+            f"{settings.base_url}/graphql",
+            CREATE_JOB,
+            {"input": job_input([str(uuid.uuid4())])},
+            token=admin_token,
+        )
+        result = body["data"]["createJob"]
+        assert time.monotonic() - started_at < 5
+        assert result["__typename"] == "DependencyUnavailable", result
+        assert result["service"] == "targets" and "unavailable" in result["message"]
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def test_no_token_is_unauthenticated(platform: RunningPlatform) -> None:
@@ -311,7 +329,6 @@ async def test_bad_cursor_is_bad_user_input(platform: RunningPlatform, admin_tok
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
 
 
-@needs_targets
 async def test_concurrent_creates_get_distinct_serials(
     platform: RunningPlatform, admin_token: str, target_id: str
 ) -> None:

@@ -290,7 +290,7 @@ async def test_paging_and_filters(platform: RunningPlatform, admin_token: str) -
     assert await names({"role": "viewer", "isActive": True}) == [f"{prefix}_1", f"{prefix}_3"]
 
     bad = await gql(platform.url("users"), page_query, {"first": 2, "after": "garbage!"}, token=admin_token)
-    assert bad["errors"][0]["message"] == "malformed cursor"
+    assert bad["errors"][0]["message"] == "invalid cursor"
 
 
 async def test_entities_resolve_users_by_id(platform: RunningPlatform, admin_token: str) -> None:

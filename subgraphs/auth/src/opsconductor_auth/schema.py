@@ -23,7 +23,7 @@ from opsconductor_auth.types import (
 )
 from opsconductor_shared.app import RequestContext, build_schema
 from opsconductor_shared.auth import Authenticated, Public, requires
-from opsconductor_shared.errors import NotFound, ValidationError, to_graphql_error
+from opsconductor_shared.errors import DomainError, NotFound, ValidationError, to_graphql_error
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -68,28 +68,34 @@ class Mutation:
     )
     async def login(self, info: Info, username: str, password: str) -> LoginResult:
         ip, agent = _client(info)
-        try:
-            async with in_transaction():
+        async with in_transaction():
+            try:
                 tokens = await _auth(info).login(username, password, ip=ip, user_agent=agent)
-        except service.AccountLocked as exc:
-            return AccountLocked(message=exc.message, until=exc.until)
-        except service.AccountDisabled as exc:
-            return AccountDisabled(message=exc.message)
-        except service.LoginFailed as exc:
-            return InvalidCredentials(message=exc.message)
-        finally:
-            info.context.runtime.events_committed()
-        session_id = _session_of(tokens.access_token)
-        return _success(tokens, session_id)
+            except (service.AccountLocked, service.AccountDisabled, service.LoginFailed) as exc:
+                failure: DomainError | None = exc  # commit what a failure writes: attempt, lock
+            else:
+                failure = None
+        info.context.runtime.events_committed()
+        if isinstance(failure, service.AccountLocked):
+            return AccountLocked(message=failure.message, until=failure.until)
+        if isinstance(failure, service.AccountDisabled):
+            return AccountDisabled(message=failure.message)
+        if failure is not None:
+            return InvalidCredentials(message=failure.message)
+        return _success(tokens, _session_of(tokens.access_token))
 
     @strawberry.mutation(permission_classes=[Public], description="Exchange a refresh token for new tokens.")
     async def refresh_session(self, info: Info, refresh_token: str) -> RefreshResult:
-        try:
-            async with in_transaction():
+        async with in_transaction():
+            try:
                 tokens = await _auth(info).refresh(refresh_token)
-        except service.InvalidRefresh as exc:
-            info.context.runtime.events_committed()
-            return InvalidRefreshToken(message=exc.message)
+            except service.InvalidRefresh as exc:
+                failure: service.InvalidRefresh | None = exc  # commit the revocation a reused token causes
+            else:
+                failure = None
+        info.context.runtime.events_committed()
+        if failure is not None:
+            return InvalidRefreshToken(message=failure.message)
         return _success(tokens, _session_of(tokens.access_token))
 
     @strawberry.mutation(permission_classes=[Authenticated], description="End the calling session.")

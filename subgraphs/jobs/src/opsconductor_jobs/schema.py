@@ -6,24 +6,21 @@ import strawberry
 from tortoise.transactions import in_transaction
 
 from opsconductor_jobs import service
-from opsconductor_jobs.paging import decode_int_cursor, encode_cursor, page_size
 from opsconductor_jobs.types import (
     CreateJobInput,
     CreateJobResult,
     DeleteJobResult,
     Job,
-    JobConnection,
     JobCreated,
     JobDeleted,
-    JobEdge,
     JobFilter,
-    PageInfo,
     Target,
     UnknownTargets,
 )
 from opsconductor_shared.app import RequestContext, build_schema
 from opsconductor_shared.auth import requires
 from opsconductor_shared.errors import DependencyUnavailable, NotFound, ValidationError, to_graphql_error
+from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -74,24 +71,23 @@ class Query:
     @strawberry.field(permission_classes=[requires("jobs:read")], description="Jobs, newest first.")
     async def jobs(
         self, info: Info, first: int | None = 50, after: str | None = None, filter: JobFilter | None = None
-    ) -> JobConnection:
-        size = page_size(first)
+    ) -> Connection[Job]:
+        cursor = decode_cursor(after, CURSOR_KIND)
+        if cursor is not None and not cursor.isdigit():
+            raise ValidationError("invalid cursor", field="after")
         page = await service.list_jobs(
-            first=size, after=decode_int_cursor(CURSOR_KIND, after), search=filter.search if filter else None
+            first=check_first(first),
+            after=int(cursor) if cursor is not None else None,
+            search=filter.search if filter else None,
         )
-        edges = [
-            JobEdge(node=Job.from_model(row), cursor=encode_cursor(CURSOR_KIND, row.number))
-            for row in page.rows
-        ]
-        return JobConnection(
-            edges=edges,
-            total_count=page.total,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+        return build_connection(
+            page.rows,
+            node=Job.from_model,
+            key=lambda row: str(row.number),
+            has_next=page.has_next,
+            total=page.total,
+            after=after,
+            kind=CURSOR_KIND,
         )
 
 

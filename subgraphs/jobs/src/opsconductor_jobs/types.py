@@ -9,7 +9,6 @@ import strawberry
 from strawberry.federation.schema_directives import Key
 
 from opsconductor_jobs import models
-from opsconductor_jobs.paging import PageInfo
 from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import check_permission
 from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
@@ -107,19 +106,6 @@ def job_loader(info: Info) -> strawberry.dataloader.DataLoader[str, models.Job |
 
         loaders["jobs"] = strawberry.dataloader.DataLoader(load_fn=load)
     return loaders["jobs"]
-
-
-@strawberry.type(description="A job in a connection.")
-class JobEdge:
-    node: Job
-    cursor: str
-
-
-@strawberry.type(description="A page of jobs, newest first.")
-class JobConnection:
-    edges: list[JobEdge]
-    page_info: PageInfo
-    total_count: int = strawberry.field(description="Jobs matching the filter, across all pages.")
 
 
 @strawberry.input(description="Narrows `jobs`.")

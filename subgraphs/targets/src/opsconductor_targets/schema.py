@@ -16,8 +16,8 @@ from opsconductor_shared.errors import (
     ValidationFailed,
     to_graphql_error,
 )
+from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
 from opsconductor_targets import service
-from opsconductor_targets.paging import Connection, build_connection, check_first, decode_cursor
 from opsconductor_targets.types import (
     ConnectionGrant,
     ConnectionGrantResult,

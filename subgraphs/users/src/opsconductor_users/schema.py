@@ -15,8 +15,8 @@ from opsconductor_shared.errors import (
     to_graphql_error,
 )
 from opsconductor_shared.logging import get_logger
+from opsconductor_shared.paging import build_connection, decode_cursor
 from opsconductor_users import service
-from opsconductor_users.paging import build_connection, decode_cursor
 from opsconductor_users.types import (
     CreateUserInput,
     CreateUserResult,

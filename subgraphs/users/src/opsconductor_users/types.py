@@ -9,7 +9,7 @@ import strawberry
 
 from opsconductor_shared.auth import require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
-from opsconductor_users.paging import Connection
+from opsconductor_shared.paging import Connection
 
 
 @strawberry.federation.type(keys=["id"], description="A person who can log in. Owned by the users subgraph.")

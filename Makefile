@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 
-.PHONY: help install venv router-deps dev test test-unit lint sdl sdl-check bench clean
+.PHONY: help install venv router-deps dev test lint sdl bench clean pins
 
 help:
 	@echo "make dev    - run every service, local Ray and the router on this machine (embedded defaults)"
@@ -54,3 +54,6 @@ bench: install
 
 clean:
 	rm -rf .venv router/node_modules .data
+
+pins: venv  ## regenerate constraints.txt and [tool.uv] constraint-dependencies from the current .venv
+	$(PY) scripts/pins.py

@@ -47,12 +47,15 @@ from opsconductor_shared.errors import mask_errors_extension
 from opsconductor_shared.events import (
     Broadcaster,
     EventBus,
+    EventEnvelope,
     InProcessBroadcaster,
     InProcessEventBus,
     OutboxBase,
     OutboxRelay,
+    ProcessedEventBase,
     RedisBroadcaster,
     RedisStreamsEventBus,
+    deduplicating,
 )
 from opsconductor_shared.logging import correlation_id, get_logger, new_correlation_id
 from opsconductor_shared.settings import ServiceSettings
@@ -114,6 +117,33 @@ class Runtime:
         if url not in self._clients:
             self._clients[url] = ServiceClient(url, self.tokens, timeout=timeout)
         return self._clients[url]
+
+    def consume(
+        self,
+        *,
+        sources: Sequence[str],
+        types: Sequence[str],
+        processed_model: type[ProcessedEventBase],
+        handler: Callable[[EventEnvelope], Awaitable[None]],
+    ) -> None:
+        """Subscribe this service (its own consumer group) to other services' events.
+
+        Only ``types`` reach ``handler``; each event id is handled once (deduplicated in this
+        service's database, in the handler's transaction), with this service's database bound.
+        """
+        wanted = frozenset(types)
+
+        async def on_event(envelope: EventEnvelope) -> None:
+            if envelope.type in wanted:
+                await handler(envelope)
+
+        once = deduplicating(processed_model, on_event)
+
+        async def bound(envelope: EventEnvelope) -> None:
+            with self.db.bind():
+                await once(envelope)
+
+        self.platform.bus.subscribe(group=self.name, sources=list(sources), handler=bound)
 
     def events_committed(self) -> None:
         if self.relay is not None:

@@ -22,7 +22,9 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
-def _add_correlation_id(_logger: object, _name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+def _add_correlation_id(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
     cid = correlation_id.get()
     if cid is not None:
         event.setdefault("correlation_id", cid)

@@ -95,7 +95,9 @@ def build_connection(
     )
 
 
-async def paginate(queryset: Any, *, first: int | None, after: str | None, convert: Callable[[Any], T]) -> Connection[T]:
+async def paginate(
+    queryset: Any, *, first: int | None, after: str | None, convert: Callable[[Any], T]
+) -> Connection[T]:
     """Offset paging of a tortoise queryset (already filtered and ordered)."""
     limit = check_first(first)
     key = decode_cursor(after, "o")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from opsconductor_shared.app import Runtime
-from opsconductor_shared.events import EventEnvelope, deduplicating
+from opsconductor_shared.events import EventEnvelope
 from opsconductor_users import service
 from opsconductor_users.models import ProcessedEvent
 
@@ -13,15 +13,8 @@ CONSUMES = ("auth.login_succeeded",)
 
 
 def subscribe(runtime: Runtime) -> None:
-    async def on_auth_event(envelope: EventEnvelope) -> None:
-        if envelope.type not in CONSUMES or not envelope.subject:
-            return
-        await service.record_login(envelope.subject, envelope.time)
+    async def on_login(envelope: EventEnvelope) -> None:
+        if envelope.subject:
+            await service.record_login(envelope.subject, envelope.time)
 
-    handler = deduplicating(ProcessedEvent, on_auth_event)  # runs in its own transaction
-
-    async def bound(envelope: EventEnvelope) -> None:
-        with runtime.db.bind():
-            await handler(envelope)
-
-    runtime.platform.bus.subscribe(group="users", sources=["auth"], handler=bound)
+    runtime.consume(sources=["auth"], types=CONSUMES, processed_model=ProcessedEvent, handler=on_login)

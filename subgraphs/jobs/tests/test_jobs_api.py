@@ -293,7 +293,7 @@ async def test_targets_down_is_dependency_unavailable(
             token=admin_token,
         )
         result = body["data"]["createJob"]
-        assert time.monotonic() - started_at < 5
+        assert time.monotonic() - started_at < 15, "an unreachable service must fail fast, not hang"
         assert result["__typename"] == "DependencyUnavailable", result
         assert result["service"] == "targets" and "unavailable" in result["message"]
     finally:

@@ -243,6 +243,10 @@ def build_schema(
 # ---- middleware -------------------------------------------------------------------------------
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class _RequestMiddleware:
     """Correlation id, request-size cap and metrics for one service."""
 
@@ -257,6 +261,17 @@ class _RequestMiddleware:
             "opsc_http_request_seconds", "HTTP request latency", ["service", "path"], registry=registry
         )
 
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = {
+            "errors": [
+                {
+                    "message": f"request body over {self.max_bytes} bytes",
+                    "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                }
+            ]
+        }
+        await JSONResponse(body, status_code=413)(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -270,31 +285,37 @@ class _RequestMiddleware:
                 return
             length = int(headers.get(b"content-length", b"0") or 0)
             if length > self.max_bytes:
-                resp = JSONResponse(
-                    {
-                        "errors": [
-                            {
-                                "message": f"request body over {self.max_bytes} bytes",
-                                "extensions": {"code": "PAYLOAD_TOO_LARGE"},
-                            }
-                        ]
-                    },
-                    status_code=413,
-                )
-                await resp(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
-            status = {"code": 500}
+            status = {"code": 500, "sent": 0}
 
             async def send_wrapper(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     status["code"] = message["status"]
+                    status["sent"] = 1
                     message.setdefault("headers", []).append((b"x-correlation-id", cid.encode()))
                 await send(message)
+
+            received = 0
+
+            async def receive_capped() -> Message:
+                # Content-Length can be absent (chunked uploads): count what actually arrives.
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_bytes:
+                        raise _BodyTooLarge
+                return message
 
             started = time.perf_counter()
             path = scope.get("path", "")
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive_capped, send_wrapper)
+            except _BodyTooLarge:
+                if not status["sent"]:
+                    await self._too_large(scope, receive, send)
+                    status["code"] = 413
             finally:
                 self.requests.labels(self.service, path, str(status["code"])).inc()
                 self.latency.labels(self.service, path).observe(time.perf_counter() - started)

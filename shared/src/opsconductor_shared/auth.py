@@ -125,6 +125,8 @@ class TokenVerifier:
         try:
             # PyJWKClient does blocking I/O on a cache miss: keep it off the event loop.
             key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise AuthenticationError("cannot verify tokens: the auth service's JWKS is unreachable") from exc
         except jwt.PyJWKClientError as exc:
             raise AuthenticationError("token signed by an unknown key") from exc
         try:

@@ -88,4 +88,7 @@ class KeyRing:
             raise DecryptionError("ciphertext failed authentication") from exc
 
     def key_id_of(self, token: str) -> str:
-        return token.split(":", 2)[1]
+        parts = token.split(":", 2)
+        if len(parts) != 3:
+            raise DecryptionError("malformed ciphertext")
+        return parts[1]

@@ -9,7 +9,6 @@ applied on start-up.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,10 +24,10 @@ class ServiceDatabase:
     def __init__(self, *, service: str, url: str, models_module: str, migrations_module: str) -> None:
         self.service = service
         self.url = url
-        # Tortoise caches SQL per (connection name, table) process-wide: a name of its own per
-        # database keeps two services, or two databases of one service (SQLite and PostgreSQL in
-        # one test process), from ever sharing cached SQL.
-        self.connection_name = f"{service}_{uuid.uuid4().hex[:8]}"
+        # Named after the service. Tortoise keeps the connection name on the model classes and caches
+        # SQL per (connection name, table) process-wide, so: services sharing a process never share a
+        # name, and two databases of one service in one process (tests only) must share a dialect.
+        self.connection_name = service
         self.config: dict[str, Any] = {
             "connections": {self.connection_name: url},
             "apps": {

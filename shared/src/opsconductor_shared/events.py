@@ -136,10 +136,13 @@ class InProcessEventBus:
 class RedisStreamsEventBus:
     """Redis Streams with consumer groups; handlers ack after success, failures are redelivered."""
 
-    def __init__(self, redis: Any, *, consumer: str, maxlen: int = 100_000) -> None:
+    def __init__(
+        self, redis: Any, *, consumer: str, maxlen: int = 100_000, retry_seconds: float = 1.0
+    ) -> None:
         self.redis = redis
         self.consumer = consumer
         self.maxlen = maxlen
+        self.retry_seconds = retry_seconds
         self._subs: list[tuple[str, list[str], Handler]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -159,34 +162,62 @@ class RedisStreamsEventBus:
             self._tasks.append(asyncio.create_task(self._consume(group, streams, handler)))
 
     async def _consume(self, group: str, streams: list[str], handler: Handler) -> None:
-        pending_first = True
+        """New entries as they come; every ``retry_seconds`` also the group's entries left unacknowledged
+        (a failed handler here, or a consumer that died) for longer than that, claimed with XAUTOCLAIM.
+        A poison entry is retried on that timer and never blocks new ones."""
+        next_retry = 0.0
         while True:
             try:
-                start_id = "0" if pending_first else ">"
+                if time.monotonic() >= next_retry:
+                    for stream in streams:
+                        _next, claimed, *_ = await self.redis.xautoclaim(
+                            stream,
+                            group,
+                            self.consumer,
+                            min_idle_time=int(self.retry_seconds * 1000),
+                            start_id="0-0",
+                            count=100,
+                        )
+                        await self._handle(group, stream, claimed, handler)
+                    next_retry = time.monotonic() + self.retry_seconds
                 batches = await self.redis.xreadgroup(
-                    group, self.consumer, {s: start_id for s in streams}, count=100, block=1000
+                    group,
+                    self.consumer,
+                    dict.fromkeys(streams, ">"),
+                    count=100,
+                    block=int(self.retry_seconds * 500),
                 )
-                if pending_first and not any(entries for _s, entries in batches or []):
-                    pending_first = False
                 for stream, entries in batches or []:
-                    for entry_id, values in entries:
-                        raw = values.get(b"envelope") or values.get("envelope")
-                        envelope = EventEnvelope.model_validate_json(raw)
-                        try:
-                            await handler(envelope)
-                        except Exception:
-                            log.exception("event handler failed; will retry", event_type=envelope.type)
-                            continue
-                        await self.redis.xack(stream, group, entry_id)
+                    await self._handle(group, stream, entries, handler)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("event consumer error; retrying", group=group)
                 await asyncio.sleep(1)
 
+    async def _handle(self, group: str, stream: Any, entries: Any, handler: Handler) -> None:
+        for entry_id, values in entries or []:
+            raw = (values or {}).get(b"envelope") or (values or {}).get("envelope")
+            if raw is None:  # trimmed from the stream while pending: nothing left to deliver
+                await self.redis.xack(stream, group, entry_id)
+                continue
+            envelope = EventEnvelope.model_validate_json(raw)
+            try:
+                await handler(envelope)
+            except Exception:
+                log.exception(
+                    "event handler failed; will retry", event_type=envelope.type, event_id=envelope.id
+                )
+                continue
+            await self.redis.xack(stream, group, entry_id)
+
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
+            # Cancel until it ends: on Python 3.11 a cancel that lands in the asyncio.wait_for of
+            # redis-py's socket send can be swallowed (CPython gh-86296), and the consumer runs on.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -12,7 +12,6 @@ import os
 import random
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,19 +259,17 @@ async def test_invalid_input_is_validation_failed_with_field(
     assert result["field"] == field and result["message"]
 
 
-async def test_targets_down_is_dependency_unavailable(
-    platform: RunningPlatform, admin_token: str, tmp_path: Path
-) -> None:
-    """A second jobs service (own SQLite database) whose targets URL points where nothing listens."""
+async def test_targets_down_is_dependency_unavailable(platform: RunningPlatform, admin_token: str) -> None:
+    """A second jobs service (its own PostgreSQL database) whose targets URL points where nothing listens."""
     from opsconductor_jobs.app import create_app
     from opsconductor_jobs.settings import Settings
     from opsconductor_shared.app import Platform
-    from tests.support.platform import free_port
+    from tests.support.platform import create_database, drop_database, free_port
     from tests.support.sshd import closed_port
 
     settings = Settings(
         port=free_port(),
-        database_url=f"sqlite://{tmp_path}/jobs.sqlite3",
+        database_url=(database := await create_database("opsc_test_jobs_alone")),
         targets_url=f"http://127.0.0.1:{closed_port()}/graphql",
         redis_url=None,
     )
@@ -299,6 +296,7 @@ async def test_targets_down_is_dependency_unavailable(
     finally:
         server.should_exit = True
         await task
+        await drop_database(database)
 
 
 async def test_no_token_is_unauthenticated(platform: RunningPlatform) -> None:

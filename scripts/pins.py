@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ HEADER = (
 
 
 def main() -> int:
-    frozen = subprocess.run(  # noqa: S603 - fixed argv
-        ["uv", "pip", "freeze", "-p", sys.executable], capture_output=True, text=True, check=True
+    uv = shutil.which("uv") or "uv"
+    frozen = subprocess.run(  # noqa: S603 - our own fixed argv
+        [uv, "pip", "freeze", "-p", sys.executable], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     pins = sorted(line for line in frozen if "==" in line and not line.startswith(("opsconductor", "-e")))
     (ROOT / "constraints.txt").write_text(HEADER + "\n".join(pins) + "\n")

@@ -171,7 +171,10 @@ async def test_unreachable_jwks_rejects_instead_of_crashing(signing_key: Signing
     from shared.tests.support import free_port
 
     v = verifier(f"http://127.0.0.1:{free_port()}/.well-known/jwks.json")
-    assert await rejected(v, signing_key.sign(claims())) == "cannot verify tokens: the auth service's JWKS is unreachable"
+    assert (
+        await rejected(v, signing_key.sign(claims()))
+        == "cannot verify tokens: the auth service's JWKS is unreachable"
+    )
 
 
 async def test_revoked_session_in_memory(jwks_url: str, signing_key: SigningKey) -> None:

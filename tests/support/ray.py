@@ -29,7 +29,10 @@ def ray_session() -> Iterator[str]:
             "ray was imported before tests.support.ray set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, so it "
             "would listen on the external address: list tests.support.ray first in pytest_plugins"
         )
-    context = ray.init(num_cpus=RAY_NUM_CPUS, include_dashboard=False, namespace="opsconductor")
+    # address="local": always a fresh cluster of our own, never one a `ray start` left on this machine.
+    context = ray.init(
+        address="local", num_cpus=RAY_NUM_CPUS, include_dashboard=False, namespace="opsconductor"
+    )
     try:
         yield context.address_info["gcs_address"]
     finally:

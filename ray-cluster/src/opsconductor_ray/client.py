@@ -70,6 +70,7 @@ class EngineClient:
         else:
             await asyncio.to_thread(
                 ray.init,
+                address="local",  # OPSC_RAY_ADDRESS unset means our own local Ray, never a stray cluster
                 num_cpus=num_cpus,
                 include_dashboard=dashboard,
                 dashboard_host="127.0.0.1",

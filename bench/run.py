@@ -1,0 +1,358 @@
+"""OpsConductor benchmark: `echo hello; hostname` on N SSH targets, four ways, cold and warm.
+
+    .venv/bin/python bench/run.py                    # N = 16 and 48, every mode, 3 repeats
+    .venv/bin/python bench/run.py --n 16 --modes raw,engine --repeat 1
+
+Writes bench/RESULTS.md (or --out). Everything it starts (sshd processes, Ray, the platform, the
+router, Ansible's ssh masters) is stopped at the end, also on error, and dies with this process
+if it is killed. See bench/README.md for what each mode measures.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Ray reads this when it is first imported: with "0" it binds 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.pop("RAY_ADDRESS", None)  # always our own local Ray, never someone else's cluster
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path[:0] = [str(BENCH), str(REPO)]
+
+import httpx  # noqa: E402
+
+import report  # noqa: E402
+from infra import (  # noqa: E402
+    SshdFleet,
+    free_port,
+    load_average,
+    machine_info,
+    spawn_router,
+    start_fleet,
+    stop_router,
+    wait_router_ready,
+)
+from modes import (  # noqa: E402
+    NUM_SHARDS,
+    Ansible,
+    EndToEnd,
+    engine_run,
+    ensure_ansible,
+    fresh_pools,
+    pool_memory,
+    primer_targets,
+    raw_asyncssh,
+    raw_memory,
+    ray_probe,
+    timed_vault,
+)
+from modes import _engine_targets as engine_targets  # noqa: E402
+from report import Results  # noqa: E402
+
+MODES = ("raw", "engine", "e2e", "ansible")
+WORK = BENCH / ".work"
+ADMIN_PASSWORD = secrets.token_urlsafe(16)  # a throwaway platform in a temporary directory
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------- modes
+
+
+async def bench_raw(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+    for rep in range(repeat):
+        for n in ns:
+            cold, warm = await raw_asyncssh(fleet, n)
+            memory = await raw_memory(fleet, n, max(ns), WORK) if rep == 0 else None
+            results.add("raw", n, cold, warm, memory)
+            log(f"raw asyncssh   N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s")
+
+
+async def bench_engine(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+    vault = timed_vault()
+    await vault.start()
+    try:
+        credentials = vault.issue(username=fleet.username, private_key=fleet.private_key_pem)
+        primers = primer_targets(fleet, max(ns))
+        for rep in range(repeat):
+            for n in ns:
+                client = await fresh_pools(primers, credentials)
+                before = await pool_memory(client)
+                targets = engine_targets(fleet, n)
+                cold = await engine_run(client, targets, credentials, warm=False, vault=vault)
+                after_cold = await pool_memory(client)
+                warm = await engine_run(client, targets, credentials, warm=True, vault=vault)
+                after = await pool_memory(client)
+                results.add("engine", n, cold, warm, report.pool_delta(before, after_cold, after))
+                log(
+                    f"engine direct  N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
+                )
+        results.probe = await ray_probe()
+        log(
+            "Ray probe: " + "; ".join(", ".join(f"{k} {v:.3f}s" for k, v in p.items()) for p in results.probe)
+        )
+    finally:
+        await vault.stop()
+
+
+async def bench_e2e(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+    from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
+    from opsconductor_ray.client import EngineClient
+    from opsconductor_shared.logging import configure_logging
+
+    configure_logging("WARNING", json=False)
+    data_dir = Path(tempfile.mkdtemp(prefix="opsc-bench-data-"))
+    saved = dict(os.environ)
+    for key in list(os.environ):  # the embedded defaults: SQLite files, in-process bus
+        if key.startswith("OPSC_"):
+            del os.environ[key]
+    os.environ.update(
+        {
+            "OPSC_DATA_DIR": str(data_dir),
+            "OPSC_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "OPSC_SERVICE_SECRET": uuid.uuid4().hex,
+            "OPSC_LOG_LEVEL": "WARNING",
+        }
+    )
+    engine = EngineClient()
+    await engine.connect()
+    vault = timed_vault()  # only to prime fresh pools (the runs get credentials from targets)
+    await vault.start()
+    primers = primer_targets(fleet, max(ns))
+    primer_credentials = vault.issue(username=fleet.username, private_key=fleet.private_key_pem)
+    ports = {name: free_port() for name in SERVICES}
+    platform = EmbeddedPlatform(services=tuple(SERVICES), ports=ports, engine=engine)
+    router = None
+    client: EndToEnd | None = None
+    try:
+        started = time.perf_counter()
+        await platform.start()
+        router = spawn_router(
+            free_port(),
+            {
+                **{
+                    f"OPSC_{name.upper()}_URL": f"http://127.0.0.1:{port}/graphql"
+                    for name, port in ports.items()
+                },
+                "OPSC_JWKS_URL": f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json",
+            },
+            WORK,
+        )
+        await wait_router_ready(router)
+        log(f"platform and router up in {time.perf_counter() - started:.1f}s")
+        client = EndToEnd(router.url, router.ws_url, httpx.AsyncClient(timeout=60))
+        await client.login("admin", ADMIN_PASSWORD)
+        started = time.perf_counter()
+        target_ids = await client.create_targets(fleet, max(ns))
+        jobs = {n: await client.create_job(target_ids[:n]) for n in ns}
+        log(f"created {len(target_ids)} targets and {len(jobs)} jobs in {time.perf_counter() - started:.1f}s")
+        await client.open_ws()
+        for rep in range(repeat):
+            for n in ns:
+                pools = await fresh_pools(primers, primer_credentials)
+                before = await pool_memory(pools)
+                cold = await client.run(jobs[n], n, warm=False)
+                after_cold = await pool_memory(pools)
+                warm = await client.run(jobs[n], n, warm=True)
+                after = await pool_memory(pools)
+                results.add("e2e", n, cold, warm, report.pool_delta(before, after_cold, after))
+                log(
+                    f"end to end     N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
+                )
+    finally:
+        # Synchronous steps first: they must happen even if this task is being cancelled.
+        if router is not None:
+            stop_router(router)
+        os.environ.clear()
+        os.environ.update(saved)
+        try:
+            if client is not None:
+                await client.close()
+                await client.http.aclose()
+            await platform.stop()
+            await vault.stop()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def bench_ansible(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+    started = time.perf_counter()
+    binary, how = await ensure_ansible(WORK)
+    version = ""
+    if binary is not None:
+        proc = await asyncio.create_subprocess_exec(
+            str(binary), "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        version = out.decode().splitlines()[0] if out else "?"
+    results.ansible_note = f"{version or 'not available'} ({how}, {time.perf_counter() - started:.0f} s)"
+    log(f"ansible: {results.ansible_note}")
+    if binary is None:
+        return
+    ansible = Ansible(binary, WORK, fleet)
+    try:
+        for rep in range(repeat):
+            for n in ns:
+                control_dir = ansible.new_control_dir()
+                cold = await ansible.run(n, control_dir)
+                warm = await ansible.run(n, control_dir)
+                ansible.close_masters()
+                results.add("ansible", n, cold, warm, None)
+                log(
+                    f"ansible        N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
+                )
+    finally:
+        ansible.cleanup()
+
+
+async def warm_up(fleet: SshdFleet) -> None:
+    """One untimed login per sshd (pages sshd, the shell and PAM into the cache), so the first
+    mode measured is not penalised."""
+    import asyncssh
+
+    from infra import client_options
+    from modes import COMMAND
+
+    seen = set()
+    for endpoint in fleet.endpoints:
+        if endpoint.port in seen:
+            continue
+        seen.add(endpoint.port)
+        async with asyncssh.connect(endpoint.host, endpoint.port, **client_options(fleet)) as conn:  # type: ignore[arg-type]
+            await conn.run(COMMAND, check=False)
+
+
+async def run_modes(args: argparse.Namespace, fleet: SshdFleet, results: Results) -> None:
+    await warm_up(fleet)
+    steps = {"raw": bench_raw, "engine": bench_engine, "e2e": bench_e2e, "ansible": bench_ansible}
+    for mode in MODES:
+        if mode in args.modes:
+            results.load[mode] = load_average()
+            started = time.perf_counter()
+            await steps[mode](fleet, args.n, args.repeat, results)
+            results.durations[mode] = time.perf_counter() - started
+            results.load[mode] += " → " + load_average()
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", default="16,48", help="comma-separated target counts (default 16,48)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="cold+warm pairs per mode and N (default 3)")
+    parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--timeout", type=float, default=1200, help="give up after this many seconds")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only render --out again from a saved results.json"
+    )
+    args = parser.parse_args(argv)
+    args.n = sorted({int(x) for x in args.n.split(",") if x.strip()})
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(args.modes) - set(MODES)
+    if unknown or not args.modes:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {','.join(MODES)}")
+    if not args.n or min(args.n) < 1 or max(args.n) > 16 * 50:
+        parser.error("--n takes target counts between 1 and 800")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # run the finally blocks: stop sshd, router, Ray
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        args.out.write_text(report.render(Results.from_json(args.render)))
+        log(f"rendered {args.out} from {args.render}")
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    logging.basicConfig(level=logging.WARNING)
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = Results(ns=args.n, modes=args.modes, repeat=args.repeat, machine=machine_info())
+    results.load["start"] = load_average()
+    log(f"N={args.n} modes={args.modes} repeat={args.repeat}; machine load {results.load['start']}")
+    started = time.perf_counter()
+    fleet = None
+    ray_up = False
+    error: str | None = None
+    try:
+        fleet = start_fleet(max(args.n) + NUM_SHARDS)  # + one host per pool shard to prime it
+        results.sshd_note = (
+            f"{len(fleet.processes)} sshd processes x 16 loopback addresses (127.0.200+k.1-16), "
+            f"UsePAM {'yes' if fleet.use_pam else 'no'}, MaxStartups 200:30:400, MaxSessions 64, ed25519 keys"
+        )
+        log(results.sshd_note)
+        if {"engine", "e2e"} & set(args.modes):
+            import ray
+
+            ray_started = time.perf_counter()
+            # address="local": always a new local Ray, never one that `ray start` left on this machine.
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                namespace="opsconductor",
+                log_to_driver=False,
+            )
+            ray_up = True
+            results.ray_note = f"local Ray {ray.__version__}, num_cpus=2, started in {time.perf_counter() - ray_started:.1f}s"
+            log(results.ray_note)
+        asyncio.run(asyncio.wait_for(run_modes(args, fleet, results), args.timeout))
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        traceback.print_exc()
+    finally:
+        if ray_up:
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        if fleet is not None:
+            leftover = fleet.connection_count()
+            if leftover:
+                log(f"{leftover} SSH connections were still open at the end (closing them)")
+            fleet.stop()
+    results.load["end"] = load_average()
+    results.total_s = time.perf_counter() - started
+    out = args.out if error is None else WORK / "RESULTS.partial.md"
+    out.write_text(report.render(results, error=error))
+    results.to_json(WORK / ("results.json" if error is None else "results.partial.json"))
+    log(f"{'wrote' if error is None else 'FAILED; partial results in'} {out} ({results.total_s:.0f}s in all)")
+    return 0 if error is None else 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything we started is stopped by now; don't wait for library threads (aiosqlite
+    # workers of a platform that failed mid-way) that would keep the interpreter alive.
+    os._exit(code)

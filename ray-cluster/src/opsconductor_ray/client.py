@@ -81,7 +81,9 @@ class EngineClient:
 
     async def start(self, plan: ExecutionPlan) -> None:
         """Create the run's coordinator and start it. Idempotent per execution id."""
-        coordinator = await asyncio.to_thread(self._create_coordinator, plan)
+        shards = {shard_of(t.target_id, self.num_shards) for t in plan.targets}
+        pools = {shard: await self._pool(shard) for shard in shards}
+        coordinator = await asyncio.to_thread(self._create_coordinator, plan, pools)
         self._coordinators[plan.execution_id] = coordinator
         await coordinator.start.remote()
 
@@ -163,14 +165,14 @@ class EngineClient:
         if not ray.is_initialized():
             raise EngineError("EngineClient is not connected: await connect() first")
 
-    def _create_coordinator(self, plan: ExecutionPlan) -> ActorHandle:
+    def _create_coordinator(self, plan: ExecutionPlan, pools: dict[int, ActorHandle]) -> ActorHandle:
         self._require_ray()
         return ExecutionCoordinator.options(  # type: ignore[attr-defined]
             name=coordinator_name(plan.execution_id),
             namespace=self.namespace,
             lifetime="detached",
             get_if_exists=True,
-        ).remote(plan, self.num_shards, self.pool_config, self.namespace)
+        ).remote(plan, self.num_shards, self.pool_config, self.namespace, pools)
 
     async def _coordinator(self, execution_id: str) -> ActorHandle:
         coordinator = self._coordinators.get(execution_id)

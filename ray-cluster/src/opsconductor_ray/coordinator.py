@@ -70,7 +70,14 @@ def split_parallelism(max_parallel: int, sizes: dict[int, int]) -> dict[int, int
 class ExecutionCoordinator:
     """Runs one `ExecutionPlan` and serves its event stream until `release()`."""
 
-    def __init__(self, plan: ExecutionPlan, num_shards: int, pool_config: PoolConfig, namespace: str) -> None:
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        num_shards: int,
+        pool_config: PoolConfig,
+        namespace: str,
+        pools: dict[int, ActorHandle] | None = None,
+    ) -> None:
         self._plan = plan
         self._num_shards = num_shards
         self._pool_config = pool_config
@@ -82,7 +89,8 @@ class ExecutionCoordinator:
         self._shards: dict[int, list[TargetSpec]] = {}
         for target in plan.targets:
             self._shards.setdefault(shard_of(target.target_id, num_shards), []).append(target)
-        self._pools: dict[int, ActorHandle] = {}
+        # Handles passed in by the client: a name lookup from a new actor process costs about a second.
+        self._pools: dict[int, ActorHandle] = dict(pools or {})
         self._run: asyncio.Task[None] | None = None
         self._cancel_requested = False
         self._final_status: str | None = None

@@ -149,15 +149,9 @@ class Deps:
             max_parallel=int(job["policy"]["maxParallel"]),
             connect_timeout_s=self.settings.connect_timeout_seconds,
         )
-        try:
-            await self.engine.start(plan)
-        except Exception as exc:
-            log.exception("engine refused the run", execution_id=execution.id)
-            await self._finish_without_engine(
-                execution.id, f"execution engine failed to start the run: {exc}"
-            )
-            return await Execution.get(id=execution.id)
-        self.follow(execution.id)
+        # Creating the coordinator actor takes Ray a second or two: the caller gets the QUEUED run now,
+        # and the follower starts it (EXECUTION_STARTED then streams to subscribers as usual).
+        self.follow(execution.id, plan)
         return execution
 
     async def _create_rows(self, job: dict[str, Any], plan: dict[str, Any], actor: str | None) -> Execution:
@@ -216,23 +210,29 @@ class Deps:
                 await asyncio.sleep(0.01 * (attempt + 1))  # another run took this number: take the next
         raise RuntimeError("unreachable")
 
-    async def _finish_without_engine(self, execution_id: str, message: str) -> None:
+    async def _finish_without_engine(
+        self, execution_id: str, message: str, *, status: str = "FAILED"
+    ) -> None:
+        """End a run the engine cannot report on (never started, or its coordinator is gone)."""
         async with in_transaction():
             execution = await Execution.get(id=execution_id)
-            execution.status = "FAILED"
+            execution.status = status
             execution.message = message
             execution.finished_at = now()
-            execution.failed_targets = execution.total_targets
+            if status == "CANCELLED":
+                execution.cancelled_targets = execution.total_targets
+            else:
+                execution.failed_targets = execution.total_targets
             await execution.save()
             await TargetRun.filter(execution_id=execution_id).update(
-                status="FAILED", message=message, finished_at=now()
+                status=status, message=message, finished_at=now()
             )
             seq = execution.last_seq + 1
             row = await ExecutionEvent.create(
                 execution=execution,
                 seq=seq,
                 type="EXECUTION_FINISHED",
-                status="FAILED",
+                status=status,
                 data=json.dumps({"message": message}),
                 at=now(),
             )
@@ -242,15 +242,25 @@ class Deps:
 
     # -- following a run -----------------------------------------------------------------------
 
-    def follow(self, execution_id: str) -> None:
+    def follow(self, execution_id: str, plan: ExecutionPlan | None = None) -> None:
+        """Follow a run in the background; with ``plan``, start it on the engine first."""
         if execution_id in self.followers and not self.followers[execution_id].done():
             return
-        task = asyncio.create_task(self._follow(execution_id), name=f"follow-{execution_id}")
+        task = asyncio.create_task(self._follow(execution_id, plan), name=f"follow-{execution_id}")
         self.followers[execution_id] = task
         task.add_done_callback(lambda _t: self.followers.pop(execution_id, None))
 
-    async def _follow(self, execution_id: str) -> None:
+    async def _follow(self, execution_id: str, plan: ExecutionPlan | None = None) -> None:
         assert self.engine is not None
+        if plan is not None:
+            try:
+                await self.engine.start(plan)
+            except Exception as exc:
+                log.exception("engine refused the run", execution_id=execution_id)
+                await self._finish_without_engine(
+                    execution_id, f"execution engine failed to start the run: {exc}"
+                )
+                return
         execution = await Execution.get(id=execution_id)
         follower = _Follower(execution, self.settings.max_output_bytes_per_step)
         await follower.load_partial_output()
@@ -315,8 +325,17 @@ class Deps:
             raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
         if execution.status in TERMINAL:
             raise ValidationError(f"execution already {execution.status.lower()}", field="id")
+        if self.engine is not None and execution_id in self.followers:
+            # The follower may still be creating the coordinator: give it the time that takes.
+            for _ in range(100):
+                if await self._engine_knows(execution_id):
+                    break
+                await asyncio.sleep(0.1)
         if self.engine is None or not await self._engine_knows(execution_id):
-            await self._finish_without_engine(execution_id, "cancelled; the coordinator was gone")
+            task = self.followers.get(execution_id)
+            if task is not None:
+                task.cancel()
+            await self._finish_without_engine(execution_id, "cancelled before it ran", status="CANCELLED")
         else:
             await self.engine.cancel(execution_id)
         return execution

@@ -82,7 +82,7 @@ class EngineClient:
     async def start(self, plan: ExecutionPlan) -> None:
         """Create the run's coordinator and start it. Idempotent per execution id."""
         shards = {shard_of(t.target_id, self.num_shards) for t in plan.targets}
-        pools = {shard: await self._pool(shard) for shard in shards}
+        pools = {shard: await self._live_pool(shard) for shard in shards}
         coordinator = await asyncio.to_thread(self._create_coordinator, plan, pools)
         self._coordinators[plan.execution_id] = coordinator
         await coordinator.start.remote()
@@ -186,6 +186,16 @@ class EngineClient:
                 raise ExecutionNotFound(f"no running execution {execution_id}") from exc
             self._coordinators[execution_id] = coordinator
         return coordinator
+
+    async def _live_pool(self, shard: int) -> ActorHandle:
+        """A handle that answers: a pool killed for good and created again under its name needs a new one."""
+        pool = await self._pool(shard)
+        try:
+            await asyncio.wait_for(pool.stats.remote(), 10)
+        except (RayActorError, TimeoutError):
+            self._pools.pop(shard, None)
+            pool = await self._pool(shard)
+        return pool
 
     async def _pool(self, shard: int) -> ActorHandle:
         pool = self._pools.get(shard)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.exceptions import StrawberryGraphQLError
 from tortoise.transactions import in_transaction
 
 from opsconductor_auth import service
+from opsconductor_auth.models import Session
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
     CredentialSet,
+    ExtendSessionResult,
     InvalidCredentials,
     InvalidRefreshToken,
     LoggedOut,
@@ -17,13 +20,27 @@ from opsconductor_auth.types import (
     LoginSuccess,
     LogoutResult,
     RefreshResult,
+    RevokeAllSessionsResult,
+    RevokeSessionResult,
+    SessionEnded,
+    SessionInfo,
+    SessionRevoked,
+    SessionsRevoked,
+    SessionStatus,
     SetUserCredentialInput,
     SetUserCredentialResult,
     User,
 )
 from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import Authenticated, Public, requires
-from opsconductor_shared.errors import DomainError, NotFound, ValidationError, to_graphql_error
+from opsconductor_shared.auth import Authenticated, Identity, Public, requires
+from opsconductor_shared.errors import (
+    DomainError,
+    NotFound,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+    to_graphql_error,
+)
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -51,6 +68,40 @@ def _client(info: Info) -> tuple[str | None, str | None]:
     return ip, request.headers.get("user-agent")
 
 
+def _identity(info: Info) -> Identity:
+    identity = info.context.identity
+    if identity is None or identity.kind != "user" or identity.session_id is None:
+        raise StrawberryGraphQLError("a user session is required", extensions={"code": "UNAUTHENTICATED"})
+    return identity
+
+
+def _session_info(auth: service.AuthService, row: Session, current: str | None) -> SessionInfo:
+    return SessionInfo(
+        id=strawberry.ID(str(row.id)),
+        user=User(id=strawberry.ID(row.user_id)),
+        created_at=row.created_at,
+        last_activity_at=row.last_activity_at,
+        ends_at=auth.idle_deadline(row),
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        active=auth.is_active(row),
+        current=str(row.id) == current,
+    )
+
+
+def _status(auth: service.AuthService, row: Session) -> SessionStatus:
+    ends = auth.idle_deadline(row)
+    remaining = max(0, int((ends - service.now()).total_seconds()))
+    return SessionStatus(
+        session_id=strawberry.ID(str(row.id)),
+        remaining_seconds=remaining,
+        warning=remaining <= auth.settings.idle_warning_minutes * 60,
+        ends_at=ends,
+    )
+
+
 @strawberry.type
 class Query:
     @strawberry.field(permission_classes=[Authenticated], description="The calling user.")
@@ -59,6 +110,27 @@ class Query:
         if identity is None or identity.kind != "user":
             return None
         return User(id=strawberry.ID(identity.subject))
+
+    @strawberry.field(permission_classes=[Authenticated], description="Time left in the calling session.")
+    async def session_status(self, info: Info) -> SessionStatus:
+        identity = _identity(info)
+        return _status(_auth(info), await Session.get(id=identity.session_id))
+
+    @strawberry.field(permission_classes=[Authenticated], description="The caller's sessions, newest first.")
+    async def my_sessions(self, info: Info, include_ended: bool = False) -> list[SessionInfo]:
+        identity = _identity(info)
+        rows = await _auth(info).sessions_of(identity.subject, include_ended=include_ended)
+        return [_session_info(_auth(info), r, identity.session_id) for r in rows]
+
+    @strawberry.field(
+        permission_classes=[requires("sessions:manage")], description="Any user's sessions (admin)."
+    )
+    async def user_sessions(
+        self, info: Info, user_id: strawberry.ID, include_ended: bool = False
+    ) -> list[SessionInfo]:
+        rows = await _auth(info).sessions_of(str(user_id), include_ended=include_ended)
+        current = info.context.identity.session_id if info.context.identity else None
+        return [_session_info(_auth(info), r, current) for r in rows]
 
 
 @strawberry.type
@@ -128,6 +200,52 @@ class Mutation:
         except ValidationError as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
         return CredentialSet(user_id=input.user_id)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated], description="Stay logged in: restart the idle timer."
+    )
+    async def extend_session(self, info: Info) -> ExtendSessionResult:
+        identity = _identity(info)
+        try:
+            async with in_transaction():
+                row = await _auth(info).extend(str(identity.session_id))
+        except service.InvalidRefresh as exc:
+            return SessionEnded(message=exc.message)
+        return _status(_auth(info), row)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="End one session at once: your own, or anyone's with sessions:manage.",
+    )
+    async def revoke_session(self, info: Info, id: strawberry.ID) -> RevokeSessionResult:
+        identity = _identity(info)
+        owner = None if identity.has("sessions:manage") else identity.subject
+        try:
+            async with in_transaction():
+                row = await _auth(info).session_of(str(id), user_id=owner)
+                await _auth(info).revoke_session(row, "revoked" if owner else "revoked_by_admin")
+        except NotFoundError as exc:
+            return NotFound(message=exc.message, id=id)
+        info.context.runtime.events_committed()
+        return SessionRevoked(session=_session_info(_auth(info), row, identity.session_id))
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="End every session of a user: yourself (no userId), or anyone with sessions:manage.",
+    )
+    async def revoke_all_sessions(
+        self, info: Info, user_id: strawberry.ID | None = None
+    ) -> RevokeAllSessionsResult:
+        identity = _identity(info)
+        target = str(user_id) if user_id else identity.subject
+        if target != identity.subject and not identity.has("sessions:manage"):
+            return PermissionDenied(
+                message="permission 'sessions:manage' required", permission="sessions:manage"
+            )
+        async with in_transaction():
+            count = await _auth(info).revoke_all(target, "revoked_all")
+        info.context.runtime.events_committed()
+        return SessionsRevoked(count=count)
 
 
 def _session_of(access_token: str) -> str:

@@ -25,7 +25,7 @@ from opsconductor_auth.models import Credential, LoginAttempt, Outbox, RefreshTo
 from opsconductor_auth.settings import Settings
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, RevocationStore
 from opsconductor_shared.crypto import KeyRing
-from opsconductor_shared.errors import DomainError, ValidationError
+from opsconductor_shared.errors import DomainError, NotFoundError, ValidationError
 from opsconductor_shared.events import EventEnvelope, record_event
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -234,7 +234,7 @@ class AuthService:
             # A rotated token came back: someone holds a copy. End the whole session.
             await self.revoke_session(session, "refresh_token_reuse")
             raise InvalidRefresh("refresh token reuse detected; the session was revoked")
-        if session.revoked_at is not None or session.expires_at < now():
+        if not self.is_active(session):
             raise InvalidRefresh("session ended")
         cred = await Credential.get_or_none(user_id=session.user_id)
         if cred is None or not cred.is_active:
@@ -261,6 +261,45 @@ class AuthService:
                 data={"sessionId": str(session.id), "reason": reason},
             ),
         )
+
+    # -- sessions (legacy sliding-inactivity semantics) ---------------------------------------------
+
+    def idle_deadline(self, session: Session) -> datetime:
+        return min(
+            session.last_activity_at + timedelta(minutes=self.settings.idle_timeout_minutes),
+            session.expires_at,
+        )
+
+    def is_active(self, session: Session) -> bool:
+        return session.revoked_at is None and self.idle_deadline(session) > now()
+
+    async def session_of(self, session_id: str, *, user_id: str | None) -> Session:
+        """The session, if it belongs to ``user_id`` (``None``: any user's, for admins)."""
+        try:
+            session = await Session.get_or_none(id=uuid.UUID(session_id))
+        except ValueError:
+            session = None
+        if session is None or (user_id is not None and session.user_id != user_id):
+            raise NotFoundError(f"session {session_id} not found", id=session_id)
+        return session
+
+    async def extend(self, session_id: str) -> Session:
+        session = await Session.get(id=session_id)
+        if not self.is_active(session):
+            raise InvalidRefresh("session ended")
+        session.last_activity_at = now()
+        await session.save(update_fields=["last_activity_at"])
+        return session
+
+    async def sessions_of(self, user_id: str, *, include_ended: bool = False) -> list[Session]:
+        rows = await Session.filter(user_id=user_id).order_by("-created_at").limit(200)
+        return rows if include_ended else [r for r in rows if self.is_active(r)]
+
+    async def revoke_all(self, user_id: str, reason: str) -> int:
+        sessions = await Session.filter(user_id=user_id, revoked_at=None)
+        for session in sessions:
+            await self.revoke_session(session, reason)
+        return len(sessions)
 
     async def logout(self, session_id: str) -> bool:
         session = await Session.get_or_none(id=session_id)

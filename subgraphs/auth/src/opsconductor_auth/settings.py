@@ -14,6 +14,12 @@ class Settings(ServiceSettings):
     port: int = 3000
     access_token_minutes: int = Field(15, description="Lifetime of access tokens.")
     refresh_token_days: int = Field(7, description="Absolute lifetime of a refresh token chain.")
+    idle_timeout_minutes: int = Field(
+        60, description="A session with no activity (refresh or extendSession) for this long has ended."
+    )
+    idle_warning_minutes: int = Field(
+        2, description="sessionStatus raises its warning this long before the end."
+    )
     lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
     lockout_minutes: int = Field(15, description="How long a lockout lasts.")
     encryption_keys: str | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.federation.schema_directives import Key
 
-from opsconductor_shared.errors import Error, NotFound, ValidationFailed
+from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 
 
 @strawberry.federation.type(
@@ -76,4 +76,55 @@ class CredentialSet:
 
 SetUserCredentialResult = Annotated[
     CredentialSet | ValidationFailed, strawberry.union("SetUserCredentialResult")
+]
+
+
+@strawberry.type(
+    name="Session", description="A login session; it ends after the idle timeout, or when revoked."
+)
+class SessionInfo:
+    id: strawberry.ID
+    user: User
+    created_at: datetime
+    last_activity_at: datetime
+    ends_at: datetime = strawberry.field(
+        description="When inactivity ends it (refresh or extendSession move it)."
+    )
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    ip_address: str | None
+    user_agent: str | None
+    active: bool
+    current: bool = strawberry.field(description="The session of the token that asked.")
+
+
+@strawberry.type(description="Time left before the calling session ends for inactivity.")
+class SessionStatus:
+    session_id: strawberry.ID
+    remaining_seconds: int
+    warning: bool = strawberry.field(description="True within the warning threshold: offer 'stay logged in'.")
+    ends_at: datetime
+
+
+@strawberry.type(description="The session has ended (idle timeout or revoked); log in again.")
+class SessionEnded(Error):
+    pass
+
+
+@strawberry.type(description="The session is revoked; its access tokens stop working at once.")
+class SessionRevoked:
+    session: SessionInfo
+
+
+@strawberry.type(description="How many sessions were revoked.")
+class SessionsRevoked:
+    count: int
+
+
+ExtendSessionResult = Annotated[SessionStatus | SessionEnded, strawberry.union("ExtendSessionResult")]
+RevokeSessionResult = Annotated[
+    SessionRevoked | NotFound | PermissionDenied, strawberry.union("RevokeSessionResult")
+]
+RevokeAllSessionsResult = Annotated[
+    SessionsRevoked | PermissionDenied, strawberry.union("RevokeAllSessionsResult")
 ]

@@ -25,6 +25,18 @@ class Credential(models.Model):
         table = "credentials"
 
 
+class PasswordHistory(models.Model):
+    """Earlier password hashes of a user, so the policy can refuse a recent one."""
+
+    id = fields.BigIntField(primary_key=True)
+    user_id = fields.CharField(max_length=36, db_index=True)
+    password_hash = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "password_history"
+
+
 class Session(models.Model):
     id = fields.UUIDField(primary_key=True)
     user_id = fields.CharField(max_length=36, db_index=True)

@@ -11,6 +11,7 @@ from opsconductor_auth.models import Session
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
+    ChangePasswordResult,
     CredentialSet,
     ExtendSessionResult,
     InvalidCredentials,
@@ -19,7 +20,9 @@ from opsconductor_auth.types import (
     LoginResult,
     LoginSuccess,
     LogoutResult,
+    PasswordChanged,
     RefreshResult,
+    ResetPasswordResult,
     RevokeAllSessionsResult,
     RevokeSessionResult,
     SessionEnded,
@@ -39,6 +42,7 @@ from opsconductor_shared.errors import (
     NotFoundError,
     PermissionDenied,
     ValidationError,
+    ValidationFailed,
     to_graphql_error,
 )
 
@@ -196,6 +200,7 @@ class Mutation:
                     roles=input.roles,
                     permissions=input.permissions,
                     is_active=input.is_active,
+                    policy=service.PasswordPolicy.from_settings(info.context.runtime.settings),
                 )
         except ValidationError as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
@@ -246,6 +251,47 @@ class Mutation:
             count = await _auth(info).revoke_all(target, "revoked_all")
         info.context.runtime.events_committed()
         return SessionsRevoked(count=count)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Change your own password (needs the current one); your other sessions end.",
+    )
+    async def change_password(
+        self, info: Info, current_password: str, new_password: str
+    ) -> ChangePasswordResult:
+        identity = _identity(info)
+        policy = service.PasswordPolicy.from_settings(info.context.runtime.settings)
+        try:
+            async with in_transaction():
+                await service.change_password(identity.subject, current_password, new_password, policy)
+                revoked = await _auth(info).revoke_all(
+                    identity.subject, "password_changed", keep=identity.session_id
+                )
+        except service.LoginFailed as exc:
+            return InvalidCredentials(message=exc.message)
+        except ValidationError as exc:
+            return ValidationFailed(message=exc.message, field=exc.field)
+        info.context.runtime.events_committed()
+        return PasswordChanged(user_id=strawberry.ID(identity.subject), revoked_sessions=revoked)
+
+    @strawberry.mutation(
+        permission_classes=[requires("users:write")],
+        description="Set a user's password (admin); all of that user's sessions end.",
+    )
+    async def reset_password(
+        self, info: Info, user_id: strawberry.ID, new_password: str
+    ) -> ResetPasswordResult:
+        policy = service.PasswordPolicy.from_settings(info.context.runtime.settings)
+        try:
+            async with in_transaction():
+                await service.reset_password(str(user_id), new_password, policy)
+                revoked = await _auth(info).revoke_all(str(user_id), "password_reset")
+        except NotFoundError as exc:
+            return NotFound(message=exc.message, id=user_id)
+        except ValidationError as exc:
+            return ValidationFailed(message=exc.message, field=exc.field)
+        info.context.runtime.events_committed()
+        return PasswordChanged(user_id=user_id, revoked_sessions=revoked)
 
 
 def _session_of(access_token: str) -> str:

@@ -21,7 +21,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from opsconductor_auth.models import Credential, LoginAttempt, Outbox, RefreshToken, Session, SigningKey
+from opsconductor_auth.models import (
+    Credential,
+    LoginAttempt,
+    Outbox,
+    PasswordHistory,
+    RefreshToken,
+    Session,
+    SigningKey,
+)
 from opsconductor_auth.settings import Settings
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, RevocationStore
 from opsconductor_shared.crypto import KeyRing
@@ -295,8 +303,8 @@ class AuthService:
         rows = await Session.filter(user_id=user_id).order_by("-created_at").limit(200)
         return rows if include_ended else [r for r in rows if self.is_active(r)]
 
-    async def revoke_all(self, user_id: str, reason: str) -> int:
-        sessions = await Session.filter(user_id=user_id, revoked_at=None)
+    async def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> int:
+        sessions = await Session.filter(user_id=user_id, revoked_at=None).exclude(id=keep or uuid.UUID(int=0))
         for session in sessions:
             await self.revoke_session(session, reason)
         return len(sessions)
@@ -342,6 +350,40 @@ def _verify(hashed: str, password: str) -> bool:
 # ---- credentials and the replica of user claims ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class PasswordPolicy:
+    min_length: int = 8
+    min_classes: int = 2
+    history: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordPolicy:
+        return cls(settings.password_min_length, settings.password_min_classes, settings.password_history)
+
+    def check(self, password: str) -> None:
+        if len(password) < self.min_length:
+            raise ValidationError(f"password must be at least {self.min_length} characters", field="password")
+        classes = sum(
+            any(test(c) for c in password)
+            for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+        )
+        if classes < self.min_classes:
+            raise ValidationError(
+                f"password must mix at least {self.min_classes} of: lower case, upper case, digits, symbols",
+                field="password",
+            )
+
+
+async def _recently_used(cred: Credential, password: str, policy: PasswordPolicy) -> bool:
+    if policy.history <= 0 or cred.password_hash is None:
+        return False
+    earlier = await PasswordHistory.filter(user_id=cred.user_id).order_by("-id").limit(policy.history - 1)
+    for hashed in [cred.password_hash, *(h.password_hash for h in earlier)]:
+        if await _verify_async(hashed, password):
+            return True
+    return False
+
+
 async def set_credential(
     *,
     user_id: str,
@@ -350,9 +392,11 @@ async def set_credential(
     roles: list[str],
     permissions: list[str],
     is_active: bool = True,
+    policy: PasswordPolicy | None = None,
 ) -> Credential:
-    if password is not None and len(password) < 8:
-        raise ValidationError("password must be at least 8 characters", field="password")
+    policy = policy or PasswordPolicy()
+    if password is not None:
+        policy.check(password)
     cred = await Credential.get_or_none(user_id=user_id)
     if cred is None:
         cred = Credential(user_id=user_id, username=username)
@@ -361,7 +405,39 @@ async def set_credential(
     cred.permissions = permissions
     cred.is_active = is_active
     if password is not None:
-        cred.password_hash = await asyncio.to_thread(hash_password, password)
+        await _set_password(cred, password, policy)
+    await cred.save()
+    return cred
+
+
+async def _set_password(cred: Credential, password: str, policy: PasswordPolicy) -> None:
+    if await _recently_used(cred, password, policy):
+        raise ValidationError(f"password was one of the last {policy.history} used", field="password")
+    if cred.password_hash is not None:
+        await PasswordHistory.create(user_id=cred.user_id, password_hash=cred.password_hash)
+    cred.password_hash = await asyncio.to_thread(hash_password, password)
+    cred.failed_logins = 0
+    cred.locked_until = None
+
+
+async def change_password(user_id: str, current: str, new: str, policy: PasswordPolicy) -> Credential:
+    """Self-service: needs the current password."""
+    cred = await Credential.get_or_none(user_id=user_id)
+    if cred is None or cred.password_hash is None or not await _verify_async(cred.password_hash, current):
+        raise LoginFailed("current password is wrong")
+    policy.check(new)
+    await _set_password(cred, new, policy)
+    await cred.save()
+    return cred
+
+
+async def reset_password(user_id: str, new: str, policy: PasswordPolicy) -> Credential:
+    """Admin: set a user's password without the current one."""
+    cred = await Credential.get_or_none(user_id=user_id)
+    if cred is None:
+        raise NotFoundError(f"user {user_id} has no credential", id=user_id)
+    policy.check(new)
+    await _set_password(cred, new, policy)
     await cred.save()
     return cred
 
@@ -410,5 +486,7 @@ async def ensure_bootstrap_admin(settings: Settings) -> str | None:
         password=password,
         roles=["admin"],
         permissions=["*"],
+        # The operator chose OPSC_ADMIN_PASSWORD: start regardless of policy; they can change it after.
+        policy=PasswordPolicy(min_length=1, min_classes=1, history=0),
     )
     return generated

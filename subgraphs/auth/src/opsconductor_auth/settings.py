@@ -20,6 +20,11 @@ class Settings(ServiceSettings):
     idle_warning_minutes: int = Field(
         2, description="sessionStatus raises its warning this long before the end."
     )
+    password_min_length: int = Field(8, description="Password policy: minimum length.")
+    password_min_classes: int = Field(
+        2, description="Password policy: how many of lower case, upper case, digits and symbols it must mix."
+    )
+    password_history: int = Field(5, description="Password policy: a new password may not repeat the last N.")
     lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
     lockout_minutes: int = Field(15, description="How long a lockout lasts.")
     encryption_keys: str | None = Field(

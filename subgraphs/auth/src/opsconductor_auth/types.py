@@ -128,3 +128,17 @@ RevokeSessionResult = Annotated[
 RevokeAllSessionsResult = Annotated[
     SessionsRevoked | PermissionDenied, strawberry.union("RevokeAllSessionsResult")
 ]
+
+
+@strawberry.type(description="The password is changed; other sessions of the user were ended.")
+class PasswordChanged:
+    user_id: strawberry.ID
+    revoked_sessions: int
+
+
+ChangePasswordResult = Annotated[
+    PasswordChanged | InvalidCredentials | ValidationFailed, strawberry.union("ChangePasswordResult")
+]
+ResetPasswordResult = Annotated[
+    PasswordChanged | NotFound | ValidationFailed, strawberry.union("ResetPasswordResult")
+]

@@ -37,6 +37,22 @@ class PasswordHistory(models.Model):
         table = "password_history"
 
 
+class ApiKey(models.Model):
+    """A long-lived token for automation: a subset of its owner's permissions, an expiry, revocable."""
+
+    id = fields.UUIDField(primary_key=True)
+    user_id = fields.CharField(max_length=36, db_index=True)
+    name = fields.CharField(max_length=100)
+    permissions = fields.JSONField(default=list)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_keys"
+
+
 class Session(models.Model):
     id = fields.UUIDField(primary_key=True)
     user_id = fields.CharField(max_length=36, db_index=True)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 from tortoise.transactions import in_transaction
 
 from opsconductor_auth import service
-from opsconductor_auth.models import Session
+from opsconductor_auth.models import ApiKey, Credential, Session
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
+    ApiKeyCreated,
+    ApiKeyInfo,
+    ApiKeyRevoked,
     ChangePasswordResult,
+    CreateApiKeyResult,
     CredentialSet,
     ExtendSessionResult,
     InvalidCredentials,
@@ -24,6 +30,7 @@ from opsconductor_auth.types import (
     RefreshResult,
     ResetPasswordResult,
     RevokeAllSessionsResult,
+    RevokeApiKeyResult,
     RevokeSessionResult,
     SessionEnded,
     SessionInfo,
@@ -106,6 +113,17 @@ def _status(auth: service.AuthService, row: Session) -> SessionStatus:
     )
 
 
+def _api_key_info(row: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=strawberry.ID(str(row.id)),
+        name=row.name,
+        permissions=list(row.permissions),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
 @strawberry.type
 class Query:
     @strawberry.field(permission_classes=[Authenticated], description="The calling user.")
@@ -135,6 +153,12 @@ class Query:
         rows = await _auth(info).sessions_of(str(user_id), include_ended=include_ended)
         current = info.context.identity.session_id if info.context.identity else None
         return [_session_info(_auth(info), r, current) for r in rows]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Your API keys (never their secrets).")
+    async def api_keys(self, info: Info) -> list[ApiKeyInfo]:
+        identity = _identity(info)
+        rows = await ApiKey.filter(user_id=identity.subject).order_by("-created_at")
+        return [_api_key_info(r) for r in rows]
 
 
 @strawberry.type
@@ -292,6 +316,40 @@ class Mutation:
             return ValidationFailed(message=exc.message, field=exc.field)
         info.context.runtime.events_committed()
         return PasswordChanged(user_id=user_id, revoked_sessions=revoked)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Create an API key with some of your permissions; the secret is returned only now.",
+    )
+    async def create_api_key(
+        self, info: Info, name: str, permissions: list[str], expires_in_days: int = 90
+    ) -> CreateApiKeyResult:
+        identity = _identity(info)
+        try:
+            async with in_transaction():
+                owner = await Credential.get(user_id=identity.subject)
+                row, secret = await _auth(info).create_api_key(owner, name, permissions, expires_in_days)
+        except ValidationError as exc:
+            return ValidationFailed(message=exc.message, field=exc.field)
+        info.context.runtime.events_committed()
+        return ApiKeyCreated(api_key=_api_key_info(row), secret=secret)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated], description="Revoke one of your API keys at once."
+    )
+    async def revoke_api_key(self, info: Info, id: strawberry.ID) -> RevokeApiKeyResult:
+        identity = _identity(info)
+        owner = None if identity.has("sessions:manage") else identity.subject
+        try:
+            row = await ApiKey.get_or_none(id=uuid.UUID(str(id)))
+        except ValueError:
+            row = None
+        if row is None or (owner is not None and row.user_id != owner):
+            return NotFound(message=f"API key {id} not found", id=id)
+        async with in_transaction():
+            await _auth(info).revoke_api_key(row, "revoked")
+        info.context.runtime.events_committed()
+        return ApiKeyRevoked(api_key=_api_key_info(row))
 
 
 def _session_of(access_token: str) -> str:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from opsconductor_auth.models import (
+    ApiKey,
     Credential,
     LoginAttempt,
     Outbox,
@@ -309,6 +310,81 @@ class AuthService:
             await self.revoke_session(session, reason)
         return len(sessions)
 
+    # -- API keys ---------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, owner: Credential, name: str, permissions: list[str], days: int
+    ) -> tuple[ApiKey, str]:
+        """A signed token (verifiable everywhere like an access token) whose `sid` is the key's id,
+        so revoking the key uses the same revocation list as sessions. Only its hash is stored."""
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise ValidationError("name must be 1-100 characters", field="name")
+        if not 1 <= days <= 365:
+            raise ValidationError("expiresInDays must be between 1 and 365", field="expiresInDays")
+        wanted = sorted(set(permissions))
+        if not wanted:
+            raise ValidationError("an API key needs at least one permission", field="permissions")
+        held = set(owner.permissions)
+        beyond = [
+            p for p in wanted if "*" not in held and p not in held and f"{p.split(':')[0]}:*" not in held
+        ]
+        if beyond:
+            raise ValidationError(f"you do not hold: {', '.join(beyond)}", field="permissions")
+        key_id = uuid.uuid4()
+        issued = now()
+        expires = issued + timedelta(days=days)
+        token = self.keys.sign(
+            {
+                "iss": self.settings.jwt_issuer,
+                "aud": self.settings.jwt_audience,
+                "sub": owner.user_id,
+                "kind": "api_key",
+                "username": owner.username,
+                "roles": [],
+                "permissions": wanted,
+                "sid": f"apikey:{key_id}",
+                "jti": uuid.uuid4().hex,
+                "iat": int(issued.timestamp()),
+                "exp": int(expires.timestamp()),
+            }
+        )
+        row = await ApiKey.create(
+            id=key_id,
+            user_id=owner.user_id,
+            name=name,
+            permissions=wanted,
+            token_hash=_sha256(token),
+            expires_at=expires,
+        )
+        await record_event(
+            Outbox,
+            EventEnvelope(
+                type="auth.api_key_created",
+                source="auth",
+                subject=owner.user_id,
+                actor=owner.user_id,
+                data={"apiKeyId": str(key_id), "name": name, "permissions": wanted},
+            ),
+        )
+        return row, token
+
+    async def revoke_api_key(self, row: ApiKey, reason: str) -> None:
+        if row.revoked_at is None:
+            row.revoked_at = now()
+            await row.save(update_fields=["revoked_at"])
+        ttl = int((row.expires_at - now()).total_seconds()) + 60
+        await self.revocations.revoke_session(f"apikey:{row.id}", max(ttl, 60))
+        await record_event(
+            Outbox,
+            EventEnvelope(
+                type="auth.api_key_revoked",
+                source="auth",
+                subject=row.user_id,
+                data={"apiKeyId": str(row.id), "reason": reason},
+            ),
+        )
+
     async def logout(self, session_id: str) -> bool:
         session = await Session.get_or_none(id=session_id)
         if session is None:
@@ -463,6 +539,11 @@ async def apply_user_event(envelope: EventEnvelope, revocations: RevocationStore
             setattr(cred, attr, data[key])
     await cred.save()
     if data.get("isActive") is False:
+        for key in await ApiKey.filter(user_id=user_id, revoked_at=None):
+            key.revoked_at = now()
+            await key.save(update_fields=["revoked_at"])
+            ttl = int((key.expires_at - now()).total_seconds()) + 60
+            await revocations.revoke_session(f"apikey:{key.id}", max(ttl, 60))
         for session in await Session.filter(user_id=user_id, revoked_at=None):
             session.revoked_at = now()
             session.revoked_reason = "user_deactivated"

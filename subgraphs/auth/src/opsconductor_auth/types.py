@@ -142,3 +142,28 @@ ChangePasswordResult = Annotated[
 ResetPasswordResult = Annotated[
     PasswordChanged | NotFound | ValidationFailed, strawberry.union("ResetPasswordResult")
 ]
+
+
+@strawberry.type(description="An API key for automation (the secret is shown once, at creation).")
+class ApiKeyInfo:
+    id: strawberry.ID
+    name: str
+    permissions: list[str]
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@strawberry.type(description="Use `secret` as `Authorization: Bearer <secret>`; it is not shown again.")
+class ApiKeyCreated:
+    api_key: ApiKeyInfo
+    secret: str
+
+
+@strawberry.type(description="The API key stops working at once.")
+class ApiKeyRevoked:
+    api_key: ApiKeyInfo
+
+
+CreateApiKeyResult = Annotated[ApiKeyCreated | ValidationFailed, strawberry.union("CreateApiKeyResult")]
+RevokeApiKeyResult = Annotated[ApiKeyRevoked | NotFound, strawberry.union("RevokeApiKeyResult")]

@@ -116,6 +116,30 @@ function useBodyLimit(): GatewayPlugin<OpscContext> {
   };
 }
 
+// Production mode (OPSC_ROUTER_PRODUCTION=1): no GraphiQL/Laboratory page and no introspection.
+const production = ['1', 'true', 'yes'].includes((env.OPSC_ROUTER_PRODUCTION || '').toLowerCase());
+
+// Security headers on every HTTP response; the GraphiQL page needs inline scripts and styles.
+const SECURITY_HEADERS: Record<string, string> = {
+  'strict-transport-security': 'max-age=31536000; includeSubDomains',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy':
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; " +
+    "img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+};
+
+function useSecurityHeaders(): GatewayPlugin<OpscContext> {
+  return {
+    onResponse({ response }) {
+      for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
+        response.headers.set(name, value);
+      }
+    },
+  };
+}
+
 // A bearer token from WebSocket connectionParams ("authorization": "Bearer <token>").
 // The stock extractFromConnectionParams keeps the "Bearer " prefix, so it cannot be used.
 function extractFromWsConnectionParams({ serverContext }: { serverContext?: Record<string, any> }) {
@@ -165,7 +189,10 @@ export const gatewayConfig = defineConfig({
   healthCheckEndpoint: '/healthcheck',
   readinessCheckEndpoint: '/readiness',
   playgroundName: 'OpsConductor GraphQL',
-  graphiql: { title: 'OpsConductor GraphQL' },
+  graphiql: production ? false : { title: 'OpsConductor GraphQL' },
+  ...(production ? { disableIntrospection: { disableIf: () => true } } : {}),
+  // Simple (non-preflighted) requests, e.g. a form POST from another site, need this header.
+  csrfPrevention: { requestHeaders: ['x-graphql-csrf'] },
   landingPage: false,
   contentEncoding: true,
   // Level: OPSC_ROUTER_LOG_LEVEL (debug|info|warn|error). JSON lines with LOG_JSON=1, no colours with NO_COLOR=1.
@@ -239,5 +266,5 @@ export const gatewayConfig = defineConfig({
     },
   },
 
-  plugins: () => [useBodyLimit(), useOpscIdentity()],
+  plugins: () => [useSecurityHeaders(), useBodyLimit(), useOpscIdentity()],
 });

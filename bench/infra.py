@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncssh
 import httpx
 
+from tests.support.net import free_port
 from tests.support.router import (
     _SCRUBBED_ENV,
     GATEWAY_BIN,
@@ -42,12 +43,6 @@ def die_with_parent(argv: list[str]) -> list[str]:
     """`argv` wrapped so the process gets SIGTERM when the benchmark process dies."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # /proc helpers (the project's venv has no psutil, and the benchmark adds no dependency)

@@ -21,7 +21,6 @@ def database(path: Path) -> ServiceDatabase:
 
 async def test_start_migrates_ping_and_stop(tmp_path: Path) -> None:
     db = database(tmp_path / "db.sqlite3")
-    assert db.is_sqlite
     await db.start()
     try:
         await db.ping()

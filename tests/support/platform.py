@@ -8,7 +8,6 @@ revocations. ``OPSC_TEST_SERVICES=auth,users`` limits which services start (for 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,15 +17,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from tests.support.net import free_port
+
 PG_ADMIN_DSN = os.environ.get("OPSC_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("OPSC_TEST_REDIS", "redis://127.0.0.1:6379")
 ADMIN_PASSWORD = "admin-Test-Pass-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def create_database(prefix: str) -> str:

@@ -25,6 +25,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from tests.support.net import free_port
+
 SSHD_BINARY = "/usr/sbin/sshd"
 PASSWORD_USER = "opsc-test"
 PASSWORD = "opsc-test-Pa55word"
@@ -51,11 +53,7 @@ class SshServer:
     """Further addresses the same sshd listens on (never 127.0.0.1, where blackhole_address binds)."""
 
 
-def closed_port() -> int:
-    """A 127.0.0.1 port with nothing listening on it (connects are refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+closed_port = free_port  # nothing listens there, so connects are refused
 
 
 @contextlib.contextmanager
@@ -124,10 +122,6 @@ def _write_config(base: Path, port: int, *, use_pam: bool) -> Path:
     return config
 
 
-def _free_port() -> int:
-    return closed_port()
-
-
 def _wait_for_banner(port: int, process: subprocess.Popen[bytes], log_path: Path, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -169,7 +163,7 @@ def _password_login_works(port: int) -> bool:
 def _start(base: Path, *, use_pam: bool) -> tuple[subprocess.Popen[bytes], int]:
     log_path = base / "sshd.log"
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         config = _write_config(base, port, use_pam=use_pam)
         with log_path.open("ab") as log:
             process = subprocess.Popen([SSHD_BINARY, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)

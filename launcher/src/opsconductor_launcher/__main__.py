@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 
-from opsconductor_launcher.platform import DEFAULT_PORTS, SERVICES, EmbeddedPlatform
+from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
 from opsconductor_shared.logging import configure_logging
 
 
@@ -52,5 +52,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-__all__ = ["DEFAULT_PORTS", "main"]

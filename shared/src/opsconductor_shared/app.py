@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -166,15 +165,6 @@ class RequestContext:
     @property
     def deps(self) -> Any:
         return self.runtime.deps
-
-    @property
-    def bearer(self) -> str | None:
-        """The raw token of the caller, for forwarding to another service on their behalf."""
-        if self.connection_params is not None:
-            return bearer_token(str(self.connection_params.get("authorization") or ""))
-        if self.request is not None:
-            return bearer_token(self.request.headers.get("authorization"))
-        return None
 
 
 class ServiceGraphQL(GraphQL):
@@ -448,7 +438,3 @@ def build_runtime(
         outbox_model=outbox_model,
         deps=deps,
     )
-
-
-def dump_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)

@@ -42,10 +42,6 @@ class ServiceDatabase:
         }
         self.ctx = TortoiseContext()
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
-
     @contextmanager
     def bind(self) -> Iterator[TortoiseContext]:
         token = _current_context.set(self.ctx)
@@ -67,9 +63,6 @@ class ServiceDatabase:
     async def ping(self) -> None:
         with self.bind():
             await self.ctx.db(self.connection_name).execute_query("SELECT 1")
-
-    def connection(self) -> Any:
-        return self.ctx.db(self.connection_name)
 
 
 class BindDatabaseMiddleware:

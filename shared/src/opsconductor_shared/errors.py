@@ -150,6 +150,3 @@ def mask_errors_extension() -> MaskErrors:
         should_mask_error=_should_mask,
         error_message="Internal server error (see the service log with this request's correlation id)",
     )
-
-
-COMMON_ERROR_TYPES = (ValidationFailed, NotFound, PermissionDenied, DependencyUnavailable)

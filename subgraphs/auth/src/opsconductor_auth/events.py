@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from opsconductor_auth.models import ProcessedEvent
-from opsconductor_auth.service import apply_user_event
 from opsconductor_shared.app import Runtime
 from opsconductor_shared.events import EventEnvelope
 
@@ -13,6 +12,6 @@ CONSUMES = ("users.user_created", "users.user_updated", "users.user_deactivated"
 
 def subscribe(runtime: Runtime) -> None:
     async def on_user_event(envelope: EventEnvelope) -> None:
-        await apply_user_event(envelope, runtime.platform.revocations, runtime.settings)  # type: ignore[arg-type]
+        await runtime.deps.auth.apply_user_event(envelope)
 
     runtime.consume(sources=["users"], types=CONSUMES, processed_model=ProcessedEvent, handler=on_user_event)

@@ -6,6 +6,7 @@ No strawberry here. Functions write; the resolver owns the transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -48,8 +49,12 @@ SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "auth": (),
 }
 
+
 # A dummy hash so a login for an unknown user costs the same as for a known one.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on first use, not at import (argon2 costs ~0.2 s of CPU)."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def now() -> datetime:
@@ -123,6 +128,7 @@ class IssuedTokens:
     refresh_token: str
     access_expires_at: datetime
     credential: Credential
+    session_id: str
 
 
 class LoginFailed(DomainError):
@@ -189,7 +195,7 @@ class AuthService:
             )
 
         if cred is None or cred.password_hash is None:
-            await _verify_async(_DUMMY_HASH, password)
+            await _verify_async(_dummy_hash(), password)
             await attempt(False, "unknown_user")
             raise LoginFailed("invalid username or password")
         if cred.locked_until and cred.locked_until > now():
@@ -232,7 +238,7 @@ class AuthService:
             ),
         )
         access, expires = self._access_claims(cred, str(session.id))
-        return IssuedTokens(access, await self._new_refresh(session), expires, cred)
+        return IssuedTokens(access, await self._new_refresh(session), expires, cred, str(session.id))
 
     async def refresh(self, raw: str) -> IssuedTokens:
         token = await RefreshToken.get_or_none(token_hash=_sha256(raw)).prefetch_related("session")
@@ -253,7 +259,7 @@ class AuthService:
         session.last_activity_at = now()
         await session.save(update_fields=["last_activity_at"])
         access, expires = self._access_claims(cred, str(session.id))
-        return IssuedTokens(access, await self._new_refresh(session), expires, cred)
+        return IssuedTokens(access, await self._new_refresh(session), expires, cred, str(session.id))
 
     async def revoke_session(self, session: Session, reason: str) -> None:
         if session.revoked_at is None:
@@ -384,6 +390,32 @@ class AuthService:
                 data={"apiKeyId": str(row.id), "reason": reason},
             ),
         )
+
+    async def apply_user_event(self, envelope: EventEnvelope) -> None:
+        """Keep the claims auth puts in tokens in step with the users service; deactivation ends
+        every session and API key of the user."""
+        data = envelope.data
+        user_id = envelope.subject or data.get("id")
+        if not user_id:
+            return
+        cred = await Credential.get_or_none(user_id=user_id)
+        if cred is None:
+            if envelope.type != "users.user_created":
+                return
+            cred = Credential(user_id=user_id, username=data["username"])
+        for key, attr in (
+            ("username", "username"),
+            ("roles", "roles"),
+            ("permissions", "permissions"),
+            ("isActive", "is_active"),
+        ):
+            if key in data:
+                setattr(cred, attr, data[key])
+        await cred.save()
+        if data.get("isActive") is False:
+            for api_key in await ApiKey.filter(user_id=user_id, revoked_at=None):
+                await self.revoke_api_key(api_key, "user_deactivated")
+            await self.revoke_all(user_id, "user_deactivated")
 
     async def logout(self, session_id: str) -> bool:
         session = await Session.get_or_none(id=session_id)
@@ -516,39 +548,6 @@ async def reset_password(user_id: str, new: str, policy: PasswordPolicy) -> Cred
     await _set_password(cred, new, policy)
     await cred.save()
     return cred
-
-
-async def apply_user_event(envelope: EventEnvelope, revocations: RevocationStore, settings: Settings) -> None:
-    """Keep the claims auth puts in tokens in step with the users service."""
-    data = envelope.data
-    user_id = envelope.subject or data.get("id")
-    if not user_id:
-        return
-    cred = await Credential.get_or_none(user_id=user_id)
-    if cred is None:
-        if envelope.type != "users.user_created":
-            return
-        cred = Credential(user_id=user_id, username=data["username"])
-    for key, attr in (
-        ("username", "username"),
-        ("roles", "roles"),
-        ("permissions", "permissions"),
-        ("isActive", "is_active"),
-    ):
-        if key in data:
-            setattr(cred, attr, data[key])
-    await cred.save()
-    if data.get("isActive") is False:
-        for key in await ApiKey.filter(user_id=user_id, revoked_at=None):
-            key.revoked_at = now()
-            await key.save(update_fields=["revoked_at"])
-            ttl = int((key.expires_at - now()).total_seconds()) + 60
-            await revocations.revoke_session(f"apikey:{key.id}", max(ttl, 60))
-        for session in await Session.filter(user_id=user_id, revoked_at=None):
-            session.revoked_at = now()
-            session.revoked_reason = "user_deactivated"
-            await session.save(update_fields=["revoked_at", "revoked_reason"])
-            await revocations.revoke_session(str(session.id), settings.access_token_minutes * 60 + 60)
 
 
 async def ensure_bootstrap_admin(settings: Settings) -> str | None:

@@ -77,7 +77,6 @@ class Deps:
     targets: ServiceClient
     broadcaster: Broadcaster
     followers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    bind: Any = None  # context manager factory binding this service's database
 
     # -- starting a run ------------------------------------------------------------------------
 

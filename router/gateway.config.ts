@@ -13,6 +13,8 @@ import {
   HTTPTransport,
   type GatewayPlugin,
 } from '@graphql-hive/gateway';
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { rateLimitSettingsFromEnv, useOpscRateLimits } from './rate-limit.ts';
 import opscWsTransport from './ws-transport.ts';
 
 const env = process.env;
@@ -30,10 +32,17 @@ const port = Number(env.OPSC_ROUTER_PORT || 4000);
 const host = env.OPSC_ROUTER_HOST || '127.0.0.1';
 const maxDepth = Number(env.OPSC_ROUTER_MAX_DEPTH || 15);
 const maxTokens = Number(env.OPSC_ROUTER_MAX_TOKENS || 4000);
-const corsOrigins = (env.OPSC_CORS_ORIGINS || '')
+const maxAliases = Number(env.OPSC_ROUTER_MAX_ALIASES || 30);
+// CORS allow-list. Default: the router's own origin and the React UI's dev server; never `*`
+// (credentials are allowed, so every allowed origin is named).
+const corsOrigins = (
+  env.OPSC_CORS_ORIGINS ||
+  `http://127.0.0.1:${port},http://localhost:${port},http://127.0.0.1:5173,http://localhost:5173`
+)
   .split(',')
   .map((s) => s.trim())
-  .filter(Boolean);
+  .filter((s) => s && s !== '*');
+const rateLimits = rateLimitSettingsFromEnv(env);
 
 // ---------------------------------------------------------------------------
 // Subgraph locations: the supergraph carries the default URLs (127.0.0.1:<port>);
@@ -197,7 +206,13 @@ export const gatewayConfig = defineConfig({
   contentEncoding: true,
   // Level: OPSC_ROUTER_LOG_LEVEL (debug|info|warn|error). JSON lines with LOG_JSON=1, no colours with NO_COLOR=1.
   logging: (env.OPSC_ROUTER_LOG_LEVEL || env.LOG_LEVEL || 'info') as 'debug' | 'info' | 'warn' | 'error',
-  ...(corsOrigins.length ? { cors: { origin: corsOrigins, credentials: true } } : {}),
+  cors: {
+    origin: corsOrigins,
+    credentials: true,
+    allowedHeaders: ['authorization', 'content-type', 'x-correlation-id', 'x-graphql-csrf'],
+    exposedHeaders: ['x-correlation-id', 'retry-after'],
+    maxAge: 600,
+  },
 
   // Queries/mutations over HTTP; subscriptions over graphql-transport-ws on the same URL
   // through ws-transport.ts (identity in connectionParams, no retry loop on 4403).
@@ -266,5 +281,11 @@ export const gatewayConfig = defineConfig({
     },
   },
 
-  plugins: () => [useSecurityHeaders(), useBodyLimit(), useOpscIdentity()],
+  plugins: () => [
+    useSecurityHeaders(),
+    useBodyLimit(),
+    useOpscRateLimits(rateLimits, (msg) => console.warn(msg)),
+    maxAliasesPlugin({ n: maxAliases, exposeLimits: true }),
+    useOpscIdentity(),
+  ],
 });

@@ -1,4 +1,4 @@
-"""Router hardening: security headers, CSRF prevention, and production mode (no Laboratory, no introspection)."""
+"""Router hardening: security headers, CSRF prevention, production mode, forged tokens, rate limits, CORS, aliases."""
 
 from __future__ import annotations
 
@@ -120,3 +120,166 @@ async def test_forged_tokens_are_refused_at_the_router(router: Any, platform: Ru
         body = resp.json()
         assert resp.status_code in (400, 401) or body.get("errors"), (name, resp.status_code, body)
         assert not (body.get("data") or {}).get("me"), (name, body)
+
+
+# ---- rate limits (shared by replicas through Redis), CORS allow-list, alias limit ------------
+
+
+def _limited_env(platform: RunningPlatform, prefix: str, **limits: str) -> dict[str, str]:
+    import os
+
+    from tests.support.router import subgraph_urls_env
+
+    return {
+        **subgraph_urls_env(platform.ports),
+        "OPSC_JWKS_URL": f"{platform.base('auth')}/.well-known/jwks.json",
+        "OPSC_REDIS_URL": os.environ["OPSC_REDIS_URL"],
+        "OPSC_ROUTER_RATE_LIMIT_PREFIX": prefix,
+        **limits,
+    }
+
+
+@pytest.fixture(scope="module")
+def limited_routers(platform: RunningPlatform) -> Any:
+    """Two router replicas sharing one Redis budget: 3 logins per IP, 4 operations per user."""
+    import uuid
+
+    from tests.support.router import start_router
+
+    env = _limited_env(
+        platform,
+        f"opsc:rl:test-{uuid.uuid4().hex[:8]}:",
+        OPSC_ROUTER_RATE_LIMIT_PER_IP="100000",
+        OPSC_ROUTER_RATE_LIMIT_LOGIN_PER_IP="3",
+        OPSC_ROUTER_RATE_LIMIT_PER_USER="4",
+    )
+    a = start_router(free_port(), env)
+    try:
+        b = start_router(free_port(), env)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+LOGIN_Q = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
+  __typename ... on LoginSuccess { accessToken } ... on Error { message } } }"""
+
+
+def _rate_limited(resp: httpx.Response) -> bool:
+    body = resp.json()
+    codes = [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+    return resp.status_code == 429 and "RATE_LIMITED" in codes
+
+
+async def test_login_budget_is_shared_by_router_replicas(
+    limited_routers: Any, platform: RunningPlatform
+) -> None:
+    a, b = limited_routers
+    answers = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for router in (a, b, a, b, a):
+            answers.append(
+                await http.post(
+                    router.url,
+                    json={"query": LOGIN_Q, "variables": {"u": "admin", "p": platform.admin_password}},
+                )
+            )
+        other = await http.post(a.url, json={"query": "{ __typename }"})
+    assert [r.status_code for r in answers[:3]] == [200, 200, 200], [r.text for r in answers]
+    assert all(r.json()["data"]["login"]["__typename"] == "LoginSuccess" for r in answers[:3])
+    # The fourth login (on the other replica) is over the shared budget, even with the right password.
+    assert _rate_limited(answers[3]) and _rate_limited(answers[4]), [r.text for r in answers[3:]]
+    assert int(answers[3].headers["retry-after"]) >= 1
+    assert other.status_code == 200 and other.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_per_user_budget_is_shared_and_per_user(
+    limited_routers: Any, platform: RunningPlatform
+) -> None:
+    import uuid
+
+    from tests.support.platform import login
+
+    a, b = limited_routers
+    admin = await login(platform.url("auth"), "admin", platform.admin_password)  # not through the router
+    name = f"rl{uuid.uuid4().hex[:8]}"
+    created = await gql(
+        platform.url("users"),
+        """mutation($i: CreateUserInput!) { createUser(input: $i) { __typename ... on Error { message } } }""",
+        {
+            "i": {
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "Rate-limit-1",
+                "roles": ["viewer"],
+            }
+        },
+        token=admin,
+    )
+    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
+    other = await login(platform.url("auth"), name, "Rate-limit-1")
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def me(router: Any, token: str) -> httpx.Response:
+            return await http.post(
+                router.url, json={"query": "{ me { id } }"}, headers={"authorization": f"Bearer {token}"}
+            )
+
+        first = [await me(r, admin) for r in (a, b, a, b)]
+        over = await me(b, admin)
+        fine = await me(a, other)
+    assert all(r.status_code == 200 and r.json()["data"]["me"] for r in first), [r.text for r in first]
+    assert _rate_limited(over), over.text
+    assert fine.status_code == 200 and fine.json()["data"]["me"], fine.text
+
+
+async def test_per_ip_budget(platform: RunningPlatform) -> None:
+    import uuid
+
+    from tests.support.router import start_router
+
+    proc = start_router(
+        free_port(),
+        _limited_env(platform, f"opsc:rl:test-{uuid.uuid4().hex[:8]}:", OPSC_ROUTER_RATE_LIMIT_PER_IP="5"),
+    )
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            answers = [await http.post(proc.url, json={"query": "{ __typename }"}) for _ in range(7)]
+    finally:
+        proc.stop()
+    assert [r.status_code for r in answers[:5]] == [200] * 5
+    assert _rate_limited(answers[5]) and _rate_limited(answers[6])
+    assert "5 requests per IP" in answers[5].json()["errors"][0]["message"]
+
+
+async def test_cors_allows_only_listed_origins(router: Any) -> None:
+    allowed = f"http://127.0.0.1:{router.port}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        ok = await http.options(
+            router.url, headers={"origin": allowed, "access-control-request-method": "POST"}
+        )
+        evil = await http.options(
+            router.url, headers={"origin": "http://evil.example", "access-control-request-method": "POST"}
+        )
+        evil_post = await http.post(
+            router.url, json={"query": "{ __typename }"}, headers={"origin": "http://evil.example"}
+        )
+    assert ok.headers.get("access-control-allow-origin") == allowed
+    assert ok.headers.get("access-control-allow-credentials") == "true"
+    assert evil.headers.get("access-control-allow-origin") in (None, "null")
+    assert evil_post.headers.get("access-control-allow-origin") in (None, "null")
+
+
+async def test_alias_limit(router: Any, admin_token: str) -> None:
+    many = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(31)) + " }"
+    few = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(3)) + " }"
+    refused = await gql(router.url, many, token=admin_token)
+    allowed = await gql(router.url, few, token=admin_token)
+    assert refused.get("errors") and not refused.get("data"), refused
+    assert "Aliases limit of 30 exceeded" in refused["errors"][0]["message"]
+    assert not allowed.get("errors") and allowed["data"]["a2"]["id"], allowed

@@ -140,6 +140,13 @@ async def platform(
             await drop_database(url)
 
 
+SESSION_ROUTER_RATE_LIMITS = {
+    "OPSC_ROUTER_RATE_LIMIT_PER_IP": "1000000",
+    "OPSC_ROUTER_RATE_LIMIT_PER_USER": "1000000",
+    "OPSC_ROUTER_RATE_LIMIT_LOGIN_PER_IP": "1000000",
+}
+
+
 @pytest.fixture(scope="session")
 def router(platform: RunningPlatform) -> Any:
     """The real Hive Gateway in front of the session's subgraphs."""
@@ -150,6 +157,9 @@ def router(platform: RunningPlatform) -> Any:
         {
             **subgraph_urls_env(platform.ports),
             "OPSC_JWKS_URL": f"{platform.base('auth')}/.well-known/jwks.json",
+            # Every test talks from 127.0.0.1: the session router keeps its limiter on (shared in
+            # Redis) with budgets no test reaches; tests/test_router_security.py checks real limits.
+            **SESSION_ROUTER_RATE_LIMITS,
         },
     )
     try:

@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, str] = {
     "jobs:read": "List and view jobs",
     "jobs:write": "Create, change and delete jobs",
     "jobs:execute": "Run jobs",
+    "jobs:execute-dangerous": "Run jobs whose steps match a dangerous-command rule (with confirmation)",
     "executions:read": "View executions and their output",
     "executions:cancel": "Cancel running executions",
     "audit:read": "Read the audit trail",

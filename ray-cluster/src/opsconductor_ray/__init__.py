@@ -26,9 +26,12 @@ from opsconductor_ray.protocol import (
     EngineEvent,
     EventType,
     ExecutionPlan,
+    RunPolicy,
+    ScriptSpec,
     Status,
     StepSpec,
     TargetSpec,
+    TransferSpec,
 )
 
 if TYPE_CHECKING:
@@ -50,9 +53,12 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionPlan",
     "HostKeyRejected",
+    "RunPolicy",
+    "ScriptSpec",
     "Status",
     "StepSpec",
     "TargetSpec",
+    "TransferSpec",
 ]
 
 

@@ -39,13 +39,82 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class ScriptSpec:
+    """A script body run by `interpreter` (bash, sh, python, powershell) with `arguments`.
+
+    Over SSH the body is fed to the interpreter on stdin (nothing left on the host); the
+    arguments are shell-quoted by the engine.
+    """
+
+    interpreter: str
+    body: str
+    arguments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """A file transfer over SFTP.
+
+    upload: `content` (text, at most 1 MiB) is written to the remote `destination`, with
+    `mode` (octal string such as "0644") if given. download: the remote `source` is read and
+    its content (truncated at the output limit) becomes the step's STDOUT; `destination` is
+    only a label.
+    """
+
+    direction: str
+    destination: str
+    source: str | None = None
+    content: str | None = None
+    mode: str | None = None
+
+
+STEP_TYPES = ("command", "script", "file_transfer")
+SCRIPT_INTERPRETERS = ("bash", "sh", "python", "powershell")
+
+
+@dataclass(frozen=True)
 class StepSpec:
-    """One command, run through the login shell of the target's user."""
+    """One step: a command run through the login shell of the target's user, a script,
+    or a file transfer (`type`). `expected_exit_codes` are the exits that count as success."""
 
     name: str
     command: str
     timeout_s: float = 300
     continue_on_error: bool = False
+    type: str = "command"
+    script: ScriptSpec | None = None
+    transfer: TransferSpec | None = None
+    working_directory: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    expected_exit_codes: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """How a run spreads over its targets.
+
+    - `max_parallel`: targets running at once.
+    - `batch_size` / `batch_percent`: rolling batches; a target of batch k+1 starts only
+      once every target of batch k has finished (`batch_size` wins when both are set).
+    - `fail_fast_threshold`: after this many FAILED targets no new target starts; the rest
+      end CANCELLED with data "fail-fast: N targets failed".
+    - `retries` / `retry_backoff_s`: connection failures only (refused, timeout, lost
+      before the first command started); the backoff doubles per attempt, with jitter.
+      A target whose command started is never retried.
+    - `timeout_s`: overall run timeout; on expiry running targets are cancelled and the
+      run ends FAILED with data "run timed out".
+    - `allow_host_overlap`: False (default) holds a per-host lock so two runs never
+      interleave on one host.
+    """
+
+    max_parallel: int = 50
+    batch_size: int | None = None
+    batch_percent: int | None = None
+    fail_fast_threshold: int | None = None
+    retries: int = 0
+    retry_backoff_s: float = 2.0
+    timeout_s: float | None = None
+    allow_host_overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +149,16 @@ class ExecutionPlan:
     credentials: CredentialRef
     max_parallel: int = 50
     connect_timeout_s: float = 10
+    policy: RunPolicy = RunPolicy()
+    max_output_bytes: int = 1_048_576
+    """Per target and step: output beyond it is dropped and a marker line is emitted."""
+
+    @property
+    def effective_parallel(self) -> int:
+        """`policy.max_parallel` when it was set (is not the default 50), else the plan's
+        older `max_parallel` field: callers may set either."""
+        value = self.policy.max_parallel if self.policy.max_parallel != 50 else self.max_parallel
+        return max(1, value)
 
 
 @dataclass(frozen=True)
@@ -110,6 +189,8 @@ class EngineEvent:
     status: str | None = None
     duration_ms: float | None = None
     reused_connection: bool | None = None
+    attempt: int | None = None
+    """TARGET_STARTED / TARGET_FINISHED of a target that needed connection retries: 1-based."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, with enum values as plain strings."""

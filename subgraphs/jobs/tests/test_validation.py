@@ -40,7 +40,8 @@ def test_valid_job_gets_defaults_and_numbered_steps() -> None:
         (1, "update", 300, False),
         (2, "uptime", 300, False),
     ]
-    assert job.policy == {"maxParallel": 50}
+    assert job.policy == service.DEFAULT_POLICY
+    assert job.policy["maxParallel"] == 50
     assert job.description is None
 
 
@@ -68,6 +69,7 @@ def test_duplicate_target_ids_collapse_in_order() -> None:
         ({"max_parallel": 0}, "policy.maxParallel"),
         ({"max_parallel": 1001}, "policy.maxParallel"),
         ({"target_ids": []}, "targetIds"),
+        ({"target_ids": [], "target_selector": service.SelectorDraft()}, "targetIds"),
         ({"target_ids": ["ok", ""]}, "targetIds[1]"),
     ],
 )
@@ -87,11 +89,10 @@ def test_limits_are_inclusive() -> None:
             ],
         )
     )
-    assert job.policy == {"maxParallel": 1000}
+    assert job.policy["maxParallel"] == 1000
     assert job.steps[0].timeout_seconds == 86_400 and job.steps[0].continue_on_error
-    assert validate_job(draft(max_parallel=1, steps=[StepDraft("s", "true", timeout_seconds=1)])).policy == {
-        "maxParallel": 1
-    }
+    one = validate_job(draft(max_parallel=1, steps=[StepDraft("s", "true", timeout_seconds=1)]))
+    assert one.policy["maxParallel"] == 1
 
 
 def test_command_limit_counts_bytes_not_characters() -> None:
@@ -124,6 +125,9 @@ class FakeTargets:
     async def existing(self, target_ids: list[str]) -> set[str]:
         self.asked.append(list(target_ids))
         return self.ids & set(target_ids)
+
+    async def matching(self, selector: dict[str, list[str]], limit: int) -> list[str]:
+        return sorted(self.ids)
 
 
 async def test_check_targets_lists_only_the_missing_ids_in_input_order() -> None:

@@ -11,8 +11,9 @@ from opsconductor_shared.events import EventEnvelope
 
 SOURCE = "jobs"
 JOB_CREATED = "jobs.job_created"
+JOB_UPDATED = "jobs.job_updated"
 JOB_DELETED = "jobs.job_deleted"
-PUBLISHES = (JOB_CREATED, JOB_DELETED)
+PUBLISHES = (JOB_CREATED, JOB_UPDATED, JOB_DELETED)
 CONSUMES: tuple[str, ...] = ()
 
 
@@ -30,8 +31,16 @@ def job_created(job: Job, *, step_count: int, target_ids: list[str], actor: str 
             "stepCount": step_count,
             "targetIds": target_ids,
             "policy": job.policy,
+            "targetSelector": job.target_selector,
+            "parameters": [p.get("name") for p in job.parameters or []],
         },
     )
+
+
+def job_updated(job: Job, *, step_count: int, target_ids: list[str], actor: str | None) -> EventEnvelope:
+    """A new version of the definition (same data as ``job_created``)."""
+    envelope = job_created(job, step_count=step_count, target_ids=target_ids, actor=actor)
+    return envelope.model_copy(update={"type": JOB_UPDATED})
 
 
 def job_deleted(job: Job, *, actor: str | None) -> EventEnvelope:

@@ -37,7 +37,13 @@ class Job(models.Model):
     serial = fields.CharField(max_length=20, unique=True, description="JOB-000001: the human handle.")
     name = fields.CharField(max_length=255)
     description = fields.TextField(null=True)
-    policy = fields.JSONField(default=dict, description="{maxParallel}, more policy keys come later.")
+    policy = fields.JSONField(
+        default=dict, description="{maxParallel, batchSize, batchPercent, failFastThreshold, retries, ...}."
+    )
+    parameters = fields.JSONField(default=list, description="Declared parameters [{name type required ...}].")
+    target_selector = fields.JSONField(
+        null=True, description="{tags, osTypes, environments}, resolved through the targets service per run."
+    )
     version = fields.IntField(default=1, description="Incremented on every edit of the definition.")
     is_deleted = fields.BooleanField(default=False, db_index=True)
     deleted_at = fields.DatetimeField(null=True)
@@ -49,6 +55,7 @@ class Job(models.Model):
 
     steps: fields.ReverseRelation[JobStep]
     targets: fields.ReverseRelation[JobTarget]
+    versions: fields.ReverseRelation[JobVersion]
 
     class Meta:
         table = "jobs"
@@ -73,10 +80,39 @@ class JobStep(models.Model):
     command = fields.TextField()
     timeout_seconds = fields.IntField(default=DEFAULT_STEP_TIMEOUT_SECONDS)
     continue_on_error = fields.BooleanField(default=False)
+    working_directory = fields.TextField(null=True)
+    env = fields.JSONField(default=list, description="[{name, value}] in the given order.")
+    expected_exit_codes = fields.JSONField(
+        default=list, description="Exit codes that count as success; [] means [0]."
+    )
+    script = fields.JSONField(null=True, description="{interpreter, body, arguments} for script steps.")
+    transfer = fields.JSONField(
+        null=True, description="{direction, source, destination, content, mode} for file_transfer steps."
+    )
 
     class Meta:
         table = "job_steps"
         unique_together = (("job", "order"),)
+
+
+class JobVersion(models.Model):
+    """One version of a definition, as a whole snapshot: runs record the version they ran, and
+    an edit must not change what an old run's version meant."""
+
+    id = fields.BigIntField(primary_key=True)
+    job: fields.ForeignKeyRelation[Job] = fields.ForeignKeyField(
+        "jobs.Job", related_name="versions", on_delete=fields.CASCADE
+    )
+    version = fields.IntField()
+    snapshot = fields.JSONField(
+        description="The ValidJob snapshot: name, steps, targets, parameters, policy."
+    )
+    created_by = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "job_versions"
+        unique_together = (("job", "version"),)
 
 
 class JobTarget(models.Model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+import re
+
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from opsconductor_shared.settings import ServiceSettings
@@ -23,3 +25,24 @@ class Settings(ServiceSettings):
         description="Per-request timeout of calls to the targets subgraph; past it createJob answers "
         "DependencyUnavailable instead of hanging.",
     )
+    danger_disabled_rules: list[str] = Field(
+        default_factory=list,
+        description="Ids of dangerous-command rules to switch off (JSON list), e.g. "
+        '["power.shutdown"] for a fleet where reboot jobs are routine.',
+    )
+    danger_extra_rules: dict[str, str] = Field(
+        default_factory=dict,
+        description="Site rules: JSON object of rule id -> Python regular expression, matched "
+        "against the whole rendered command/script text of every step.",
+    )
+
+    @field_validator("danger_extra_rules")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        """A broken site pattern fails at start-up, not at the first run."""
+        for rule_id, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"danger rule {rule_id}: invalid regular expression: {exc}") from exc
+        return value

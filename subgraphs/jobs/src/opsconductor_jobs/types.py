@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.federation.schema_directives import Key
+from strawberry.scalars import JSON
 
-from opsconductor_jobs import models
+from opsconductor_jobs import danger, models, service
+from opsconductor_jobs.render import ParameterDef
 from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import check_permission
 from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
@@ -24,32 +26,196 @@ class Target:
     id: strawberry.ID
 
 
-@strawberry.type(description="One step of a job: a command run on every target, in `order`.")
+@strawberry.federation.type(shareable=True, description="An environment variable set for a step.")
+class EnvVar:
+    name: str
+    value: str
+
+
+@strawberry.federation.type(shareable=True, description="The script of a `script` step.")
+class ScriptSpec:
+    interpreter: str = strawberry.field(description="bash, sh, powershell or python.")
+    body: str = strawberry.field(description="The script, uploaded and run by the interpreter.")
+    arguments: list[str] = strawberry.field(description="Passed to the script as separate arguments.")
+
+
+@strawberry.federation.type(shareable=True, description="What a `file_transfer` step copies.")
+class FileTransferSpec:
+    direction: str = strawberry.field(description="upload (content to the target) or download.")
+    source: str | None = strawberry.field(description="download: the absolute remote path read.")
+    destination: str = strawberry.field(
+        description="upload: the absolute remote path written; download: a label for the output."
+    )
+    content: str | None = strawberry.field(description="upload: the text written (at most 1 MiB).")
+    mode: str | None = strawberry.field(description="upload: octal file mode such as 0644.")
+
+
+@strawberry.federation.type(
+    shareable=True,
+    description="One step of a job: a command, script or file transfer run on every target, in `order`.",
+)
 class JobStep:
     order: int = strawberry.field(description="1-based position; steps run in this order on each target.")
     name: str
-    type: str = strawberry.field(description="What the step does; `command` (a shell command) for now.")
-    command: str
+    type: str = strawberry.field(description="`command`, `script` or `file_transfer`.")
+    command: str = strawberry.field(description="The shell command of a command step; empty for other types.")
     timeout_seconds: int = strawberry.field(description="The step fails when it runs longer than this.")
     continue_on_error: bool = strawberry.field(
         description="When the step fails, run the next steps on that target anyway."
     )
+    working_directory: str | None = strawberry.field(description="Absolute; null means the login directory.")
+    env: list[EnvVar] = strawberry.field(description="Environment variables set for the step.")
+    expected_exit_codes: list[int] = strawberry.field(description="Exit codes that count as success.")
+    script: ScriptSpec | None = strawberry.field(description="For script steps.")
+    transfer: FileTransferSpec | None = strawberry.field(description="For file_transfer steps.")
 
     @classmethod
-    def from_model(cls, row: models.JobStep) -> JobStep:
+    def from_valid(cls, s: service.ValidStep) -> JobStep:
         return cls(
-            order=row.order,
-            name=row.name,
-            type=row.type,
-            command=row.command,
-            timeout_seconds=row.timeout_seconds,
-            continue_on_error=row.continue_on_error,
+            order=s.order,
+            name=s.name,
+            type=s.type,
+            command=s.command,
+            timeout_seconds=s.timeout_seconds,
+            continue_on_error=s.continue_on_error,
+            working_directory=s.working_directory,
+            env=[EnvVar(name=n, value=v) for n, v in s.env],
+            expected_exit_codes=list(s.expected_exit_codes),
+            script=None
+            if s.script is None
+            else ScriptSpec(
+                interpreter=s.script.interpreter, body=s.script.body, arguments=list(s.script.arguments)
+            ),
+            transfer=None
+            if s.transfer is None
+            else FileTransferSpec(
+                direction=s.transfer.direction,
+                source=s.transfer.source,
+                destination=s.transfer.destination,
+                content=s.transfer.content,
+                mode=s.transfer.mode,
+            ),
         )
 
 
-@strawberry.type(description="How a run of the job is carried out.")
+@strawberry.federation.type(shareable=True, description="How a run of the job is carried out.")
 class JobPolicy:
     max_parallel: int = strawberry.field(description="At most this many targets run at the same time.")
+    batch_size: int | None = strawberry.field(
+        description="Rolling batches of this many targets; null: all at once."
+    )
+    batch_percent: int | None = strawberry.field(
+        description="Or batches of this percentage of the targets (1..100)."
+    )
+    fail_fast_threshold: int | None = strawberry.field(
+        description="Stop starting targets after this many failed; null: never."
+    )
+    retries: int = strawberry.field(
+        description="Connection-failure retries per target (never after a command started)."
+    )
+    retry_backoff_seconds: float = strawberry.field(description="First retry backoff, doubling, with jitter.")
+    timeout_seconds: int | None = strawberry.field(description="Overall run timeout; null: none.")
+    concurrency: str = strawberry.field(
+        description="When the job already has a running or queued execution: allow, skip or queue."
+    )
+    allow_host_overlap: bool = strawberry.field(description="Whether two runs may interleave on one host.")
+
+    @classmethod
+    def from_json(cls, policy: dict[str, Any] | None) -> JobPolicy:
+        p = service.policy_with_defaults(policy)
+        return cls(
+            max_parallel=int(p["maxParallel"]),
+            batch_size=p["batchSize"],
+            batch_percent=p["batchPercent"],
+            fail_fast_threshold=p["failFastThreshold"],
+            retries=int(p["retries"]),
+            retry_backoff_seconds=float(p["retryBackoffSeconds"]),
+            timeout_seconds=p["timeoutSeconds"],
+            concurrency=str(p["concurrency"]),
+            allow_host_overlap=bool(p["allowHostOverlap"]),
+        )
+
+
+@strawberry.type(description="A declared job parameter, substituted into steps as `{{ name }}`.")
+class JobParameter:
+    name: str
+    type: str = strawberry.field(description="string, int, bool or choice.")
+    required: bool = strawberry.field(description="A run must give a value unless there is a default.")
+    default: str | None = strawberry.field(description="Used when a run gives no value.")
+    choices: list[str] = strawberry.field(description="The allowed values of a choice parameter.")
+    description: str | None
+
+    @classmethod
+    def from_def(cls, p: ParameterDef) -> JobParameter:
+        return cls(
+            name=p.name,
+            type=p.type,
+            required=p.required,
+            default=p.default,
+            choices=list(p.choices),
+            description=p.description,
+        )
+
+
+@strawberry.type(description="Targets chosen by their attributes when a run starts.")
+class TargetSelector:
+    tags: list[str] = strawberry.field(description="Targets carrying all of these tags.")
+    os_types: list[str] = strawberry.field(description="Targets of any of these OS types (empty: any).")
+    environments: list[str] = strawberry.field(
+        description="Targets in any of these environments (empty: any)."
+    )
+
+    @classmethod
+    def from_json(cls, d: dict[str, list[str]] | None) -> TargetSelector | None:
+        if not d:
+            return None
+        return cls(
+            tags=list(d.get("tags", [])),
+            os_types=list(d.get("osTypes", [])),
+            environments=list(d.get("environments", [])),
+        )
+
+
+@strawberry.federation.type(shareable=True, description="A step matched a dangerous-command rule.")
+class DangerousFinding:
+    step_name: str
+    rule: str = strawberry.field(description="Rule id, e.g. fs.rm-recursive-root.")
+    reason: str = strawberry.field(description="Why the rule exists, readable.")
+    match: str = strawberry.field(description="The matching command text (at most 200 characters).")
+
+    @classmethod
+    def from_finding(cls, f: danger.Finding) -> DangerousFinding:
+        return cls(step_name=f.step_name, rule=f.rule, reason=f.reason, match=f.match)
+
+
+@strawberry.type(description="One stored version of a job definition.")
+class JobVersion:
+    version: int
+    created_at: datetime
+    created_by: str | None = strawberry.field(description="Subject of the token that made this version.")
+    name: str
+    description: str | None
+    steps: list[JobStep]
+    policy: JobPolicy
+    parameters: list[JobParameter]
+    target_ids: list[strawberry.ID]
+    target_selector: TargetSelector | None
+
+    @classmethod
+    def from_model(cls, row: models.JobVersion) -> JobVersion:
+        job = service.ValidJob.from_snapshot(row.snapshot)
+        return cls(
+            version=row.version,
+            created_at=row.created_at,
+            created_by=row.created_by,
+            name=job.name,
+            description=job.description,
+            steps=[JobStep.from_valid(s) for s in job.steps],
+            policy=JobPolicy.from_json(job.policy),
+            parameters=[JobParameter.from_def(p) for p in job.parameters],
+            target_ids=[strawberry.ID(t) for t in job.target_ids],
+            target_selector=TargetSelector.from_json(job.target_selector),
+        )
 
 
 @strawberry.federation.type(
@@ -65,15 +231,23 @@ class Job:
     updated_at: datetime
     steps: list[JobStep] = strawberry.field(description="In execution order.")
     policy: JobPolicy
-    target_ids: list[strawberry.ID] = strawberry.field(description="The targets the job runs on, by id.")
+    target_ids: list[strawberry.ID] = strawberry.field(description="The explicit targets of the job, by id.")
+    target_selector: TargetSelector | None = strawberry.field(
+        description="Targets added by attributes at run time (null: only `targetIds`)."
+    )
+    parameters: list[JobParameter] = strawberry.field(description="Parameters a run may set.")
 
-    @strawberry.field(description="The targets the job runs on (resolved by the targets subgraph).")
+    @strawberry.field(description="The explicit targets of the job (resolved by the targets subgraph).")
     def targets(self) -> list[Target]:
         return [Target(id=t) for t in self.target_ids]
 
+    @strawberry.field(description="Every version of the definition, newest first (the current one included).")
+    async def versions(self) -> list[JobVersion]:
+        return [JobVersion.from_model(v) for v in await service.job_versions(str(self.id))]
+
     @classmethod
     def from_model(cls, row: models.Job) -> Job:
-        policy = row.policy or {}
+        job = service.valid_from_model(row)
         return cls(
             id=strawberry.ID(str(row.id)),
             serial=row.serial,
@@ -82,9 +256,11 @@ class Job:
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            steps=[JobStep.from_model(s) for s in row.ordered_steps()],
-            policy=JobPolicy(max_parallel=int(policy.get("maxParallel", models.DEFAULT_MAX_PARALLEL))),
-            target_ids=[strawberry.ID(t) for t in row.target_ids()],
+            steps=[JobStep.from_valid(s) for s in job.steps],
+            policy=JobPolicy.from_json(job.policy),
+            target_ids=[strawberry.ID(t) for t in job.target_ids],
+            target_selector=TargetSelector.from_json(job.target_selector),
+            parameters=[JobParameter.from_def(p) for p in job.parameters],
         )
 
     @classmethod
@@ -118,17 +294,78 @@ class JobFilter:
 # ---- inputs -----------------------------------------------------------------------------------
 
 
-@strawberry.input(description="One step of a new job.")
+@strawberry.input(description="An environment variable for a step.")
+class EnvVarInput:
+    name: str = strawberry.field(description="[A-Za-z_][A-Za-z0-9_]*.")
+    value: str = strawberry.field(description="May contain {{ parameters }} (substituted verbatim).")
+
+
+@strawberry.input(description="The script of a `script` step.")
+class ScriptSpecInput:
+    interpreter: str = strawberry.field(description="bash, sh, powershell or python.")
+    body: str = strawberry.field(
+        description="At most 1 MiB; {{ parameters }} are quoted for the interpreter."
+    )
+    arguments: list[str] = strawberry.field(default_factory=list, description="At most 100, each 4 KiB.")
+
+
+@strawberry.input(description="What a `file_transfer` step copies.")
+class FileTransferSpecInput:
+    direction: str = strawberry.field(description="upload or download.")
+    destination: str = strawberry.field(
+        description="upload: absolute remote path; download: a label for the output."
+    )
+    source: str | None = strawberry.field(default=None, description="download: absolute remote path.")
+    content: str | None = strawberry.field(default=None, description="upload: text, at most 1 MiB.")
+    mode: str | None = strawberry.field(default=None, description="upload: octal mode such as 0644.")
+
+
+@strawberry.input(description="One step of a job.")
 class JobStepInput:
     name: str
-    command: str = strawberry.field(description="Shell command; at most 64 KiB.")
+    command: str = strawberry.field(
+        default="", description="Shell command of a command step (at most 64 KiB); empty for other types."
+    )
     timeout_seconds: int | None = strawberry.field(default=None, description="1..86400; default 300.")
     continue_on_error: bool | None = strawberry.field(default=None, description="Default false.")
+    type: str | None = strawberry.field(
+        default=None, description="command (default), script or file_transfer."
+    )
+    working_directory: str | None = strawberry.field(default=None, description="Absolute remote directory.")
+    env: list[EnvVarInput] | None = strawberry.field(default=None, description="At most 100 variables.")
+    expected_exit_codes: list[int] | None = strawberry.field(default=None, description="0..255; default [0].")
+    script: ScriptSpecInput | None = None
+    transfer: FileTransferSpecInput | None = None
 
 
 @strawberry.input(description="How a run of the job is carried out.")
 class JobPolicyInput:
     max_parallel: int | None = strawberry.field(default=None, description="1..1000; default 50.")
+    batch_size: int | None = strawberry.field(default=None, description="1..10000; not with batchPercent.")
+    batch_percent: int | None = strawberry.field(default=None, description="1..100; not with batchSize.")
+    fail_fast_threshold: int | None = strawberry.field(default=None, description="1..10000 failed targets.")
+    retries: int | None = strawberry.field(default=None, description="0..10; default 0.")
+    retry_backoff_seconds: float | None = strawberry.field(default=None, description="0..300; default 2.")
+    timeout_seconds: int | None = strawberry.field(default=None, description="1..604800 (7 days).")
+    concurrency: str | None = strawberry.field(default=None, description="allow (default), skip or queue.")
+    allow_host_overlap: bool | None = strawberry.field(default=None, description="Default false.")
+
+
+@strawberry.input(description="A job parameter declaration.")
+class JobParameterInput:
+    name: str = strawberry.field(description="[A-Za-z_][A-Za-z0-9_]*, at most 64.")
+    type: str = strawberry.field(default="string", description="string, int, bool or choice.")
+    required: bool = False
+    default: str | None = strawberry.field(default=None, description="Checked against the type.")
+    choices: list[str] = strawberry.field(default_factory=list, description="For choice parameters.")
+    description: str | None = None
+
+
+@strawberry.input(description="Targets chosen by their attributes when a run starts.")
+class TargetSelectorInput:
+    tags: list[str] = strawberry.field(default_factory=list, description="All of these tags.")
+    os_types: list[str] = strawberry.field(default_factory=list, description="Any of these OS types.")
+    environments: list[str] = strawberry.field(default_factory=list, description="Any of these environments.")
 
 
 @strawberry.input(description="A new job definition.")
@@ -136,10 +373,33 @@ class CreateJobInput:
     name: str = strawberry.field(description="1..255 characters.")
     steps: list[JobStepInput] = strawberry.field(description="At least one; run in the given order.")
     target_ids: list[strawberry.ID] = strawberry.field(
-        description="At least one existing target; duplicates count once."
+        default_factory=list,
+        description="Existing targets; duplicates count once. At least one, unless targetSelector is given.",
     )
     description: str | None = None
     policy: JobPolicyInput | None = None
+    parameters: list[JobParameterInput] | None = strawberry.field(default=None, description="At most 50.")
+    target_selector: TargetSelectorInput | None = strawberry.field(
+        default=None, description="Adds the targets matching it at run time."
+    )
+
+
+@strawberry.input(
+    description="Changes to a job; omitted (null) fields stay as they are. Lists and the policy are replaced whole."
+)
+class UpdateJobInput:
+    name: str | None = None
+    description: str | None = strawberry.field(default=None, description="An empty string clears it.")
+    steps: list[JobStepInput] | None = None
+    target_ids: list[strawberry.ID] | None = None
+    policy: JobPolicyInput | None = None
+    parameters: list[JobParameterInput] | None = None
+    target_selector: TargetSelectorInput | None = strawberry.field(
+        default=None, description="Replaces the selector; one with empty lists removes it."
+    )
+    expected_version: int | None = strawberry.field(
+        default=None, description="When given, the update fails with VersionConflict unless the job is at it."
+    )
 
 
 # ---- results ----------------------------------------------------------------------------------
@@ -164,4 +424,78 @@ CreateJobResult = Annotated[
     JobCreated | ValidationFailed | UnknownTargets | DependencyUnavailable,
     strawberry.union("CreateJobResult"),
 ]
+
+
+@strawberry.type(description="The job was changed (its version grows when the definition changed).")
+class JobUpdated:
+    job: Job
+    changed: bool = strawberry.field(description="False when the input matched the current definition.")
+
+
+@strawberry.type(description="The job changed since the version the edit was based on.")
+class VersionConflict(Error):
+    expected_version: int
+    current_version: int
+
+
+@strawberry.type(description="What a run of the job's current version would do; nothing is started.")
+class JobPlan:
+    job_id: strawberry.ID
+    serial: str
+    name: str
+    version: int = strawberry.field(
+        description="The version this plan was made from (record it with the run)."
+    )
+    steps: list[JobStep] = strawberry.field(description="With parameters substituted.")
+    target_ids: list[strawberry.ID] = strawberry.field(
+        description="Explicit ids and selector matches, narrowed to the requested subset."
+    )
+    policy: JobPolicy
+    parameters: JSON = strawberry.field(description="The effective values, defaults applied.")
+    dangerous: list[DangerousFinding] = strawberry.field(
+        description="Dangerous-command findings on the rendered steps; a run needs confirmation when non-empty."
+    )
+
+    @classmethod
+    def from_plan(cls, plan: service.Plan) -> JobPlan:
+        return cls(
+            job_id=strawberry.ID(plan.job_id),
+            serial=plan.serial,
+            name=plan.name,
+            version=plan.version,
+            steps=[JobStep.from_valid(s) for s in plan.steps],
+            target_ids=[strawberry.ID(t) for t in plan.target_ids],
+            policy=JobPolicy.from_json(plan.policy),
+            parameters=plan.parameters,
+            dangerous=[DangerousFinding.from_finding(f) for f in plan.dangerous],
+        )
+
+
+@strawberry.type(description="The definition is valid; nothing was saved.")
+class JobValid:
+    target_ids: list[strawberry.ID] = strawberry.field(description="The explicit target ids, deduplicated.")
+    dangerous: list[DangerousFinding] = strawberry.field(
+        description="Findings on the steps rendered with parameter defaults (runs check the real values)."
+    )
+
+
+@strawberry.type(description="A dangerous-command rule and whether it is on.")
+class DangerousCommandRule:
+    id: str
+    reason: str
+    enabled: bool
+
+
 DeleteJobResult = Annotated[JobDeleted | NotFound, strawberry.union("DeleteJobResult")]
+UpdateJobResult = Annotated[
+    JobUpdated | NotFound | ValidationFailed | UnknownTargets | DependencyUnavailable | VersionConflict,
+    strawberry.union("UpdateJobResult"),
+]
+JobPlanResult = Annotated[
+    JobPlan | NotFound | ValidationFailed | UnknownTargets | DependencyUnavailable,
+    strawberry.union("JobPlanResult"),
+]
+ValidateJobResult = Annotated[
+    JobValid | ValidationFailed | UnknownTargets | DependencyUnavailable,
+    strawberry.union("ValidateJobResult"),
+]

@@ -1,0 +1,67 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from tortoise.fields.base import OnDelete
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('jobs', '0001_initial')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='JobVersion',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('job', fields.ForeignKeyField('jobs.Job', source_field='job_id', db_constraint=True, to_field='id', related_name='versions', on_delete=OnDelete.CASCADE)),
+                ('version', fields.IntField()),
+                ('snapshot', fields.JSONField(description='The ValidJob snapshot: name, steps, targets, parameters, policy.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('created_by', fields.CharField(null=True, max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'job_versions', 'app': 'jobs', 'unique_together': (('job', 'version'),), 'pk_attr': 'id', 'table_description': 'One version of a definition, as a whole snapshot: runs record the version they ran, and'},
+            bases=['Model'],
+        ),
+        ops.AlterField(
+            model_name='Job',
+            name='policy',
+            field=fields.JSONField(default=dict, description='{maxParallel, batchSize, batchPercent, failFastThreshold, retries, ...}.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='Job',
+            name='parameters',
+            field=fields.JSONField(default=list, description='Declared parameters [{name type required ...}].', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='Job',
+            name='target_selector',
+            field=fields.JSONField(null=True, description='{tags, osTypes, environments}, resolved through the targets service per run.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='JobStep',
+            name='env',
+            field=fields.JSONField(default=list, description='[{name, value}] in the given order.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='JobStep',
+            name='expected_exit_codes',
+            field=fields.JSONField(default=list, description='Exit codes that count as success; [] means [0].', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='JobStep',
+            name='script',
+            field=fields.JSONField(null=True, description='{interpreter, body, arguments} for script steps.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='JobStep',
+            name='transfer',
+            field=fields.JSONField(null=True, description='{direction, source, destination, content, mode} for file_transfer steps.', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+        ),
+        ops.AddField(
+            model_name='JobStep',
+            name='working_directory',
+            field=fields.TextField(null=True, unique=False),
+        ),
+    ]

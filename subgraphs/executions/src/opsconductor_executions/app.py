@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opsconductor_executions.models import Outbox
@@ -30,9 +31,11 @@ def create_app(settings: Settings, platform: Platform, engine: Any | None = None
 
     async def startup(rt: Runtime) -> None:
         await rt.deps.reattach()
+        rt.deps.sweeper = asyncio.create_task(rt.deps.run_sweeper(), name="executions-sweeper")
 
     async def shutdown(rt: Runtime) -> None:
-        for task in list(rt.deps.followers.values()):
-            task.cancel()
+        if rt.deps.sweeper is not None:
+            rt.deps.sweeper.cancel()
+        await rt.deps.release_leases()
 
     return create_service_app(runtime=runtime, schema=schema, on_startup=[startup], on_shutdown=[shutdown])

@@ -18,6 +18,12 @@ class Execution(models.Model):
     message = fields.TextField(null=True)
     requested_by = fields.CharField(max_length=100, null=True)
     plan = fields.JSONField(default=dict)  # steps, policy and targets as run: never secrets
+    parameters = fields.JSONField(default=dict)  # effective job parameters (defaults applied)
+    retry_of = fields.CharField(max_length=36, null=True)  # the execution this one retries
+    waiting = fields.BooleanField(default=False)  # QUEUED behind another run of the job (concurrency=queue)
+    # Which replica follows the run, until when: a replica adopts runs whose lease expired.
+    lease_owner = fields.CharField(max_length=100, null=True)
+    lease_until = fields.DatetimeField(null=True)
     total_targets = fields.IntField(default=0)
     succeeded_targets = fields.IntField(default=0)
     failed_targets = fields.IntField(default=0)
@@ -35,7 +41,7 @@ class Execution(models.Model):
 class TargetRun(models.Model):
     id = fields.BigIntField(primary_key=True)
     execution = fields.ForeignKeyField("executions.Execution", related_name="target_runs")
-    target_id = fields.CharField(max_length=36)
+    target_id = fields.CharField(max_length=36, db_index=True)
     target_name = fields.CharField(max_length=255)
     host = fields.CharField(max_length=255)
     port = fields.IntField()
@@ -62,6 +68,7 @@ class StepResult(models.Model):
     stdout = fields.TextField(default="")
     stderr = fields.TextField(default="")
     duration_ms = fields.FloatField(null=True)
+    truncated = fields.BooleanField(default=False)  # stdout or stderr cut at the per-step limit
     finished_at = fields.DatetimeField(null=True)
 
     class Meta:

@@ -1,4 +1,5 @@
-"""Executions subgraph: runJob, cancelExecution, execution(s), Job.executions, executionEvents."""
+"""Executions subgraph: runJob (dry run, parameters, dangerous gate, concurrency), retryExecution,
+cancelExecution, execution(s), targetOutput, Job.executions, Target.runs, executionEvents."""
 
 from __future__ import annotations
 
@@ -9,24 +10,42 @@ from typing import Any
 
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
+from strawberry.scalars import JSON
 
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import ExecutionEvent as EventRow
-from opsconductor_executions.service import TERMINAL, Deps, channel, event_payload
+from opsconductor_executions.service import (
+    TERMINAL,
+    DangerousCommandBlockedError,
+    Deps,
+    JobAlreadyRunningError,
+    channel,
+    event_payload,
+)
 from opsconductor_executions.types import (
     CancelExecutionResult,
+    DangerousCommandBlocked,
+    DangerousCommandFinding,
     Execution,
     ExecutionCancelling,
     ExecutionEvent,
+    ExecutionFilter,
+    ExecutionPlanned,
+    ExecutionPlanPreview,
+    ExecutionQueued,
     ExecutionStarted,
-    ExecutionStatus,
     Job,
+    JobAlreadyRunning,
+    OutputChunk,
+    RetryExecutionResult,
     RunJobResult,
+    Target,
+    filter_executions,
 )
 from opsconductor_shared.app import RequestContext, build_schema
 from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import DomainError, to_graphql_error
-from opsconductor_shared.paging import Connection, paginate
+from opsconductor_shared.errors import DomainError, ValidationError, to_graphql_error
+from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor, paginate
 
 Info = strawberry.Info[RequestContext, None]
 REPLAY_PAGE = 1000
@@ -36,10 +55,28 @@ def _deps(info: Info) -> Deps:
     return info.context.deps
 
 
-@strawberry.input(description="Narrow the list of executions.")
-class ExecutionFilter:
-    job_id: strawberry.ID | None = None
-    status: ExecutionStatus | None = None
+def _error(exc: DomainError) -> Any:
+    if isinstance(exc, DangerousCommandBlockedError):
+        return DangerousCommandBlocked(
+            message=exc.message, findings=[DangerousCommandFinding.from_dict(f) for f in exc.findings]
+        )
+    if isinstance(exc, JobAlreadyRunningError):
+        return JobAlreadyRunning(message=exc.message, execution_id=strawberry.ID(exc.execution_id))
+    return to_graphql_error(exc)
+
+
+def _started(row: ExecutionRow) -> Any:
+    if row.waiting:
+        return ExecutionQueued(execution=Execution.from_row(row))
+    return ExecutionStarted(execution=Execution.from_row(row))
+
+
+def _parameters(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError("parameters must be a JSON object", field="parameters")
+    return value
 
 
 @strawberry.type
@@ -49,17 +86,60 @@ class Query:
         row = await ExecutionRow.get_or_none(id=str(id))
         return Execution.from_row(row) if row else None
 
-    @strawberry.field(permission_classes=[requires("executions:read")], description="Runs, newest first.")
+    @strawberry.field(
+        permission_classes=[requires("executions:read")],
+        description="Runs, newest first; filter by job, target, status and creation date.",
+    )
     async def executions(
         self, first: int | None = 50, after: str | None = None, filter: ExecutionFilter | None = None
     ) -> Connection[Execution]:
-        query = ExecutionRow.all()
-        if filter and filter.job_id:
-            query = query.filter(job_id=str(filter.job_id))
-        if filter and filter.status:
-            query = query.filter(status=filter.status.value)
+        query = filter_executions(ExecutionRow.all(), filter)
         return await paginate(
-            query.order_by("-created_at"), first=first, after=after, convert=Execution.from_row
+            query.order_by("-created_at", "-number"), first=first, after=after, convert=Execution.from_row
+        )
+
+    @strawberry.field(
+        permission_classes=[requires("executions:read")],
+        description="A target's output in a run, chunk by chunk in sequence (pages for very long logs); "
+        "optionally one step only.",
+    )
+    async def target_output(
+        self,
+        execution_id: strawberry.ID,
+        target_id: strawberry.ID,
+        first: int | None = 500,
+        after: str | None = None,
+        step_index: int | None = None,
+    ) -> Connection[OutputChunk]:
+        limit = check_first(first, default=500, maximum=5000)
+        key = decode_cursor(after, "s")
+        if key is not None and not key.isdigit():
+            raise ValidationError("invalid cursor", field="after")
+        query = EventRow.filter(
+            execution_id=str(execution_id), target_id=str(target_id), type__in=["STDOUT", "STDERR"]
+        )
+        if step_index is not None:
+            query = query.filter(step_index=step_index)
+        total = await query.count()
+        if key is not None:
+            query = query.filter(seq__gt=int(key))
+        rows = await query.order_by("seq").limit(limit + 1)
+        page = list(rows[:limit])
+        return build_connection(
+            page,
+            node=lambda r: OutputChunk(
+                seq=r.seq,
+                stream=r.type,
+                step_index=r.step_index,
+                step_name=r.step_name,
+                text=r.data or "",
+                at=r.at,
+            ),
+            key=lambda r: str(r.seq),
+            has_next=len(rows) > limit,
+            total=total,
+            after=after,
+            kind="s",
         )
 
 
@@ -67,22 +147,66 @@ class Query:
 class Mutation:
     @strawberry.mutation(
         permission_classes=[requires("jobs:execute")],
-        description="Run a job now on all its targets or a subset.",
+        description="Run a job now on all its targets or a subset, with parameters. dryRun returns the "
+        "resolved plan without starting anything. Dangerous steps need jobs:execute-dangerous and "
+        "confirmDangerous: true. The job's concurrency policy applies (skip: JobAlreadyRunning, "
+        "queue: ExecutionQueued).",
     )
     async def run_job(
-        self, info: Info, job_id: strawberry.ID, target_ids: list[strawberry.ID] | None = None
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        target_ids: list[strawberry.ID] | None = None,
+        parameters: JSON | None = None,
+        dry_run: bool | None = False,
+        confirm_dangerous: bool | None = False,
     ) -> RunJobResult:
         identity = info.context.identity
+        deps = _deps(info)
+        subset = [str(t) for t in target_ids or []] or None
         try:
-            row = await _deps(info).run_job(
+            params = _parameters(parameters)
+            if dry_run:
+                plan = await deps.dry_run(job_id=str(job_id), target_ids=subset, parameters=params)
+                return ExecutionPlanned(plan=ExecutionPlanPreview.from_plan(plan))  # type: ignore[return-value]
+            row = await deps.run_job(
                 job_id=str(job_id),
-                target_ids=[str(t) for t in target_ids or []] or None,
+                target_ids=subset,
+                parameters=params,
                 actor=identity.subject if identity else None,
                 notify=info.context.runtime.events_committed,
+                may_run_dangerous=bool(identity and identity.has("jobs:execute-dangerous")),
+                confirm_dangerous=bool(confirm_dangerous),
             )
         except DomainError as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        return ExecutionStarted(execution=Execution.from_row(row))
+            return _error(exc)  # type: ignore[no-any-return]
+        return _started(row)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(
+        permission_classes=[requires("jobs:execute")],
+        description="Run a finished execution again: same job version and steps as run, on the targets "
+        "that did not succeed (onlyFailed, the default) or on all of them.",
+    )
+    async def retry_execution(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        only_failed: bool | None = True,
+        confirm_dangerous: bool | None = False,
+    ) -> RetryExecutionResult:
+        identity = info.context.identity
+        try:
+            row = await _deps(info).retry(
+                execution_id=str(id),
+                only_failed=only_failed is not False,
+                actor=identity.subject if identity else None,
+                notify=info.context.runtime.events_committed,
+                may_run_dangerous=bool(identity and identity.has("jobs:execute-dangerous")),
+                confirm_dangerous=bool(confirm_dangerous),
+            )
+        except DomainError as exc:
+            return _error(exc)  # type: ignore[no-any-return]
+        return _started(row)  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         permission_classes=[requires("executions:cancel")],
@@ -160,4 +284,6 @@ class Subscription:
                         return
 
 
-schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription, types=[Execution, Job])
+schema = build_schema(
+    query=Query, mutation=Mutation, subscription=Subscription, types=[Execution, Job, Target]
+)

@@ -1,47 +1,94 @@
 """Executions domain logic: start a run on the engine, follow its events, persist and fan out.
 
-A run: snapshot the job (jobs subgraph), get a short-lived connection grant for its targets
-(targets subgraph; secrets stay there until the engine's pool asks at connect time), create the
-rows, start an ExecutionCoordinator on Ray, and follow it. The follower pulls event batches from
-the coordinator, persists them in one transaction per batch (events + the rows they change),
-then publishes them to live subscribers. Because the coordinator keeps every event and the
-database records the highest persisted sequence number, a restarted service re-attaches and
-continues from there: nothing is lost or duplicated.
+A run: resolve the job's plan (jobs subgraph `jobPlan`: parameters substituted, targets resolved,
+dangerous findings), apply the dangerous-command gate and the job's concurrency policy, get a
+short-lived connection grant for its targets (targets subgraph; secrets stay there until the
+engine's pool asks at connect time), create the rows, start an ExecutionCoordinator on Ray, and
+follow it. The follower pulls event batches from the coordinator, persists them in one
+transaction per batch (events + the rows they change), then publishes them to live subscribers.
+
+Several replicas may run: the one following a run holds a lease on it (``lease_owner`` /
+``lease_until``, renewed while following, released on shutdown). A periodic sweep (and the
+start-up one) adopts runs whose lease expired while their coordinator lives, and ends runs with
+no coordinator beyond ``stale_after_seconds`` as FAILED "stale: ...". Because the coordinator
+keeps every event and the database records the highest persisted sequence number (checked
+under a row lock on every batch), adoption continues exactly where the last follower stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import math
+import os
+import socket
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
 from opsconductor_executions.models import Execution, ExecutionEvent, Outbox, StepResult, TargetRun
 from opsconductor_executions.settings import Settings
+from opsconductor_ray import protocol
 from opsconductor_ray.protocol import CredentialRef, EngineEvent, ExecutionPlan, StepSpec, TargetSpec
 from opsconductor_shared.client import ServiceCallError, ServiceClient
-from opsconductor_shared.errors import DependencyUnavailableError, NotFoundError, ValidationError
+from opsconductor_shared.errors import (
+    DependencyUnavailableError,
+    DomainError,
+    NotFoundError,
+    ValidationError,
+)
 from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
 from opsconductor_shared.logging import get_logger
 
 log = get_logger("opsconductor.executions")
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+ACTIVE = ("QUEUED", "RUNNING")
 TRUNCATED_MARKER = "\n[... output truncated by OpsConductor: over {limit} bytes ...]\n"
+CONCURRENCY = ("allow", "skip", "queue")
 
+STEP_FIELDS = """order name type command timeoutSeconds continueOnError workingDirectory
+  env { name value } expectedExitCodes script { interpreter body arguments }
+  transfer { direction source destination content mode }"""
+POLICY_FIELDS = """maxParallel batchSize batchPercent failFastThreshold retries retryBackoffSeconds
+  timeoutSeconds concurrency allowHostOverlap"""
+JOB_PLAN_QUERY = f"""query($id: ID!, $parameters: JSON, $targetIds: [ID!]) {{
+  jobPlan(jobId: $id, parameters: $parameters, targetIds: $targetIds) {{ __typename
+  ... on JobPlan {{ jobId serial name version targetIds parameters steps {{ {STEP_FIELDS} }}
+      policy {{ {POLICY_FIELDS} }} dangerous {{ stepName rule reason match }} }}
+  ... on UnknownTargets {{ message targetIds }}
+  ... on ValidationFailed {{ message field }}
+  ... on DependencyUnavailable {{ message service }}
+  ... on Error {{ message }} }} }}"""
+# Before the jobs subgraph has `jobPlan`: the plain job (no parameters, selector or findings).
 JOB_QUERY = """query($id: ID!) { job(id: $id) { id serial name version targetIds
   steps { order name command timeoutSeconds continueOnError } policy { maxParallel } } }"""
 GRANT_MUTATION = """mutation($ids: [ID!]!) { issueConnectionGrant(targetIds: $ids) {
   __typename ... on ConnectionGrant { grant resolverUrl targets { id name host port method } }
   ... on Error { message } } }"""
+TARGETS_QUERY = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { id name
+  communicationMethods { type host port isPrimary isActive } } }"""
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "maxParallel": 50,
+    "batchSize": None,
+    "batchPercent": None,
+    "failFastThreshold": None,
+    "retries": 0,
+    "retryBackoffSeconds": 2.0,
+    "timeoutSeconds": None,
+    "concurrency": "allow",
+    "allowHostOverlap": False,
+}
 
 
 def now() -> datetime:
@@ -69,6 +116,137 @@ def event_payload(row: ExecutionEvent | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ---- typed errors (the resolver maps them to GraphQL types) -----------------------------------
+
+
+class DangerousCommandBlockedError(DomainError):
+    code = "DANGEROUS_COMMAND_BLOCKED"
+
+    def __init__(self, message: str, findings: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+
+class JobAlreadyRunningError(DomainError):
+    code = "JOB_ALREADY_RUNNING"
+
+    def __init__(self, message: str, execution_id: str) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+
+
+# ---- plans --------------------------------------------------------------------------------------
+
+
+def _field_names(cls: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+
+
+def _build(cls: Any, **values: Any) -> Any:
+    """Construct a protocol dataclass with only the fields it has (the engine grows them)."""
+    names = _field_names(cls)
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def normalise_step(raw: dict[str, Any], index: int) -> dict[str, Any]:
+    return {
+        "order": raw.get("order", index + 1),
+        "name": raw["name"],
+        "type": raw.get("type") or "command",
+        "command": raw.get("command") or "",
+        "timeoutSeconds": raw.get("timeoutSeconds") or 300,
+        "continueOnError": bool(raw.get("continueOnError")),
+        "workingDirectory": raw.get("workingDirectory"),
+        "env": [{"name": e["name"], "value": e["value"]} for e in raw.get("env") or []],
+        "expectedExitCodes": list(raw.get("expectedExitCodes") or [0]),
+        "script": raw.get("script"),
+        "transfer": raw.get("transfer"),
+    }
+
+
+def normalise_policy(raw: dict[str, Any] | None) -> dict[str, Any]:
+    policy = dict(DEFAULT_POLICY)
+    policy.update({k: v for k, v in (raw or {}).items() if v is not None or k in DEFAULT_POLICY})
+    for key, value in DEFAULT_POLICY.items():
+        if policy.get(key) is None and value is not None:
+            policy[key] = value
+    if policy["concurrency"] not in CONCURRENCY:
+        policy["concurrency"] = "allow"
+    return policy
+
+
+def batches(target_ids: list[str], policy: dict[str, Any]) -> list[list[str]]:
+    """Rolling batches as the engine runs them: batchSize, else batchPercent of all, else one."""
+    if not target_ids:
+        return []
+    size = len(target_ids)
+    if policy.get("batchSize"):
+        size = max(1, int(policy["batchSize"]))
+    elif policy.get("batchPercent"):
+        size = max(1, math.ceil(len(target_ids) * int(policy["batchPercent"]) / 100))
+    return [target_ids[i : i + size] for i in range(0, len(target_ids), size)]
+
+
+def step_spec(step: dict[str, Any]) -> StepSpec:
+    names = _field_names(StepSpec)
+    kind = step.get("type") or "command"
+    if kind != "command" and "type" not in names:
+        raise ValidationError(f"the execution engine cannot run {kind} steps yet", field="steps")
+    script = transfer = None
+    if step.get("script"):
+        s = step["script"]
+        script = _build(
+            getattr(protocol, "ScriptSpec", None),
+            interpreter=s["interpreter"],
+            body=s["body"],
+            arguments=tuple(s.get("arguments") or ()),
+        )
+    if step.get("transfer"):
+        t = step["transfer"]
+        transfer = _build(
+            getattr(protocol, "TransferSpec", None),
+            direction=t["direction"],
+            destination=t["destination"],
+            source=t.get("source"),
+            content=t.get("content"),
+            mode=t.get("mode"),
+        )
+    return _build(
+        StepSpec,
+        name=step["name"],
+        command=step.get("command") or "",
+        timeout_s=float(step.get("timeoutSeconds") or 300),
+        continue_on_error=bool(step.get("continueOnError")),
+        type=kind,
+        script=script,
+        transfer=transfer,
+        working_directory=step.get("workingDirectory"),
+        env=tuple((e["name"], e["value"]) for e in step.get("env") or []),
+        expected_exit_codes=tuple(step.get("expectedExitCodes") or (0,)),
+    )
+
+
+def run_policy(policy: dict[str, Any]) -> Any:
+    cls = getattr(protocol, "RunPolicy", None)
+    if cls is None:
+        return None
+    return _build(
+        cls,
+        max_parallel=int(policy["maxParallel"]),
+        batch_size=policy.get("batchSize"),
+        batch_percent=policy.get("batchPercent"),
+        fail_fast_threshold=policy.get("failFastThreshold"),
+        retries=int(policy.get("retries") or 0),
+        retry_backoff_s=float(policy.get("retryBackoffSeconds") or 2.0),
+        timeout_s=float(policy["timeoutSeconds"]) if policy.get("timeoutSeconds") else None,
+        allow_host_overlap=bool(policy.get("allowHostOverlap")),
+    )
+
+
+def engine_truncates() -> bool:
+    return "max_output_bytes" in _field_names(ExecutionPlan)
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -77,14 +255,51 @@ class Deps:
     targets: ServiceClient
     broadcaster: Broadcaster
     followers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    replica: str = field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
+    sweeper: asyncio.Task[None] | None = None
 
-    # -- starting a run ------------------------------------------------------------------------
+    # -- resolving the plan --------------------------------------------------------------------
 
-    async def run_job(
-        self, *, job_id: str, target_ids: list[str] | None, actor: str | None, notify: Any
-    ) -> Execution:
-        if self.engine is None:
-            raise DependencyUnavailableError("execution engine (Ray) is not available", "engine")
+    async def resolve_plan(
+        self, job_id: str, parameters: dict[str, Any] | None, target_ids: list[str] | None
+    ) -> dict[str, Any]:
+        """The job's run plan from the jobs subgraph: `jobPlan`, or the plain job before it exists."""
+        try:
+            data = await self.jobs.execute(
+                JOB_PLAN_QUERY, {"id": job_id, "parameters": parameters, "targetIds": target_ids}
+            )
+        except ServiceCallError as exc:
+            if "jobPlan" not in str(exc) and "Cannot query" not in str(exc) and "Unknown" not in str(exc):
+                raise DependencyUnavailableError(f"jobs service unavailable: {exc}", "jobs") from exc
+            log.warning("jobs subgraph has no usable jobPlan; using the plain job", error=str(exc))
+            return await self._plan_from_job(job_id, parameters, target_ids)
+        result = data["jobPlan"]
+        kind = result["__typename"]
+        if kind == "NotFound":
+            raise NotFoundError(result["message"], id=job_id)
+        if kind == "DependencyUnavailable":
+            raise DependencyUnavailableError(result["message"], result.get("service"))
+        if kind == "UnknownTargets":
+            raise ValidationError(result["message"], field="targetIds")
+        if kind != "JobPlan":
+            raise ValidationError(result["message"], field=result.get("field"))
+        return {
+            "jobId": result["jobId"],
+            "serial": result["serial"],
+            "name": result["name"],
+            "version": result["version"],
+            "targetIds": list(result["targetIds"]),
+            "parameters": result.get("parameters") or {},
+            "steps": [normalise_step(s, i) for i, s in enumerate(sorted(result["steps"], key=_order))],
+            "policy": normalise_policy(result.get("policy")),
+            "dangerous": list(result.get("dangerous") or []),
+        }
+
+    async def _plan_from_job(
+        self, job_id: str, parameters: dict[str, Any] | None, target_ids: list[str] | None
+    ) -> dict[str, Any]:
         try:
             job = (await self.jobs.execute(JOB_QUERY, {"id": job_id}))["job"]
         except ServiceCallError as exc:
@@ -97,43 +312,211 @@ class Deps:
             raise ValidationError(
                 f"targets not part of job {job['serial']}: {', '.join(unknown)}", field="targetIds"
             )
-        if not chosen:
-            raise ValidationError("the job has no targets to run on", field="targetIds")
+        return {
+            "jobId": job["id"],
+            "serial": job.get("serial"),
+            "name": job["name"],
+            "version": job.get("version") or 1,
+            "targetIds": chosen,
+            "parameters": parameters or {},
+            "steps": [normalise_step(s, i) for i, s in enumerate(sorted(job["steps"], key=_order))],
+            "policy": normalise_policy(job.get("policy")),
+            "dangerous": [],
+        }
+
+    async def _targets_info(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Name, host and method of each target (read only: for dry runs)."""
         try:
-            grant = (await self.targets.execute(GRANT_MUTATION, {"ids": chosen}, retries=0))[
+            rows = (await self.targets.execute(TARGETS_QUERY, {"ids": ids}))["targetsByIds"]
+        except ServiceCallError as exc:
+            raise DependencyUnavailableError(f"targets service unavailable: {exc}", "targets") from exc
+        out = []
+        for row in rows:
+            methods = [m for m in row["communicationMethods"] if m.get("isActive", True)]
+            method = next((m for m in methods if m["isPrimary"]), methods[0] if methods else None)
+            out.append(
+                {
+                    "id": row["id"],
+                    "name": row["name"],
+                    "host": method["host"] if method else "",
+                    "port": method["port"] if method else 0,
+                    "method": str(method["type"]).lower() if method else "",
+                }
+            )
+        return out
+
+    async def _grant(self, ids: list[str]) -> dict[str, Any]:
+        try:
+            grant = (await self.targets.execute(GRANT_MUTATION, {"ids": ids}, retries=0))[
                 "issueConnectionGrant"
             ]
         except ServiceCallError as exc:
             raise DependencyUnavailableError(f"targets service unavailable: {exc}", "targets") from exc
         if grant["__typename"] != "ConnectionGrant":
             raise ValidationError(grant.get("message", "targets unavailable"), field="targetIds")
-        steps = sorted(job["steps"], key=lambda s: s["order"])
-        plan_json = {
-            "steps": [
-                {
-                    "name": s["name"],
-                    "command": s["command"],
-                    "timeoutSeconds": s["timeoutSeconds"],
-                    "continueOnError": s["continueOnError"],
-                }
-                for s in steps
-            ],
-            "policy": job["policy"],
-            "targets": grant["targets"],
+        return grant
+
+    # -- starting a run ------------------------------------------------------------------------
+
+    async def dry_run(
+        self, *, job_id: str, target_ids: list[str] | None, parameters: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The resolved plan and its batches; nothing is created or started."""
+        plan = await self.resolve_plan(job_id, parameters, target_ids)
+        if not plan["targetIds"]:
+            raise ValidationError("the job has no targets to run on", field="targetIds")
+        plan["targets"] = await self._targets_info(plan["targetIds"])
+        plan["batches"] = batches([t["id"] for t in plan["targets"]], plan["policy"])
+        return plan
+
+    async def run_job(
+        self,
+        *,
+        job_id: str,
+        target_ids: list[str] | None,
+        actor: str | None,
+        notify: Any,
+        parameters: dict[str, Any] | None = None,
+        may_run_dangerous: bool = False,
+        confirm_dangerous: bool = False,
+    ) -> Execution:
+        if self.engine is None:
+            raise DependencyUnavailableError("execution engine (Ray) is not available", "engine")
+        plan = await self.resolve_plan(job_id, parameters, target_ids)
+        return await self._launch(
+            plan,
+            actor=actor,
+            notify=notify,
+            may_run_dangerous=may_run_dangerous,
+            confirm_dangerous=confirm_dangerous,
+        )
+
+    async def retry(
+        self,
+        *,
+        execution_id: str,
+        only_failed: bool,
+        actor: str | None,
+        notify: Any,
+        may_run_dangerous: bool = False,
+        confirm_dangerous: bool = False,
+    ) -> Execution:
+        """A new run of the same job version (the steps exactly as run), on the targets that did
+        not succeed (FAILED or CANCELLED) or, with ``only_failed`` false, on all of them."""
+        if self.engine is None:
+            raise DependencyUnavailableError("execution engine (Ray) is not available", "engine")
+        original = await Execution.get_or_none(id=execution_id)
+        if original is None:
+            raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
+        if original.status not in TERMINAL:
+            raise ValidationError(f"execution is still {original.status.lower()}", field="id")
+        runs = await TargetRun.filter(execution_id=execution_id).order_by("id")
+        chosen = [r.target_id for r in runs if not only_failed or r.status != "SUCCEEDED"]
+        if not chosen:
+            raise ValidationError("no failed targets to retry", field="onlyFailed")
+        stored = original.plan or {}
+        plan = {
+            "jobId": original.job_id,
+            "serial": original.job_serial,
+            "name": original.job_name,
+            "version": original.job_version,
+            "targetIds": chosen,
+            "parameters": original.parameters or {},
+            "steps": [normalise_step(s, i) for i, s in enumerate(stored.get("steps", []))],
+            "policy": normalise_policy(stored.get("policy")),
+            "dangerous": list(stored.get("dangerous") or []),
         }
-        execution = await self._create_rows(job, plan_json, actor)
+        return await self._launch(
+            plan,
+            actor=actor,
+            notify=notify,
+            may_run_dangerous=may_run_dangerous,
+            confirm_dangerous=confirm_dangerous,
+            retry_of=original.id,
+        )
+
+    async def _launch(
+        self,
+        plan: dict[str, Any],
+        *,
+        actor: str | None,
+        notify: Any,
+        may_run_dangerous: bool,
+        confirm_dangerous: bool,
+        retry_of: str | None = None,
+    ) -> Execution:
+        if not plan["targetIds"]:
+            raise ValidationError("the job has no targets to run on", field="targetIds")
+        if plan["dangerous"]:
+            await self._dangerous_gate(plan, actor, may_run_dangerous, confirm_dangerous, notify)
+        grant = await self._grant(plan["targetIds"])
+        stored = {
+            "steps": plan["steps"],
+            "policy": plan["policy"],
+            "targets": grant["targets"],
+            "dangerous": plan["dangerous"],
+        }
+        execution = await self._create_rows(plan, stored, actor, retry_of)
         notify()
-        plan = ExecutionPlan(
-            execution_id=execution.id,
-            steps=tuple(
-                StepSpec(
-                    name=s["name"],
-                    command=s["command"],
-                    timeout_s=float(s["timeoutSeconds"]),
-                    continue_on_error=bool(s["continueOnError"]),
-                )
-                for s in steps
-            ),
+        if execution.waiting:
+            return execution
+        # Creating the coordinator actor takes Ray a second or two: the caller gets the QUEUED run now,
+        # and the follower starts it (EXECUTION_STARTED then streams to subscribers as usual).
+        self.follow(execution.id, self._engine_plan(execution.id, stored, grant))
+        return execution
+
+    async def _dangerous_gate(
+        self,
+        plan: dict[str, Any],
+        actor: str | None,
+        may_run_dangerous: bool,
+        confirm_dangerous: bool,
+        notify: Any,
+    ) -> None:
+        """Block dangerous steps unless the caller may run them and confirmed; record every decision."""
+        allowed = may_run_dangerous and confirm_dangerous
+        if allowed:
+            reason = "confirmed by a holder of jobs:execute-dangerous"
+        elif not may_run_dangerous:
+            reason = "caller lacks jobs:execute-dangerous"
+        else:
+            reason = "not confirmed (confirmDangerous: true is required)"
+        async with in_transaction():
+            await record_event(
+                Outbox,
+                EventEnvelope(
+                    type="executions.dangerous_command_decision",
+                    source="executions",
+                    subject=plan["jobId"],
+                    actor=actor,
+                    data={
+                        "actor": actor,
+                        "jobId": plan["jobId"],
+                        "jobSerial": plan.get("serial"),
+                        "jobVersion": plan.get("version"),
+                        "findings": plan["dangerous"],
+                        "decision": "allowed" if allowed else "blocked",
+                        "reason": reason,
+                    },
+                ),
+            )
+        notify()
+        if not allowed:
+            rules = ", ".join(sorted({f.get("rule", "?") for f in plan["dangerous"]}))
+            raise DangerousCommandBlockedError(
+                f"the job has dangerous steps ({rules}): {reason}", plan["dangerous"]
+            )
+
+    def _engine_plan(self, execution_id: str, stored: dict[str, Any], grant: dict[str, Any]) -> ExecutionPlan:
+        policy = stored["policy"]
+        extra: dict[str, Any] = {}
+        rp = run_policy(policy)
+        if rp is not None:
+            extra["policy"] = rp
+        return _build(
+            ExecutionPlan,
+            execution_id=execution_id,
+            steps=tuple(step_spec(s) for s in stored["steps"]),
             targets=tuple(
                 TargetSpec(
                     target_id=t["id"],
@@ -145,35 +528,60 @@ class Deps:
                 for t in grant["targets"]
             ),
             credentials=CredentialRef(resolver_url=grant["resolverUrl"], grant=grant["grant"]),
-            max_parallel=int(job["policy"]["maxParallel"]),
+            max_parallel=int(policy["maxParallel"]),
             connect_timeout_s=self.settings.connect_timeout_seconds,
+            max_output_bytes=self.settings.max_output_bytes_per_step,
+            **extra,
         )
-        # Creating the coordinator actor takes Ray a second or two: the caller gets the QUEUED run now,
-        # and the follower starts it (EXECUTION_STARTED then streams to subscribers as usual).
-        self.follow(execution.id, plan)
-        return execution
 
-    async def _create_rows(self, job: dict[str, Any], plan: dict[str, Any], actor: str | None) -> Execution:
+    async def _create_rows(
+        self, plan: dict[str, Any], stored: dict[str, Any], actor: str | None, retry_of: str | None
+    ) -> Execution:
+        concurrency = plan["policy"].get("concurrency", "allow")
         for attempt in range(5):
             try:
-                async with in_transaction():
+                async with in_transaction() as conn:
+                    await _advisory_lock(conn, plan["jobId"])
+                    waiting = False
+                    message = None
+                    if concurrency in ("skip", "queue"):
+                        active = (
+                            await Execution.filter(job_id=plan["jobId"], status__in=ACTIVE)
+                            .order_by("number")
+                            .first()
+                        )
+                        if active is not None and concurrency == "skip":
+                            raise JobAlreadyRunningError(
+                                f"job {plan.get('serial') or plan['jobId']} already has execution "
+                                f"#{active.number} {active.status.lower()} (concurrency: skip)",
+                                active.id,
+                            )
+                        if active is not None:
+                            waiting = True
+                            message = f"queued behind execution #{active.number}"
                     latest = (
-                        await Execution.filter(job_id=job["id"])
+                        await Execution.filter(job_id=plan["jobId"])
                         .annotate(m=Max("number"))
                         .values_list("m", flat=True)
                     )
                     number = (latest[0] or 0) + 1 if latest else 1
                     execution = await Execution.create(
                         id=str(uuid.uuid4()),
-                        job_id=job["id"],
-                        job_serial=job.get("serial"),
-                        job_name=job["name"],
-                        job_version=job.get("version") or 1,
+                        job_id=plan["jobId"],
+                        job_serial=plan.get("serial"),
+                        job_name=plan["name"],
+                        job_version=plan.get("version") or 1,
                         number=number,
                         status="QUEUED",
+                        message=message,
+                        waiting=waiting,
                         requested_by=actor,
-                        plan=plan,
-                        total_targets=len(plan["targets"]),
+                        plan=stored,
+                        parameters=plan.get("parameters") or {},
+                        retry_of=retry_of,
+                        total_targets=len(stored["targets"]),
+                        lease_owner=None if waiting else self.replica,
+                        lease_until=None if waiting else now() + self._lease(),
                     )
                     await TargetRun.bulk_create(
                         [
@@ -184,7 +592,7 @@ class Deps:
                                 host=t["host"],
                                 port=int(t["port"]),
                             )
-                            for t in plan["targets"]
+                            for t in stored["targets"]
                         ]
                     )
                     await record_event(
@@ -196,9 +604,12 @@ class Deps:
                             actor=actor,
                             data={
                                 "executionId": execution.id,
-                                "jobId": job["id"],
+                                "jobId": plan["jobId"],
+                                "jobVersion": execution.job_version,
                                 "number": number,
-                                "targetIds": [t["id"] for t in plan["targets"]],
+                                "targetIds": [t["id"] for t in stored["targets"]],
+                                "queued": waiting,
+                                "retryOf": retry_of,
                             },
                         ),
                     )
@@ -209,22 +620,54 @@ class Deps:
                 await asyncio.sleep(0.01 * (attempt + 1))  # another run took this number: take the next
         raise RuntimeError("unreachable")
 
+    async def _start_next(self, job_id: str) -> None:
+        """Start the oldest run queued behind others of this job, when none is active any more."""
+        async with in_transaction() as conn:
+            await _advisory_lock(conn, job_id)
+            if await Execution.filter(job_id=job_id, status__in=ACTIVE, waiting=False).exists():
+                return
+            nxt = (
+                await Execution.filter(job_id=job_id, status="QUEUED", waiting=True)
+                .order_by("number")
+                .first()
+            )
+            if nxt is None:
+                return
+            nxt.waiting = False
+            nxt.message = None
+            nxt.lease_owner = self.replica
+            nxt.lease_until = now() + self._lease()
+            await nxt.save(update_fields=["waiting", "message", "lease_owner", "lease_until"])
+        try:
+            grant = await self._grant([t["id"] for t in nxt.plan.get("targets", [])])
+            plan = self._engine_plan(nxt.id, nxt.plan, grant)
+        except DomainError as exc:
+            await self._finish_without_engine(nxt.id, f"could not start the queued run: {exc.message}")
+            return
+        log.info("starting queued execution", execution_id=nxt.id, job_id=job_id)
+        self.follow(nxt.id, plan)
+
     async def _finish_without_engine(
         self, execution_id: str, message: str, *, status: str = "FAILED"
     ) -> None:
         """End a run the engine cannot report on (never started, or its coordinator is gone)."""
         async with in_transaction():
-            execution = await Execution.get(id=execution_id)
+            execution = await Execution.select_for_update().get(id=execution_id)
+            if execution.status in TERMINAL:
+                return
             execution.status = status
             execution.message = message
             execution.finished_at = now()
+            execution.waiting = False
+            pending = await TargetRun.filter(execution_id=execution_id).exclude(status__in=TERMINAL).count()
             if status == "CANCELLED":
-                execution.cancelled_targets = execution.total_targets
+                execution.cancelled_targets += pending
             else:
-                execution.failed_targets = execution.total_targets
-            await execution.save()
-            await TargetRun.filter(execution_id=execution_id).update(
-                status=status, message=message, finished_at=now()
+                execution.failed_targets += pending
+            await (
+                TargetRun.filter(execution_id=execution_id)
+                .exclude(status__in=TERMINAL)
+                .update(status=status, message=message, finished_at=now())
             )
             seq = execution.last_seq + 1
             row = await ExecutionEvent.create(
@@ -236,8 +679,61 @@ class Deps:
                 at=now(),
             )
             execution.last_seq = seq
-            await execution.save(update_fields=["last_seq"])
+            execution.lease_owner = None
+            execution.lease_until = None
+            await execution.save()
+            await record_event(
+                Outbox,
+                EventEnvelope(
+                    type="executions.execution_finished",
+                    source="executions",
+                    subject=execution.id,
+                    data={
+                        "executionId": execution.id,
+                        "jobId": execution.job_id,
+                        "status": execution.status,
+                        "succeeded": execution.succeeded_targets,
+                        "failed": execution.failed_targets,
+                    },
+                ),
+            )
         await self.broadcaster.publish(channel(execution_id), json.dumps(event_payload(row)))
+        with contextlib.suppress(Exception):
+            await self._start_next(execution.job_id)
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    async def _claim(self, execution_id: str) -> bool:
+        """Take the run's lease if it expired (or is ours already)."""
+        t = now()
+        claimed = (
+            await Execution.filter(id=execution_id, status__in=ACTIVE)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=t) | Q(lease_owner=self.replica))
+            .update(lease_owner=self.replica, lease_until=t + self._lease())
+        )
+        return bool(claimed)
+
+    async def _renew(self, execution_id: str) -> bool:
+        renewed = await Execution.filter(id=execution_id, lease_owner=self.replica).update(
+            lease_until=now() + self._lease()
+        )
+        return bool(renewed)
+
+    async def release_leases(self) -> None:
+        """On shutdown: stop following and let another replica (or our successor) adopt at once."""
+        tasks = list(self.followers.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await Execution.filter(lease_owner=self.replica, status__in=ACTIVE).update(
+                lease_owner=None, lease_until=None
+            )
 
     # -- following a run -----------------------------------------------------------------------
 
@@ -254,6 +750,8 @@ class Deps:
         if plan is not None:
             try:
                 await self.engine.start(plan)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 log.exception("engine refused the run", execution_id=execution_id)
                 await self._finish_without_engine(
@@ -261,10 +759,20 @@ class Deps:
                 )
                 return
         execution = await Execution.get(id=execution_id)
-        follower = _Follower(execution, self.settings.max_output_bytes_per_step)
+        limit = self.settings.max_output_bytes_per_step
+        # The engine cuts output itself once it can: then ours is only a safety net above its marker.
+        follower = _Follower(execution, limit + 4096 if engine_truncates() else limit)
         await follower.load_partial_output()
         failures = 0
+        renew_every = max(self.settings.lease_seconds / 3, 0.5)
+        renewed_at = asyncio.get_running_loop().time()
         while True:
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time - renewed_at >= renew_every:
+                if not await self._renew(execution_id):
+                    log.warning("another replica took over the execution", execution_id=execution_id)
+                    return
+                renewed_at = loop_time
             try:
                 batch: list[EngineEvent] = await self.engine.events(
                     execution_id, follower.last_seq, wait_s=1.0
@@ -274,7 +782,7 @@ class Deps:
                 raise
             except Exception as exc:
                 failures += 1
-                if failures >= 3 or not await self._engine_knows(execution_id):
+                if failures >= 3 or not await self._coordinator_exists(execution_id):
                     log.error("lost the execution coordinator", execution_id=execution_id, error=str(exc))
                     await self._finish_without_engine(execution_id, f"execution coordinator lost: {exc}")
                     return
@@ -295,6 +803,8 @@ class Deps:
             if follower.finished:
                 with contextlib.suppress(Exception):
                     await self.engine.release(execution_id)
+                with contextlib.suppress(Exception):
+                    await self._start_next(follower.execution.job_id)
                 return
 
     async def _engine_knows(self, execution_id: str) -> bool:
@@ -303,20 +813,65 @@ class Deps:
         except Exception:
             return False
 
+    async def _coordinator_exists(self, execution_id: str) -> bool:
+        """The coordinator still exists (running, or finished with events not yet released)."""
+        if self.engine is None:
+            return False
+        try:
+            await self.engine.status(execution_id)
+        except Exception:
+            return False
+        return True
+
     async def reattach(self) -> None:
-        """On start-up: follow every run the database still shows as active."""
-        for execution in await Execution.filter(status__in=["QUEUED", "RUNNING"]):
-            if self.engine is not None and await self._engine_knows(execution.id):
-                log.info(
-                    "re-attaching to running execution",
-                    execution_id=execution.id,
-                    after_seq=execution.last_seq,
-                )
-                self.follow(execution.id)
-            else:
+        """On start-up: adopt what no live replica follows, end what is stale."""
+        await self.sweep()
+
+    async def sweep(self) -> None:
+        """Adopt active runs whose lease expired while their coordinator lives; end runs whose
+        coordinator is gone (beyond ``stale_after_seconds``) as FAILED "stale: ..."; start queued
+        runs whose predecessors ended."""
+        t = now()
+        orphans = await Execution.filter(status__in=ACTIVE, waiting=False).filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=t) | Q(lease_owner=self.replica)
+        )
+        for execution in orphans:
+            task = self.followers.get(execution.id)
+            if task is not None and not task.done():
+                continue
+            if await self._coordinator_exists(execution.id):
+                if await self._claim(execution.id):
+                    log.info(
+                        "re-attaching to running execution",
+                        execution_id=execution.id,
+                        after_seq=execution.last_seq,
+                    )
+                    self.follow(execution.id)
+                continue
+            since = execution.lease_until or execution.started_at or execution.created_at
+            idle = (t - since).total_seconds()
+            if idle >= self.settings.stale_after_seconds and await self._claim(execution.id):
                 await self._finish_without_engine(
-                    execution.id, "execution coordinator no longer exists (service or cluster restarted)"
+                    execution.id,
+                    f"stale: no live execution coordinator for {int(idle)}s (service or cluster restarted)",
                 )
+        waiting_jobs = (
+            await Execution.filter(status="QUEUED", waiting=True).distinct().values_list("job_id", flat=True)
+        )
+        for job_id in set(waiting_jobs):
+            with contextlib.suppress(Exception):
+                await self._start_next(job_id)
+
+    async def run_sweeper(self) -> None:
+        """Periodic sweep; errors are logged, never fatal."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("execution sweep failed")
 
     async def cancel(self, execution_id: str) -> Execution:
         execution = await Execution.get_or_none(id=execution_id)
@@ -324,6 +879,9 @@ class Deps:
             raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
         if execution.status in TERMINAL:
             raise ValidationError(f"execution already {execution.status.lower()}", field="id")
+        if execution.waiting:
+            await self._finish_without_engine(execution_id, "cancelled while queued", status="CANCELLED")
+            return execution
         if self.engine is not None and execution_id in self.followers:
             # The follower may still be creating the coordinator: give it the time that takes.
             for _ in range(100):
@@ -340,8 +898,23 @@ class Deps:
         return execution
 
 
+def _order(step: dict[str, Any]) -> int:
+    return int(step.get("order") or 0)
+
+
+async def _advisory_lock(conn: Any, key: str) -> None:
+    """A PostgreSQL transaction-scoped lock per job (other databases: none, tests only)."""
+    if getattr(conn.capabilities, "dialect", "") == "postgres":
+        await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [key])
+
+
 class _Follower:
-    """Applies engine events to the run's rows; one instance per followed execution."""
+    """Applies engine events to the run's rows; one instance per followed execution.
+
+    Output beyond ``max_output`` bytes per step and stream is cut with a marker in the event
+    itself, so what is stored, streamed and replayed agree; later chunks of that step keep their
+    (empty) event so the sequence numbers stay gapless.
+    """
 
     def __init__(self, execution: Execution, max_output: int) -> None:
         self.execution = execution
@@ -350,6 +923,7 @@ class _Follower:
         self.finished = execution.status in TERMINAL
         self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
         self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
+        self.cut: set[tuple[str, int]] = set()
 
     async def load_partial_output(self) -> None:
         """After a restart, rebuild the output of steps that had not finished yet."""
@@ -365,19 +939,29 @@ class _Follower:
                 and row.target_id
                 and row.step_index is not None
             ):
-                self._append(row.target_id, row.step_index, row.type, row.data or "")
+                key = (row.target_id, row.step_index, row.type)
+                text = row.data or ""
+                self.output[key].append(text)
+                self.sizes[key] += len(text.encode())
+                if TRUNCATED_MARKER.format(limit=self.max_output) in text:
+                    self.sizes[key] = self.max_output
+                    self.cut.add((row.target_id, row.step_index))
 
-    def _append(self, target_id: str, step_index: int, kind: str, text: str) -> None:
+    def _append(self, target_id: str, step_index: int, kind: str, text: str) -> str:
+        """Keep ``text`` within the step's limit; returns what is stored and streamed."""
         key = (target_id, step_index, kind)
         room = self.max_output - self.sizes[key]
         if room <= 0:
-            return
-        if len(text) > room:
-            text = text[:room] + TRUNCATED_MARKER.format(limit=self.max_output)
+            return ""
+        raw = text.encode()
+        if len(raw) > room:
+            text = raw[:room].decode(errors="ignore") + TRUNCATED_MARKER.format(limit=self.max_output)
             self.sizes[key] = self.max_output
+            self.cut.add((target_id, step_index))
         else:
-            self.sizes[key] += len(text)
+            self.sizes[key] += len(raw)
         self.output[key].append(text)
+        return text
 
     async def persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
         batch = [e for e in batch if e.seq > self.last_seq]
@@ -385,13 +969,22 @@ class _Follower:
             return []
         payloads: list[dict[str, Any]] = []
         async with in_transaction():
-            execution = await Execution.get(id=self.execution.id)
+            # Row lock: two replicas following one run (a lease taken over) never write a seq twice.
+            execution = await Execution.select_for_update().get(id=self.execution.id)
+            batch = [e for e in batch if e.seq > execution.last_seq]
+            if not batch:
+                self.last_seq = execution.last_seq
+                self.finished = execution.status in TERMINAL
+                return []
             runs = {r.target_id: r for r in await TargetRun.filter(execution_id=execution.id)}
             steps_by_index = {i: s for i, s in enumerate(execution.plan.get("steps", []))}
             rows = []
             dirty: set[str] = set()
             for e in batch:
                 at = datetime.fromtimestamp(e.at, UTC)
+                data = e.data
+                if e.type in ("STDOUT", "STDERR") and e.target_id and e.step_index is not None:
+                    data = self._append(e.target_id, e.step_index, e.type, e.data or "")
                 rows.append(
                     ExecutionEvent(
                         execution_id=execution.id,
@@ -400,7 +993,7 @@ class _Follower:
                         target_id=e.target_id,
                         step_index=e.step_index,
                         step_name=e.step_name,
-                        data=e.data,
+                        data=data,
                         exit_code=e.exit_code,
                         status=e.status,
                         at=at,
@@ -436,8 +1029,6 @@ class _Follower:
             run.started_at = at
             run.connection_reused = e.reused_connection
             dirty.add(run.target_id)
-        elif e.type in ("STDOUT", "STDERR") and e.target_id and e.step_index is not None:
-            self._append(e.target_id, e.step_index, e.type, e.data or "")
         elif e.type == "STEP_FINISHED" and run is not None and e.step_index is not None:
             spec = steps.get(e.step_index, {})
             out = "".join(self.output.pop((run.target_id, e.step_index, "STDOUT"), []))
@@ -453,6 +1044,8 @@ class _Follower:
                     "stdout": out,
                     "stderr": err,
                     "duration_ms": e.duration_ms,
+                    "truncated": (run.target_id, e.step_index) in self.cut
+                    or "truncated" in (out[-200:] + err[-200:]),
                     "finished_at": at,
                 },
             )

@@ -30,3 +30,13 @@ class Settings(ServiceSettings):
         description="Stored stdout/stderr per step beyond this "
         "is cut with a marker (the event log keeps every chunk).",
     )
+    lease_seconds: float = Field(
+        15, description="How long a replica's claim on following a run lasts without renewal."
+    )
+    stale_after_seconds: float = Field(
+        60,
+        description="An active run with no live coordinator and no follower for this long ends FAILED (stale).",
+    )
+    sweep_interval_seconds: float = Field(
+        10, description="How often to adopt orphaned runs, end stale ones and start queued ones."
+    )

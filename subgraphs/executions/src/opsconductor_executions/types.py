@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
-from strawberry.federation.schema_directives import Key
+from strawberry.scalars import JSON
 
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
 from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import DependencyUnavailable, NotFound, ValidationFailed
+from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
 from opsconductor_shared.paging import Connection, paginate
 
 
@@ -37,11 +37,41 @@ class ExecutionEventType(Enum):
     EXECUTION_FINISHED = "EXECUTION_FINISHED"
 
 
-@strawberry.federation.type(
-    keys=[Key(fields="id", resolvable=False)], description="Owned by the targets subgraph."
-)
+@strawberry.input(description="Narrow a target's runs.")
+class TargetRunFilter:
+    status: str | None = strawberry.field(
+        default=None, description="PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED."
+    )
+    job_id: strawberry.ID | None = None
+    created_after: datetime | None = strawberry.field(default=None, description="Runs created at or after.")
+    created_before: datetime | None = strawberry.field(default=None, description="Runs created before.")
+
+
+@strawberry.federation.type(keys=["id"], description="Owned by the targets subgraph; adds its runs.")
 class Target:
     id: strawberry.ID
+
+    @strawberry.field(
+        description="This target's runs, newest first.", permission_classes=[requires("executions:read")]
+    )
+    async def runs(
+        self, first: int | None = 20, after: str | None = None, filter: TargetRunFilter | None = None
+    ) -> Connection[TargetRun]:
+        query = TargetRunRow.filter(target_id=str(self.id))
+        if filter is not None:
+            if filter.status:
+                query = query.filter(status=filter.status)
+            if filter.job_id:
+                query = query.filter(execution__job_id=str(filter.job_id))
+            if filter.created_after:
+                query = query.filter(execution__created_at__gte=filter.created_after)
+            if filter.created_before:
+                query = query.filter(execution__created_at__lt=filter.created_before)
+        return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_row)
+
+    @classmethod
+    def resolve_reference(cls, id: strawberry.ID) -> Target:
+        return cls(id=id)
 
 
 @strawberry.type(description="One step's result on one target.")
@@ -55,6 +85,13 @@ class StepRun:
     stderr: str
     duration_ms: float | None
     finished_at: datetime | None
+    truncated: bool = strawberry.field(description="stdout or stderr was cut at the per-step output limit.")
+
+    @strawberry.field(description="When the step started (its end minus its duration).")
+    def started_at(self) -> datetime | None:
+        if self.finished_at is None or self.duration_ms is None:
+            return None
+        return self.finished_at - timedelta(milliseconds=self.duration_ms)
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepRun:
@@ -68,12 +105,14 @@ class StepRun:
             stderr=row.stderr,
             duration_ms=row.duration_ms,
             finished_at=row.finished_at,
+            truncated=row.truncated,
         )
 
 
 @strawberry.type(description="A run's progress and result on one target.")
 class TargetRun:
     target_id: strawberry.ID
+    execution_id: strawberry.ID
     target_name: str
     host: str
     status: str = strawberry.field(description="PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED.")
@@ -88,6 +127,10 @@ class TargetRun:
     def target(self) -> Target:
         return Target(id=self.target_id)
 
+    @strawberry.field(description="The run this belongs to.")
+    async def execution(self) -> Execution:
+        return Execution.from_row(await ExecutionRow.get(id=str(self.execution_id)))
+
     @strawberry.field(description="Per-step results in order.")
     async def steps(self) -> list[StepRun]:
         rows = await StepRow.filter(target_run_id=self._row.id).order_by("step_index")
@@ -97,6 +140,7 @@ class TargetRun:
     def from_row(cls, row: TargetRunRow) -> TargetRun:
         return cls(
             target_id=strawberry.ID(row.target_id),
+            execution_id=strawberry.ID(row.execution_id),  # type: ignore[attr-defined]
             target_name=row.target_name,
             host=row.host,
             status=row.status,
@@ -109,6 +153,144 @@ class TargetRun:
         )
 
 
+@strawberry.input(description="Narrow a list of executions.")
+class ExecutionFilter:
+    job_id: strawberry.ID | None = None
+    target_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Runs that include this target."
+    )
+    status: ExecutionStatus | None = None
+    statuses: list[ExecutionStatus] | None = strawberry.field(default=None, description="Any of these.")
+    created_after: datetime | None = strawberry.field(default=None, description="Created at or after.")
+    created_before: datetime | None = strawberry.field(default=None, description="Created before.")
+
+
+def filter_executions(query: Any, f: ExecutionFilter | None) -> Any:
+    if f is None:
+        return query
+    if f.job_id:
+        query = query.filter(job_id=str(f.job_id))
+    if f.target_id:
+        query = query.filter(target_runs__target_id=str(f.target_id)).distinct()
+    if f.status:
+        query = query.filter(status=f.status.value)
+    if f.statuses:
+        query = query.filter(status__in=[s.value for s in f.statuses])
+    if f.created_after:
+        query = query.filter(created_at__gte=f.created_after)
+    if f.created_before:
+        query = query.filter(created_at__lt=f.created_before)
+    return query
+
+
+@strawberry.type(description="An environment variable of a step.")
+class PlannedEnvVar:
+    name: str
+    value: str
+
+
+@strawberry.type(description="A step as it runs: parameters substituted.")
+class PlannedStep:
+    order: int
+    name: str
+    type: str = strawberry.field(description="command, script or file_transfer.")
+    command: str
+    timeout_seconds: int
+    continue_on_error: bool
+    working_directory: str | None
+    env: list[PlannedEnvVar]
+    expected_exit_codes: list[int]
+    script: JSON | None = strawberry.field(description="{interpreter, body, arguments} for script steps.")
+    transfer: JSON | None = strawberry.field(
+        description="{direction, source, destination, mode} for transfers."
+    )
+
+    @classmethod
+    def from_dict(cls, s: dict[str, Any], index: int) -> PlannedStep:
+        transfer = dict(s["transfer"]) if s.get("transfer") else None
+        if transfer and transfer.get("content") is not None:
+            transfer["content"] = f"<{len(transfer['content'])} characters>"
+        return cls(
+            order=s.get("order", index + 1),
+            name=s["name"],
+            type=s.get("type") or "command",
+            command=s.get("command") or "",
+            timeout_seconds=int(s.get("timeoutSeconds") or 300),
+            continue_on_error=bool(s.get("continueOnError")),
+            working_directory=s.get("workingDirectory"),
+            env=[PlannedEnvVar(name=e["name"], value=e["value"]) for e in s.get("env") or []],
+            expected_exit_codes=list(s.get("expectedExitCodes") or [0]),
+            script=s.get("script"),
+            transfer=transfer,
+        )
+
+
+@strawberry.type(description="A dangerous-command rule a step matched.")
+class DangerousCommandFinding:
+    step_name: str
+    rule: str
+    reason: str
+    match: str
+
+    @classmethod
+    def from_dict(cls, f: dict[str, Any]) -> DangerousCommandFinding:
+        return cls(
+            step_name=f.get("stepName", ""),
+            rule=f.get("rule", ""),
+            reason=f.get("reason", ""),
+            match=f.get("match", ""),
+        )
+
+
+@strawberry.type(description="A target as the plan resolved it.")
+class PlannedTarget:
+    id: strawberry.ID
+    name: str
+    host: str
+    port: int
+    method: str
+
+
+@strawberry.type(description="What a run would do: resolved targets, steps, policy and batches.")
+class ExecutionPlanPreview:
+    job_id: strawberry.ID
+    serial: str | None
+    name: str
+    version: int
+    targets: list[PlannedTarget]
+    steps: list[PlannedStep]
+    policy: JSON
+    parameters: JSON
+    dangerous: list[DangerousCommandFinding]
+    batches: list[list[strawberry.ID]] = strawberry.field(
+        description="Target ids per rolling batch, in order."
+    )
+
+    @classmethod
+    def from_plan(cls, p: dict[str, Any]) -> ExecutionPlanPreview:
+        return cls(
+            job_id=strawberry.ID(p["jobId"]),
+            serial=p.get("serial"),
+            name=p["name"],
+            version=int(p.get("version") or 1),
+            targets=[
+                PlannedTarget(
+                    id=strawberry.ID(t["id"]),
+                    name=t["name"],
+                    host=t["host"],
+                    port=int(t["port"]),
+                    method=t["method"],
+                )
+                for t in p["targets"]
+            ],
+            steps=[PlannedStep.from_dict(s, i) for i, s in enumerate(p["steps"])],
+            policy=p["policy"],
+            parameters=p.get("parameters") or {},
+            dangerous=[DangerousCommandFinding.from_dict(f) for f in p.get("dangerous", [])],
+            batches=[[strawberry.ID(t) for t in b] for b in p["batches"]],
+        )
+
+
 @strawberry.federation.type(keys=["id"], description="One run of a job.")
 class Execution:
     id: strawberry.ID
@@ -116,7 +298,13 @@ class Execution:
     status: ExecutionStatus
     message: str | None
     job_id: strawberry.ID
-    job_version: int
+    job_version: int = strawberry.field(description="The job version this run ran.")
+    job_serial: str | None
+    job_name: str
+    requested_by: str | None = strawberry.field(description="Subject (user or service id) who started it.")
+    parameters: JSON = strawberry.field(description="Effective job parameters of this run.")
+    retry_of: strawberry.ID | None = strawberry.field(description="The execution this one retries.")
+    queued: bool = strawberry.field(description="Waiting for another run of the job (concurrency: queue).")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -125,6 +313,19 @@ class Execution:
     failed_targets: int
     cancelled_targets: int
     last_seq: int = strawberry.field(description="Highest event sequence number recorded so far.")
+    _plan: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="The steps exactly as run (parameters substituted).")
+    def steps(self) -> list[PlannedStep]:
+        return [PlannedStep.from_dict(s, i) for i, s in enumerate(self._plan.get("steps", []))]
+
+    @strawberry.field(description="The run policy as run.")
+    def policy(self) -> JSON:
+        return self._plan.get("policy", {})
+
+    @strawberry.field(description="Dangerous-command findings that were confirmed for this run.")
+    def dangerous(self) -> list[DangerousCommandFinding]:
+        return [DangerousCommandFinding.from_dict(f) for f in self._plan.get("dangerous", [])]
 
     @strawberry.field(description="The job this run belongs to.")
     def job(self) -> Job:
@@ -144,6 +345,12 @@ class Execution:
             message=row.message,
             job_id=strawberry.ID(row.job_id),
             job_version=row.job_version,
+            job_serial=row.job_serial,
+            job_name=row.job_name,
+            requested_by=row.requested_by,
+            parameters=row.parameters or {},
+            retry_of=strawberry.ID(row.retry_of) if row.retry_of else None,
+            queued=row.waiting,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -152,6 +359,7 @@ class Execution:
             failed_targets=row.failed_targets,
             cancelled_targets=row.cancelled_targets,
             last_seq=row.last_seq,
+            _plan=row.plan or {},
         )
 
     @classmethod
@@ -167,9 +375,11 @@ class Job:
     @strawberry.field(
         description="Runs of this job, newest first.", permission_classes=[requires("executions:read")]
     )
-    async def executions(self, first: int | None = 20, after: str | None = None) -> Connection[Execution]:
-        query = ExecutionRow.filter(job_id=str(self.id)).order_by("-number")
-        return await paginate(query, first=first, after=after, convert=Execution.from_row)
+    async def executions(
+        self, first: int | None = 20, after: str | None = None, filter: ExecutionFilter | None = None
+    ) -> Connection[Execution]:
+        query = filter_executions(ExecutionRow.filter(job_id=str(self.id)), filter)
+        return await paginate(query.order_by("-number"), first=first, after=after, convert=Execution.from_row)
 
     @classmethod
     def resolve_reference(cls, id: strawberry.ID) -> Job:
@@ -208,15 +418,68 @@ class ExecutionStarted:
     execution: Execution
 
 
+@strawberry.type(description="The run was created and waits for another run of the job (concurrency: queue).")
+class ExecutionQueued:
+    execution: Execution
+
+
+@strawberry.type(description="Dry run: the resolved plan; nothing was started.")
+class ExecutionPlanned:
+    plan: ExecutionPlanPreview
+
+
+@strawberry.type(
+    description="The job has dangerous steps: it runs only for a holder of jobs:execute-dangerous "
+    "who passes confirmDangerous: true. The decision was recorded."
+)
+class DangerousCommandBlocked(Error):
+    findings: list[DangerousCommandFinding]
+
+
+@strawberry.type(description="The job already has an active run and its concurrency policy is skip.")
+class JobAlreadyRunning(Error):
+    execution_id: strawberry.ID = strawberry.field(description="The active run.")
+
+
+@strawberry.type(description="One chunk of a target's output, in sequence.")
+class OutputChunk:
+    seq: int
+    stream: str = strawberry.field(description="STDOUT or STDERR.")
+    step_index: int | None
+    step_name: str | None
+    text: str
+    at: datetime
+
+
 @strawberry.type(description="Cancellation was requested; the run ends CANCELLED shortly.")
 class ExecutionCancelling:
     execution: Execution
 
 
 RunJobResult = Annotated[
-    ExecutionStarted | NotFound | ValidationFailed | DependencyUnavailable, strawberry.union("RunJobResult")
+    ExecutionStarted
+    | ExecutionQueued
+    | ExecutionPlanned
+    | DangerousCommandBlocked
+    | JobAlreadyRunning
+    | NotFound
+    | ValidationFailed
+    | DependencyUnavailable,
+    strawberry.union("RunJobResult"),
+]
+RetryExecutionResult = Annotated[
+    ExecutionStarted
+    | ExecutionQueued
+    | DangerousCommandBlocked
+    | JobAlreadyRunning
+    | NotFound
+    | ValidationFailed
+    | DependencyUnavailable,
+    strawberry.union("RetryExecutionResult"),
 ]
 CancelExecutionResult = Annotated[
     ExecutionCancelling | NotFound | ValidationFailed, strawberry.union("CancelExecutionResult")
 ]
 ExecutionConnection = Connection[Execution]
+TargetRunConnection = Connection[TargetRun]
+OutputChunkConnection = Connection[OutputChunk]

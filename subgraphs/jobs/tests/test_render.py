@@ -94,7 +94,7 @@ def test_quoter_follows_step_type_and_interpreter() -> None:
 @pytest.mark.parametrize("value", NASTY)
 def test_sh_quoting_round_trips_through_sh(value: str) -> None:
     command = render("printf '%s' {{ v }}", {"v": value}, quote_sh)
-    out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, check=True, timeout=10)  # noqa: S603
+    out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, check=True, timeout=10)
     assert out.stdout.decode() == value
 
 
@@ -102,14 +102,14 @@ def test_sh_quoting_round_trips_through_sh(value: str) -> None:
 @pytest.mark.parametrize("value", NASTY)
 def test_sh_quoting_round_trips_through_bash(value: str) -> None:
     command = render("printf '%s' {{ v }}", {"v": value}, quote_sh)
-    out = subprocess.run(["bash", "-c", command], capture_output=True, check=True, timeout=10)  # noqa: S603, S607
+    out = subprocess.run(["bash", "-c", command], capture_output=True, check=True, timeout=10)
     assert out.stdout.decode() == value
 
 
 @pytest.mark.parametrize("value", NASTY)
 def test_python_quoting_round_trips(value: str) -> None:
     body = render("import sys; sys.stdout.write({{ v }})", {"v": value}, quote_python)
-    out = subprocess.run([sys.executable, "-c", body], capture_output=True, check=True, timeout=20)  # noqa: S603
+    out = subprocess.run([sys.executable, "-c", body], capture_output=True, check=True, timeout=20)
     assert out.stdout.decode() == value
 
 
@@ -117,8 +117,8 @@ def test_python_quoting_round_trips(value: str) -> None:
 @pytest.mark.parametrize("value", [v for v in NASTY if "\n" not in v])
 def test_powershell_quoting_round_trips(value: str) -> None:
     body = render("[Console]::Out.Write({{ v }})", {"v": value}, quote_powershell)
-    out = subprocess.run(  # noqa: S603
-        ["pwsh", "-NoProfile", "-NonInteractive", "-Command", body],  # noqa: S607
+    out = subprocess.run(
+        ["pwsh", "-NoProfile", "-NonInteractive", "-Command", body],
         capture_output=True,
         check=True,
         timeout=60,
@@ -258,7 +258,9 @@ def test_resolve_applies_defaults_and_checks_required_and_unknown() -> None:
 
 def test_as_text_and_preview_values() -> None:
     assert [as_text(v) for v in (True, False, 7, "s", None)] == ["true", "false", "7", "s", ""]
-    assert preview_values([p(name="a", default="x"), p(name="b"), p(name="c", type="bool", default="yes")]) == {
+    assert preview_values(
+        [p(name="a", default="x"), p(name="b"), p(name="c", type="bool", default="yes")]
+    ) == {
         "a": "x",
         "b": "PARAM_b",
         "c": "true",

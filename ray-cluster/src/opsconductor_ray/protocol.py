@@ -8,6 +8,7 @@ resolved inside the connection pool at connect time.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -159,6 +160,28 @@ class ExecutionPlan:
         older `max_parallel` field: callers may set either."""
         value = self.policy.max_parallel if self.policy.max_parallel != 50 else self.max_parallel
         return max(1, value)
+
+
+def plan_batches(target_ids: list[str] | tuple[str, ...], policy: RunPolicy) -> list[list[str]]:
+    """The rolling batches a run goes through, in order (one batch when the policy sets none).
+
+    `batch_size` wins over `batch_percent`; a percentage rounds up to at least one target.
+    Also what a dry run shows.
+    """
+    ids = list(target_ids)
+    if not ids:
+        return []
+    size = len(ids)
+    if policy.batch_size is not None and policy.batch_size > 0:
+        size = policy.batch_size
+    elif policy.batch_percent is not None and policy.batch_percent > 0:
+        size = max(1, math.ceil(len(ids) * min(policy.batch_percent, 100) / 100))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def truncation_marker(limit: int) -> str:
+    """The line that replaces a step's output beyond `max_output_bytes`."""
+    return f"\n[opsconductor: output truncated at {limit} bytes]\n"
 
 
 @dataclass(frozen=True)

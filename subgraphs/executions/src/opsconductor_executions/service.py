@@ -177,6 +177,9 @@ def normalise_policy(raw: dict[str, Any] | None) -> dict[str, Any]:
 
 def batches(target_ids: list[str], policy: dict[str, Any]) -> list[list[str]]:
     """Rolling batches as the engine runs them: batchSize, else batchPercent of all, else one."""
+    engine_batches = getattr(protocol, "plan_batches", None)
+    if engine_batches is not None and run_policy(policy) is not None:
+        return [list(b) for b in engine_batches(target_ids, run_policy(policy))]
     if not target_ids:
         return []
     size = len(target_ids)

@@ -1,0 +1,415 @@
+"""runJob with jobPlan (parameters, dry run, dangerous gate, concurrency), retryExecution, filters,
+Target.runs and targetOutput, against the real platform (PostgreSQL, Redis, Ray, sshd)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.platform import gql, login
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+RUN = """mutation($job: ID!, $targets: [ID!], $params: JSON, $dry: Boolean, $confirm: Boolean) {
+  runJob(jobId: $job, targetIds: $targets, parameters: $params, dryRun: $dry, confirmDangerous: $confirm) {
+  __typename
+  ... on ExecutionStarted { execution { id number status jobVersion parameters queued } }
+  ... on ExecutionQueued { execution { id number status queued message } }
+  ... on ExecutionPlanned { plan { jobId version name parameters policy batches
+      targets { id name host port method } steps { name type command } dangerous { rule stepName } } }
+  ... on DangerousCommandBlocked { message findings { rule stepName match } }
+  ... on JobAlreadyRunning { message executionId }
+  ... on Error { message } } }"""
+RETRY = """mutation($id: ID!, $only: Boolean) { retryExecution(id: $id, onlyFailed: $only) { __typename
+  ... on ExecutionStarted { execution { id jobVersion retryOf totalTargets } } ... on Error { message } } }"""
+CANCEL = """mutation($id: ID!) { cancelExecution(id: $id) { __typename ... on Error { message } } }"""
+EXECUTION = """query($id: ID!) { execution(id: $id) { id number status message jobVersion parameters retryOf
+  startedAt finishedAt totalTargets succeededTargets failedTargets cancelledTargets lastSeq
+  steps { name command }
+  targetRuns { targetId status exitCode message
+    steps { index name command status exitCode stdout stderr durationMs startedAt finishedAt truncated } } } }"""
+OUTPUT = """query($e: ID!, $t: ID!, $first: Int, $after: String) {
+  targetOutput(executionId: $e, targetId: $t, first: $first, after: $after) {
+  totalCount pageInfo { hasNextPage endCursor } edges { node { seq stream stepIndex text } } } }"""
+
+
+async def _target(platform: Any, token: str, sshd: Any, host: str) -> str:
+    body = await gql(
+        platform.url("targets"),
+        """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
+        __typename ... on TargetCreated { target { id } } ... on Error { message } } }""",
+        {
+            "input": {
+                "name": f"plan-{host}-{uuid.uuid4().hex[:4]}",
+                "osType": "linux",
+                "methods": [
+                    {
+                        "type": "SSH",
+                        "host": host,
+                        "port": sshd.port,
+                        "credential": {
+                            "type": "SSH_KEY",
+                            "username": sshd.username,
+                            "privateKey": sshd.private_key_pem,
+                        },
+                    }
+                ],
+            }
+        },
+        token=token,
+    )
+    assert body["data"]["createTarget"]["__typename"] == "TargetCreated", body
+    return str(body["data"]["createTarget"]["target"]["id"])
+
+
+async def create_job(
+    platform: Any,
+    token: str,
+    targets: list[str],
+    command: str,
+    *,
+    policy: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> str:
+    job_input: dict[str, Any] = {
+        "name": f"plan-{uuid.uuid4().hex[:6]}",
+        "targetIds": targets,
+        "steps": [{"name": "s1", "command": command, "timeoutSeconds": 60}],
+    }
+    if policy:
+        job_input["policy"] = policy
+    if parameters:
+        job_input["parameters"] = parameters
+    body = await gql(
+        platform.url("jobs"),
+        """mutation($input: CreateJobInput!) { createJob(input: $input) {
+        __typename ... on JobCreated { job { id } } ... on Error { message } } }""",
+        {"input": job_input},
+        token=token,
+    )
+    assert body["data"]["createJob"]["__typename"] == "JobCreated", body
+    return str(body["data"]["createJob"]["job"]["id"])
+
+
+async def run(platform: Any, token: str, job: str, **variables: Any) -> dict[str, Any]:
+    body = await gql(platform.url("executions"), RUN, {"job": job, **variables}, token=token)
+    assert "errors" not in body, body
+    return body["data"]["runJob"]
+
+
+async def wait_terminal(url: str, token: str, execution_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = await gql(url, EXECUTION, {"id": execution_id}, token=token)
+        execution = body["data"]["execution"]
+        if execution["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return execution
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"execution {execution_id} did not finish in {timeout}s")
+
+
+async def wait_seq(url: str, token: str, execution_id: str, seq: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = await gql(url, EXECUTION, {"id": execution_id}, token=token)
+        if body["data"]["execution"]["lastSeq"] >= seq:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"execution {execution_id} did not reach seq {seq}")
+
+
+def pg_dsn(platform: Any) -> str:
+    return platform.databases["executions"].replace("postgres://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="module")
+async def targets(platform: Any, admin_token: str, sshd: Any) -> list[str]:
+    return [await _target(platform, admin_token, sshd, h) for h in sshd.hosts[11:14]]
+
+
+@pytest.fixture(scope="module")
+async def operator_token(platform: Any, admin_token: str) -> str:
+    name = f"op{uuid.uuid4().hex[:6]}"
+    created = await gql(
+        platform.url("users"),
+        """mutation($input: CreateUserInput!) { createUser(input: $input) {
+        __typename ... on Error { message } } }""",
+        {
+            "input": {
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "operator-Pass-123",
+                "roles": ["operator"],
+            }
+        },
+        token=admin_token,
+    )
+    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
+    return await login(platform.url("auth"), name, "operator-Pass-123")
+
+
+async def test_dry_run_shows_the_resolved_plan_and_starts_nothing(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    job = await create_job(
+        platform,
+        admin_token,
+        targets,
+        "echo {{ greeting }}",
+        policy={"batchSize": 2, "maxParallel": 5},
+        parameters=[{"name": "greeting", "type": "string", "default": "hello"}],
+    )
+    result = await run(platform, admin_token, job, dry=True, params={"greeting": "hi there; id"})
+    assert result["__typename"] == "ExecutionPlanned", result
+    plan = result["plan"]
+    assert plan["jobId"] == job and plan["version"] >= 1
+    assert [t["id"] for t in plan["targets"]] == targets
+    assert all(t["host"].startswith("127.") and t["method"] == "ssh" for t in plan["targets"])
+    assert plan["batches"] == [targets[:2], targets[2:]]
+    assert plan["parameters"]["greeting"] == "hi there; id"
+    # the value is one quoted shell word, never a second command
+    assert plan["steps"][0]["command"] == "echo 'hi there; id'", plan["steps"]
+    assert plan["policy"]["batchSize"] == 2 and plan["dangerous"] == []
+    subset = await run(platform, admin_token, job, dry=True, targets=targets[1:2])
+    assert [t["id"] for t in subset["plan"]["targets"]] == targets[1:2]
+    listed = await gql(
+        platform.url("executions"),
+        """query($job: ID!) { executions(filter: {jobId: $job}) { totalCount } }""",
+        {"job": job},
+        token=admin_token,
+    )
+    assert listed["data"]["executions"]["totalCount"] == 0, "a dry run must not create a run"
+
+
+async def test_run_records_parameters_version_and_command_as_run(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    job = await create_job(
+        platform,
+        admin_token,
+        targets[:1],
+        "echo value={{ greeting }}",
+        parameters=[{"name": "greeting", "type": "string", "default": "hello"}],
+    )
+    started = await run(platform, admin_token, job, params={"greeting": "a b"})
+    assert started["__typename"] == "ExecutionStarted", started
+    done = await wait_terminal(platform.url("executions"), admin_token, started["execution"]["id"])
+    assert done["status"] == "SUCCEEDED", done
+    assert done["parameters"]["greeting"] == "a b" and done["jobVersion"] >= 1
+    step = done["targetRuns"][0]["steps"][0]
+    assert step["command"] == "echo value='a b'" and "value=a b" in step["stdout"]
+    assert step["exitCode"] == 0 and step["durationMs"] is not None
+    assert step["startedAt"] <= step["finishedAt"] and step["truncated"] is False
+    assert done["steps"][0]["command"] == "echo value='a b'"
+
+
+async def _decisions(platform: Any, job: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(pg_dsn(platform))
+    try:
+        rows = await conn.fetch("SELECT envelope FROM outbox ORDER BY created_at")
+    finally:
+        await conn.close()
+    out = []
+    for row in rows:
+        envelope = row["envelope"]
+        envelope = json.loads(envelope) if isinstance(envelope, str) else envelope
+        if envelope["type"] == "executions.dangerous_command_decision" and envelope["data"]["jobId"] == job:
+            out.append(envelope["data"])
+    return out
+
+
+async def test_dangerous_steps_need_the_permission_and_a_confirmation(
+    platform: Any, admin_token: str, operator_token: str, targets: list[str]
+) -> None:
+    # Matches the "--no-preserve-root" rule, yet only echoes: safe to really run.
+    job = await create_job(platform, admin_token, targets[:1], "echo --no-preserve-root")
+    dry = await run(platform, admin_token, job, dry=True)
+    assert [f["rule"] for f in dry["plan"]["dangerous"]] == ["fs.no-preserve-root"]
+    by_operator = await run(platform, operator_token, job, confirm=True)
+    assert by_operator["__typename"] == "DangerousCommandBlocked", by_operator
+    assert by_operator["findings"][0]["rule"] == "fs.no-preserve-root"
+    assert "jobs:execute-dangerous" in by_operator["message"]
+    unconfirmed = await run(platform, admin_token, job)
+    assert unconfirmed["__typename"] == "DangerousCommandBlocked", unconfirmed
+    confirmed = await run(platform, admin_token, job, confirm=True)
+    assert confirmed["__typename"] == "ExecutionStarted", confirmed
+    done = await wait_terminal(platform.url("executions"), admin_token, confirmed["execution"]["id"])
+    assert done["status"] == "SUCCEEDED"
+    assert "--no-preserve-root" in done["targetRuns"][0]["steps"][0]["stdout"]
+    decisions = await _decisions(platform, job)
+    assert [d["decision"] for d in decisions] == ["blocked", "blocked", "allowed"], decisions
+    assert all(d["findings"][0]["rule"] == "fs.no-preserve-root" and d["actor"] for d in decisions)
+
+
+async def test_concurrency_skip_refuses_a_second_run(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    job = await create_job(
+        platform, admin_token, targets[:1], "echo started; sleep 30", policy={"concurrency": "skip"}
+    )
+    first = await run(platform, admin_token, job)
+    assert first["__typename"] == "ExecutionStarted", first
+    first_id = first["execution"]["id"]
+    second = await run(platform, admin_token, job)
+    assert second["__typename"] == "JobAlreadyRunning", second
+    assert second["executionId"] == first_id
+    await wait_seq(platform.url("executions"), admin_token, first_id, 2)
+    await gql(platform.url("executions"), CANCEL, {"id": first_id}, token=admin_token)
+    assert (await wait_terminal(platform.url("executions"), admin_token, first_id))["status"] == "CANCELLED"
+    third = await run(platform, admin_token, job)
+    assert third["__typename"] == "ExecutionStarted", "skip applies only while a run is active"
+    await gql(platform.url("executions"), CANCEL, {"id": third["execution"]["id"]}, token=admin_token)
+    await wait_terminal(platform.url("executions"), admin_token, third["execution"]["id"])
+
+
+async def test_concurrency_queue_starts_the_next_run_when_the_previous_ends(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    job = await create_job(
+        platform, admin_token, targets[1:2], "echo run; sleep 2", policy={"concurrency": "queue"}
+    )
+    first = await run(platform, admin_token, job)
+    assert first["__typename"] == "ExecutionStarted", first
+    second = await run(platform, admin_token, job)
+    assert second["__typename"] == "ExecutionQueued", second
+    assert second["execution"]["queued"] is True and second["execution"]["status"] == "QUEUED"
+    assert "#1" in second["execution"]["message"]
+    url = platform.url("executions")
+    done1 = await wait_terminal(url, admin_token, first["execution"]["id"])
+    done2 = await wait_terminal(url, admin_token, second["execution"]["id"])
+    assert done1["status"] == "SUCCEEDED" and done2["status"] == "SUCCEEDED", (done1, done2)
+    assert done2["startedAt"] >= done1["finishedAt"], "the queued run started only after the first ended"
+
+
+async def test_retry_only_failed_targets_runs_the_same_version(
+    platform: Any, admin_token: str, targets: list[str], sshd: Any
+) -> None:
+    failing_host = sshd.hosts[12]  # targets[1]
+    command = f'case " $SSH_CONNECTION " in *" {failing_host} "*) echo no >&2; exit 3;; esac; echo ok'
+    job = await create_job(platform, admin_token, targets, command)
+    started = await run(platform, admin_token, job)
+    url = platform.url("executions")
+    done = await wait_terminal(url, admin_token, started["execution"]["id"])
+    assert done["status"] == "FAILED" and done["failedTargets"] == 1 and done["succeededTargets"] == 2, done
+    failed = [r for r in done["targetRuns"] if r["status"] == "FAILED"]
+    assert [r["targetId"] for r in failed] == [targets[1]]
+    assert failed[0]["steps"][0]["exitCode"] == 3 and "no" in failed[0]["steps"][0]["stderr"]
+    retried = await gql(url, RETRY, {"id": done["id"], "only": True}, token=admin_token)
+    result = retried["data"]["retryExecution"]
+    assert result["__typename"] == "ExecutionStarted", retried
+    assert result["execution"]["retryOf"] == done["id"] and result["execution"]["totalTargets"] == 1
+    assert result["execution"]["jobVersion"] == done["jobVersion"]
+    again = await wait_terminal(url, admin_token, result["execution"]["id"])
+    assert [r["targetId"] for r in again["targetRuns"]] == [targets[1]]
+    assert again["steps"][0]["command"] == command
+    everything = await gql(url, RETRY, {"id": done["id"], "only": False}, token=admin_token)
+    assert everything["data"]["retryExecution"]["execution"]["totalTargets"] == 3
+    await wait_terminal(url, admin_token, everything["data"]["retryExecution"]["execution"]["id"])
+    # filters: this target's runs, failed only, created after the first run
+    listed = await gql(
+        url,
+        """query($t: ID!, $after: DateTime) { executions(filter: {targetId: $t, statuses: [FAILED],
+        createdAfter: $after}, first: 1) { totalCount pageInfo { hasNextPage endCursor }
+        edges { node { id retryOf } } } }""",
+        {"t": targets[1], "after": done["startedAt"][:19] + "Z"},
+        token=admin_token,
+    )
+    page = listed["data"]["executions"]
+    assert page["totalCount"] == 2 and page["pageInfo"]["hasNextPage"] is True, listed
+    assert page["edges"][0]["node"]["retryOf"] == done["id"]
+    none_for_ok_target = await gql(
+        url,
+        """query($t: ID!, $job: ID!) { executions(filter: {targetId: $t, jobId: $job, status: FAILED}) {
+        totalCount } }""",
+        {"t": targets[0], "job": job},
+        token=admin_token,
+    )
+    assert none_for_ok_target["data"]["executions"]["totalCount"] == 2  # runs that failed elsewhere
+    runs = await gql(
+        url,
+        """query($reps: [_Any!]!) { _entities(representations: $reps) { ... on Target {
+        runs(first: 10, filter: {status: "FAILED"}) { totalCount edges { node { status executionId
+        execution { id } steps { exitCode } } } } } } }""",
+        {"reps": [{"__typename": "Target", "id": targets[1]}]},
+        token=admin_token,
+    )
+    target_runs = runs["data"]["_entities"][0]["runs"]
+    assert target_runs["totalCount"] == 3, runs
+    assert all(e["node"]["steps"][0]["exitCode"] == 3 for e in target_runs["edges"])
+    job_runs = await gql(
+        url,
+        """query($reps: [_Any!]!) { _entities(representations: $reps) { ... on Job {
+        executions(filter: {statuses: [FAILED]}) { totalCount edges { node { number } } } } } }""",
+        {"reps": [{"__typename": "Job", "id": job}]},
+        token=admin_token,
+    )
+    assert [e["node"]["number"] for e in job_runs["data"]["_entities"][0]["executions"]["edges"]] == [
+        3,
+        2,
+        1,
+    ]
+
+
+async def test_target_output_pages_through_a_long_log(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    job = await create_job(
+        platform,
+        admin_token,
+        targets[2:3],
+        "for i in $(seq 1 40); do echo line-$i; sleep 0.02; done; echo err-line >&2",
+    )
+    started = await run(platform, admin_token, job)
+    url = platform.url("executions")
+    done = await wait_terminal(url, admin_token, started["execution"]["id"])
+    assert done["status"] == "SUCCEEDED"
+    chunks: list[dict[str, Any]] = []
+    after = None
+    for _ in range(200):
+        body = await gql(
+            url, OUTPUT, {"e": done["id"], "t": targets[2], "first": 3, "after": after}, token=admin_token
+        )
+        page = body["data"]["targetOutput"]
+        chunks.extend(e["node"] for e in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert len(chunks) == page["totalCount"] and len(chunks) > 3
+    seqs = [c["seq"] for c in chunks]
+    assert seqs == sorted(set(seqs))
+    stdout = "".join(c["text"] for c in chunks if c["stream"] == "STDOUT")
+    assert stdout == done["targetRuns"][0]["steps"][0]["stdout"]
+    assert "line-1\n" in stdout and "line-40\n" in stdout
+    assert "err-line" in "".join(c["text"] for c in chunks if c["stream"] == "STDERR")
+    bad = await gql(url, OUTPUT, {"e": done["id"], "t": targets[2], "after": "nope"}, token=admin_token)
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_viewer_cannot_retry(platform: Any, admin_token: str) -> None:
+    name = f"viewer{uuid.uuid4().hex[:6]}"
+    await gql(
+        platform.url("users"),
+        """mutation($input: CreateUserInput!) { createUser(input: $input) { __typename } }""",
+        {
+            "input": {
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "viewer-Pass-123",
+                "roles": ["viewer"],
+            }
+        },
+        token=admin_token,
+    )
+    token = await login(platform.url("auth"), name, "viewer-Pass-123")
+    body = await gql(platform.url("executions"), RETRY, {"id": str(uuid.uuid4())}, token=token)
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+    body = await gql(
+        platform.url("executions"), OUTPUT, {"e": str(uuid.uuid4()), "t": str(uuid.uuid4())}, token=token
+    )
+    assert "errors" not in body and body["data"]["targetOutput"]["totalCount"] == 0

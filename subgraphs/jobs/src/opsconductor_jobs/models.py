@@ -38,11 +38,13 @@ class Job(models.Model):
     name = fields.CharField(max_length=255)
     description = fields.TextField(null=True)
     policy = fields.JSONField(
-        default=dict, description="{maxParallel, batchSize, batchPercent, failFastThreshold, retries, ...}."
+        default=dict, description="Run policy keys (camelCase), see service.DEFAULT_POLICY."
     )
-    parameters = fields.JSONField(default=list, description="Declared parameters [{name type required ...}].")
+    parameters = fields.JSONField(
+        default=list, description="Declared parameters (name, type, required, default, choices)."
+    )
     target_selector = fields.JSONField(
-        null=True, description="{tags, osTypes, environments}, resolved through the targets service per run."
+        null=True, description="Target selector (tags, osTypes, environments) resolved per run."
     )
     version = fields.IntField(default=1, description="Incremented on every edit of the definition.")
     is_deleted = fields.BooleanField(default=False, db_index=True)
@@ -81,13 +83,13 @@ class JobStep(models.Model):
     timeout_seconds = fields.IntField(default=DEFAULT_STEP_TIMEOUT_SECONDS)
     continue_on_error = fields.BooleanField(default=False)
     working_directory = fields.TextField(null=True)
-    env = fields.JSONField(default=list, description="[{name, value}] in the given order.")
+    env = fields.JSONField(default=list, description="Environment variables (name and value) in order.")
     expected_exit_codes = fields.JSONField(
-        default=list, description="Exit codes that count as success; [] means [0]."
+        default=list, description="Exit codes that count as success (empty means 0)."
     )
-    script = fields.JSONField(null=True, description="{interpreter, body, arguments} for script steps.")
+    script = fields.JSONField(null=True, description="Script (interpreter, body, arguments) of script steps.")
     transfer = fields.JSONField(
-        null=True, description="{direction, source, destination, content, mode} for file_transfer steps."
+        null=True, description="Transfer (direction, source, destination, content, mode)."
     )
 
     class Meta:
@@ -105,7 +107,7 @@ class JobVersion(models.Model):
     )
     version = fields.IntField()
     snapshot = fields.JSONField(
-        description="The ValidJob snapshot: name, steps, targets, parameters, policy."
+        description="The whole definition (name, steps, targets, parameters, policy)."
     )
     created_by = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -73,6 +73,14 @@ class Subscription:
         for i in range(1, to + 1):
             yield i
 
+    @strawberry.subscription(permission_classes=[Authenticated], description="Ticks until cancelled.")
+    async def ticks(self) -> AsyncIterator[int]:
+        i = 0
+        while True:
+            i += 1
+            yield i
+            await asyncio.sleep(0.05)
+
 
 schema = build_schema(query=Query, mutation=Mutation, subscription=Subscription)
 
@@ -87,6 +95,7 @@ def make_runtime(data_dir: Path, jwks_url: str, *, redis_url: str | None = None)
         jwt_issuer=ISSUER,
         jwt_audience=AUDIENCE,
         max_request_bytes=MAX_BYTES,
+        subscription_revocation_check_seconds=0.2,
     )
     return build_runtime(
         name="outboxtest",
@@ -329,3 +338,46 @@ async def test_websocket_needs_a_token_in_connection_params(
     assert msgs[0]["type"] == "connection_ack"
     assert [m["payload"]["data"]["count"] for m in msgs if m["type"] == "next"] == [1, 2]
     assert msgs[-1]["type"] == "complete"
+
+
+async def test_a_running_subscription_ends_when_its_session_is_revoked(
+    service: Service, signing_key: SigningKey
+) -> None:
+    """The identity is checked at connection_init; a revocation later must still end the stream."""
+    now = int(time.time())
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    token = signing_key.sign(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-8", "sid": sid, "iat": now, "exp": now + 60}
+    )
+    other = signing_key.sign(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-9", "sid": f"{sid}-other", "iat": now, "exp": now + 60}
+    )
+    url = service.base.replace("http://", "ws://") + "/graphql"
+
+    async def open_stream(tok: str) -> Any:
+        ws = await websockets.connect(url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")])
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {tok}"}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        await ws.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "subscription { ticks }"}})
+        )
+        return ws
+
+    revoked_ws, other_ws = await open_stream(token), await open_stream(other)
+    try:
+        first = json.loads(await asyncio.wait_for(revoked_ws.recv(), 5))
+        assert first["type"] == "next" and first["payload"]["data"]["ticks"] == 1
+        await service.runtime.platform.revocations.revoke_session(sid, 60)
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1]["type"] != "complete":
+            seen.append(json.loads(await asyncio.wait_for(revoked_ws.recv(), 5)))
+        errors = [m["payload"]["errors"] for m in seen if m["type"] == "next" and m["payload"].get("errors")]
+        assert errors and errors[-1][0]["extensions"]["code"] == "UNAUTHENTICATED", seen
+        assert errors[-1][0]["message"] == "session revoked"
+        # Another session's stream goes on.
+        for _ in range(3):
+            msg = json.loads(await asyncio.wait_for(other_ws.recv(), 5))
+            assert msg["type"] == "next" and not msg["payload"].get("errors"), msg
+    finally:
+        await revoked_ws.close()
+        await other_ws.close()

@@ -10,7 +10,17 @@ import pytest
 import strawberry
 
 from opsconductor_shared.app import build_schema
-from opsconductor_shared.auth import FORBIDDEN, UNAUTHENTICATED, Authenticated, Identity, Public, requires
+from opsconductor_shared.auth import (
+    AUTHENTICATED,
+    FORBIDDEN,
+    UNAUTHENTICATED,
+    Authenticated,
+    Identity,
+    Public,
+    entity_permission,
+    entity_permission_of,
+    requires,
+)
 from opsconductor_shared.errors import DomainError, PublicGraphQLError
 
 SECRET_DETAIL = "password=hunter2 at db.internal:5432"
@@ -180,3 +190,69 @@ async def test_alias_limit() -> None:
     data, errors = await run(query, Context())
     assert data is None
     assert "aliases" in errors[0]["message"].lower()
+
+
+# ---- entity resolvers ---------------------------------------------------------------------------
+
+
+@strawberry.federation.type(keys=["id"])
+class Widget:
+    id: strawberry.ID
+
+    @classmethod
+    @entity_permission("widgets:read")
+    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Widget:
+        assert info.context is not None  # the resolver still gets `info` when it asks for it
+        return cls(id=id)
+
+
+@strawberry.federation.type(keys=["id"])
+class Gadget:
+    id: strawberry.ID
+
+    @classmethod
+    @entity_permission(AUTHENTICATED)
+    def resolve_reference(cls, id: strawberry.ID) -> Gadget:  # no `info`: sync stub
+        return cls(id=id)
+
+
+@strawberry.type
+class EntityQuery:
+    @strawberry.field(permission_classes=[Public])
+    def widget(self) -> Widget:
+        return Widget(id=strawberry.ID("w0"))
+
+    @strawberry.field(permission_classes=[Public])
+    def gadget(self) -> Gadget:
+        return Gadget(id=strawberry.ID("g0"))
+
+
+entity_schema = build_schema(query=EntityQuery, types=[Widget, Gadget])
+ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
+  ... on Widget { id } ... on Gadget { id } } }"""
+
+
+async def entities(context: Context, *reps: dict[str, str]) -> tuple[Any, list[dict[str, Any]]]:
+    result = await entity_schema.execute(ENTITIES, variable_values={"r": [dict(r) for r in reps]}, context_value=context)
+    return result.data, [e.formatted for e in result.errors or []]
+
+
+def test_entity_permission_is_recorded() -> None:
+    assert entity_permission_of(Widget) == "widgets:read"
+    assert entity_permission_of(Gadget) == AUTHENTICATED
+    assert entity_permission_of(Node) is None
+
+
+async def test_entity_lookup_needs_its_permission() -> None:
+    w = {"__typename": "Widget", "id": "w1"}
+    g = {"__typename": "Gadget", "id": "g1"}
+    data, errors = await entities(Context(identity=user("widgets:read")), w, g)
+    assert data == {"_entities": [{"id": "w1"}, {"id": "g1"}]} and not errors
+
+    data, errors = await entities(Context(identity=user("other:read")), w, g)
+    assert data["_entities"][0] is None and data["_entities"][1] == {"id": "g1"}
+    assert [e["extensions"]["code"] for e in errors] == [FORBIDDEN]
+
+    data, errors = await entities(Context(), w, g)
+    assert data["_entities"] == [None, None]
+    assert sorted(e["extensions"]["code"] for e in errors) == [UNAUTHENTICATED, UNAUTHENTICATED]

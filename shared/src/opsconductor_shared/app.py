@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,8 +31,14 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.types.execution import ExecutionResult
 
 from opsconductor_shared.auth import (
+    UNAUTHENTICATED,
     AuthenticationError,
     Identity,
     InMemoryRevocationStore,
@@ -167,8 +174,62 @@ class RequestContext:
         return self.runtime.deps
 
 
+class RevocationAwareTransportWSHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
+    """graphql-transport-ws handler whose operations end when the caller's session is revoked.
+
+    The identity is verified once, at ``connection_init``; a subscription can then run for hours.
+    Every ``subscription_revocation_check_seconds`` the session is looked up in the revocation
+    list, and a revoked one ends each running operation with an ``UNAUTHENTICATED`` error followed
+    by ``complete`` (the router passes both on to the client), so logout, revokeSession or a
+    deactivated user stop live streams too, not only new requests.
+    """
+
+    async def _send_result_stream(self, operation: Operation, result_source: Any) -> None:  # type: ignore[type-arg, override]
+        ctx = self.context
+        identity = getattr(ctx, "identity", None)
+        runtime = getattr(ctx, "runtime", None)
+        interval = float(
+            getattr(getattr(runtime, "settings", None), "subscription_revocation_check_seconds", 0) or 0
+        )
+        if identity is None or identity.session_id is None or runtime is None or interval <= 0:
+            await super()._send_result_stream(operation, result_source)
+            return
+        stream = asyncio.create_task(super()._send_result_stream(operation, result_source))
+        watcher = asyncio.create_task(self._until_revoked(runtime, identity.session_id, interval))
+        try:
+            done, _ = await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not stream.done() and not watcher.done():  # we were cancelled (client completed)
+                stream.cancel()
+                watcher.cancel()
+        if stream in done:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            stream.result()
+            return
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stream
+        log.info("subscription ended: session revoked", service=runtime.name, session=identity.session_id)
+        error = GraphQLError("session revoked", extensions={"code": UNAUTHENTICATED})
+        await operation.send_next(ExecutionResult(data=None, errors=[error]))
+
+    @staticmethod
+    async def _until_revoked(runtime: Runtime, session_id: str, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await runtime.platform.revocations.is_session_revoked(session_id):
+                    return
+            except Exception as exc:  # Redis hiccup: keep the stream, check again next time
+                log.warning("revocation check failed", service=runtime.name, error=type(exc).__name__)
+
+
 class ServiceGraphQL(GraphQL):
     """Strawberry's ASGI view with our context: identity from the header or connectionParams."""
+
+    graphql_transport_ws_handler_class = RevocationAwareTransportWSHandler
 
     def __init__(self, schema: strawberry.federation.Schema, runtime: Runtime) -> None:
         super().__init__(

@@ -4,15 +4,18 @@ Tokens are RS256 JWTs issued by the auth service and verified locally against it
 client, cached). Over HTTP the token comes from ``Authorization: Bearer``; over WebSocket from
 ``connectionParams.authorization`` (Strawberry ignores ``extensions`` on subscribe). Every root
 field declares its permission with :func:`requires` (or :class:`Public` for login-type fields), so
-a test can walk the schema and find any field that forgot.
+a test can walk the schema and find any field that forgot. Entity resolvers (``resolve_reference``,
+reached through ``_entities``) declare theirs with :func:`entity_permission`, for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import jwt
 import strawberry
@@ -214,6 +217,75 @@ def requires(permission: str) -> type[BasePermission]:
 
     Requires.__name__ = f"Requires[{permission}]"
     return Requires
+
+
+# ---- entity resolvers (`_entities`) --------------------------------------------------------------
+
+AUTHENTICATED = "authenticated"
+"""Pseudo-permission for :func:`entity_permission`: any verified caller (user or service)."""
+
+ENTITY_PERMISSION_ATTR = "__opsc_entity_permission__"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def entity_permission(permission: str) -> Callable[[_F], _F]:
+    """Declare and enforce the permission an entity's ``resolve_reference`` needs.
+
+    ``_entities`` is a root field of every subgraph that anyone can call directly, so an entity
+    lookup is an operation like any other: it must say who may run it. Put this *under*
+    ``@classmethod``. The check runs before the resolver; the wrapper always receives Strawberry's
+    ``info`` (it advertises an ``info`` parameter) and passes it on only if the resolver takes it.
+    The declaration is recorded on the function (:func:`entity_permission_of`) so the schema
+    contract test finds entity types that forgot. ``permission`` is a ``resource:action`` string
+    or :data:`AUTHENTICATED`.
+    """
+
+    def decorate(func: _F) -> _F:
+        sig = inspect.signature(func)
+        params = list(sig.parameters.values())
+        takes_info = "info" in sig.parameters
+        if not takes_info:
+            info_param = inspect.Parameter("info", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            params = [params[0], info_param, *params[1:]] if params else [info_param]
+
+        def check(info: Any) -> None:
+            if permission == AUTHENTICATED:
+                require_identity(info.context)
+            else:
+                check_permission(info.context, permission)
+
+        if inspect.iscoroutinefunction(func):
+
+            async def wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:
+                check(info)
+                if takes_info:
+                    kwargs["info"] = info
+                return await func(cls, **kwargs)
+
+        else:
+
+            def wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+                check(info)
+                if takes_info:
+                    kwargs["info"] = info
+                return func(cls, **kwargs)
+
+        # No __wrapped__: Strawberry reads this signature to decide whether to pass `info`.
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__name__ = func.__name__
+        wrapper.__qualname__ = func.__qualname__
+        wrapper.__doc__ = func.__doc__
+        setattr(wrapper, ENTITY_PERMISSION_ATTR, permission)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def entity_permission_of(cls: type) -> str | None:
+    """The permission declared on ``cls.resolve_reference`` with :func:`entity_permission`, if any."""
+    resolver = getattr(cls, "resolve_reference", None)
+    return getattr(resolver, ENTITY_PERMISSION_ATTR, None) if resolver is not None else None
 
 
 # The bootstrap admin has the same id in the users and auth services, so both can create their

@@ -68,6 +68,13 @@ class ServiceSettings(BaseSettings):
         description="Requests with a larger body are refused with 413 before parsing.",
     )
 
+    subscription_revocation_check_seconds: float = Field(
+        1.0,
+        validation_alias=_alias("OPSC_SUBSCRIPTION_REVOCATION_CHECK_SECONDS"),
+        description="How often a running subscription re-checks that its caller's session is not "
+        "revoked (ended with an UNAUTHENTICATED error when it is). 0 turns the check off.",
+    )
+
     def sqlite_path(self, service: str) -> Path:
         return self.data_dir / f"{service}.sqlite3"
 

@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
-from opsconductor_shared.auth import requires
+from opsconductor_shared.auth import AUTHENTICATED, entity_permission, requires
 from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
 from opsconductor_shared.paging import Connection, paginate
 
@@ -70,6 +70,7 @@ class Target:
         return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_row)
 
     @classmethod
+    @entity_permission(AUTHENTICATED)
     def resolve_reference(cls, id: strawberry.ID) -> Target:
         return cls(id=id)
 
@@ -363,6 +364,7 @@ class Execution:
         )
 
     @classmethod
+    @entity_permission("executions:read")
     async def resolve_reference(cls, id: strawberry.ID) -> Execution | None:
         row = await ExecutionRow.get_or_none(id=str(id))
         return cls.from_row(row) if row else None
@@ -382,6 +384,7 @@ class Job:
         return await paginate(query.order_by("-number"), first=first, after=after, convert=Execution.from_row)
 
     @classmethod
+    @entity_permission(AUTHENTICATED)
     def resolve_reference(cls, id: strawberry.ID) -> Job:
         return cls(id=id)
 

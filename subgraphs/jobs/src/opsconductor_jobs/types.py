@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from opsconductor_jobs import danger, models, service
 from opsconductor_jobs.render import ParameterDef
 from opsconductor_shared.app import RequestContext
-from opsconductor_shared.auth import check_permission
+from opsconductor_shared.auth import check_permission, entity_permission
 from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
 
 Info = strawberry.Info[RequestContext, None]
@@ -264,6 +264,7 @@ class Job:
         )
 
     @classmethod
+    @entity_permission("jobs:read")
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Job | None:
         """`_entities`: a deleted or unknown job resolves to null. Batched per request."""
         check_permission(info.context, "jobs:read")

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
+from opsconductor_shared.auth import entity_permission
 from opsconductor_shared.errors import Error, NotFound, ValidationFailed
 from opsconductor_targets import models
 from opsconductor_targets.queries import active_credential, get_targets, sorted_methods
@@ -140,6 +141,7 @@ class Target:
         )
 
     @classmethod
+    @entity_permission("targets:read")
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> Target | None:
         loaders: dict[str, Any] = info.context.loaders
         loader = loaders.get("targets.target")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
-from opsconductor_shared.auth import require_identity
+from opsconductor_shared.auth import AUTHENTICATED, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
 
@@ -49,6 +49,7 @@ class User:
         )
 
     @classmethod
+    @entity_permission(AUTHENTICATED)
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
         """Entity lookup for other subgraphs (``me``, ``createdBy``...): any verified caller; batched
         through the request's DataLoader; soft-deleted users still resolve (history keeps names)."""

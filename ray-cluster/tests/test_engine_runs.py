@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 import uuid
+from typing import Any
 
 import pytest
 import ray
@@ -40,6 +41,7 @@ def plan_for(
     *steps: str | StepSpec,
     max_parallel: int = 50,
     connect_timeout_s: float = 10,
+    **fields: Any,
 ) -> ExecutionPlan:
     return ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
@@ -51,6 +53,7 @@ def plan_for(
         credentials=credentials,
         max_parallel=max_parallel,
         connect_timeout_s=connect_timeout_s,
+        **fields,
     )
 
 
@@ -187,7 +190,14 @@ async def test_large_output_arrives_whole_in_few_events(
 ) -> None:
     size = 3_000_000
     events = await run(
-        engine, sshd, plan_for(key_ref, [target_on(sshd)], f"head -c {size} /dev/zero | tr '\\0' x")
+        engine,
+        sshd,
+        plan_for(
+            key_ref,
+            [target_on(sshd)],
+            f"head -c {size} /dev/zero | tr '\\0' x",
+            max_output_bytes=4_000_000,
+        ),
     )
 
     chunks = of_type(events, EventType.STDOUT)

@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
-from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_name
+from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
 from opsconductor_ray.errors import EngineError, ExecutionNotFound
 from opsconductor_ray.pool import get_pool
 from opsconductor_ray.protocol import (
@@ -36,6 +36,10 @@ class EngineClient:
 
     `address` None starts (or joins, if this process already called `ray.init`) a local Ray;
     otherwise it is a Ray cluster address such as "127.0.0.1:6380" or "ray://head:10001".
+
+    Runs are hosted by `num_coordinators` long-lived coordinator actors (`coordinator-<k>`),
+    chosen by a stable hash of the execution id, so any client (a restarted executions
+    service included) finds a run again by its id alone.
     """
 
     def __init__(
@@ -44,25 +48,29 @@ class EngineClient:
         num_shards: int = 4,
         namespace: str = DEFAULT_NAMESPACE,
         pool_config: PoolConfig | None = None,
+        num_coordinators: int = 2,
     ) -> None:
-        if num_shards < 1:
-            raise ValueError("num_shards must be at least 1")
+        if num_shards < 1 or num_coordinators < 1:
+            raise ValueError("num_shards and num_coordinators must be at least 1")
         self.address = address
         self.num_shards = num_shards
+        self.num_coordinators = num_coordinators
         self.namespace = namespace
         self.pool_config = pool_config or PoolConfig()
         self._owns_ray = False
-        self._coordinators: dict[str, ActorHandle] = {}
+        self._hosts: dict[int, ActorHandle] = {}
         self._pools: dict[int, ActorHandle] = {}
 
     async def connect(self, *, dashboard: bool = False, num_cpus: int | None = None) -> None:
         """Attach to Ray: reuse this process's Ray if initialised, else join `address`, else
         start a local one (dashboard on 127.0.0.1:8265 when `dashboard`). Then make sure the
-        pool actors exist, so that their start-up does not delay the first run."""
+        pool and coordinator actors exist and answer, so that their start-up (a worker
+        process each) does not delay the first run."""
         if not ray.is_initialized():
             await self._init_ray(dashboard=dashboard, num_cpus=num_cpus)
-        for shard in range(self.num_shards):
-            await self._pool(shard)
+        pools = [await self._pool(shard) for shard in range(self.num_shards)]
+        hosts = [await self._host(index) for index in range(self.num_coordinators)]
+        await asyncio.gather(*(p.stats.remote() for p in pools), *(h.ping.remote() for h in hosts))
 
     async def _init_ray(self, *, dashboard: bool, num_cpus: int | None) -> None:
         if self.address is not None:
@@ -80,48 +88,42 @@ class EngineClient:
         self._owns_ray = True
 
     async def start(self, plan: ExecutionPlan) -> None:
-        """Create the run's coordinator and start it. Idempotent per execution id."""
-        shards = {shard_of(t.target_id, self.num_shards) for t in plan.targets}
-        pools = {shard: await self._live_pool(shard) for shard in shards}
-        coordinator = await asyncio.to_thread(self._create_coordinator, plan, pools)
-        self._coordinators[plan.execution_id] = coordinator
-        await coordinator.start.remote()
+        """Hand the run to its coordinator and start it. Idempotent per execution id: a
+        second start of a known id runs nothing."""
+        pools = await self._live_pools()
+        host = await self._host(coordinator_index(plan.execution_id, self.num_coordinators))
+        try:
+            await host.start.remote(plan, pools)
+        except RayActorError as exc:
+            raise EngineError(f"the execution coordinator is unavailable: {type(exc).__name__}") from exc
 
     async def events(self, execution_id: str, after_seq: int, wait_s: float = 1.0) -> list[EngineEvent]:
         """Events with seq > `after_seq` (long poll: waits up to `wait_s` if none yet)."""
-        coordinator = await self._coordinator(execution_id)
-        try:
-            return await coordinator.events.remote(after_seq, wait_s)
-        except RayActorError as exc:
-            self._coordinators.pop(execution_id, None)
-            raise ExecutionNotFound(f"the coordinator of execution {execution_id} is gone") from exc
+        return await self._ask(execution_id, "events", after_seq, wait_s)
 
     async def status(self, execution_id: str) -> dict[str, Any]:
-        """The coordinator's summary: state (CREATED/RUNNING/FINISHED), status, last_seq..."""
-        coordinator = await self._coordinator(execution_id)
-        try:
-            return await coordinator.status.remote()
-        except RayActorError as exc:
-            self._coordinators.pop(execution_id, None)
-            raise ExecutionNotFound(f"the coordinator of execution {execution_id} is gone") from exc
+        """The run's summary: state (CREATED/RUNNING/FINISHED), status, last_seq..."""
+        return await self._ask(execution_id, "status")
 
     async def cancel(self, execution_id: str) -> None:
-        coordinator = await self._coordinator(execution_id)
-        try:
-            await coordinator.cancel.remote()
-        except RayActorError as exc:
-            self._coordinators.pop(execution_id, None)
-            raise ExecutionNotFound(f"the coordinator of execution {execution_id} is gone") from exc
+        await self._ask(execution_id, "cancel")
 
     async def release(self, execution_id: str) -> None:
-        """Let the coordinator exit (call once its events are persisted). Idempotent."""
-        try:
-            coordinator = await self._coordinator(execution_id)
-        except ExecutionNotFound:
-            return
-        self._coordinators.pop(execution_id, None)
-        with contextlib.suppress(RayActorError):  # it exited, as asked
-            await coordinator.release.remote()
+        """Let the coordinator forget the run (call once its events are persisted). Idempotent."""
+        for index in self._candidates(execution_id):
+            with contextlib.suppress(RayActorError):
+                await (await self._host(index)).release.remote(execution_id)
+
+    async def reattach(self, execution_id: str) -> dict[str, Any]:
+        """Find a run again after this process restarted: its summary (`last_seq` tells how
+        far the coordinator got); raises `ExecutionNotFound` if no coordinator hosts it."""
+        return await self.status(execution_id)
+
+    async def runs(self) -> list[dict[str, Any]]:
+        """Every run the coordinators host (running, or finished and not yet released)."""
+        hosts = [await self._host(index) for index in range(self.num_coordinators)]
+        found: list[list[dict[str, Any]]] = await asyncio.gather(*(h.runs.remote() for h in hosts))
+        return [run for runs in found for run in runs]
 
     async def is_running(self, execution_id: str) -> bool:
         """True while the coordinator exists and has not emitted EXECUTION_FINISHED."""
@@ -153,7 +155,7 @@ class EngineClient:
 
     def shutdown(self) -> None:
         """Disconnect from Ray (stopping it if `connect` started it here)."""
-        self._coordinators.clear()
+        self._hosts.clear()
         self._pools.clear()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
@@ -165,27 +167,46 @@ class EngineClient:
         if not ray.is_initialized():
             raise EngineError("EngineClient is not connected: await connect() first")
 
-    def _create_coordinator(self, plan: ExecutionPlan, pools: dict[int, ActorHandle]) -> ActorHandle:
-        self._require_ray()
+    def _candidates(self, execution_id: str) -> list[int]:
+        home = coordinator_index(execution_id, self.num_coordinators)
+        return [home, *(i for i in range(self.num_coordinators) if i != home)]
+
+    async def _ask(self, execution_id: str, method: str, *args: Any) -> Any:
+        """Call `method(execution_id, *args)` on the run's coordinator. Its home first; the
+        others too, in case the run was started with another `num_coordinators`."""
+        for index in self._candidates(execution_id):
+            host = await self._host(index)
+            try:
+                answer = await getattr(host, method).remote(execution_id, *args)
+            except RayActorError as exc:
+                self._hosts.pop(index, None)
+                raise ExecutionNotFound(f"the coordinator of execution {execution_id} is gone") from exc
+            if answer is not None and answer is not False:
+                return answer
+        raise ExecutionNotFound(f"no running execution {execution_id}")
+
+    async def _host(self, index: int) -> ActorHandle:
+        host = self._hosts.get(index)
+        if host is None:
+            self._require_ray()
+            host = await asyncio.to_thread(self._get_host, index)
+            self._hosts[index] = host
+        return host
+
+    def _get_host(self, index: int) -> ActorHandle:
         return ExecutionCoordinator.options(  # type: ignore[attr-defined]
-            name=coordinator_name(plan.execution_id),
+            name=coordinator_host_name(index),
             namespace=self.namespace,
             lifetime="detached",
             get_if_exists=True,
-        ).remote(plan, self.num_shards, self.pool_config, self.namespace, pools)
+        ).remote(index, self.num_shards, self.pool_config, self.namespace)
 
-    async def _coordinator(self, execution_id: str) -> ActorHandle:
-        coordinator = self._coordinators.get(execution_id)
-        if coordinator is None:
-            self._require_ray()
-            try:
-                coordinator = await asyncio.to_thread(
-                    ray.get_actor, coordinator_name(execution_id), namespace=self.namespace
-                )
-            except ValueError as exc:
-                raise ExecutionNotFound(f"no running execution {execution_id}") from exc
-            self._coordinators[execution_id] = coordinator
-        return coordinator
+    async def _live_pools(self) -> dict[int, ActorHandle]:
+        """Handles of every pool, each checked with one cheap call (in parallel): it waits
+        for a restarting pool, and a pool killed for good and created again under its name
+        needs a new handle."""
+        await asyncio.gather(*(self._live_pool(shard) for shard in range(self.num_shards)))
+        return dict(self._pools)
 
     async def _live_pool(self, shard: int) -> ActorHandle:
         """A handle that answers: a pool killed for good and created again under its name needs a new one."""

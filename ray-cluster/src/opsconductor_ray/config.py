@@ -28,6 +28,8 @@ class PoolConfig:
     """Concurrent handshakes per host and pool actor. Targets of one host may sit in every
     shard, so the worst case per host is num_shards x this; 4 x 2 stays under OpenSSH's
     default `MaxStartups 10`, beyond which sshd starts dropping new connections."""
+    handshake_jitter_s: float = 0.05
+    """A handshake that had to wait for a slot first sleeps a random 0..this long."""
     max_channels_per_connection: int = 8
     """Concurrent sessions per connection, under OpenSSH's default `MaxSessions 10`."""
     known_hosts: str | None = None

@@ -1,8 +1,13 @@
-"""`ExecutionCoordinator`: one detached async actor per run, named `exec-<execution_id>`.
+"""`ExecutionCoordinator`: long-lived detached async actors `coordinator-<k>` that host runs.
 
-It fans the plan's targets out to the pool shards (one batch call per shard), numbers
-the events the pools push back, and keeps them all in memory so that a restarted
-executions service can re-attach and read from any sequence number.
+Creating an actor costs a Ray worker process (~2 s), so runs do not get their own actor:
+a run lives in the coordinator `coordinator_index(execution_id)` as a `_Run`, which fans
+the plan's targets out to the pool shards (one call per shard and batch), numbers the
+events the pools push back and keeps them in memory until `release()`, so that a restarted
+executions service can re-attach by execution id and read from any sequence number.
+
+Each run stays one named thing on the Ray dashboard: its pool calls are Ray tasks named
+`exec-<execution_id>/pool-<k>`, and `runs()` lists what a coordinator hosts.
 """
 
 from __future__ import annotations
@@ -17,29 +22,48 @@ from dataclasses import replace
 from typing import Any
 
 import ray
-from ray.actor import exit_actor
 from ray.exceptions import RayActorError
 
-from opsconductor_ray.config import ActorHandle, PoolConfig, pool_name, shard_of
-from opsconductor_ray.protocol import EngineEvent, EventType, ExecutionPlan, Status, TargetSpec
+from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
+from opsconductor_ray.protocol import (
+    EngineEvent,
+    EventType,
+    ExecutionPlan,
+    Status,
+    TargetSpec,
+    plan_batches,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_CALL = 5000
 """A long poll returns at most this many events (the caller asks again from the last)."""
 MAX_WAIT_S = 30.0
+FINISHED_RETENTION_S = 6 * 3600.0
+"""A finished run nobody released is dropped after this long (its events are lost)."""
+RELEASED_MEMORY_S = 24 * 3600.0
+"""A released execution id is remembered this long, so a late second `start` never reruns it."""
+
+
+def coordinator_host_name(index: int) -> str:
+    return f"coordinator-{index}"
 
 
 def coordinator_name(execution_id: str) -> str:
+    """The run's name on the dashboard (prefix of its pool tasks' names)."""
     return f"exec-{execution_id}"
+
+
+def coordinator_index(execution_id: str, num_coordinators: int) -> int:
+    return shard_of(execution_id, num_coordinators)
 
 
 def split_parallelism(max_parallel: int, sizes: dict[int, int]) -> dict[int, int]:
     """Share `max_parallel` among shards in proportion to their target counts.
 
     Every shard with targets gets at least 1, so the sum exceeds `max_parallel` only when
-    there are more busy shards than `max_parallel` (the coordinator then gates the batch
-    calls themselves). No shard gets more than it has targets.
+    there are more busy shards than `max_parallel` (the run then gates the shard calls
+    themselves). No shard gets more than it has targets.
     """
     busy = {shard: size for shard, size in sizes.items() if size > 0}
     total = sum(busy.values())
@@ -64,145 +88,147 @@ def split_parallelism(max_parallel: int, sizes: dict[int, int]) -> dict[int, int
     return limits
 
 
-# Never restarted, never retried: a second coordinator would run the commands again.
-# (The pyright ignore: ray's typed overload of remote() lacks max_concurrency.)
-@ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=0, max_task_retries=0)  # pyright: ignore[reportCallIssue]
-class ExecutionCoordinator:
-    """Runs one `ExecutionPlan` and serves its event stream until `release()`."""
+class _Run:
+    """One execution inside a coordinator: its plan, event log and the task running it."""
 
-    def __init__(
-        self,
-        plan: ExecutionPlan,
-        num_shards: int,
-        pool_config: PoolConfig,
-        namespace: str,
-        pools: dict[int, ActorHandle] | None = None,
-    ) -> None:
-        self._plan = plan
-        self._num_shards = num_shards
-        self._pool_config = pool_config
-        self._namespace = namespace
-        self._events: list[EngineEvent] = []
-        self._changed: asyncio.Event | None = None
-        self._target_seq: dict[str, int] = {}
-        self._target_status: dict[str, str] = {}
-        self._shards: dict[int, list[TargetSpec]] = {}
-        for target in plan.targets:
-            self._shards.setdefault(shard_of(target.target_id, num_shards), []).append(target)
-        # Handles passed in by the client: a name lookup from a new actor process costs about a second.
-        self._pools: dict[int, ActorHandle] = dict(pools or {})
-        self._run: asyncio.Task[None] | None = None
-        self._cancel_requested = False
-        self._final_status: str | None = None
-        self._started_at: float | None = None
+    def __init__(self, plan: ExecutionPlan, pools: dict[int, ActorHandle], num_shards: int) -> None:
+        self.plan = plan
+        self.pools = pools
+        self.num_shards = num_shards
+        self.events: list[EngineEvent] = []
+        self.changed = asyncio.Event()
+        self.target_seq: dict[str, int] = {}
+        self.target_status: dict[str, str] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_requested = False
+        self.stop_reason: str | None = None
+        """Set by fail-fast or the run timeout: targets not started yet end CANCELLED with it."""
+        self.timed_out = False
+        self.failed_targets = 0
+        self.final_status: str | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
 
-    # ----------------------------------------------------------------- public methods
+    # ----------------------------------------------------------------- the event log
 
-    async def start(self) -> None:
-        """Begin the run; returns at once. Calling it again does nothing."""
-        if self._run is None:
-            self._started_at = time.time()
-            self._run = asyncio.create_task(self._execute())
+    def append_new(self, type: EventType, **fields: Any) -> None:
+        self.append(EngineEvent(seq=0, type=type, at=time.time(), **fields))
 
-    async def push(self, events: list[EngineEvent]) -> None:
-        """Pools deliver their events here, in order per pool."""
+    def append(self, event: EngineEvent) -> None:
+        event = replace(event, seq=len(self.events) + 1)
+        self.events.append(event)
+        if event.target_id is not None and event.target_seq is not None:
+            self.target_seq[event.target_id] = event.target_seq
+        if event.type == EventType.TARGET_FINISHED and event.target_id is not None:
+            self.target_status[event.target_id] = event.status or Status.FAILED
+            if event.status == Status.FAILED:
+                self.failed_targets += 1
+        changed = self.changed
+        self.changed = asyncio.Event()
+        changed.set()
+
+    def push(self, events: Sequence[EngineEvent]) -> None:
         for event in events:
-            if event.type == EventType.TARGET_FINISHED and event.target_id in self._target_status:
+            if event.type == EventType.TARGET_FINISHED and event.target_id in self.target_status:
                 logger.warning("dropping a second TARGET_FINISHED for %s", event.target_id)
                 continue
-            self._append(event)
+            self.append(event)
+        threshold = self.plan.policy.fail_fast_threshold
+        if threshold is not None and self.stop_reason is None and self.failed_targets >= threshold:
+            self.stop_reason = f"fail-fast: {self.failed_targets} targets failed"
+            asyncio.create_task(self._tell_pools("stop_new", self.stop_reason))  # noqa: RUF006
 
-    async def events(self, after_seq: int, wait_s: float) -> list[EngineEvent]:
-        """Events with seq > `after_seq`; if none yet, wait up to `wait_s` for some."""
-        if len(self._events) <= after_seq and self._final_status is None and wait_s > 0:
-            changed = self._changed_event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(wait_s, MAX_WAIT_S))
-        return self._events[max(0, after_seq) : max(0, after_seq) + MAX_EVENTS_PER_CALL]
-
-    async def cancel(self) -> None:
-        """Stop the run: running commands get SIGTERM, pending targets end CANCELLED."""
-        if self._cancel_requested or self._final_status is not None:
-            return
-        self._cancel_requested = True
-        pools = await asyncio.gather(*(self._pool(shard) for shard in self._shards))
-        results = await asyncio.gather(
-            *(pool.cancel.remote(self._plan.execution_id) for pool in pools), return_exceptions=True
+    def finish_target(self, target: TargetSpec, status: Status, message: str) -> None:
+        self.append_new(
+            EventType.TARGET_FINISHED,
+            target_id=target.target_id,
+            target_seq=self.target_seq.get(target.target_id, 0) + 1,
+            status=status,
+            data=message,
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                logger.warning("could not cancel on a pool: %s", result)
 
-    async def status(self) -> dict[str, Any]:
-        finished = len(self._target_status)
+    def state(self) -> str:
+        if self.final_status is not None:
+            return "FINISHED"
+        return "RUNNING" if self.task is not None else "CREATED"
+
+    def summary(self) -> dict[str, Any]:
         return {
-            "execution_id": self._plan.execution_id,
-            "state": self._state(),
-            "status": self._final_status,
-            "cancel_requested": self._cancel_requested,
-            "last_seq": len(self._events),
-            "targets_total": len(self._plan.targets),
-            "targets_finished": finished,
-            "started_at": self._started_at,
+            "execution_id": self.plan.execution_id,
+            "name": coordinator_name(self.plan.execution_id),
+            "state": self.state(),
+            "status": self.final_status,
+            "cancel_requested": self.cancel_requested,
+            "last_seq": len(self.events),
+            "targets_total": len(self.plan.targets),
+            "targets_finished": len(self.target_status),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
         }
 
-    def _state(self) -> str:
-        if self._final_status is not None:
-            return "FINISHED"
-        return "RUNNING" if self._run is not None else "CREATED"
+    # ----------------------------------------------------------------- running
 
-    async def release(self) -> None:
-        """Exit this actor (cancelling the run first if it is still going)."""
-        if self._final_status is None:
-            await self.cancel()
-        self._changed_event().set()  # let long polls return before the actor exits
-        exit_actor()
-
-    # ----------------------------------------------------------------- the run
-
-    async def _execute(self) -> None:
-        plan = self._plan
-        self._append_new(
+    async def execute(self) -> None:
+        plan = self.plan
+        self.append_new(
             EventType.EXECUTION_STARTED,
             data=json.dumps({"targets": len(plan.targets), "steps": len(plan.steps)}),
         )
-        limits = split_parallelism(plan.max_parallel, {shard: len(ts) for shard, ts in self._shards.items()})
-        gate = (
-            asyncio.Semaphore(max(1, plan.max_parallel)) if sum(limits.values()) > plan.max_parallel else None
-        )
-        try:
-            await asyncio.gather(
-                *(
-                    self._run_shard(shard, targets, limits[shard], gate)
-                    for shard, targets in self._shards.items()
-                )
+        timer = None
+        if plan.policy.timeout_s is not None:
+            timer = asyncio.get_running_loop().call_later(
+                max(0.0, plan.policy.timeout_s), lambda: asyncio.create_task(self.time_out())
             )
+        try:
+            by_id = {t.target_id: t for t in plan.targets}
+            for batch_ids in plan_batches([t.target_id for t in plan.targets], plan.policy):
+                batch = [by_id[i] for i in batch_ids]
+                if self.cancel_requested or self.stop_reason is not None:
+                    reason = self.stop_reason or "cancelled before the target started"
+                    for target in batch:
+                        self.finish_target(target, Status.CANCELLED, reason)
+                    continue
+                await self.run_batch(batch)
         except Exception:
             logger.exception("execution %s: unexpected coordinator error", plan.execution_id)
+        finally:
+            if timer is not None:
+                timer.cancel()
         for target in plan.targets:  # whatever happened, every target ends
-            if target.target_id not in self._target_status:
-                self._finish_target(target, Status.FAILED, "the engine lost track of this target")
-        self._finish()
+            if target.target_id not in self.target_status:
+                self.finish_target(target, Status.FAILED, "the engine lost track of this target")
+        self.finish()
 
-    async def _run_shard(
-        self, shard: int, targets: Sequence[TargetSpec], limit: int, gate: asyncio.Semaphore | None
-    ) -> None:
-        if gate is not None:
-            async with gate:
-                await self._call_pool(shard, targets, limit)
-        else:
-            await self._call_pool(shard, targets, limit)
+    async def run_batch(self, targets: Sequence[TargetSpec]) -> None:
+        shards: dict[int, list[TargetSpec]] = {}
+        for target in targets:
+            shards.setdefault(shard_of(target.target_id, self.num_shards), []).append(target)
+        parallel = self.plan.effective_parallel
+        limits = split_parallelism(parallel, {shard: len(ts) for shard, ts in shards.items()})
+        gate = asyncio.Semaphore(parallel) if sum(limits.values()) > parallel else None
 
-    async def _call_pool(self, shard: int, targets: Sequence[TargetSpec], limit: int) -> None:
-        if self._cancel_requested:
+        async def one(shard: int, members: list[TargetSpec]) -> None:
+            if gate is None:
+                await self.call_pool(shard, members, limits[shard])
+            else:
+                async with gate:
+                    await self.call_pool(shard, members, limits[shard])
+
+        await asyncio.gather(*(one(shard, members) for shard, members in shards.items()))
+
+    async def call_pool(self, shard: int, targets: Sequence[TargetSpec], limit: int) -> None:
+        if self.cancel_requested or self.stop_reason is not None:
             for target in targets:
-                self._finish_target(target, Status.CANCELLED, "cancelled before the target started")
+                self.finish_target(
+                    target, Status.CANCELLED, self.stop_reason or "cancelled before the target started"
+                )
             return
-        plan = self._plan
+        plan = self.plan
         try:
-            pool = await self._pool(shard)
+            pool = self.pools[shard]
+            await _answering(pool)
             me = ray.get_runtime_context().current_actor
-            await pool.run_targets.remote(
+            await pool.run_targets.options(name=f"{coordinator_name(plan.execution_id)}/pool-{shard}").remote(
                 plan.execution_id,
                 plan.steps,
                 tuple(targets),
@@ -210,83 +236,181 @@ class ExecutionCoordinator:
                 plan.connect_timeout_s,
                 limit,
                 me,
+                plan.policy,
+                plan.max_output_bytes,
             )
         except RayActorError as exc:
             reason = f"execution pool died: {_first_line(exc)}"
             logger.error("execution %s, shard %d: %s", plan.execution_id, shard, reason)
-            for target in targets:
-                if target.target_id not in self._target_status:
-                    self._finish_target(target, Status.FAILED, reason)
+            self._fail_unfinished(targets, reason)
         except Exception as exc:
             reason = f"execution pool failed: {type(exc).__name__}: {_first_line(exc)}"
             logger.exception("execution %s, shard %d", plan.execution_id, shard)
-            for target in targets:
-                if target.target_id not in self._target_status:
-                    self._finish_target(target, Status.FAILED, reason)
+            self._fail_unfinished(targets, reason)
 
-    async def _pool(self, shard: int) -> ActorHandle:
-        pool = self._pools.get(shard)
-        if pool is None:
-            pool = await asyncio.to_thread(self._find_or_create_pool, shard)
-            self._pools[shard] = pool
-        return pool
+    def _fail_unfinished(self, targets: Sequence[TargetSpec], reason: str) -> None:
+        for target in targets:
+            if target.target_id not in self.target_status:
+                self.finish_target(target, Status.FAILED, reason)
 
-    def _find_or_create_pool(self, shard: int) -> ActorHandle:
-        try:
-            return ray.get_actor(pool_name(shard), namespace=self._namespace)
-        except ValueError:
-            # Only the first runs create pools; importing the SSH code costs every
-            # coordinator process about a second, so it happens only then.
-            from opsconductor_ray.pool import get_pool
+    async def cancel(self, reason: str | None = None) -> None:
+        if self.cancel_requested or self.final_status is not None:
+            return
+        self.cancel_requested = True
+        await self._tell_pools("cancel", reason)
 
-            return get_pool(shard, self._pool_config, self._namespace)
+    async def time_out(self) -> None:
+        if self.final_status is not None:
+            return
+        self.timed_out = True
+        self.stop_reason = "run timed out"
+        await self._tell_pools("cancel", "run timed out")
 
-    def _finish(self) -> None:
-        statuses = list(self._target_status.values())
-        counts = {
-            "total": len(self._plan.targets),
+    async def _tell_pools(self, method: str, reason: str | None) -> None:
+        eid = self.plan.execution_id
+        results = await asyncio.gather(
+            *(getattr(pool, method).remote(eid, reason) for pool in self.pools.values()),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.warning("could not %s on a pool: %s", method, result)
+
+    def finish(self) -> None:
+        statuses = list(self.target_status.values())
+        counts: dict[str, Any] = {
+            "total": len(self.plan.targets),
             "succeeded": statuses.count(Status.SUCCEEDED),
             "failed": statuses.count(Status.FAILED),
             "cancelled": statuses.count(Status.CANCELLED),
         }
-        if counts["failed"]:
+        if self.timed_out:
             status = Status.FAILED
-        elif self._cancel_requested or counts["cancelled"]:
+            counts["reason"] = "run timed out"
+        elif counts["failed"]:
+            status = Status.FAILED
+        elif self.cancel_requested or counts["cancelled"]:
             status = Status.CANCELLED
         else:
             status = Status.SUCCEEDED
-        self._append_new(EventType.EXECUTION_FINISHED, status=status, data=json.dumps(counts))
-        self._final_status = status
+        if self.stop_reason is not None and "reason" not in counts:
+            counts["reason"] = self.stop_reason
+        self.append_new(EventType.EXECUTION_FINISHED, status=status, data=json.dumps(counts))
+        self.final_status = status
+        self.finished_at = time.time()
 
-    # ----------------------------------------------------------------- the event log
 
-    def _changed_event(self) -> asyncio.Event:
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        return self._changed
+# Restarted if its process dies (a new process knows no runs, so callers get
+# ExecutionNotFound and pools pushing to it stop their batches), never retried: a second
+# start of a call would run the commands again.
+# (The pyright ignore: ray's typed overload of remote() lacks max_concurrency.)
+@ray.remote(num_cpus=0, max_concurrency=10000, max_restarts=-1, max_task_retries=0)  # pyright: ignore[reportCallIssue]
+class ExecutionCoordinator:
+    """Hosts many runs; every method takes the execution id."""
 
-    def _finish_target(self, target: TargetSpec, status: Status, message: str) -> None:
-        self._append_new(
-            EventType.TARGET_FINISHED,
-            target_id=target.target_id,
-            target_seq=self._target_seq.get(target.target_id, 0) + 1,
-            status=status,
-            data=message,
-        )
+    def __init__(self, index: int, num_shards: int, pool_config: PoolConfig, namespace: str) -> None:
+        self._index = index
+        self._num_shards = num_shards
+        self._pool_config = pool_config
+        self._namespace = namespace
+        self._runs: dict[str, _Run] = {}
+        self._released: dict[str, float] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
-    def _append_new(self, type: EventType, **fields: Any) -> None:
-        self._append(EngineEvent(seq=0, type=type, at=time.time(), **fields))
+    # ----------------------------------------------------------------- public methods
 
-    def _append(self, event: EngineEvent) -> None:
-        event = replace(event, seq=len(self._events) + 1)
-        self._events.append(event)
-        if event.target_id is not None and event.target_seq is not None:
-            self._target_seq[event.target_id] = event.target_seq
-        if event.type == EventType.TARGET_FINISHED and event.target_id is not None:
-            self._target_status[event.target_id] = event.status or Status.FAILED
-        changed = self._changed_event()
-        self._changed = asyncio.Event()
-        changed.set()
+    async def start(self, plan: ExecutionPlan, pools: dict[int, ActorHandle]) -> bool:
+        """Begin the run; returns at once. False (and nothing runs) if this execution id was
+        already started here — running twice is never an option."""
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap())
+        eid = plan.execution_id
+        if eid in self._runs or eid in self._released:
+            return False
+        run = _Run(plan, dict(pools), self._num_shards)
+        self._runs[eid] = run
+        run.started_at = time.time()
+        run.task = asyncio.create_task(run.execute(), name=coordinator_name(eid))
+        return True
+
+    async def push(self, execution_id: str, events: list[EngineEvent]) -> bool:
+        """Pools deliver their events here, in order per pool. False: no such run here
+        (this coordinator restarted or the run was released), so the pool stops."""
+        run = self._runs.get(execution_id)
+        if run is None or run.final_status is not None:
+            return False
+        run.push(events)
+        return True
+
+    async def events(self, execution_id: str, after_seq: int, wait_s: float) -> list[EngineEvent] | None:
+        """Events with seq > `after_seq`; if none yet, wait up to `wait_s`. None: unknown run."""
+        run = self._runs.get(execution_id)
+        if run is None:
+            return None
+        if len(run.events) <= after_seq and run.final_status is None and wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.changed.wait(), min(wait_s, MAX_WAIT_S))
+        return run.events[max(0, after_seq) : max(0, after_seq) + MAX_EVENTS_PER_CALL]
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Running commands get SIGTERM, pending targets end CANCELLED. False: unknown run."""
+        run = self._runs.get(execution_id)
+        if run is None:
+            return False
+        await run.cancel()
+        return True
+
+    async def status(self, execution_id: str) -> dict[str, Any] | None:
+        run = self._runs.get(execution_id)
+        return None if run is None else run.summary()
+
+    async def release(self, execution_id: str) -> None:
+        """Forget the run (cancelling it first if it is still going). Idempotent."""
+        run = self._runs.get(execution_id)
+        if run is None:
+            return
+        if run.final_status is None:
+            await run.cancel()
+            if run.task is not None:
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(asyncio.shield(run.task), 30)
+        run.changed.set()  # let long polls return
+        self._runs.pop(execution_id, None)
+        self._released[execution_id] = time.monotonic()
+
+    async def runs(self) -> list[dict[str, Any]]:
+        """What this coordinator hosts (for operators and the dashboard's actor view)."""
+        return [run.summary() for run in self._runs.values()]
+
+    async def ping(self) -> int:
+        return self._index
+
+    # ----------------------------------------------------------------- housekeeping
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            wall, mono = time.time(), time.monotonic()
+            for eid, run in list(self._runs.items()):
+                if run.finished_at is not None and wall - run.finished_at > FINISHED_RETENTION_S:
+                    logger.warning("dropping finished execution %s that nobody released", eid)
+                    self._runs.pop(eid, None)
+                    self._released[eid] = mono
+            self._released = {e: at for e, at in self._released.items() if mono - at < RELEASED_MEMORY_S}
+
+
+async def _answering(pool: ActorHandle, timeout_s: float = 15.0) -> None:
+    """Wait until the pool answers an idempotent call, so that the real (never retried) call
+    is not the one that finds out the pool had restarted since this process last used it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await pool.stats.remote()
+            return
+        except RayActorError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -34,6 +34,8 @@ class Credential:
     passphrase: str | None = field(default=None)
     fingerprint: str = field(default="", compare=False)
     """Stable within the process for equal secrets, meaningless outside it (keyed digest)."""
+    options: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Non-secret transport options from the resolver (WinRM: transport, serverCertValidation, scheme)."""
 
     def __repr__(self) -> str:
         hidden = "***"
@@ -139,7 +141,13 @@ async def fetch_credential(
         except asyncssh.KeyImportError as exc:
             raise CredentialUnavailable(f"private key of user '{username}' could not be parsed") from exc
 
+    options = {
+        name: value
+        for name in ("transport", "serverCertValidation", "scheme")
+        if isinstance(value := body.get(name), str)
+    }
     return Credential(
+        options=options,
         username=username,
         password=password,
         private_key=private_key,

@@ -11,7 +11,12 @@ import asyncio
 import codecs
 import contextlib
 import logging
+import posixpath
+import random
+import re
+import shlex
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,9 +33,11 @@ from opsconductor_ray.protocol import (
     CredentialRef,
     EngineEvent,
     EventType,
+    RunPolicy,
     Status,
     StepSpec,
     TargetSpec,
+    truncation_marker,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,6 +46,9 @@ T = TypeVar("T")
 
 CANCELLED_MEMORY_S = 3600.0
 """How long a pool remembers a cancelled execution id, for batches that arrive late."""
+MAX_UPLOAD_BYTES = 1024 * 1024
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
 
 
 def get_pool(shard: int, config: PoolConfig, namespace: str) -> ActorHandle:
@@ -134,8 +144,11 @@ class _EventStream:
     cannot be reached, `on_failure` is called (the batch is then cancelled).
     """
 
-    def __init__(self, sink: ActorHandle, config: PoolConfig, on_failure: Callable[[], None]) -> None:
+    def __init__(
+        self, sink: ActorHandle, execution_id: str, config: PoolConfig, on_failure: Callable[[], None]
+    ) -> None:
         self._sink = sink
+        self._execution_id = execution_id
         self._interval = config.flush_interval_s
         self._max_bytes = config.flush_bytes
         self._on_failure = on_failure
@@ -217,9 +230,12 @@ class _EventStream:
                     )
                 )
             try:
-                await self._sink.push.remote(events)
+                known = await self._sink.push.remote(self._execution_id, events)
             except Exception:
                 logger.exception("coordinator unreachable; cancelling the batch")
+                known = False
+            if known is False:
+                logger.warning("execution %s: the coordinator no longer has this run", self._execution_id)
                 self.failed = True
                 self._pending.clear()
                 self._on_failure()
@@ -240,7 +256,25 @@ class _Batch:
     credentials: CredentialRef
     connect_timeout_s: float
     slots: asyncio.Semaphore
+    policy: RunPolicy = field(default_factory=RunPolicy)
+    max_output_bytes: int = 1_048_576
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by cancel (and the run timeout): running commands are killed."""
+    halted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by cancel and by fail-fast: targets not started yet do not start."""
+    reason: str | None = None
+
+    def cancel(self, reason: str | None) -> None:
+        self.reason = self.reason or reason
+        self.cancelled.set()
+        self.halted.set()
+
+    def stop_new(self, reason: str | None) -> None:
+        self.reason = self.reason or reason
+        self.halted.set()
+
+    def not_started_reason(self) -> str:
+        return self.reason or "cancelled before the target started"
 
 
 @dataclass
@@ -279,7 +313,10 @@ class ConnectionPool:
         self._handshakes: asyncio.Semaphore | None = None
         self._host_handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
         self._batches: dict[str, set[_Batch]] = {}
-        self._cancelled: dict[str, float] = {}
+        self._cancelled: dict[str, tuple[float, str | None, bool]] = {}
+        """execution id -> (when, reason, kill running commands) for cancel and fail-fast."""
+        self._host_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._winrm: Any = None
         self._keys = KeyCache()
         self._http: httpx.AsyncClient | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -301,11 +338,13 @@ class ConnectionPool:
         connect_timeout_s: float,
         max_parallel: int,
         sink: ActorHandle,
+        policy: RunPolicy | None = None,
+        max_output_bytes: int = 1_048_576,
     ) -> dict[str, str]:
         """Run `steps` on each target, at most `max_parallel` targets at a time.
 
-        Events go to `sink.push(list[EngineEvent])` (the coordinator). Returns each
-        target's final status; every target gets exactly one TARGET_FINISHED event.
+        Events go to `sink.push(execution_id, list[EngineEvent])` (the coordinator). Returns
+        each target's final status; every target gets exactly one TARGET_FINISHED event.
         """
         self._ensure_started()
         batch = _Batch(
@@ -314,11 +353,20 @@ class ConnectionPool:
             credentials=credentials,
             connect_timeout_s=connect_timeout_s,
             slots=asyncio.Semaphore(max(1, max_parallel)),
+            policy=policy or RunPolicy(),
+            max_output_bytes=max(1, max_output_bytes),
         )
-        if execution_id in self._cancelled:
-            batch.cancelled.set()
+        remembered = self._cancelled.get(execution_id)
+        if remembered is not None:
+            _, reason, kill = remembered
+            if kill:
+                batch.cancel(reason)
+            else:
+                batch.stop_new(reason)
         self._batches.setdefault(execution_id, set()).add(batch)
-        stream = _EventStream(sink, self._config, on_failure=batch.cancelled.set)
+        stream = _EventStream(
+            sink, execution_id, self._config, on_failure=lambda: batch.cancel("the coordinator lost this run")
+        )
         stream.start()
         try:
             statuses = await asyncio.gather(*(self._run_target(batch, target, stream) for target in targets))
@@ -331,23 +379,50 @@ class ConnectionPool:
                     del self._batches[execution_id]
         return {target.target_id: str(status) for target, status in zip(targets, statuses, strict=True)}
 
-    async def cancel(self, execution_id: str) -> int:
+    async def cancel(self, execution_id: str, reason: str | None = None) -> int:
         """Cancel an execution's batches here: running commands get SIGTERM and their
-        channel closed; targets not started yet finish CANCELLED. Returns the number of
-        batches affected (a batch arriving later is cancelled on arrival)."""
-        now = time.monotonic()
-        self._cancelled = {eid: at for eid, at in self._cancelled.items() if now - at < CANCELLED_MEMORY_S}
-        self._cancelled[execution_id] = now
+        channel closed; targets not started yet finish CANCELLED (with `reason` if given).
+        Returns the number of batches affected (a batch arriving later is cancelled on arrival)."""
+        self._remember(execution_id, reason, kill=True)
         batches = self._batches.get(execution_id, set())
         for batch in batches:
-            batch.cancelled.set()
+            batch.cancel(reason)
         return len(batches)
+
+    async def stop_new(self, execution_id: str, reason: str | None = None) -> int:
+        """Fail-fast: targets of the execution that have not started end CANCELLED with
+        `reason`; running ones finish normally."""
+        self._remember(execution_id, reason, kill=False)
+        batches = self._batches.get(execution_id, set())
+        for batch in batches:
+            batch.stop_new(reason)
+        return len(batches)
+
+    def _remember(self, execution_id: str, reason: str | None, *, kill: bool) -> None:
+        now = time.monotonic()
+        self._cancelled = {
+            eid: entry for eid, entry in self._cancelled.items() if now - entry[0] < CANCELLED_MEMORY_S
+        }
+        previous = self._cancelled.get(execution_id)
+        if previous is None or (kill and not previous[2]):
+            self._cancelled[execution_id] = (now, reason, kill)
 
     async def test_connection(
         self, target: TargetSpec, credentials: CredentialRef, timeout_s: float = 10.0
     ) -> ConnectionTestResult:
         """Connect (or reuse a warm connection) and run `true`; report the latency."""
         self._ensure_started()
+        if target.method == "winrm":
+            runner = self._winrm_runner()
+            if runner is None:
+                return ConnectionTestResult(
+                    ok=False, latency_ms=None, message="communication method 'winrm' is not available"
+                )
+            try:
+                credential = await self._fetch(credentials, target.target_id)
+            except EngineError as exc:
+                return ConnectionTestResult(ok=False, latency_ms=None, message=exc.message)
+            return await runner.test_connection(target, credential, timeout_s)
         if target.method != "ssh":
             return ConnectionTestResult(
                 ok=False, latency_ms=None, message=f"communication method '{target.method}' is not supported"
@@ -406,6 +481,7 @@ class ConnectionPool:
 
     async def _run_target(self, batch: _Batch, target: TargetSpec, stream: _EventStream) -> Status:
         started = time.monotonic()
+        attempts = [1]
 
         def finish(status: Status, message: str | None = None) -> Status:
             duration_ms = (time.monotonic() - started) * 1000
@@ -415,22 +491,61 @@ class ConnectionPool:
                 status=status,
                 data=message,
                 duration_ms=duration_ms,
+                attempt=attempts[0] if batch.policy.retries > 0 else None,
             )
             return status
 
-        try:
-            await _race(batch.slots.acquire(), batch.cancelled)
-        except _Cancelled:
-            return finish(Status.CANCELLED, "cancelled before the target started")
-        self._active_targets += 1
-        try:
-            return await self._run_target_in_slot(batch, target, stream, finish)
-        except Exception as exc:
-            logger.exception("target %s failed unexpectedly", target.target_id)
-            return finish(Status.FAILED, f"internal engine error: {type(exc).__name__}: {exc}")
-        finally:
-            self._active_targets -= 1
-            batch.slots.release()
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                if not batch.policy.allow_host_overlap:
+                    # Two runs never interleave on one host: the second waits for the first.
+                    lock = self._host_locks.setdefault((target.host, target.port), asyncio.Lock())
+                    await _race(lock.acquire(), batch.halted, on_orphan=lambda _: lock.release())
+                    held.callback(lock.release)
+                await _race(batch.slots.acquire(), batch.halted, on_orphan=lambda _: batch.slots.release())
+                held.callback(batch.slots.release)
+            except _Cancelled:
+                return finish(Status.CANCELLED, batch.not_started_reason())
+            self._active_targets += 1
+            held.callback(self._count_done)
+            try:
+                return await self._run_target_in_slot(batch, target, stream, finish, attempts)
+            except Exception as exc:
+                logger.exception("target %s failed unexpectedly", target.target_id)
+                return finish(Status.FAILED, f"internal engine error: {type(exc).__name__}: {exc}")
+
+    def _count_done(self) -> None:
+        self._active_targets -= 1
+
+    async def _connect_with_retries(
+        self,
+        batch: _Batch,
+        target: TargetSpec,
+        attempts: list[int],
+    ) -> tuple[Credential, _Lease]:
+        """Credential and a channel slot; connection failures (refused, timed out, lost
+        during the handshake) are retried per the policy with exponential backoff and
+        jitter. Nothing has run on the target yet, so a retry cannot run anything twice."""
+        attempt = 1
+        while True:
+            attempts[0] = attempt
+            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.halted)
+            try:
+                lease = await _race(
+                    self._acquire(target, credential, batch.connect_timeout_s),
+                    batch.halted,
+                    on_orphan=self._release,
+                )
+            except ConnectError:
+                if attempt > batch.policy.retries:
+                    raise
+                backoff = batch.policy.retry_backoff_s * (2 ** (attempt - 1))
+                delay = backoff * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
+                with contextlib.suppress(TimeoutError):
+                    await _race(asyncio.Event().wait(), batch.halted, timeout_s=delay)
+                attempt += 1
+                continue
+            return credential, lease
 
     async def _run_target_in_slot(
         self,
@@ -438,78 +553,117 @@ class ConnectionPool:
         target: TargetSpec,
         stream: _EventStream,
         finish: Callable[[Status, str | None], Status],
+        attempts: list[int],
     ) -> Status:
+        if target.method == "winrm":
+            return await self._run_winrm_target(batch, target, stream, finish)
         if target.method != "ssh":
             return finish(
                 Status.FAILED, f"communication method '{target.method}' is not supported by the engine"
             )
         try:
-            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.cancelled)
-            lease = await _race(
-                self._acquire(target, credential, batch.connect_timeout_s),
-                batch.cancelled,
-                on_orphan=self._release,
-            )
+            credential, lease = await self._connect_with_retries(batch, target, attempts)
         except _Cancelled:
-            return finish(Status.CANCELLED, "cancelled before the target started")
+            return finish(Status.CANCELLED, batch.not_started_reason())
         except EngineError as exc:
             return finish(Status.FAILED, exc.message)
 
-        target_status = Status.SUCCEEDED
-        failure: str | None = None
-        blocked = False  # a failed step stops the steps after it
         announced = False
+        attempt_field = attempts[0] if batch.policy.retries > 0 else None
 
         def announce(reused: bool) -> None:
             """TARGET_STARTED goes out once the first channel is open, so `reused` is true."""
             nonlocal announced
             if not announced:
                 announced = True
-                stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=reused)
+                stream.emit(
+                    EventType.TARGET_STARTED,
+                    target.target_id,
+                    reused_connection=reused,
+                    attempt=attempt_field,
+                )
+
+        async def run_one(index: int, step: StepSpec) -> _StepOutcome:
+            nonlocal lease
+            outcome, lease = await self._run_step(
+                batch, target, credential, lease, index, step, stream, announce
+            )
+            if outcome.connection_broken:
+                self._discard(lease)
+            return outcome
 
         try:
-            for index, step in enumerate(batch.steps):
-                if blocked:
-                    stream.emit(
-                        EventType.STEP_FINISHED,
-                        target.target_id,
-                        step_index=index,
-                        step_name=step.name,
-                        status=Status.SKIPPED,
-                    )
-                    continue
-                outcome, lease = await self._run_step(
-                    batch, target, credential, lease, index, step, stream, announce
-                )
-                stream.emit(
-                    EventType.STEP_FINISHED,
-                    target.target_id,
-                    step_index=index,
-                    step_name=step.name,
-                    status=outcome.status,
-                    exit_code=outcome.exit_code,
-                    data=outcome.message,
-                    duration_ms=outcome.duration_ms,
-                )
-                if outcome.connection_broken:
-                    self._discard(lease)
-                if outcome.status is Status.CANCELLED:
-                    target_status, failure, blocked = Status.CANCELLED, "cancelled", True
-                elif outcome.status is not Status.SUCCEEDED and not (
-                    step.continue_on_error and not outcome.connection_broken
-                ):
-                    target_status = Status.FAILED
-                    failure = f"step {index + 1} '{step.name}' {outcome.status.lower().replace('_', ' ')}"
-                    if outcome.message:
-                        failure += f": {outcome.message}"
-                    elif outcome.exit_code is not None:
-                        failure += f" with exit code {outcome.exit_code}"
-                    blocked = True
+            target_status, failure = await _run_steps(batch, target, stream, run_one)
         finally:
             self._release(lease)
         if not announced:  # no steps at all
-            stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=lease.reused)
+            stream.emit(
+                EventType.TARGET_STARTED,
+                target.target_id,
+                reused_connection=lease.reused,
+                attempt=attempt_field,
+            )
         return finish(target_status, failure)
+
+    async def _run_winrm_target(
+        self,
+        batch: _Batch,
+        target: TargetSpec,
+        stream: _EventStream,
+        finish: Callable[[Status, str | None], Status],
+    ) -> Status:
+        """WinRM targets: steps go through `WinRMRunner` (winrm.py, pywinrm in threads)."""
+        runner = self._winrm_runner()
+        if runner is None:
+            return finish(Status.FAILED, "communication method 'winrm' is not available in this engine build")
+        try:
+            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.halted)
+        except _Cancelled:
+            return finish(Status.CANCELLED, batch.not_started_reason())
+        except EngineError as exc:
+            return finish(Status.FAILED, exc.message)
+        stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=False)
+
+        async def run_one(index: int, step: StepSpec) -> _StepOutcome:
+            started = time.monotonic()
+            cap = _OutputCap(batch.max_output_bytes)
+
+            def on_output(stream_name: str, text: str) -> None:
+                kind = EventType.STDERR if stream_name == "STDERR" else EventType.STDOUT
+                for piece in cap.take_text(text):
+                    stream.output(kind, target.target_id, index, step.name, piece)
+
+            def took() -> float:
+                return (time.monotonic() - started) * 1000
+
+            try:
+                exit_code, reason = await runner.run_step(
+                    target, credential, step, on_output=on_output, cancel=batch.cancelled
+                )
+            except EngineError as exc:
+                return _StepOutcome(Status.FAILED, took(), message=exc.message, connection_broken=True)
+            if batch.cancelled.is_set():
+                return _StepOutcome(
+                    Status.CANCELLED, took(), exit_code=exit_code, message=reason or "cancelled"
+                )
+            if reason is not None:
+                status = Status.TIMED_OUT if "timed out" in reason else Status.FAILED
+                return _StepOutcome(status, took(), exit_code=exit_code, message=reason)
+            if exit_code in step.expected_exit_codes:
+                return _StepOutcome(Status.SUCCEEDED, took(), exit_code=exit_code)
+            return _StepOutcome(Status.FAILED, took(), exit_code=exit_code)
+
+        target_status, failure = await _run_steps(batch, target, stream, run_one)
+        return finish(target_status, failure)
+
+    def _winrm_runner(self) -> Any:
+        if self._winrm is None:
+            try:
+                from opsconductor_ray.winrm import WinRMRunner  # pyright: ignore[reportMissingImports]
+            except ImportError:
+                return None
+            self._winrm = WinRMRunner()
+        return self._winrm
 
     # ----------------------------------------------------------------- one step
 
@@ -532,10 +686,25 @@ class ConnectionPool:
         def close_orphan(process: asyncssh.SSHClientProcess[bytes]) -> None:
             process.close()
 
+        if step.type == "file_transfer":
+            announce(lease.reused)
+            return await self._transfer(batch, target, lease, index, step, stream), lease
+        try:
+            command, stdin_body, upload = _build_command(step)
+        except ValueError as exc:
+            announce(lease.reused)
+            return outcome(Status.FAILED, message=str(exc))
+
         try:
             try:
+                if upload is not None:
+                    await _race(
+                        _sftp_write(lease.conn, upload[0], upload[1], None),
+                        batch.cancelled,
+                        timeout_s=step.timeout_s,
+                    )
                 process = await _race(
-                    lease.conn.create_process(step.command, encoding=None),
+                    lease.conn.create_process(command, encoding=None),
                     batch.cancelled,
                     timeout_s=step.timeout_s,
                     on_orphan=close_orphan,
@@ -543,7 +712,7 @@ class ConnectionPool:
             except asyncssh.ChannelOpenError:
                 if not lease.reused or lease.released:
                     raise
-                # A warm connection the server dropped: the command cannot have started,
+                # A warm connection the server had dropped: the command cannot have started,
                 # so trying once more on a fresh connection is safe.
                 self._discard(lease)
                 self._release(lease)
@@ -552,8 +721,14 @@ class ConnectionPool:
                     batch.cancelled,
                     on_orphan=self._release,
                 )
+                if upload is not None:
+                    await _race(
+                        _sftp_write(lease.conn, upload[0], upload[1], None),
+                        batch.cancelled,
+                        timeout_s=step.timeout_s,
+                    )
                 process = await _race(
-                    lease.conn.create_process(step.command, encoding=None),
+                    lease.conn.create_process(command, encoding=None),
                     batch.cancelled,
                     timeout_s=step.timeout_s,
                     on_orphan=close_orphan,
@@ -564,6 +739,9 @@ class ConnectionPool:
         except TimeoutError:
             announce(lease.reused)
             return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s")
+        except asyncssh.SFTPError as exc:
+            announce(lease.reused)
+            return outcome(Status.FAILED, message=f"could not upload the script: {exc.reason}")
         except (asyncssh.Error, OSError) as exc:
             announce(lease.reused)
             error = map_exception(exc, host=target.host, port=target.port, username=credential.username)
@@ -573,14 +751,24 @@ class ConnectionPool:
             return outcome(Status.FAILED, message=exc.message, connection_broken=True)
 
         announce(lease.reused)
+        if stdin_body is not None:
+            process.stdin.write(stdin_body)
         process.stdin.write_eof()
+        cap = _OutputCap(batch.max_output_bytes)
 
         async def pump(reader: asyncssh.SSHReader[bytes], type: EventType) -> None:
             decode = _Decoder()
             while chunk := await reader.read(65536):
-                stream.output(type, target.target_id, index, step.name, decode(chunk))
-                await stream.room()
-            stream.output(type, target.target_id, index, step.name, decode(b"", final=True))
+                kept, overflowed = cap.take(chunk)
+                if kept:
+                    stream.output(type, target.target_id, index, step.name, decode(kept))
+                if overflowed:
+                    stream.output(type, target.target_id, index, step.name, decode(b"", final=True))
+                    stream.output(type, target.target_id, index, step.name, truncation_marker(cap.limit))
+                if kept:
+                    await stream.room()
+            if not cap.truncated:
+                stream.output(type, target.target_id, index, step.name, decode(b"", final=True))
 
         async def complete() -> None:
             await asyncio.gather(
@@ -614,8 +802,61 @@ class ConnectionPool:
                 message=f"connection to {target.host}:{target.port} closed before the command exited",
                 connection_broken=True,
             )
-        if exit_status != 0:
+        if exit_status not in step.expected_exit_codes:
             return outcome(Status.FAILED, exit_code=exit_status)
+        return outcome(Status.SUCCEEDED, exit_code=exit_status)
+
+    async def _transfer(
+        self,
+        batch: _Batch,
+        target: TargetSpec,
+        lease: _Lease,
+        index: int,
+        step: StepSpec,
+        stream: _EventStream,
+    ) -> _StepOutcome:
+        """Upload `content` to, or download `source` from, the target over SFTP."""
+        started = time.monotonic()
+        spec = step.transfer
+
+        def outcome(status: Status, **kwargs: Any) -> _StepOutcome:
+            return _StepOutcome(status, duration_ms=(time.monotonic() - started) * 1000, **kwargs)
+
+        if spec is None:
+            return outcome(Status.FAILED, message="file_transfer step without a transfer")
+        conn = lease.conn
+        if spec.direction == "upload":
+            path = _remote_path(step, spec.destination)
+            data = (spec.content or "").encode()
+            if len(data) > MAX_UPLOAD_BYTES:
+                return outcome(Status.FAILED, message=f"upload content exceeds {MAX_UPLOAD_BYTES} bytes")
+            try:
+                mode = int(spec.mode, 8) if spec.mode else None
+            except ValueError:
+                return outcome(Status.FAILED, message=f"invalid file mode {spec.mode!r}")
+            work: Awaitable[bytes | None] = _sftp_write(conn, path, data, mode)
+        elif spec.direction == "download":
+            path = _remote_path(step, spec.source or "")
+            if not spec.source:
+                return outcome(Status.FAILED, message="download without a source path")
+            work = _sftp_read(conn, path, batch.max_output_bytes + 1)
+        else:
+            return outcome(Status.FAILED, message=f"unknown transfer direction {spec.direction!r}")
+        try:
+            data_read = await _race(work, batch.cancelled, timeout_s=step.timeout_s)
+        except _Cancelled:
+            return outcome(Status.CANCELLED, message="cancelled")
+        except TimeoutError:
+            return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s")
+        except asyncssh.SFTPError as exc:
+            return outcome(Status.FAILED, message=f"sftp {spec.direction} of {path} failed: {exc.reason}")
+        except (asyncssh.Error, OSError) as exc:
+            error = map_exception(exc, host=target.host, port=target.port, username=None)
+            return outcome(Status.FAILED, message=error.message, connection_broken=True)
+        if data_read is not None:
+            cap = _OutputCap(batch.max_output_bytes)
+            for piece in cap.take_text(data_read.decode("utf-8", "replace")):
+                stream.output(EventType.STDOUT, target.target_id, index, step.name, piece)
         return outcome(Status.SUCCEEDED, exit_code=0)
 
     # ----------------------------------------------------------------- connections
@@ -675,7 +916,9 @@ class ConnectionPool:
                 self._forget(connection)
 
         try:
-            async with self._handshakes, host_limit:
+            async with contextlib.AsyncExitStack() as limits:
+                await self._enter_limit(limits, self._handshakes)
+                await self._enter_limit(limits, host_limit)
                 conn = await asyncssh.connect(
                     target.host,
                     target.port,
@@ -715,6 +958,14 @@ class ConnectionPool:
         self._connects += 1
         connection.conn = conn
         connection.ready.set_result(None)
+
+    async def _enter_limit(self, stack: contextlib.AsyncExitStack, limit: asyncio.Semaphore) -> None:
+        """Take a handshake slot; one that had to be waited for is followed by a short
+        random pause, so the handshakes queued behind a limit do not hit sshd in lockstep."""
+        contended = limit.locked()
+        await stack.enter_async_context(limit)
+        if contended and self._config.handshake_jitter_s > 0:
+            await asyncio.sleep(random.uniform(0, self._config.handshake_jitter_s))  # noqa: S311
 
     def _fail_open(self, connection: _Connection, error: EngineError) -> None:
         self._connect_failures += 1
@@ -773,3 +1024,132 @@ async def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
     process.close()
     with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
         await asyncio.wait_for(process.wait_closed(), 2.0)
+
+
+async def _run_steps(
+    batch: _Batch,
+    target: TargetSpec,
+    stream: _EventStream,
+    run_one: Callable[[int, StepSpec], Awaitable[_StepOutcome]],
+) -> tuple[Status, str | None]:
+    """Run the steps in order; a failed step (unless continue_on_error) skips the rest."""
+    target_status = Status.SUCCEEDED
+    failure: str | None = None
+    blocked = False
+    for index, step in enumerate(batch.steps):
+        if blocked:
+            stream.emit(
+                EventType.STEP_FINISHED,
+                target.target_id,
+                step_index=index,
+                step_name=step.name,
+                status=Status.SKIPPED,
+            )
+            continue
+        outcome = await run_one(index, step)
+        stream.emit(
+            EventType.STEP_FINISHED,
+            target.target_id,
+            step_index=index,
+            step_name=step.name,
+            status=outcome.status,
+            exit_code=outcome.exit_code,
+            data=outcome.message,
+            duration_ms=outcome.duration_ms,
+        )
+        if outcome.status is Status.CANCELLED:
+            target_status, failure, blocked = Status.CANCELLED, "cancelled", True
+        elif outcome.status is not Status.SUCCEEDED and not (
+            step.continue_on_error and not outcome.connection_broken
+        ):
+            target_status = Status.FAILED
+            failure = f"step {index + 1} '{step.name}' {outcome.status.lower().replace('_', ' ')}"
+            if outcome.message:
+                failure += f": {outcome.message}"
+            elif outcome.exit_code is not None:
+                failure += f" with exit code {outcome.exit_code}"
+            blocked = True
+    return target_status, failure
+
+
+class _OutputCap:
+    """At most `limit` bytes of a step's output (stdout and stderr together)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.truncated = False
+
+    def take(self, chunk: bytes) -> tuple[bytes, bool]:
+        """The part of `chunk` that fits, and whether the limit was crossed just now."""
+        if self.truncated:
+            return b"", False
+        room = self.limit - self.used
+        if len(chunk) <= room:
+            self.used += len(chunk)
+            return chunk, False
+        self.used = self.limit
+        self.truncated = True
+        return chunk[:room], True
+
+    def take_text(self, text: str) -> list[str]:
+        kept, overflowed = self.take(text.encode())
+        pieces = [kept.decode("utf-8", "ignore")] if kept else []
+        if overflowed:
+            pieces.append(truncation_marker(self.limit))
+        return pieces
+
+
+def _build_command(step: StepSpec) -> tuple[str, bytes | None, tuple[str, bytes] | None]:
+    """The shell command line for a command or script step, what to feed on stdin, and a
+    file to upload first (PowerShell scripts, which cannot take arguments from stdin)."""
+    lines: list[str] = []
+    if step.working_directory:
+        lines.append(f"cd {shlex.quote(step.working_directory)} || exit 1")
+    for name, value in step.env:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+        lines.append(f"export {name}={shlex.quote(value)}")
+    stdin: bytes | None = None
+    upload: tuple[str, bytes] | None = None
+    if step.type == "command":
+        lines.append(step.command)
+    elif step.type == "script":
+        script = step.script
+        if script is None:
+            raise ValueError("script step without a script")
+        args = " ".join(shlex.quote(a) for a in script.arguments)
+        if script.interpreter in _INTERPRETERS:
+            lines.append(f"{_INTERPRETERS[script.interpreter]} {args}".rstrip())
+            stdin = script.body.encode()
+        elif script.interpreter == "powershell":
+            name = f".opsc-{uuid.uuid4().hex}.ps1"
+            lines.append(
+                f"pwsh -NoLogo -NoProfile -NonInteractive -File ./{name} {args}; rc=$?; rm -f ./{name}; exit $rc"
+            )
+            upload = (_remote_path(step, name), script.body.encode())
+        else:
+            raise ValueError(f"unknown script interpreter {script.interpreter!r}")
+    else:
+        raise ValueError(f"unknown step type {step.type!r}")
+    return "\n".join(lines), stdin, upload
+
+
+def _remote_path(step: StepSpec, path: str) -> str:
+    """SFTP paths are relative to the login directory, like the shell's before its `cd`."""
+    if step.working_directory and not posixpath.isabs(path):
+        return posixpath.join(step.working_directory, path)
+    return path
+
+
+async def _sftp_write(conn: asyncssh.SSHClientConnection, path: str, data: bytes, mode: int | None) -> None:
+    async with conn.start_sftp_client() as sftp, sftp.open(path, "wb") as remote:
+        await remote.write(data)
+        if mode is not None:
+            await sftp.chmod(path, mode)
+
+
+async def _sftp_read(conn: asyncssh.SSHClientConnection, path: str, limit: int) -> bytes:
+    async with conn.start_sftp_client() as sftp, sftp.open(path, "rb") as remote:
+        data = await remote.read(limit)
+    return data if isinstance(data, bytes) else data.encode()

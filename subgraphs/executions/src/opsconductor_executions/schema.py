@@ -4,6 +4,7 @@ cancelExecution, execution(s), targetOutput, Job.executions, Target.runs, execut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -49,6 +50,7 @@ from opsconductor_shared.paging import Connection, build_connection, check_first
 
 Info = strawberry.Info[RequestContext, None]
 REPLAY_PAGE = 1000
+LIVE_QUIET_SECONDS = 2.0  # then look in the database (a missed message, another replica)
 
 
 def _deps(info: Info) -> Deps:
@@ -255,33 +257,46 @@ class Subscription:
                     return
 
         async with deps.broadcaster.listen(channel(execution_id)) as live:
-            # Subscribed before replaying, so nothing published in between is missed.
-            async for payload in replay():
-                last = payload["seq"]
-                yield ExecutionEvent.from_payload(payload)
-                if payload["type"] == "EXECUTION_FINISHED":
-                    return
-            iterator = live.__aiter__()
-            while True:
-                try:
-                    message = await asyncio.wait_for(iterator.__anext__(), timeout=5.0)
-                except TimeoutError:
-                    message = None  # quiet: check the database in case a live message was missed
-                payloads = [json.loads(message)] if message is not None else []
-                if not payloads or payloads[0]["seq"] > last + 1:
-                    payloads = [p async for p in replay()] + payloads
-                for payload in payloads:
-                    if payload["seq"] <= last:
-                        continue
+            # Subscribed before replaying, so nothing published in between is missed. The live
+            # iterator is drained by its own task into a queue: timing out on the queue is safe,
+            # whereas cancelling the iterator's __anext__ would close it for good.
+            queue: asyncio.Queue[str] = asyncio.Queue()
+
+            async def pump() -> None:
+                async for message in live:
+                    queue.put_nowait(message)
+
+            pumping = asyncio.create_task(pump())
+            try:
+                async for payload in replay():
                     last = payload["seq"]
                     yield ExecutionEvent.from_payload(payload)
                     if payload["type"] == "EXECUTION_FINISHED":
                         return
-                if message is None:
-                    with db.bind():
-                        row = await ExecutionRow.get_or_none(id=execution_id)
-                    if row is not None and row.status in TERMINAL and row.last_seq <= last:
-                        return
+                while True:
+                    try:
+                        message = await asyncio.wait_for(queue.get(), timeout=LIVE_QUIET_SECONDS)
+                    except TimeoutError:
+                        message = None  # quiet: check the database in case a live message was missed
+                    payloads = [json.loads(message)] if message is not None else []
+                    if not payloads or payloads[0]["seq"] > last + 1:
+                        payloads = [p async for p in replay()] + payloads
+                    for payload in payloads:
+                        if payload["seq"] <= last:
+                            continue
+                        last = payload["seq"]
+                        yield ExecutionEvent.from_payload(payload)
+                        if payload["type"] == "EXECUTION_FINISHED":
+                            return
+                    if message is None:
+                        with db.bind():
+                            row = await ExecutionRow.get_or_none(id=execution_id)
+                        if row is not None and row.status in TERMINAL and row.last_seq <= last:
+                            return
+            finally:
+                pumping.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pumping
 
 
 schema = build_schema(

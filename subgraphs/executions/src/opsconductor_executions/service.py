@@ -55,6 +55,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 ACTIVE = ("QUEUED", "RUNNING")
 TRUNCATED_MARKER = "\n[... output truncated by OpsConductor: over {limit} bytes ...]\n"
 CONCURRENCY = ("allow", "skip", "queue")
+ENGINE_MARKER_SLACK = 256  # bytes above the limit the follower lets through for the engine's marker
 
 STEP_FIELDS = """order name type command timeoutSeconds continueOnError workingDirectory
   env { name value } expectedExitCodes script { interpreter body arguments }
@@ -763,8 +764,9 @@ class Deps:
                 return
         execution = await Execution.get(id=execution_id)
         limit = self.settings.max_output_bytes_per_step
-        # The engine cuts output itself once it can: then ours is only a safety net above its marker.
-        follower = _Follower(execution, limit + 4096 if engine_truncates() else limit)
+        # The engine cuts output itself (ExecutionPlan.max_output_bytes): ours is the safety net,
+        # with room for the engine's marker line so that one is never cut in half.
+        follower = _Follower(execution, limit, slack=ENGINE_MARKER_SLACK if engine_truncates() else 0)
         await follower.load_partial_output()
         failures = 0
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
@@ -919,9 +921,10 @@ class _Follower:
     (empty) event so the sequence numbers stay gapless.
     """
 
-    def __init__(self, execution: Execution, max_output: int) -> None:
+    def __init__(self, execution: Execution, max_output: int, slack: int = 0) -> None:
         self.execution = execution
-        self.max_output = max_output
+        self.limit = max_output  # what the marker reports
+        self.max_output = max_output + slack
         self.last_seq = execution.last_seq
         self.finished = execution.status in TERMINAL
         self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
@@ -946,7 +949,7 @@ class _Follower:
                 text = row.data or ""
                 self.output[key].append(text)
                 self.sizes[key] += len(text.encode())
-                if TRUNCATED_MARKER.format(limit=self.max_output) in text:
+                if TRUNCATED_MARKER.format(limit=self.limit) in text:
                     self.sizes[key] = self.max_output
                     self.cut.add((row.target_id, row.step_index))
 
@@ -958,7 +961,7 @@ class _Follower:
             return ""
         raw = text.encode()
         if len(raw) > room:
-            text = raw[:room].decode(errors="ignore") + TRUNCATED_MARKER.format(limit=self.max_output)
+            text = raw[:room].decode(errors="ignore") + TRUNCATED_MARKER.format(limit=self.limit)
             self.sizes[key] = self.max_output
             self.cut.add((target_id, step_index))
         else:

@@ -588,3 +588,36 @@ async def test_new_operations_need_a_token(platform: RunningPlatform) -> None:
     ):
         body = await gql(platform.url("jobs"), query, variables)
         assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+
+
+async def test_job_updated_event_carries_the_version_and_no_commands(
+    platform: RunningPlatform, admin_token: str, fleet: dict[str, Any]
+) -> None:
+    import asyncio
+    import json
+    import time
+
+    from redis.asyncio import Redis
+
+    created = (await call(platform, admin_token, CREATE_JOB, {"input": full_input(fleet)}))["createJob"]
+    job_id = created["job"]["id"]
+    secret_command = f"echo marker-{uuid.uuid4().hex}"
+    edit = {"steps": [{"name": "only", "command": secret_command}]}
+    updated = (await call(platform, admin_token, UPDATE_JOB, {"id": job_id, "input": edit}))["updateJob"]
+    assert updated["__typename"] == "JobUpdated", updated
+    redis = Redis.from_url(os.environ["OPSC_REDIS_URL"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            entries = await redis.xrevrange("opsc.events.jobs", count=500)
+            envelopes = [json.loads(values[b"envelope"]) for _id, values in entries]
+            mine = [e for e in envelopes if e["subject"] == job_id and e["type"] == "jobs.job_updated"]
+            if mine or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+    assert mine, "jobs.job_updated was not published"
+    assert mine[0]["data"]["version"] == 2 and mine[0]["data"]["stepCount"] == 1
+    assert mine[0]["data"]["parameters"] == ["version", "env", "workers", "dry"]
+    assert secret_command not in json.dumps(mine[0])

@@ -1079,7 +1079,7 @@ async def update_job(
     await JobStep.filter(job_id=row.id).delete()
     await JobTarget.filter(job_id=row.id).delete()
     row.name = job.name
-    row.description = job.description
+    row.description = job.description  # type: ignore[assignment]  # nullable column, stub types it str
     row.policy = policy_with_defaults(job.policy)
     row.parameters = [p.to_json() for p in job.parameters]
     row.target_selector = job.target_selector

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.federation.schema_directives import Key
@@ -467,7 +467,7 @@ class JobPlan:
             steps=[JobStep.from_valid(s) for s in plan.steps],
             target_ids=[strawberry.ID(t) for t in plan.target_ids],
             policy=JobPolicy.from_json(plan.policy),
-            parameters=plan.parameters,
+            parameters=cast(JSON, plan.parameters),
             dangerous=[DangerousFinding.from_finding(f) for f in plan.dangerous],
         )
 

@@ -34,6 +34,98 @@ def test_every_root_field_declares_a_permission(name: str) -> None:
     assert not missing, f"{name}: root fields without a permission: {missing}"
 
 
+def _entity_types(schema) -> dict[str, type]:
+    """Types with a resolvable federation ``@key`` in one subgraph: reachable through ``_entities``."""
+    from strawberry.federation.schema_directives import Key
+
+    found = {}
+    for name, gql_type in schema.schema_converter.type_map.items():
+        definition = getattr(gql_type, "definition", None)
+        keys = [d for d in getattr(definition, "directives", None) or () if isinstance(d, Key)]
+        # `resolvable: false` keys only reference the type: that subgraph serves no `_entities` for it.
+        if not any(getattr(k, "resolvable", True) is not False for k in keys):
+            continue
+        found[name] = definition.origin
+    return found
+
+
+@pytest.mark.parametrize("name", SUBGRAPHS)
+def test_every_entity_resolver_declares_a_permission(name: str) -> None:
+    """`_entities` is callable by anyone who reaches the subgraph: each entity lookup needs a declared
+    (and enforced) permission, recorded by `entity_permission` on `resolve_reference`."""
+    from opsconductor_shared.auth import entity_permission_of
+
+    missing = []
+    for type_name, origin in _entity_types(_schema(name)).items():
+        if not hasattr(origin, "resolve_reference"):
+            missing.append(f"{type_name} (no resolve_reference: built from the representation unchecked)")
+        elif entity_permission_of(origin) is None:
+            missing.append(f"{type_name}.resolve_reference")
+    assert not missing, f"{name}: entity types without a declared permission: {missing}"
+
+
+def _supergraph():
+    from graphql import build_schema as build_sdl
+
+    return build_sdl((ROOT / "router" / "supergraph.graphql").read_text(), assume_valid=True)
+
+
+def test_every_supergraph_operation_and_entity_is_declared_in_its_subgraph() -> None:
+    """Walk the composed schema the router serves: each root field must come from a subgraph field
+    that declares a permission, and each entity must have a declared resolver in every subgraph
+    that keys it. Catches a supergraph composed from code the contract above never saw."""
+    from opsconductor_shared.auth import entity_permission_of
+
+    supergraph = _supergraph()
+    schemas = {name: _schema(name) for name in SUBGRAPHS}
+    declared: dict[str, dict[str, bool]] = {}
+    entities: dict[str, list[tuple[str, bool]]] = {}
+    for name, schema in schemas.items():
+        for root in ("Query", "Mutation", "Subscription"):
+            definition = getattr(schema.schema_converter.type_map.get(root), "definition", None)
+            for field in getattr(definition, "fields", ()):
+                graphql_name = schema.config.name_converter.from_field(field)
+                declared.setdefault(f"{root}.{graphql_name}", {})[name] = bool(field.permission_classes)
+        for type_name, origin in _entity_types(schema).items():
+            entities.setdefault(type_name, []).append((name, entity_permission_of(origin) is not None))
+
+    problems = []
+    for root_type in (supergraph.query_type, supergraph.mutation_type, supergraph.subscription_type):
+        if root_type is None:
+            continue
+        for field_name in root_type.fields:
+            if field_name in FEDERATION_FIELDS:
+                continue
+            owners = declared.get(f"{root_type.name}.{field_name}")
+            if not owners:
+                problems.append(f"{root_type.name}.{field_name}: in the supergraph but in no subgraph's code")
+            elif not all(owners.values()):
+                problems.append(
+                    f"{root_type.name}.{field_name}: no permission in {sorted(k for k, v in owners.items() if not v)}"
+                )
+    for type_name in supergraph.type_map:
+        gql_type = supergraph.type_map[type_name]
+        ast = getattr(gql_type, "ast_node", None)
+        directives = getattr(ast, "directives", None) or []
+        keyed = any(
+            d.name.value == "join__type" and any(a.name.value == "key" for a in d.arguments)
+            for d in directives
+        )
+        if not keyed:
+            continue
+        owners = entities.get(type_name, [])
+        if not owners:
+            problems.append(f"entity {type_name}: keyed in the supergraph, no subgraph code keys it")
+        problems += [f"entity {type_name}: no declared resolver in {svc}" for svc, ok in owners if not ok]
+    assert not problems, "\n".join(problems)
+
+
+def test_supergraph_has_operations() -> None:
+    """Guard against an empty walk (the walk above must see real operations to mean anything)."""
+    supergraph = _supergraph()
+    assert len(supergraph.query_type.fields) > 5 and len(supergraph.mutation_type.fields) > 5
+
+
 @pytest.mark.parametrize("name", SUBGRAPHS)
 def test_schema_uses_federation_2_9(name: str) -> None:
     assert "specs.apollo.dev/federation/v2.9" in _schema(name).as_str()

@@ -274,9 +274,8 @@ class WinRMRunner:
                 if text:
                     loop.call_soon_threadsafe(on_output, stream, text)
 
-            future = asyncio.wrap_future(
-                self._pool().submit(self._execute, protocol, run, step, command, powershell, emit)
-            )
+            job = self._pool().submit(self._execute, protocol, run, step, command, powershell, emit)
+            future = asyncio.wrap_future(job)
             stopper = asyncio.ensure_future(cancel.wait())
             remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
             try:
@@ -294,7 +293,7 @@ class WinRMRunner:
                 else f"timed out after {step.timeout_s:g}s; the command was sent the terminate signal"
             )
             run.stop.set()
-            if future.cancel():  # still waiting for a worker thread: nothing ran
+            if job.cancel():  # still waiting for a worker thread: nothing ran
                 self._checkin(endpoint, protocol)
                 return None, reason.split(";")[0]
             signaller = asyncio.wrap_future(

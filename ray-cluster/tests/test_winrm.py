@@ -1,0 +1,413 @@
+"""`WinRMRunner` against the WS-Man test double (the stand-in for Windows hosts): real
+HTTP on loopback, real pywinrm, Basic and NTLM (with message encryption) and HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from opsconductor_ray.credentials import Credential
+from opsconductor_ray.errors import AuthenticationFailed, ConnectError, ConnectionRefused, HostKeyRejected
+from opsconductor_ray.protocol import ScriptSpec, StepSpec, TargetSpec, TransferSpec
+from opsconductor_ray.winrm import WinRMRunner, clean_clixml, powershell_command_line
+from opsconductor_ray.wsman_test_double import SIGNAL_TERMINATE, WSManTestDouble
+from tests.support.net import free_port
+
+USER = "Administrator"
+PASSWORD = "Passw0rd!"
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[WSManTestDouble]:
+    server = WSManTestDouble({USER: PASSWORD, "deploy": "s3cret"}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def ntlm_double() -> Iterator[WSManTestDouble]:
+    server = WSManTestDouble({USER: PASSWORD}, ntlm=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_double() -> Iterator[WSManTestDouble]:
+    server = WSManTestDouble({USER: PASSWORD}, tls=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[WinRMRunner]:
+    engine = WinRMRunner(max_workers=8, operation_timeout_s=1, read_timeout_s=3)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def target_of(server: WSManTestDouble, port: int | None = None) -> TargetSpec:
+    return TargetSpec(
+        target_id="win-1", name="win-1", host="127.0.0.1", port=port or server.port, method="winrm"
+    )
+
+
+def credential(password: str = PASSWORD, user: str = USER, **options: str) -> Credential:
+    options.setdefault("transport", "basic")
+    return Credential(username=user, password=password, fingerprint=f"{user}:{password}", options=options)
+
+
+class Output:
+    """Collects on_output calls; remembers how many commands were still running at each."""
+
+    def __init__(self, server: WSManTestDouble | None = None) -> None:
+        self.chunks: list[tuple[str, str]] = []
+        self.running_at_chunk: list[int] = []
+        self.server = server
+        self.first = asyncio.Event()
+
+    def __call__(self, stream: str, text: str) -> None:
+        self.chunks.append((stream, text))
+        if self.server is not None:
+            self.running_at_chunk.append(self.server.running_commands)
+        self.first.set()
+
+    def text(self, stream: str = "STDOUT") -> str:
+        return "".join(text for name, text in self.chunks if name == stream)
+
+
+async def run(
+    runner: WinRMRunner,
+    server: WSManTestDouble,
+    step: StepSpec,
+    cred: Credential | None = None,
+    cancel: asyncio.Event | None = None,
+) -> tuple[int | None, str | None, Output]:
+    output = Output(server)
+    exit_code, reason = await runner.run_step(
+        target_of(server), cred or credential(), step, on_output=output, cancel=cancel or asyncio.Event()
+    )
+    return exit_code, reason, output
+
+
+def cmd(command: str, timeout_s: float = 20, **fields: object) -> StepSpec:
+    return StepSpec(name="cmd", command=command, timeout_s=timeout_s, **fields)  # type: ignore[arg-type]
+
+
+def ps(body: str, *arguments: str, timeout_s: float = 20) -> StepSpec:
+    return StepSpec(
+        name="ps",
+        command="",
+        type="script",
+        script=ScriptSpec(interpreter="powershell", body=body, arguments=arguments),
+        timeout_s=timeout_s,
+    )
+
+
+async def wait_until(predicate: object, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- cmd
+
+
+async def test_cmd_stdout_and_exit_code(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, reason, output = await run(runner, double, cmd("echo hello & hostname"))
+    assert (exit_code, reason) == (0, None)
+    assert output.text() == "hello\r\nWIN-DOUBLE\r\n"
+    assert output.text("STDERR") == ""
+
+
+async def test_cmd_nonzero_exit_and_stderr(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, reason, output = await run(runner, double, cmd("echo oops 1>&2 & exit /b 3"))
+    assert (exit_code, reason) == (3, None)
+    assert output.text("STDERR") == "oops\r\n"
+
+
+async def test_unknown_command_is_cmds_9009(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, _, output = await run(runner, double, cmd("frobnicate now"))
+    assert exit_code == 9009
+    assert "'frobnicate' is not recognized" in output.text("STDERR")
+
+
+async def test_working_directory_and_environment(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    step = cmd(
+        "cd & echo %APP_ENV%-%RELEASE%",
+        working_directory="D:\\apps",
+        env=(("APP_ENV", "prod"), ("RELEASE", "42")),
+    )
+    exit_code, _, output = await run(runner, double, step)
+    assert exit_code == 0
+    assert output.text() == "D:\\apps\r\nprod-42\r\n"
+
+
+async def test_output_streams_while_the_command_runs(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, _, output = await run(runner, double, cmd("ping -n 3 127.0.0.1"))
+    assert exit_code == 0
+    assert output.text().count("Reply from 127.0.0.1") == 3
+    assert len(output.chunks) >= 3  # one Receive per reply line, not one blob at the end
+    assert output.running_at_chunk[0] >= 1  # the first line arrived before the command ended
+
+
+# ----------------------------------------------------------------------------- PowerShell
+
+
+async def test_powershell_script_output_and_exit(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, _, output = await run(runner, double, ps("Write-Output 'from ps'\nhostname\nexit 7"))
+    assert exit_code == 7
+    assert output.text() == "from ps\r\nWIN-DOUBLE\r\n"
+    assert double.commands[-1].startswith("powershell -NoProfile -NonInteractive")
+
+
+async def test_powershell_errors_are_readable(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, _, output = await run(runner, double, ps("Write-Output ok; Write-Error 'disk is full'"))
+    assert exit_code == 1
+    assert output.text() == "ok\r\n"
+    assert output.text("STDERR").strip() == "disk is full"  # CLIXML unwrapped
+
+
+async def test_powershell_arguments_are_literal(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    hostile = "it's $env:COMPUTERNAME; exit 5"
+    exit_code, _, output = await run(
+        runner, double, ps('Write-Output "[$($args[0])] [$($args[1])]"', "web", hostile)
+    )
+    assert exit_code == 0
+    assert output.text() == f"[web] [{hostile}]\r\n"
+
+
+def test_powershell_command_line_encodes_utf16() -> None:
+    line = powershell_command_line("Write-Output 'é'", ("a'b",))
+    assert line.split()[-2] == "-EncodedCommand"
+    import base64
+
+    script = base64.b64decode(line.split()[-1]).decode("utf-16-le")
+    assert script == "& {\nWrite-Output 'é'\n} 'a''b'"
+
+
+def test_clean_clixml() -> None:
+    raw = '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="x"><S S="Error">a &amp; b_x000D__x000A_</S><S S="Error">c</S></Objs>'
+    assert clean_clixml(raw) == "a & b\nc"
+    assert clean_clixml("plain") == "plain"
+
+
+async def test_unsupported_interpreter_and_upload(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    commands = len(double.commands)
+    bash = StepSpec(name="b", command="", type="script", script=ScriptSpec(interpreter="bash", body="echo"))
+    exit_code, reason, _ = await run(runner, double, bash)
+    assert (exit_code, reason) == (
+        None,
+        "interpreter 'bash' is not available on WinRM targets (use powershell)",
+    )
+    upload = StepSpec(
+        name="u",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="upload", destination="C:\\x.txt", content="x"),
+    )
+    exit_code, reason, _ = await run(runner, double, upload)
+    assert (exit_code, reason) == (None, "file upload over WinRM is not supported yet (download is)")
+    assert len(double.commands) == commands
+
+
+async def test_download_reads_the_remote_file(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    double.files["c:\\logs\\app.log"] = "line 1\r\nline 2\r\n"
+    step = StepSpec(
+        name="dl",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="download", source="C:\\logs\\app.log", destination="app.log"),
+    )
+    exit_code, _, output = await run(runner, double, step)
+    assert exit_code == 0
+    assert output.text() == "line 1\r\nline 2\r\n"
+
+
+# ----------------------------------------------------------------------------- timeouts and cancel
+
+
+async def test_timeout_terminates_the_command(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    signals = len(double.signals)
+    exit_code, reason, output = await run(runner, double, cmd("ping -n 60 127.0.0.1", timeout_s=1.5))
+    assert exit_code is None
+    assert reason == "timed out after 1.5s; the command was sent the terminate signal"
+    assert "Reply from" in output.text()
+    assert SIGNAL_TERMINATE in double.signals[signals:]
+    await wait_until(lambda: double.running_commands == 0)
+
+
+async def test_powershell_sleep_times_out(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    exit_code, reason, _ = await run(runner, double, ps("Start-Sleep -Seconds 60", timeout_s=1))
+    assert exit_code is None
+    assert reason is not None and reason.startswith("timed out after 1s")
+    await wait_until(lambda: double.running_commands == 0)
+
+
+async def test_cancel_terminates_the_command(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    cancel = asyncio.Event()
+    output = Output(double)
+    task = asyncio.create_task(
+        runner.run_step(
+            target_of(double),
+            credential(),
+            cmd("ping -n 60 127.0.0.1", timeout_s=60),
+            on_output=output,
+            cancel=cancel,
+        )
+    )
+    await asyncio.wait_for(output.first.wait(), 10)
+    cancel.set()
+    exit_code, reason = await asyncio.wait_for(task, 20)
+    assert exit_code is None
+    assert reason == "cancelled; the command was sent the terminate signal"
+    assert SIGNAL_TERMINATE in double.signals
+    await wait_until(lambda: double.running_commands == 0)
+
+
+async def test_already_cancelled_runs_nothing(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    commands = len(double.commands)
+    exit_code, reason, _ = await run(runner, double, cmd("echo never"), cancel=cancel)
+    assert (exit_code, reason) == (None, "cancelled before the step started")
+    assert len(double.commands) == commands
+
+
+# ----------------------------------------------------------------------------- sessions, auth, transport
+
+
+async def test_sessions_are_reused_and_shells_closed(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    deleted = double.shells_deleted
+    for _ in range(3):
+        assert (await run(runner, double, cmd("echo again")))[0] == 0
+    assert runner.created == 1
+    assert runner.reused == 2
+    assert double.shells_deleted == deleted + 3
+
+
+async def test_concurrent_steps_on_one_host(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    results = await asyncio.gather(*(run(runner, double, cmd(f"echo n{i}")) for i in range(6)))
+    assert sorted(output.text() for _, _, output in results) == sorted(f"n{i}\r\n" for i in range(6))
+
+
+async def test_basic_wrong_password_is_authentication_failed(
+    runner: WinRMRunner, double: WSManTestDouble
+) -> None:
+    failures = double.auth_failures
+    with pytest.raises(AuthenticationFailed) as caught:
+        await run(runner, double, cmd("echo x"), cred=credential("wrong"))
+    assert caught.value.message == (
+        f"authentication rejected for user 'Administrator' on 127.0.0.1:{double.port} (WinRM basic)"
+    )
+    assert "wrong" not in caught.value.message
+    assert double.auth_failures > failures
+
+
+async def test_ntlm_with_message_encryption(runner: WinRMRunner, ntlm_double: WSManTestDouble) -> None:
+    exit_code, _, output = await run(runner, ntlm_double, cmd("whoami"), cred=credential(transport="ntlm"))
+    assert exit_code == 0
+    assert output.text() == "win-double\\Administrator\r\n"
+    exit_code, _, output = await run(
+        runner, ntlm_double, ps("Write-Output ntlm-ps"), cred=credential(transport="ntlm")
+    )
+    assert (exit_code, output.text()) == (0, "ntlm-ps\r\n")
+
+
+async def test_ntlm_is_the_default_transport(runner: WinRMRunner, ntlm_double: WSManTestDouble) -> None:
+    cred = Credential(username=USER, password=PASSWORD, fingerprint="default")
+    exit_code, _, output = await run(runner, ntlm_double, cmd("echo default"), cred=cred)
+    assert (exit_code, output.text()) == (0, "default\r\n")
+
+
+async def test_ntlm_wrong_password(runner: WinRMRunner, ntlm_double: WSManTestDouble) -> None:
+    with pytest.raises(AuthenticationFailed, match=r"user 'Administrator' .* \(WinRM ntlm\)"):
+        await run(runner, ntlm_double, cmd("echo x"), cred=credential("nope", transport="ntlm"))
+
+
+async def test_https_with_and_without_certificate_validation(
+    runner: WinRMRunner, tls_double: WSManTestDouble
+) -> None:
+    ignore = credential(scheme="https", serverCertValidation="ignore")
+    exit_code, _, output = await run(runner, tls_double, cmd("echo tls"), cred=ignore)
+    assert (exit_code, output.text()) == (0, "tls\r\n")
+    with pytest.raises(
+        HostKeyRejected, match=r"TLS certificate of 127\.0\.0\.1:.* was rejected: certificate verify failed"
+    ):
+        await run(runner, tls_double, cmd("echo tls"), cred=credential(scheme="https"))
+
+
+async def test_connection_refused(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    port = free_port()
+    with pytest.raises(ConnectionRefused, match=f"connection refused by 127.0.0.1:{port}"):
+        await runner.run_step(
+            target_of(double, port), credential(), cmd("echo x"), on_output=Output(), cancel=asyncio.Event()
+        )
+
+
+async def test_silent_server_does_not_hang(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    """A listener that accepts and never answers: bounded by the read timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        with pytest.raises(ConnectError, match=f"127.0.0.1:{port} did not answer within 3s"):
+            await runner.run_step(
+                target_of(double, port),
+                credential(),
+                cmd("echo x"),
+                on_output=Output(),
+                cancel=asyncio.Event(),
+            )
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+async def test_unknown_transport_is_refused(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    from opsconductor_ray.errors import CredentialUnavailable
+
+    with pytest.raises(CredentialUnavailable, match="WinRM transport 'digest' is not supported"):
+        await run(runner, double, cmd("echo x"), cred=credential(transport="digest"))
+
+
+async def test_test_connection(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    result = await runner.test_connection(target_of(double), credential(), 5)
+    assert result.ok
+    assert result.latency_ms is not None
+    assert "over WinRM (basic, http" in result.message
+    assert result.message.endswith("hostname WIN-DOUBLE")
+    bad = await runner.test_connection(target_of(double), credential("bad"), 5)
+    assert not bad.ok
+    assert bad.message.startswith("authentication rejected for user 'Administrator'")

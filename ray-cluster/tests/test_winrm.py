@@ -411,3 +411,60 @@ async def test_test_connection(runner: WinRMRunner, double: WSManTestDouble) -> 
     bad = await runner.test_connection(target_of(double), credential("bad"), 5)
     assert not bad.ok
     assert bad.message.startswith("authentication rejected for user 'Administrator'")
+
+
+async def test_on_started_comes_before_output_and_only_once_connected(
+    runner: WinRMRunner, double: WSManTestDouble
+) -> None:
+    order: list[str] = []
+
+    def output(stream: str, text: str) -> None:
+        order.append(stream)
+
+    step = cmd("echo one")
+    for _ in range(2):
+        await runner.run_step(
+            target_of(double),
+            credential(),
+            step,
+            on_output=output,
+            cancel=asyncio.Event(),
+            on_started=lambda reused: order.append(f"started reused={reused}"),
+        )
+    assert order == ["started reused=False", "STDOUT", "started reused=True", "STDOUT"]
+    order.clear()
+    with pytest.raises(AuthenticationFailed):
+        await runner.run_step(
+            target_of(double),
+            credential("bad"),
+            step,
+            on_output=output,
+            cancel=asyncio.Event(),
+            on_started=lambda reused: order.append("started"),
+        )
+    assert order == []
+
+
+async def test_shells_per_host_are_limited(double: WSManTestDouble) -> None:
+    runner = WinRMRunner(max_commands_per_host=1, operation_timeout_s=1, read_timeout_s=3)
+    try:
+        cancel = asyncio.Event()
+        first = Output(double)
+        long = asyncio.create_task(
+            runner.run_step(
+                target_of(double),
+                credential(),
+                cmd("ping -n 60 127.0.0.1", timeout_s=60),
+                on_output=first,
+                cancel=cancel,
+            )
+        )
+        await asyncio.wait_for(first.first.wait(), 10)
+        exit_code, reason, _ = await run(runner, double, cmd("echo second", timeout_s=1))
+        assert exit_code is None
+        assert reason == f"timed out after 1s waiting for a WinRM shell slot on 127.0.0.1:{double.port}"
+        cancel.set()
+        assert (await asyncio.wait_for(long, 20))[1] == "cancelled; the command was sent the terminate signal"
+        assert (await run(runner, double, cmd("echo third")))[:2] == (0, None)
+    finally:
+        runner.close()

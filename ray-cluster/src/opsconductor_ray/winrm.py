@@ -184,6 +184,26 @@ def map_winrm_exception(exc: BaseException, endpoint: _Endpoint, read_timeout_s:
     return EngineError(f"unexpected error with {where}: {type(exc).__name__}: {exc}")
 
 
+async def _acquire(semaphore: asyncio.Semaphore, cancel: asyncio.Event, timeout_s: float) -> bool:
+    """Take a slot unless `cancel` is set or `timeout_s` passes first."""
+    taking = asyncio.ensure_future(semaphore.acquire())
+    stopper = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({taking, stopper}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if taking.done() and not taking.cancelled():
+        if cancel.is_set():
+            semaphore.release()
+            return False
+        return True
+    taking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        if await taking:  # acquired while we cancelled it
+            semaphore.release()
+    return False
+
+
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
@@ -250,10 +270,15 @@ class WinRMRunner:
         *,
         on_output: OnOutput,
         cancel: asyncio.Event,
+        on_started: Callable[[bool], None] | None = None,
     ) -> tuple[int | None, str | None]:
         """Run one step; returns (exit code, None) when the command ended by itself, or
         (None, reason) when it did not run or was stopped ("timed out after …", "cancelled …").
-        Connect, TLS and authentication failures raise `EngineError` subclasses."""
+        Connect, TLS and authentication failures raise `EngineError` subclasses.
+
+        `on_started(reused)` (optional) is called once the server accepted us and created the
+        shell, before any output: the WinRM counterpart of "the SSH channel is open", for
+        callers that announce TARGET_STARTED only for targets that really connected."""
         endpoint = endpoint_of(target, credential)
         command, unsupported = self._command_for(step)
         if command is None:
@@ -266,15 +291,29 @@ class WinRMRunner:
         )
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        async with slots:
+        if not await _acquire(slots, cancel, step.timeout_s):
+            return None, (
+                "cancelled before the step started"
+                if cancel.is_set()
+                else f"timed out after {step.timeout_s:g}s waiting for a WinRM shell slot on {endpoint.where}"
+            )
+        try:
+            idle_before = self.reused
             protocol = self._checkout(endpoint, credential)
+            reused = self.reused > idle_before
             run = _Run()
 
             def emit(stream: str, text: str) -> None:
                 if text:
                     loop.call_soon_threadsafe(on_output, stream, text)
 
-            job = self._pool().submit(self._execute, protocol, run, step, command, powershell, emit)
+            def shell_open() -> None:
+                if on_started is not None:
+                    loop.call_soon_threadsafe(on_started, reused)
+
+            job = self._pool().submit(
+                self._execute, protocol, run, step, command, powershell, emit, shell_open
+            )
             future = asyncio.wrap_future(job)
             stopper = asyncio.ensure_future(cancel.wait())
             remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
@@ -312,6 +351,8 @@ class WinRMRunner:
             else:
                 self._checkin(endpoint, protocol)
             return None, reason
+        finally:
+            slots.release()
 
     async def test_connection(
         self, target: TargetSpec, credential: Credential, timeout_s: float = 10.0
@@ -457,6 +498,7 @@ class WinRMRunner:
         command: str,
         powershell: bool,
         emit: OnOutput,
+        shell_open: Callable[[], None],
     ) -> int:
         """In a worker thread: shell, command, Receive until Done, shell deleted."""
         shell_id = protocol.open_shell(
@@ -466,6 +508,7 @@ class WinRMRunner:
             noprofile=True,
         )
         run.shell_id = shell_id
+        shell_open()
         try:
             command_id = protocol.run_command(shell_id, command)
             run.command_id = command_id

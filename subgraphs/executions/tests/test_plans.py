@@ -317,7 +317,7 @@ async def test_retry_only_failed_targets_runs_the_same_version(
         """query($t: ID!, $after: DateTime) { executions(filter: {targetId: $t, statuses: [FAILED],
         createdAfter: $after}, first: 1) { totalCount pageInfo { hasNextPage endCursor }
         edges { node { id retryOf } } } }""",
-        {"t": targets[1], "after": done["startedAt"][:19] + "Z"},
+        {"t": targets[1], "after": done["finishedAt"]},
         token=admin_token,
     )
     page = listed["data"]["executions"]

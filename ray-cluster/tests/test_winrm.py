@@ -206,7 +206,7 @@ def test_clean_clixml() -> None:
     assert clean_clixml("plain") == "plain"
 
 
-async def test_unsupported_interpreter_and_upload(runner: WinRMRunner, double: WSManTestDouble) -> None:
+async def test_unsupported_interpreter(runner: WinRMRunner, double: WSManTestDouble) -> None:
     commands = len(double.commands)
     bash = StepSpec(name="b", command="", type="script", script=ScriptSpec(interpreter="bash", body="echo"))
     exit_code, reason, _ = await run(runner, double, bash)
@@ -214,14 +214,6 @@ async def test_unsupported_interpreter_and_upload(runner: WinRMRunner, double: W
         None,
         "interpreter 'bash' is not available on WinRM targets (use powershell)",
     )
-    upload = StepSpec(
-        name="u",
-        command="",
-        type="file_transfer",
-        transfer=TransferSpec(direction="upload", destination="C:\\x.txt", content="x"),
-    )
-    exit_code, reason, _ = await run(runner, double, upload)
-    assert (exit_code, reason) == (None, "file upload over WinRM is not supported yet (download is)")
     assert len(double.commands) == commands
 
 
@@ -468,3 +460,27 @@ async def test_shells_per_host_are_limited(double: WSManTestDouble) -> None:
         assert (await run(runner, double, cmd("echo third")))[:2] == (0, None)
     finally:
         runner.close()
+
+
+async def test_upload_goes_through_stdin(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    content = "".join(f"line {i} — ünïcode 'quoted'\r\n" for i in range(20_000))  # ~700 KB: many Sends
+    step = StepSpec(
+        name="up",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(
+            direction="upload", destination="C:\\deploy\\it's.txt", content=content, mode="0644"
+        ),
+    )
+    exit_code, reason, output = await run(runner, double, step)
+    assert (exit_code, reason, output.text("STDERR")) == (0, None, "")
+    assert double.files["c:\\deploy\\it's.txt"] == content
+    assert len(double.commands[-1]) < 8000  # the content did not go on the command line
+    download = StepSpec(
+        name="dl",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="download", source="C:\\deploy\\it's.txt", destination="x"),
+    )
+    exit_code, _, output = await run(runner, double, download)
+    assert (exit_code, output.text()) == (0, content)

@@ -57,6 +57,8 @@ DEFAULT_TRANSPORT = "ntlm"
 UTF8_CODEPAGE = 65001
 MAX_COMMAND_LINE = 8000
 """cmd.exe refuses command lines over 8191 characters; an encoded PowerShell script must fit."""
+STDIN_CHUNK = 64 * 1024
+"""Bytes of stdin per WS-Man Send: base64 again in the envelope, well under 150 KiB."""
 SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
 SHELL_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 
@@ -88,6 +90,16 @@ class _Endpoint:
 class _Idle:
     protocol: Protocol
     since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A step as WinRS sees it: a command line, what to feed its stdin, and whether it is
+    PowerShell (whose stderr is CLIXML)."""
+
+    line: str
+    stdin: bytes | None = None
+    powershell: bool = False
 
 
 @dataclass(eq=False)
@@ -139,6 +151,19 @@ def powershell_command_line(body: str, arguments: tuple[str, ...] = ()) -> str:
         script = f"& {{\n{body}\n}} {quoted}"
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
     return f"powershell -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
+
+
+def upload_script(destination: str) -> str:
+    """PowerShell that writes the base64 text it reads on stdin to `destination`.
+
+    The content goes through WinRS stdin (Send), not the command line, so it is not bound
+    by the 8191-character limit. Windows has no POSIX mode: `TransferSpec.mode` is ignored."""
+    path = destination.replace("'", "''")
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        "$data = [Console]::In.ReadToEnd()\n"
+        f"[IO.File]::WriteAllBytes('{path}', [Convert]::FromBase64String($data))\n"
+    )
 
 
 def clean_clixml(text: str) -> str:
@@ -285,7 +310,6 @@ class WinRMRunner:
             return None, unsupported
         if cancel.is_set():
             return None, "cancelled before the step started"
-        powershell = step.type == "script"
         slots = self._host_slots.setdefault(
             (target.host, target.port, credential.username), asyncio.Semaphore(self._max_per_host)
         )
@@ -311,9 +335,7 @@ class WinRMRunner:
                 if on_started is not None:
                     loop.call_soon_threadsafe(on_started, reused)
 
-            job = self._pool().submit(
-                self._execute, protocol, run, step, command, powershell, emit, shell_open
-            )
+            job = self._pool().submit(self._execute, protocol, run, step, command, emit, shell_open)
             future = asyncio.wrap_future(job)
             stopper = asyncio.ensure_future(cancel.wait())
             remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
@@ -414,10 +436,10 @@ class WinRMRunner:
     # ------------------------------------------------------------------ commands
 
     @staticmethod
-    def _command_for(step: StepSpec) -> tuple[str | None, str | None]:
-        """(command line, None), or (None, why the step cannot run on Windows)."""
+    def _command_for(step: StepSpec) -> tuple[_Prepared | None, str | None]:
+        """(what to run, None), or (None, why the step cannot run on Windows)."""
         if step.type == "command":
-            return step.command, None
+            return _Prepared(step.command), None
         if step.type == "script":
             script = step.script
             if script is None:
@@ -432,12 +454,22 @@ class WinRMRunner:
                     f"the PowerShell script is too long for one WinRS command line "
                     f"({len(line)} > {MAX_COMMAND_LINE} characters once encoded)"
                 )
-            return line, None
+            return _Prepared(line, powershell=True), None
         if step.type == "file_transfer":
             transfer = step.transfer
-            if transfer is not None and transfer.direction == "download" and transfer.source:
-                return f'type "{transfer.source}"', None
-            return None, "file upload over WinRM is not supported yet (download is)"
+            if transfer is None:
+                return None, "file_transfer step without a transfer"
+            if transfer.direction == "download":
+                if not transfer.source or '"' in transfer.source:
+                    return None, "download needs a source path (without double quotes)"
+                return _Prepared(f'type "{transfer.source}"'), None
+            if transfer.direction == "upload":
+                return _Prepared(
+                    powershell_command_line(upload_script(transfer.destination)),
+                    stdin=base64.b64encode((transfer.content or "").encode("utf-8")),
+                    powershell=True,
+                ), None
+            return None, f"transfer direction '{transfer.direction}' is not upload or download"
         return None, f"step type '{step.type}' is not supported"
 
     # ------------------------------------------------------------------ threads
@@ -495,8 +527,7 @@ class WinRMRunner:
         protocol: Protocol,
         run: _Run,
         step: StepSpec,
-        command: str,
-        powershell: bool,
+        command: _Prepared,
         emit: OnOutput,
         shell_open: Callable[[], None],
     ) -> int:
@@ -510,8 +541,17 @@ class WinRMRunner:
         run.shell_id = shell_id
         shell_open()
         try:
-            command_id = protocol.run_command(shell_id, command)
+            command_id = protocol.run_command(shell_id, command.line)
             run.command_id = command_id
+            if command.stdin is not None:
+                data = command.stdin
+                for offset in range(0, max(len(data), 1), STDIN_CHUNK):
+                    if run.stop.is_set():
+                        break
+                    last = offset + STDIN_CHUNK >= len(data)
+                    protocol.send_command_input(
+                        shell_id, command_id, data[offset : offset + STDIN_CHUNK], end=last
+                    )
             decode_out, decode_err = _Decoder(), _Decoder()
             stderr_parts: list[str] = []
             while True:
@@ -526,7 +566,7 @@ class WinRMRunner:
                 except WinRMOperationTimeoutError:
                     continue  # no output within the operation timeout: ask again
                 emit("STDOUT", decode_out(stdout, done))
-                if powershell:  # CLIXML error records only make sense whole
+                if command.powershell:  # CLIXML error records only make sense whole
                     stderr_parts.append(decode_err(stderr, done))
                 else:
                     emit("STDERR", decode_err(stderr, done))
@@ -556,4 +596,11 @@ class WinRMRunner:
                 protocol.transport.close_session()
 
 
-__all__ = ["WinRMRunner", "clean_clixml", "endpoint_of", "map_winrm_exception", "powershell_command_line"]
+__all__ = [
+    "WinRMRunner",
+    "clean_clixml",
+    "endpoint_of",
+    "map_winrm_exception",
+    "powershell_command_line",
+    "upload_script",
+]

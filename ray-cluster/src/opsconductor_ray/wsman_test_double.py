@@ -23,7 +23,9 @@ PowerShell (`powershell ... -EncodedCommand <base64 UTF-16LE>`, what pywinrm's `
 sends): statements split on new lines and `;`: `Write-Output X` / `echo X` / `Write-Host X`
 / a bare quoted string, `Write-Error X` (a CLIXML error record on stderr, exit code 1),
 `exit N`, `Start-Sleep N` / `Start-Sleep -Seconds N` (interruptible), `hostname`,
-`Get-Location`, `Get-Content PATH`, `Set-Content -Path P -Value V`; `$env:NAME` and
+`Get-Location`, `Get-Content PATH`, `Set-Content -Path P -Value V`, `$x = V`,
+`$x = [Console]::In.ReadToEnd()` (WinRS stdin, as the engine's upload sends it) and
+`[IO.File]::WriteAllBytes('P', [Convert]::FromBase64String($x))`; `$env:NAME` and
 `$args[i]` expand; a script of the form `& { body } 'a' 'b'` binds `$args`. Unknown
 commands write PowerShell's CommandNotFound error and continue.
 
@@ -129,6 +131,7 @@ class _Interpreter:
         self.command = command
         self.encoding = "utf-8" if shell.codepage == 65001 else "cp437"
         self.args: list[str] = []
+        self.variables: dict[str, str] = {}
 
     def out(self, text: str, stream: str = "stdout") -> None:
         if self.command.terminated.is_set():
@@ -251,10 +254,38 @@ class _Interpreter:
         )
         self.out(record, "stderr")
 
+    def read_stdin(self) -> str:
+        """Block until the client closed stdin (Send with End=true), or the command is stopped."""
+        command = self.command
+        with command.changed:
+            while not command.stdin_closed:
+                if command.terminated.is_set():
+                    raise _Stop
+                command.changed.wait(0.2)
+            return bytes(command.stdin).decode(self.encoding, "replace")
+
     def ps_one(self, statement: str) -> None:
         word, _, rest = statement.partition(" ")
         name = word.lower()
-        if name in ("write-output", "echo", "write-host"):
+        assignment = re.match(r"^\$(\w+)\s*=\s*(.*)$", statement)
+        write_bytes = re.match(
+            r"^\[IO\.File\]::WriteAllBytes\('((?:[^']|'')*)',\s*\[Convert\]::FromBase64String\(\$(\w+)\)\)$",
+            statement,
+            flags=re.IGNORECASE,
+        )
+        if assignment and not name.startswith("$env:"):
+            variable, value = assignment.groups()
+            if variable.lower() == "erroractionpreference":
+                return
+            if value.strip().lower() == "[console]::in.readtoend()":
+                self.variables[variable.lower()] = self.read_stdin()
+            else:
+                self.variables[variable.lower()] = self.ps_value(value)
+        elif write_bytes:
+            path, variable = write_bytes.groups()
+            data = base64.b64decode(self.variables.get(variable.lower(), ""))
+            self.double.files[path.replace("''", "'").lower()] = data.decode("utf-8", "replace")
+        elif name in ("write-output", "echo", "write-host"):
             self.out(self.ps_value(rest) + "\r\n")
         elif statement[:1] in ("'", '"'):
             self.out(self.ps_value(statement) + "\r\n")

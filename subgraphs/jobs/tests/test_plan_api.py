@@ -37,8 +37,8 @@ UPDATE_JOB = f"""mutation($id: ID!, $input: UpdateJobInput!) {{ updateJob(id: $i
   ... on ValidationFailed {{ message field }} ... on UnknownTargets {{ message targetIds }}
   ... on NotFound {{ message }} ... on Error {{ message }} }} }}"""
 
-JOB_PLAN = f"""query($jobId: ID!, $parameters: JSON, $targetIds: [ID!]) {{
-  jobPlan(jobId: $jobId, parameters: $parameters, targetIds: $targetIds) {{ __typename
+JOB_PLAN = f"""query($jobId: ID!, $parameters: JSON, $targetIds: [ID!], $version: Int) {{
+  jobPlan(jobId: $jobId, parameters: $parameters, targetIds: $targetIds, version: $version) {{ __typename
     ... on JobPlan {{ jobId serial name version steps {{ {STEP_FIELDS} }} targetIds
       policy {{ {POLICY_FIELDS} }} parameters dangerous {{ stepName rule reason match }} }}
     ... on ValidationFailed {{ message field }} ... on UnknownTargets {{ message targetIds }}
@@ -516,6 +516,15 @@ async def test_update_versions_and_plan_uses_the_current_version(
     ]
     assert plan["version"] == 2 and [s["command"] for s in plan["steps"]] == ["echo 'x y'"]
     assert plan["targetIds"] == [fleet["explicit"]]
+    old = (
+        await call(
+            platform, admin_token, JOB_PLAN, {"jobId": job_id, "parameters": {"version": "1"}, "version": 1}
+        )
+    )["jobPlan"]
+    assert old["__typename"] == "JobPlan" and old["version"] == 1 and len(old["steps"]) == 5
+    assert old["name"] == created["job"]["name"] and len(old["targetIds"]) == 4  # v1 had the selector
+    none = (await call(platform, admin_token, JOB_PLAN, {"jobId": job_id, "version": 7}))["jobPlan"]
+    assert none["__typename"] == "NotFound"
 
     stale = (
         await call(

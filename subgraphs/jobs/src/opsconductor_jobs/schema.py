@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -250,6 +250,10 @@ class Query:
         job_id: strawberry.ID,
         parameters: JSON | None = None,
         target_ids: list[strawberry.ID] | None = None,
+        version: Annotated[
+            int | None,
+            strawberry.argument(description="Plan this stored version instead of the current one (retries)."),
+        ] = None,
     ) -> JobPlanResult:
         try:
             plan = await service.plan_job(
@@ -258,6 +262,7 @@ class Query:
                 target_ids=None if target_ids is None else [str(t) for t in target_ids],
                 directory=_targets(info),
                 rules=_rules(info),
+                version=version,
             )
         except EXPECTED as exc:
             return _error(exc)

@@ -949,15 +949,25 @@ async def plan_job(
     target_ids: Sequence[str] | None,
     directory: TargetDirectory,
     rules: tuple[danger.Rule, ...],
+    version: int | None = None,
 ) -> Plan:
     """What a run of the job's current version would do: the rendered steps, resolved targets,
-    effective parameters and dangerous-command findings. Reads only; no transaction needed."""
+    effective parameters and dangerous-command findings. Reads only; no transaction needed.
+
+    ``version`` plans an older stored version instead (a retry re-runs what the first run ran).
+    """
     row = await get_job(job_id)
     if row is None:
         raise NotFoundError(f"job {job_id} not found", id=job_id)
     if parameters is not None and not isinstance(parameters, Mapping):
         raise ValidationError("parameters must be a JSON object", field="parameters")
-    job = valid_from_model(row)
+    if version is None or version == row.version:
+        job, planned_version = valid_from_model(row), row.version
+    else:
+        stored = await JobVersion.filter(job_id=row.id, version=version).first()
+        if stored is None:
+            raise NotFoundError(f"job {row.serial} has no version {version}", id=job_id)
+        job, planned_version = ValidJob.from_snapshot(stored.snapshot), version
     values = resolve_parameters(job.parameters, parameters)
     texts = {name: as_text(value) for name, value in values.items()}
     steps = [render_step(s, texts) for s in job.steps]
@@ -966,8 +976,8 @@ async def plan_job(
     return Plan(
         job_id=str(row.id),
         serial=row.serial,
-        name=row.name,
-        version=row.version,
+        name=job.name,
+        version=planned_version,
         steps=steps,
         target_ids=targets,
         policy=policy_with_defaults(job.policy),

@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -84,7 +84,7 @@ SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
 @dataclass(eq=False)
 class _Command:
     command_id: str
-    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    chunks: list[tuple[str, bytes]] = field(default_factory=list[tuple[str, bytes]])
     exit_code: int | None = None
     stdin: bytearray = field(default_factory=bytearray)
     stdin_closed: bool = False
@@ -110,7 +110,7 @@ class _Shell:
     working_directory: str
     env: dict[str, str]
     codepage: int
-    commands: dict[str, _Command] = field(default_factory=dict)
+    commands: dict[str, _Command] = field(default_factory=dict[str, _Command])
 
 
 class _Stop(Exception):
@@ -479,7 +479,7 @@ class WSManTestDouble:
         )
 
     @contextlib.contextmanager
-    def ntlm_store(self) -> Iterator[None]:
+    def ntlm_store(self) -> Generator[None, None, None]:
         """pyspnego's NTLM acceptor checks passwords against the file named by NTLM_USER_FILE
         (its documented store), read when the context is created and again when the client's
         AUTHENTICATE message is checked: point it at our `users` for that moment only."""

@@ -413,3 +413,57 @@ async def test_viewer_cannot_retry(platform: Any, admin_token: str) -> None:
         platform.url("executions"), OUTPUT, {"e": str(uuid.uuid4()), "t": str(uuid.uuid4())}, token=token
     )
     assert "errors" not in body and body["data"]["targetOutput"]["totalCount"] == 0
+
+
+async def test_step_types_env_workdir_and_expected_exit_codes_reach_the_engine(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    remote = f"/tmp/opsc-exec-{uuid.uuid4().hex[:8]}.txt"
+    steps = [
+        {
+            "name": "script",
+            "type": "script",
+            "script": {
+                "interpreter": "bash",
+                "body": 'echo "arg=$1 env=$GREETING pwd=$(pwd)"; exit 3',
+                "arguments": ["x y"],
+            },
+            "env": [{"name": "GREETING", "value": "hola"}],
+            "workingDirectory": "/tmp",
+            "expectedExitCodes": [0, 3],
+        },
+        {
+            "name": "upload",
+            "type": "file_transfer",
+            "transfer": {
+                "direction": "upload",
+                "destination": remote,
+                "content": "uploaded-text\n",
+                "mode": "0600",
+            },
+        },
+        {
+            "name": "download",
+            "type": "file_transfer",
+            "transfer": {"direction": "download", "source": remote, "destination": "copy"},
+        },
+        {"name": "cleanup", "command": f"rm -f {remote}"},
+    ]
+    body = await gql(
+        platform.url("jobs"),
+        """mutation($input: CreateJobInput!) { createJob(input: $input) {
+        __typename ... on JobCreated { job { id } } ... on Error { message } } }""",
+        {"input": {"name": f"types-{uuid.uuid4().hex[:6]}", "targetIds": targets[:1], "steps": steps}},
+        token=admin_token,
+    )
+    assert body["data"]["createJob"]["__typename"] == "JobCreated", body
+    job = body["data"]["createJob"]["job"]["id"]
+    started = await run(platform, admin_token, job)
+    assert started["__typename"] == "ExecutionStarted", started
+    done = await wait_terminal(platform.url("executions"), admin_token, started["execution"]["id"])
+    results = done["targetRuns"][0]["steps"]
+    assert done["status"] == "SUCCEEDED", done
+    assert results[0]["exitCode"] == 3 and results[0]["status"] == "SUCCEEDED"
+    assert "arg=x y env=hola pwd=/tmp" in results[0]["stdout"], results[0]
+    assert results[2]["stdout"] == "uploaded-text\n", results[2]
+    assert [s["name"] for s in done["steps"]] == ["script", "upload", "download", "cleanup"]

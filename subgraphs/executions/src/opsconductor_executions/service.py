@@ -460,13 +460,15 @@ class Deps:
             "targets": grant["targets"],
             "dangerous": plan["dangerous"],
         }
-        execution = await self._create_rows(plan, stored, actor, retry_of)
+        execution_id = str(uuid.uuid4())
+        engine_plan = self._engine_plan(execution_id, stored, grant)  # refuses what the engine cannot run
+        execution = await self._create_rows(plan, stored, actor, retry_of, execution_id)
         notify()
         if execution.waiting:
             return execution
-        # Creating the coordinator actor takes Ray a second or two: the caller gets the QUEUED run now,
+        # Handing the run to the coordinator takes Ray a moment: the caller gets the QUEUED run now,
         # and the follower starts it (EXECUTION_STARTED then streams to subscribers as usual).
-        self.follow(execution.id, self._engine_plan(execution.id, stored, grant))
+        self.follow(execution.id, engine_plan)
         return execution
 
     async def _dangerous_gate(
@@ -539,7 +541,12 @@ class Deps:
         )
 
     async def _create_rows(
-        self, plan: dict[str, Any], stored: dict[str, Any], actor: str | None, retry_of: str | None
+        self,
+        plan: dict[str, Any],
+        stored: dict[str, Any],
+        actor: str | None,
+        retry_of: str | None,
+        execution_id: str,
     ) -> Execution:
         concurrency = plan["policy"].get("concurrency", "allow")
         for attempt in range(5):
@@ -570,7 +577,7 @@ class Deps:
                     )
                     number = (latest[0] or 0) + 1 if latest else 1
                     execution = await Execution.create(
-                        id=str(uuid.uuid4()),
+                        id=execution_id,
                         job_id=plan["jobId"],
                         job_serial=plan.get("serial"),
                         job_name=plan["name"],

@@ -484,3 +484,25 @@ async def test_upload_goes_through_stdin(runner: WinRMRunner, double: WSManTestD
     )
     exit_code, _, output = await run(runner, double, download)
     assert (exit_code, output.text()) == (0, content)
+
+
+async def test_key_only_credential_is_refused(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    from opsconductor_ray.errors import CredentialUnavailable
+
+    key_only = Credential(username="deploy", fingerprint="k", options={"transport": "basic"})
+    with pytest.raises(
+        CredentialUnavailable, match="WinRM needs a password; the credential of user 'deploy' has none"
+    ):
+        await run(runner, double, cmd("echo x"), cred=key_only)
+
+
+async def test_missing_transport_packages_are_readable(runner: WinRMRunner, double: WSManTestDouble) -> None:
+    """credssp and kerberos need requests-credssp / a Kerberos stack, not installed here."""
+    import importlib.util
+
+    from opsconductor_ray.errors import EngineError
+
+    if importlib.util.find_spec("requests_credssp") is not None:
+        pytest.skip("requests-credssp is installed")
+    with pytest.raises(EngineError, match="credssp, but requests-credssp is not installed"):
+        await run(runner, double, cmd("echo x"), cred=credential(transport="credssp"))

@@ -123,6 +123,10 @@ class _Decoder:
 def endpoint_of(target: TargetSpec, credential: Credential) -> _Endpoint:
     """The WinRM endpoint for a target: transport and TLS options come with the credential
     (`transport`, `scheme`, `serverCertValidation`); port 5986 means HTTPS by convention."""
+    if not credential.password:
+        raise CredentialUnavailable(
+            f"WinRM needs a password; the credential of user '{credential.username}' has none"
+        )
     options = credential.options
     transport = options.get("transport", DEFAULT_TRANSPORT).lower()
     if transport == "plaintext":

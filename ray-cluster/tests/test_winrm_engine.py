@@ -3,13 +3,23 @@ HTTP credential resolver, and the WS-Man test double standing in for a Windows h
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from opsconductor_ray.client import EngineClient
-from opsconductor_ray.protocol import EventType, ExecutionPlan, ScriptSpec, Status, StepSpec, TargetSpec
+from opsconductor_ray.protocol import (
+    EngineEvent,
+    EventType,
+    ExecutionPlan,
+    ScriptSpec,
+    Status,
+    StepSpec,
+    TargetSpec,
+)
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
 from opsconductor_ray.wsman_test_double import WSManTestDouble
 
@@ -81,3 +91,46 @@ async def test_winrm_run_through_the_pool(
     result = await engine.test_connection(good, vault.issue(username="opsc", password=PASSWORD))
     assert result.ok, result.message
     assert result.message.endswith("hostname WIN-ENGINE")
+
+
+async def test_winrm_timeout_and_cancel_through_the_pool(
+    engine: EngineClient, vault: FakeCredentialVault, windows: WSManTestDouble
+) -> None:
+    ref = vault.issue(username="opsc", password=PASSWORD)
+    timeout_plan = ExecutionPlan(
+        execution_id=f"test-{uuid.uuid4().hex[:12]}",
+        steps=(
+            StepSpec(name="slow", command="ping -n 60 127.0.0.1", timeout_s=2),
+            StepSpec(name="after", command="echo never", timeout_s=30),
+        ),
+        targets=(winrm_target(windows),),
+        credentials=ref,
+    )
+    await engine.start(timeout_plan)
+    events = await collect_events(engine, timeout_plan.execution_id, timeout_s=60)
+    finished = [e for e in events if e.type == EventType.STEP_FINISHED]
+    assert [e.status for e in finished] == [Status.TIMED_OUT, Status.SKIPPED]
+    assert finished[0].data == "timed out after 2s; the command was sent the terminate signal"
+    assert "Reply from" in "".join(e.data or "" for e in events if e.type == EventType.STDOUT)
+
+    cancel_plan = ExecutionPlan(
+        execution_id=f"test-{uuid.uuid4().hex[:12]}",
+        steps=(StepSpec(name="long", command="ping -n 120 127.0.0.1", timeout_s=300),),
+        targets=(winrm_target(windows),),
+        credentials=ref,
+    )
+    await engine.start(cancel_plan)
+    seen: list[EngineEvent] = []
+    deadline = time.monotonic() + 60
+    while not any(e.type == EventType.STDOUT for e in seen):
+        assert time.monotonic() < deadline, seen
+        seen.extend(await engine.events(cancel_plan.execution_id, after_seq=len(seen), wait_s=1.0))
+    await engine.cancel(cancel_plan.execution_id)
+    events = await collect_events(engine, cancel_plan.execution_id, timeout_s=60)
+    step = next(e for e in events if e.type == EventType.STEP_FINISHED)
+    assert step.status == Status.CANCELLED
+    assert events[-1].status == Status.CANCELLED
+    deadline = time.monotonic() + 20
+    while windows.running_commands:
+        assert time.monotonic() < deadline, "the cancelled command still runs on the double"
+        await asyncio.sleep(0.1)

@@ -506,3 +506,24 @@ async def test_missing_transport_packages_are_readable(runner: WinRMRunner, doub
         pytest.skip("requests-credssp is installed")
     with pytest.raises(EngineError, match="credssp, but requests-credssp is not installed"):
         await run(runner, double, cmd("echo x"), cred=credential(transport="credssp"))
+
+
+async def test_abandoned_step_still_terminates_the_command(
+    runner: WinRMRunner, double: WSManTestDouble
+) -> None:
+    """The caller's task is cancelled (actor going away): the remote command is stopped anyway."""
+    output = Output(double)
+    task = asyncio.create_task(
+        runner.run_step(
+            target_of(double),
+            credential(),
+            cmd("ping -n 60 127.0.0.1", timeout_s=60),
+            on_output=output,
+            cancel=asyncio.Event(),
+        )
+    )
+    await asyncio.wait_for(output.first.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until(lambda: double.running_commands == 0)

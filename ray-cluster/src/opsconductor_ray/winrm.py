@@ -347,6 +347,13 @@ class WinRMRunner:
                 done, _ = await asyncio.wait(
                     {future, stopper}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
+            except asyncio.CancelledError:
+                # Our caller is going away (actor shutdown, run torn down): still stop the
+                # remote command rather than leave it running unobserved.
+                run.stop.set()
+                if not job.cancel():
+                    self._pool().submit(self._signal_out_of_band, endpoint, credential, run)
+                raise
             finally:
                 stopper.cancel()
             if future in done:
@@ -372,8 +379,9 @@ class WinRMRunner:
                 # its session, never hang the step.
                 signaller.cancel()
                 return None, reason + f" (no answer from {endpoint.where} afterwards)"
-            except Exception:  # noqa: S110 - the worker's error no longer matters: the step was stopped
-                pass
+            except Exception:  # the worker's error no longer matters (the step was stopped): drop the session
+                with contextlib.suppress(Exception):
+                    protocol.transport.close_session()
             else:
                 self._checkin(endpoint, protocol)
             return None, reason

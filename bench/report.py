@@ -196,8 +196,8 @@ def _breakdown(results: Results) -> list[str]:
         "",
         "Medians in seconds, from the events' own timestamps (`at`, set by the coordinator and pool "
         "actors on this machine's clock). *Until EXECUTION_STARTED*: from the call (`EngineClient.start` "
-        "or the runJob request) to the coordinator's first event; it includes creating the run's "
-        "ExecutionCoordinator actor (a Ray worker process) and, end to end, runJob's own work (job "
+        "or the runJob request) to the coordinator's first event; it includes handing the plan to a "
+        "long-lived ExecutionCoordinator actor and, end to end, runJob's own work (job "
         "snapshot, connection grant, rows). *SSH phase*: EXECUTION_STARTED → EXECUTION_FINISHED. "
         "*Delivery*: EXECUTION_FINISHED → received by the client (long poll; end to end also "
         "persisting, publishing and the router). Within the SSH phase: *first credential request* "
@@ -410,46 +410,27 @@ def _reading(results: Results) -> list[str]:
             "(" + ", ".join(f"{p['actor']:.2f}" for p in results.probe) + " s)"
         )
     out.append(
-        f"1. **A new coordinator actor per run**: {_range(before)} pass before EXECUTION_STARTED, cold and "
-        "warm alike. Each run creates a detached ExecutionCoordinator, which needs a Ray worker process "
-        "(spawned, or a prestarted one) before `start` can run, and the actor exits on `release()`, so "
-        "every run pays again." + (probe + "." if probe else "")
+        f"1. **Hand-off to the run's coordinator**: {_range(before)} pass before EXECUTION_STARTED (end to "
+        "end this includes runJob's own work). Runs no longer get an actor of their own: `EngineClient.start` "
+        "checks the 4 pools with one cheap call each and hands the plan to one of the long-lived "
+        "`coordinator-<k>` actors created by `connect()`."
+        + (
+            probe + ", which is what every run paid before the coordinators became long-lived."
+            if probe
+            else ""
+        )
     )
     if any(d is not None for d in dispatch):
-        extra = ""
-        if results.probe:
-            extra = (
-                f" From a fresh actor process, looking the 4 pools up by name took {med['lookup']:.2f} s "
-                f"(the same lookups again in that process: {med['second_lookup']:.3f} s), the first call to "
-                f"each pool {med['first_call']:.3f} s and a second one {med['second_call']:.3f} s (probe medians)"
-            )
         out.append(
             f"2. **Coordinator to pool dispatch**: {_range(dispatch)} from EXECUTION_STARTED to the pools' "
-            "first credential request. The new coordinator process looks each pool up by name "
-            "(`ray.get_actor` in a thread) and then makes its first call to each pool actor from a process "
-            "that has never talked to them; this too recurs on every run." + (extra + "." if extra else "")
+            "first credential request (the coordinator pings each pool once, then calls it with the batch)."
         )
     if ssh_work:
         out.append(
             f"3. **The SSH work itself, once a pool has its batch**: warm, from the first credential request "
             f"to EXECUTION_FINISHED took {_range(ssh_work)}, against {_range(raw_warm)} for raw asyncssh's "
             "whole warm run (the pools also make one HTTP credential lookup per target per run and flush "
-            "events to the coordinator every 50 ms)."
+            "events to the coordinator every 50 ms; raw asyncssh runs in one process, the engine's 4 pools "
+            "share the same 2 cores with the coordinator, Ray and this benchmark)."
         )
-    fixed = [
-        (results.part("engine", n, "warm", "to_started") or 0)
-        + (results.part("engine", n, "warm", "to_first_credential") or 0)
-        for n in results.ns
-        if results.part("engine", n, "warm", "to_first_credential") is not None
-    ]
-    if fixed and any(raw_warm):
-        worst_raw = max(r for r in raw_warm if r)
-        out += [
-            "",
-            f"The fixed part alone (1 + 2, warm: {_range(fixed)}) is {min(fixed) / worst_raw:.0f}x or more "
-            f"raw asyncssh's slowest warm run ({worst_raw:.3f} s), so the ratio targets cannot be met while "
-            "every run starts its own actor. Directions (not measured here): no actor per run (a long-lived "
-            "coordinator, or the pools coordinating a run themselves), pool handles looked up once per "
-            "process, credentials cached per grant.",
-        ]
     return out

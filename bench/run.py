@@ -259,7 +259,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", default="16,48", help="comma-separated target counts (default 16,48)")
+    parser.add_argument(
+        "--n", default="50,200,500", help="comma-separated target counts (default 50,200,500)"
+    )
     parser.add_argument(
         "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
     )

@@ -105,6 +105,7 @@ def _write_config(base: Path, port: int, *, use_pam: bool) -> Path:
                 f"AuthorizedKeysFile {base / 'authorized_keys'}",
                 "MaxStartups 200:30:400",
                 "MaxSessions 64",
+                "Subsystem sftp internal-sftp",  # file_transfer steps
                 "PermitRootLogin yes",
                 "PasswordAuthentication yes",
                 "KbdInteractiveAuthentication no",

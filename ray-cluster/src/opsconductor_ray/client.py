@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import ray
@@ -49,12 +50,19 @@ class EngineClient:
         namespace: str = DEFAULT_NAMESPACE,
         pool_config: PoolConfig | None = None,
         num_coordinators: int = 2,
+        pool_resource: str | None = None,
+        coordinator_resource: str | None = None,
     ) -> None:
         if num_shards < 1 or num_coordinators < 1:
             raise ValueError("num_shards and num_coordinators must be at least 1")
         self.address = address
         self.num_shards = num_shards
         self.num_coordinators = num_coordinators
+        # Custom Ray resources that place pools / coordinators on chosen workers (deploy/).
+        self.pool_resource = pool_resource or os.environ.get("OPSC_RAY_POOL_RESOURCE") or None
+        self.coordinator_resource = (
+            coordinator_resource or os.environ.get("OPSC_RAY_COORDINATOR_RESOURCE") or None
+        )
         self.namespace = namespace
         self.pool_config = pool_config or PoolConfig()
         self._owns_ray = False
@@ -199,6 +207,7 @@ class EngineClient:
             namespace=self.namespace,
             lifetime="detached",
             get_if_exists=True,
+            **({"resources": {self.coordinator_resource: 1}} if self.coordinator_resource else {}),
         ).remote(index, self.num_shards, self.pool_config, self.namespace)
 
     async def _live_pools(self) -> dict[int, ActorHandle]:
@@ -222,6 +231,8 @@ class EngineClient:
         pool = self._pools.get(shard)
         if pool is None:
             self._require_ray()
-            pool = await asyncio.to_thread(get_pool, shard, self.pool_config, self.namespace)
+            pool = await asyncio.to_thread(
+                get_pool, shard, self.pool_config, self.namespace, self.pool_resource
+            )
             self._pools[shard] = pool
         return pool

@@ -100,6 +100,7 @@ class _Run:
         self.target_seq: dict[str, int] = {}
         self.target_status: dict[str, str] = {}
         self.task: asyncio.Task[None] | None = None
+        self.background: set[asyncio.Task[None]] = set()
         self.cancel_requested = False
         self.stop_reason: str | None = None
         """Set by fail-fast or the run timeout: targets not started yet end CANCELLED with it."""
@@ -136,7 +137,9 @@ class _Run:
         threshold = self.plan.policy.fail_fast_threshold
         if threshold is not None and self.stop_reason is None and self.failed_targets >= threshold:
             self.stop_reason = f"fail-fast: {self.failed_targets} targets failed"
-            asyncio.create_task(self._tell_pools("stop_new", self.stop_reason))  # noqa: RUF006
+            task = asyncio.create_task(self._tell_pools("stop_new", self.stop_reason))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     def finish_target(self, target: TargetSpec, status: Status, message: str) -> None:
         self.append_new(
@@ -177,7 +180,7 @@ class _Run:
         timer = None
         if plan.policy.timeout_s is not None:
             timer = asyncio.get_running_loop().call_later(
-                max(0.0, plan.policy.timeout_s), lambda: asyncio.create_task(self.time_out())
+                max(0.0, plan.policy.timeout_s), self._start_time_out
             )
         try:
             by_id = {t.target_id: t for t in plan.targets}
@@ -258,6 +261,11 @@ class _Run:
             return
         self.cancel_requested = True
         await self._tell_pools("cancel", reason)
+
+    def _start_time_out(self) -> None:
+        task = asyncio.create_task(self.time_out())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def time_out(self) -> None:
         if self.final_status is not None:

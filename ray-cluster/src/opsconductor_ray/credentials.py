@@ -35,7 +35,8 @@ class Credential:
     fingerprint: str = field(default="", compare=False)
     """Stable within the process for equal secrets, meaningless outside it (keyed digest)."""
     options: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-    """Non-secret transport options from the resolver (WinRM: transport, serverCertValidation, scheme)."""
+    """Non-secret transport options from the resolver (WinRM: transport, serverCertValidation, scheme;
+    SSH: knownHosts, the target's trusted host key in known_hosts format, which replaces the pool's)."""
 
     def __repr__(self) -> str:
         hidden = "***"
@@ -143,7 +144,7 @@ async def fetch_credential(
 
     options = {
         name: value
-        for name in ("transport", "serverCertValidation", "scheme")
+        for name in ("transport", "serverCertValidation", "scheme", "knownHosts")
         if isinstance(value := body.get(name), str)
     }
     return Credential(

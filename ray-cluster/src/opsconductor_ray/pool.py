@@ -51,16 +51,19 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
 
 
-def get_pool(shard: int, config: PoolConfig, namespace: str) -> ActorHandle:
+def get_pool(shard: int, config: PoolConfig, namespace: str, resource: str | None = None) -> ActorHandle:
     """The handle of pool `shard`, creating the detached actor on first use.
 
-    Blocking (a GCS round trip): call it through `asyncio.to_thread` from async code.
+    `resource`: a custom Ray resource (e.g. "opsc_pool", see deploy/) the pool needs one
+    unit of, which pins pools to the workers that offer it. Blocking (a GCS round trip):
+    call it through `asyncio.to_thread` from async code.
     """
     return ConnectionPool.options(  # type: ignore[attr-defined]
         name=pool_name(shard),
         namespace=namespace,
         lifetime="detached",
         get_if_exists=True,
+        **({"resources": {resource: 1}} if resource else {}),
     ).remote(shard, config)
 
 
@@ -315,7 +318,7 @@ class ConnectionPool:
         self._batches: dict[str, set[_Batch]] = {}
         self._cancelled: dict[str, tuple[float, str | None, bool]] = {}
         """execution id -> (when, reason, kill running commands) for cancel and fail-fast."""
-        self._host_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._host_locks = _HostLocks()
         self._winrm: Any = None
         self._keys = KeyCache()
         self._http: httpx.AsyncClient | None = None
@@ -499,9 +502,14 @@ class ConnectionPool:
             try:
                 if not batch.policy.allow_host_overlap:
                     # Two runs never interleave on one host: the second waits for the first.
-                    lock = self._host_locks.setdefault((target.host, target.port), asyncio.Lock())
-                    await _race(lock.acquire(), batch.halted, on_orphan=lambda _: lock.release())
-                    held.callback(lock.release)
+                    host = (target.host, target.port)
+                    eid = batch.execution_id
+                    await _race(
+                        self._host_locks.acquire(host, eid),
+                        batch.halted,
+                        on_orphan=lambda _: self._host_locks.release(host, eid),
+                    )
+                    held.callback(self._host_locks.release, host, eid)
                 await _race(batch.slots.acquire(), batch.halted, on_orphan=lambda _: batch.slots.release())
                 held.callback(batch.slots.release)
             except _Cancelled:
@@ -925,7 +933,12 @@ class ConnectionPool:
                     username=credential.username,
                     password=credential.password,
                     client_keys=[credential.private_key] if credential.private_key is not None else None,
-                    known_hosts=self._config.known_hosts,
+                    # the targets service's recorded key for this target wins (host-key policy)
+                    known_hosts=(
+                        asyncssh.import_known_hosts(credential.options["knownHosts"])
+                        if credential.options.get("knownHosts")
+                        else self._config.known_hosts
+                    ),
                     connect_timeout=connect_timeout_s,
                     keepalive_interval=self._config.keepalive_interval_s,
                     keepalive_count_max=self._config.keepalive_count_max,
@@ -1070,6 +1083,43 @@ async def _run_steps(
                 failure += f" with exit code {outcome.exit_code}"
             blocked = True
     return target_status, failure
+
+
+class _HostLocks:
+    """Per-host locks held by an execution: its targets on one host may share it, another
+    execution waits until the host is free."""
+
+    def __init__(self) -> None:
+        self._holders: dict[tuple[str, int], tuple[str, int]] = {}
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, host: tuple[str, int], execution_id: str) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._holders.get(host, (execution_id, 0))[0] == execution_id
+            )
+            owner, count = self._holders.get(host, (execution_id, 0))
+            self._holders[host] = (owner, count + 1)
+
+    def release(self, host: tuple[str, int], execution_id: str) -> None:
+        owner, count = self._holders.get(host, (execution_id, 0))
+        if owner != execution_id or count <= 0:
+            return
+        if count == 1:
+            del self._holders[host]
+            task = asyncio.get_running_loop().create_task(self._notify())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._holders[host] = (owner, count - 1)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def held(self) -> int:
+        return len(self._holders)
 
 
 class _OutputCap:

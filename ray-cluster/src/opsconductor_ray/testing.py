@@ -123,16 +123,22 @@ def check_sequence(events: list[EngineEvent]) -> None:
 
 
 async def collect_events(
-    engine: EngineClient, execution_id: str, *, timeout_s: float = 60, release: bool = True
+    engine: EngineClient,
+    execution_id: str,
+    *,
+    timeout_s: float = 60,
+    release: bool = True,
+    after_seq: int = 0,
 ) -> list[EngineEvent]:
-    """Long-poll a run's events until EXECUTION_FINISHED (then release its coordinator)."""
+    """Long-poll a run's events after `after_seq` until EXECUTION_FINISHED (then release the run)."""
     events: list[EngineEvent] = []
     deadline = time.monotonic() + timeout_s
     while not events or events[-1].type != EventType.EXECUTION_FINISHED:
         if time.monotonic() > deadline:
             raise AssertionError(f"execution {execution_id} did not finish in {timeout_s}s: {events}")
-        events.extend(await engine.events(execution_id, after_seq=len(events), wait_s=1.0))
+        events.extend(await engine.events(execution_id, after_seq=after_seq + len(events), wait_s=1.0))
     if release:
         await engine.release(execution_id)
-    check_sequence(events)
+    if after_seq == 0:
+        check_sequence(events)
     return events

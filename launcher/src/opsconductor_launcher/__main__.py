@@ -32,6 +32,32 @@ async def _run(services: tuple[str, ...], *, with_engine: bool, dashboard: bool)
         engine.shutdown()
 
 
+async def _reencrypt_credentials() -> dict[str, int]:
+    """Key rotation step 2: re-encrypt every targets secret under the active (first) key."""
+    from tortoise.transactions import in_transaction
+
+    from opsconductor_shared.crypto import KeyRing
+    from opsconductor_shared.db import ServiceDatabase
+    from opsconductor_targets.service import TargetService
+    from opsconductor_targets.settings import Settings
+
+    settings = Settings()
+    keyring = KeyRing.load_or_create(settings.encryption_keys, settings.data_dir / "targets.keys")
+    db = ServiceDatabase(
+        service="targets",
+        url=settings.resolved_database_url("targets"),
+        models_module="opsconductor_targets.models",
+        migrations_module="opsconductor_targets.migrations",
+    )
+    await db.start()
+    try:
+        with db.bind():
+            async with in_transaction("targets"):
+                return await TargetService(settings, keyring).reencrypt()
+    finally:
+        await db.stop()
+
+
 def main() -> None:
     # Must be set before ray is imported, or Ray binds the machine's external address.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -40,7 +66,15 @@ def main() -> None:
     sub.add_parser("dev", help="every subgraph in this process, embedded defaults")
     serve = sub.add_parser("serve", help="one service in this process (distributed deployment)")
     serve.add_argument("service", choices=sorted(SERVICES))
+    sub.add_parser(
+        "reencrypt-credentials",
+        help="re-encrypt targets credentials under the first key of OPSC_TARGETS_ENCRYPTION_KEYS",
+    )
     args = parser.parse_args()
+    if args.command == "reencrypt-credentials":
+        configure_logging(os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=False)
+        print(asyncio.run(_reencrypt_credentials()), flush=True)
+        return
     configure_logging(
         os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=os.environ.get("OPSC_LOG_JSON", "1") != "0"
     )

@@ -13,6 +13,9 @@ import pytest
 from opsconductor_shared.crypto import KeyRing
 from opsconductor_shared.errors import ValidationError
 from opsconductor_targets.service import (
+    METHOD_CONFIG_DEFAULTS,
+    METHOD_CONFIG_SPEC,
+    METHOD_PORTS,
     GrantRejected,
     GrantSigner,
     NewCredential,
@@ -174,10 +177,47 @@ def test_private_keys_must_parse() -> None:
 
 
 def test_config_rejects_secrets_and_keeps_the_rest() -> None:
-    plan = validate_new_target(target(ssh(config={"timeout": 5, "host": "ignored", "shell": "bash"})))
-    assert plan.methods[0].config == {"timeout": 5, "shell": "bash"}
+    plan = validate_new_target(
+        target(ssh(config={"timeout": 5, "host": "ignored", "key_algorithm": "ed25519"}))
+    )
+    assert plan.methods[0].config == {"timeout": 5, "key_algorithm": "ed25519"}
     for config in ({"password": "x"}, {"nested": {"privateKey": "x"}}, {"community": "public"}):
         assert field_of(target(ssh(config=config))) == "methods[0].config"
+
+
+def test_config_is_typed_per_method_with_legacy_defaults() -> None:
+    for method_type, defaults in METHOD_CONFIG_DEFAULTS.items():
+        host = "/var/db/x.sqlite" if method_type == "sqlite" else "10.0.0.7"
+        method = ssh() if method_type == "ssh" else NewMethod(type=method_type, host=host)
+        plan = validate_new_target(target(method))
+        assert plan.methods[0].config == defaults
+        assert plan.methods[0].port == METHOD_PORTS[method_type]
+        assert set(defaults) <= set(METHOD_CONFIG_SPEC[method_type]), method_type
+    assert METHOD_CONFIG_DEFAULTS["winrm"]["transport"] == "ntlm"
+    assert METHOD_CONFIG_DEFAULTS["redis"]["database"] == 0
+    # unknown keys (typos) and wrong types are refused, naming the key
+    bad = [
+        ("ssh", {"shell": "bash"}, "methods[0].config.shell"),
+        ("ssh", {"timeout": "30"}, "methods[0].config.timeout"),
+        ("ssh", {"timeout": 0}, "methods[0].config.timeout"),
+        ("ssh", {"timeout": True}, "methods[0].config.timeout"),
+        ("winrm", {"transport": "plaintext"}, "methods[0].config.transport"),
+        ("winrm", {"server_cert_validation": "maybe"}, "methods[0].config.server_cert_validation"),
+        ("snmp", {"version": 2}, "methods[0].config.version"),
+        ("redis", {"database": 16}, "methods[0].config.database"),
+        ("rest_api", {"verify_ssl": "yes"}, "methods[0].config.verify_ssl"),
+        ("postgresql", {"ssl_mode": "sometimes"}, "methods[0].config.ssl_mode"),
+        ("smtp", {"encryption": "tls"}, "methods[0].config.encryption"),
+    ]
+    for method_type, config, field in bad:
+        method = NewMethod(type=method_type, host="10.0.0.7", config=config)
+        if method_type == "ssh":
+            method = ssh(config=config)
+        assert field_of(target(method)) == field, (method_type, config)
+    good = {"transport": "kerberos", "server_cert_validation": "ignore", "scheme": "https"}
+    plan = validate_new_target(target(NewMethod(type="winrm", host="10.0.0.7", config=good)))
+    assert plan.methods[0].config["transport"] == "kerberos"
+    assert plan.methods[0].config["timeout"] == 30
 
 
 def test_password_credential_only_stores_its_secret() -> None:

@@ -19,17 +19,46 @@ from opsconductor_shared.errors import (
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
 from opsconductor_targets import service
 from opsconductor_targets.types import (
+    AcceptHostKeyResult,
+    AddMethodResult,
+    BulkUpdateResult,
+    CommunicationMethodAdded,
+    CommunicationMethodInput,
+    CommunicationMethodRemoved,
     ConnectionGrant,
     ConnectionGrantResult,
     ConnectionTestResult,
+    CountBy,
     CreateTargetInput,
     CreateTargetResult,
+    DeleteDeviceTypeResult,
+    DeleteTargetResult,
+    DeviceType,
+    DeviceTypeCategory,
+    DeviceTypeDeleted,
+    DeviceTypeInput,
+    DeviceTypeResult,
+    DeviceTypeSaved,
     GrantTarget,
     HostAlreadyInUse,
+    HostKey,
+    HostKeyAccepted,
+    HostKeyRejected,
+    LastCommunicationMethod,
     MethodType,
+    RemoveMethodResult,
     Target,
     TargetCreated,
+    TargetDeleted,
     TargetFilter,
+    TargetsBulkUpdated,
+    TargetSort,
+    TargetStatistics,
+    TargetUpdated,
+    UpdateCommunicationMethodInput,
+    UpdateDeviceTypeInput,
+    UpdateTargetInput,
+    UpdateTargetResult,
 )
 
 Info = strawberry.Info[RequestContext, None]
@@ -41,40 +70,111 @@ def _svc(info: Info) -> service.TargetService:
     return info.context.deps.targets
 
 
+def _to_credential(c: Any) -> service.NewCredential | None:
+    if c is None:
+        return None
+    return service.NewCredential(
+        type=c.type.value,
+        username=c.username,
+        password=c.password,
+        private_key=c.private_key,
+        passphrase=c.passphrase,
+    )
+
+
+def _to_new_method(m: CommunicationMethodInput) -> service.NewMethod:
+    config: Any = m.config
+    return service.NewMethod(
+        type=m.type.value,
+        host=m.host,
+        port=m.port,
+        is_primary=m.is_primary,
+        priority=m.priority,
+        config=config,
+        credential=_to_credential(m.credential),
+    )
+
+
 def _to_new_target(data: CreateTargetInput) -> service.NewTarget:
-    methods = []
-    for m in data.methods:
-        cred = None
-        if m.credential is not None:
-            c = m.credential
-            cred = service.NewCredential(
-                type=c.type.value,
-                username=c.username,
-                password=c.password,
-                private_key=c.private_key,
-                passphrase=c.passphrase,
-            )
-        config: Any = m.config
-        methods.append(
-            service.NewMethod(
-                type=m.type.value,
-                host=m.host,
-                port=m.port,
-                is_primary=m.is_primary,
-                priority=m.priority,
-                config=config,
-                credential=cred,
-            )
-        )
     return service.NewTarget(
         name=data.name,
         os_type=data.os_type,
         environment=data.environment,
         description=data.description,
         tags=data.tags,
-        methods=methods,
+        methods=[_to_new_method(m) for m in data.methods],
         status=data.status.value if data.status else None,
+        location=data.location,
+        data_center=data.data_center,
+        region=data.region,
+        serial=data.serial,
+        uuid=data.uuid,
     )
+
+
+def _to_patch(data: UpdateTargetInput) -> service.TargetPatch:
+    return service.TargetPatch(
+        name=data.name,
+        os_type=data.os_type,
+        environment=data.environment,
+        status=data.status.value if data.status else None,
+        description=data.description,
+        location=data.location,
+        data_center=data.data_center,
+        region=data.region,
+        tags=data.tags,
+        add_tags=data.add_tags,
+        remove_tags=data.remove_tags,
+    )
+
+
+def _to_query(f: TargetFilter | None, sort: TargetSort | None = None) -> service.TargetQuery:
+    f = f or TargetFilter()
+    return service.TargetQuery(
+        search=f.search,
+        os_type=f.os_type,
+        environment=f.environment,
+        status=f.status.value if f.status else None,
+        tags=f.tags,
+        health=f.health.value if f.health else None,
+        method_type=f.method_type.value if f.method_type else None,
+        location=f.location,
+        sort_field=sort.field.value if sort else "id",
+        descending=bool(sort and sort.descending),
+    )
+
+
+def _actor(info: Info) -> str | None:
+    identity = info.context.identity
+    return identity.subject if identity else None
+
+
+def _error(exc: Exception) -> Any:
+    """Map a domain exception to its GraphQL error type (unknown ones propagate)."""
+    if isinstance(exc, service.HostAlreadyInUse):
+        return HostAlreadyInUse(message=exc.message, target_id=strawberry.ID(exc.target_id))
+    if isinstance(exc, service.LastMethod):
+        return LastCommunicationMethod(message=exc.message)
+    if isinstance(exc, service.HostKeyProblem):
+        return HostKeyRejected(message=exc.message)
+    if isinstance(exc, ValidationError):
+        return ValidationFailed(message=exc.message, field=exc.field)
+    if isinstance(exc, NotFoundError):
+        return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
+    raise exc
+
+
+_EXPECTED = (
+    ValidationError,
+    NotFoundError,
+    service.HostAlreadyInUse,
+    service.LastMethod,
+    service.HostKeyProblem,
+)
+
+
+def _counts(d: dict[str, int]) -> list[CountBy]:
+    return [CountBy(key=k, count=v) for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 @strawberry.type
@@ -84,22 +184,73 @@ class Query:
         description="Active targets, oldest first, with an optional filter (Relay connection).",
     )
     async def targets(
-        self, info: Info, first: int | None = 50, after: str | None = None, filter: TargetFilter | None = None
+        self,
+        info: Info,
+        first: int | None = 50,
+        after: str | None = None,
+        filter: TargetFilter | None = None,
+        sort: TargetSort | None = None,
     ) -> Connection[Target]:
         size = check_first(first)
-        after_id = decode_cursor(after)
-        f = filter or TargetFilter()
-        query = service.TargetQuery(
-            search=f.search,
-            os_type=f.os_type,
-            environment=f.environment,
-            status=f.status.value if f.status else None,
-            tags=f.tags,
-        )
-        rows, has_next, total = await _svc(info).list_targets(query, first=size, after=after_id)
+        query = _to_query(filter, sort)
+        kind = "k" if query.sort_field == "id" else "s"
+        after_key = decode_cursor(after, kind)
+        rows, has_next, total = await _svc(info).list_targets(query, first=size, after=after_key)
         return build_connection(
-            rows, has_next=has_next, total=total, after=after_id, key=lambda r: r.id, node=Target.from_row
+            rows,
+            has_next=has_next,
+            total=total,
+            after=after_key,
+            key=lambda r: service.TargetService.cursor_key(r, query.sort_field),
+            node=Target.from_row,
+            kind=kind,
         )
+
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="An active target by its serial (e.g. TGT-000001 or a kept legacy serial).",
+    )
+    async def target_by_serial(self, info: Info, serial: str) -> Target | None:
+        row = await _svc(info).get_by(serial=serial)
+        return Target.from_row(row) if row else None
+
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="An active target by its UUID (legacy target_uuid).",
+    )
+    async def target_by_uuid(self, info: Info, uuid: str) -> Target | None:
+        row = await _svc(info).get_by(uuid_text=uuid)
+        return Target.from_row(row) if row else None
+
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="Counts of active targets by OS, method type, environment, health and status.",
+    )
+    async def target_statistics(self, info: Info, filter: TargetFilter | None = None) -> TargetStatistics:
+        stats = await _svc(info).statistics(_to_query(filter))
+        return TargetStatistics(
+            total=stats["total"],
+            deleted=stats["deleted"],
+            by_os_type=_counts(stats["by_os_type"]),
+            by_method_type=_counts(stats["by_method_type"]),
+            by_environment=_counts(stats["by_environment"]),
+            by_health=_counts(stats["by_health"]),
+            by_status=_counts(stats["by_status"]),
+        )
+
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="The device/OS type catalogue (seeded system types plus custom ones).",
+    )
+    async def device_types(self, info: Info, category: str | None = None) -> list[DeviceType]:
+        return [DeviceType.from_row(r) for r in await _svc(info).device_types(category)]
+
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="Device type categories, in display order.",
+    )
+    async def device_type_categories(self, info: Info) -> list[DeviceTypeCategory]:
+        return [DeviceTypeCategory.from_row(r) for r in await _svc(info).device_type_categories()]
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
@@ -140,6 +291,211 @@ class Mutation:
             return HostAlreadyInUse(message=exc.message, target_id=strawberry.ID(exc.target_id))
         info.context.runtime.events_committed()
         return TargetCreated(target=Target.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Change a target's basic fields (name, osType, environment, status, places, tags).",
+    )
+    async def update_target(
+        self, info: Info, id: strawberry.ID, input: UpdateTargetInput
+    ) -> UpdateTargetResult:
+        try:
+            async with in_transaction():
+                row = await _svc(info).update_target(str(id), _to_patch(input), actor=_actor(info))
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return TargetUpdated(target=Target.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Apply the same basic changes to many targets (not the name).",
+    )
+    async def bulk_update_targets(
+        self, info: Info, target_ids: list[strawberry.ID], input: UpdateTargetInput
+    ) -> BulkUpdateResult:
+        try:
+            async with in_transaction():
+                rows, missing = await _svc(info).bulk_update(
+                    [str(i) for i in target_ids], _to_patch(input), actor=_actor(info)
+                )
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return TargetsBulkUpdated(
+            targets=[Target.from_row(r) for r in rows], not_found=[strawberry.ID(i) for i in missing]
+        )
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Soft-delete a target: it leaves lists and frees its hosts; history stays.",
+    )
+    async def delete_target(self, info: Info, id: strawberry.ID) -> DeleteTargetResult:
+        try:
+            async with in_transaction():
+                row = await _svc(info).delete_target(str(id), actor=_actor(info))
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return TargetDeleted(id=strawberry.ID(row.id))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Add a communication method (primary if asked, or if the target has none).",
+    )
+    async def add_communication_method(
+        self, info: Info, target_id: strawberry.ID, input: CommunicationMethodInput
+    ) -> AddMethodResult:
+        try:
+            async with in_transaction():
+                row, method_id = await _svc(info).add_method(
+                    str(target_id), _to_new_method(input), actor=_actor(info)
+                )
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return CommunicationMethodAdded(target=Target.from_row(row), method_id=strawberry.ID(method_id))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Change a method; a credential without a secret keeps the stored secret.",
+    )
+    async def update_communication_method(
+        self,
+        info: Info,
+        target_id: strawberry.ID,
+        method_id: strawberry.ID,
+        input: UpdateCommunicationMethodInput,
+    ) -> UpdateTargetResult:
+        config: Any = input.config
+        patch = service.MethodPatch(
+            host=input.host,
+            port=input.port,
+            config=config,
+            priority=input.priority,
+            is_active=input.is_active,
+            credential=_to_credential(input.credential),
+        )
+        try:
+            async with in_transaction():
+                row = await _svc(info).update_method(
+                    str(target_id), str(method_id), patch, actor=_actor(info)
+                )
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return TargetUpdated(target=Target.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Remove a method. The last one is refused; removing the primary promotes the next by priority.",
+    )
+    async def remove_communication_method(
+        self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID
+    ) -> RemoveMethodResult:
+        try:
+            async with in_transaction():
+                row, promoted = await _svc(info).remove_method(
+                    str(target_id), str(method_id), actor=_actor(info)
+                )
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return CommunicationMethodRemoved(
+            target=Target.from_row(row), promoted_method_id=strawberry.ID(promoted) if promoted else None
+        )
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Make this (active) method the target's primary one.",
+    )
+    async def set_primary_method(
+        self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID
+    ) -> UpdateTargetResult:
+        try:
+            async with in_transaction():
+                row = await _svc(info).set_primary(str(target_id), str(method_id), actor=_actor(info))
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return TargetUpdated(target=Target.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Trust the SSH host key the server presents now (after a change, or in strict "
+        "environments before first use). Pass `fingerprint` (SHA256:...) to accept only the key you verified.",
+    )
+    async def accept_host_key(
+        self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID, fingerprint: str | None = None
+    ) -> AcceptHostKeyResult:
+        try:
+            async with in_transaction():
+                row, previous = await _svc(info).accept_host_key(
+                    str(target_id), str(method_id), fingerprint, actor=_actor(info)
+                )
+        except _EXPECTED as exc:
+            return _error(exc)
+        info.context.runtime.events_committed()
+        return HostKeyAccepted(
+            target_id=target_id,
+            method_id=method_id,
+            host_key=HostKey.from_row(row),
+            previous_fingerprint=previous,
+        )
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")], description="Add a custom device type."
+    )
+    async def create_device_type(self, info: Info, input: DeviceTypeInput) -> DeviceTypeResult:
+        data = service.DeviceTypeData(
+            value=input.value,
+            label=input.label,
+            category=input.category,
+            description=input.description,
+            communication_methods=[m.value for m in input.communication_methods or []],
+        )
+        try:
+            async with in_transaction():
+                row = await _svc(info).create_device_type(data, actor=_actor(info))
+        except _EXPECTED as exc:
+            return _error(exc)
+        return DeviceTypeSaved(device_type=DeviceType.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Change a custom device type (system ones are fixed).",
+    )
+    async def update_device_type(
+        self, info: Info, value: str, input: UpdateDeviceTypeInput
+    ) -> DeviceTypeResult:
+        data = service.DeviceTypeData(
+            label=input.label,
+            category=input.category,
+            description=input.description,
+            communication_methods=(
+                [m.value for m in input.communication_methods]
+                if input.communication_methods is not None
+                else None
+            ),
+        )
+        try:
+            async with in_transaction():
+                row = await _svc(info).update_device_type(value, data)
+        except _EXPECTED as exc:
+            return _error(exc)
+        return DeviceTypeSaved(device_type=DeviceType.from_row(row))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Delete a custom device type no active target uses.",
+    )
+    async def delete_device_type(self, info: Info, value: str) -> DeleteDeviceTypeResult:
+        try:
+            async with in_transaction():
+                await _svc(info).delete_device_type(value)
+        except _EXPECTED as exc:
+            return _error(exc)
+        return DeviceTypeDeleted(value=value)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],

@@ -29,6 +29,16 @@ class Settings(ServiceSettings):
         45.0, description="Upper bound on one connection test via the engine."
     )
     max_grant_targets: int = Field(5000, description="Most targets one connection grant may list.")
+    strict_host_key_environments: str = Field(
+        "production",
+        description="Comma-separated environments where an unknown SSH host key is refused (no trust on "
+        "first use): an operator must run acceptHostKey first. Elsewhere the first key seen is recorded.",
+    )
+    host_key_timeout_seconds: float = Field(3.0, description="Bound on reading a server's SSH host key.")
+
+    @property
+    def strict_environments(self) -> set[str]:
+        return {e.strip().lower() for e in self.strict_host_key_environments.split(",") if e.strip()}
 
     @property
     def resolver_url(self) -> str:

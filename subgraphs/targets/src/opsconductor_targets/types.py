@@ -83,6 +83,21 @@ class CommunicationMethod:
     )
     credential: TargetCredential | None = strawberry.field(description="Credential metadata; null when none.")
 
+    @strawberry.field(
+        description="SSH only: the trusted host key (recorded on first use or accepted); null when none yet."
+    )
+    async def host_key(self, info: strawberry.Info) -> HostKey | None:
+        if self.type != MethodType.SSH:
+            return None
+        loaders: dict[str, Any] = info.context.loaders
+        loader = loaders.get("targets.host_key")
+        if loader is None:
+            loader = loaders["targets.host_key"] = DataLoader(load_fn=_load_host_keys)
+        row = await loader.load(str(self.id))
+        if row is None or row.host != self.host or row.port != self.port:
+            return None
+        return HostKey.from_row(row)
+
     @classmethod
     def from_row(cls, row: models.CommunicationMethod) -> CommunicationMethod:
         cred = active_credential(row)
@@ -97,6 +112,25 @@ class CommunicationMethod:
             config=dict(row.config or {}),
             credential=TargetCredential.from_row(cred) if cred is not None else None,
         )
+
+
+@strawberry.type(description="A trusted SSH host key (public: safe to show).")
+class HostKey:
+    fingerprint: str = strawberry.field(description="SHA256 fingerprint, as ssh-keygen -l prints it.")
+    key: str = strawberry.field(description="The public key in OpenSSH format.")
+    trusted_by: str = strawberry.field(description="tofu (first use) or accepted (acceptHostKey).")
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: models.KnownHostKey) -> HostKey:
+        return cls(
+            fingerprint=row.fingerprint, key=row.key, trusted_by=row.trusted_by, updated_at=row.updated_at
+        )
+
+
+async def _load_host_keys(ids: list[str]) -> list[models.KnownHostKey | None]:
+    rows = {r.method_id: r for r in await models.KnownHostKey.filter(method_id__in=ids)}
+    return [rows.get(i) for i in ids]
 
 
 async def _load_targets(ids: list[str]) -> list[models.Target | None]:
@@ -117,6 +151,11 @@ class Target:
     status: TargetStatus
     health_status: HealthStatus
     tags: list[str]
+    uuid: strawberry.ID = strawberry.field(description="Stable UUID (legacy target_uuid kept on import).")
+    location: str | None
+    data_center: str | None
+    region: str | None
+    is_deleted: bool = strawberry.field(description="Soft-deleted (only visible through references).")
     created_at: datetime
     updated_at: datetime
     communication_methods: list[CommunicationMethod] = strawberry.field(
@@ -135,6 +174,11 @@ class Target:
             status=TargetStatus(row.status),
             health_status=HealthStatus(row.health_status),
             tags=list(row.tags or []),
+            uuid=strawberry.ID(str(row.uuid)),
+            location=row.location,
+            data_center=row.data_center,
+            region=row.region,
+            is_deleted=not row.is_active,
             created_at=row.created_at,
             updated_at=row.updated_at,
             communication_methods=[CommunicationMethod.from_row(m) for m in sorted_methods(row)],
@@ -187,12 +231,84 @@ class CommunicationMethodInput:
 @strawberry.input(description="A new target with one or more communication methods.")
 class CreateTargetInput:
     name: str
-    os_type: str
+    os_type: str = strawberry.field(description="A device type value (see deviceTypes).")
     environment: str | None = strawberry.field(default=None, description="Default: development.")
     description: str | None = None
     tags: list[str] | None = None
     status: TargetStatus | None = strawberry.field(default=None, description="Default: ACTIVE.")
+    location: str | None = None
+    data_center: str | None = None
+    region: str | None = None
+    serial: str | None = strawberry.field(
+        default=None, description="Importers: keep a legacy serial. Default: the next TGT-NNNNNN."
+    )
+    uuid: str | None = strawberry.field(default=None, description="Importers: keep a legacy target_uuid.")
     methods: list[CommunicationMethodInput]
+
+
+@strawberry.input(description="Basic fields to change; omitted fields stay, an empty string clears a text.")
+class UpdateTargetInput:
+    name: str | None = None
+    os_type: str | None = None
+    environment: str | None = None
+    status: TargetStatus | None = None
+    description: str | None = None
+    location: str | None = None
+    data_center: str | None = None
+    region: str | None = None
+    tags: list[str] | None = strawberry.field(default=None, description="Replaces all tags.")
+    add_tags: list[str] | None = None
+    remove_tags: list[str] | None = None
+
+
+@strawberry.input(
+    description="Changes to a method. A credential without password/privateKey keeps the stored secret "
+    "(only the username changes); legacy's '[Current Password - Hidden for Security]' means the same."
+)
+class UpdateCommunicationMethodInput:
+    host: str | None = None
+    port: int | None = None
+    config: JSON | None = strawberry.field(
+        default=None, description="Replaces the config (defaults re-applied)."
+    )
+    priority: int | None = None
+    is_active: bool | None = None
+    credential: CredentialInput | None = None
+
+
+@strawberry.enum(description="Columns `targets` can be sorted by.")
+class TargetSortField(Enum):
+    CREATED_AT = "id"
+    NAME = "name"
+    SERIAL = "serial"
+    UPDATED_AT = "updated_at"
+    OS_TYPE = "os_type"
+    ENVIRONMENT = "environment"
+    STATUS = "status"
+    HEALTH = "health_status"
+
+
+@strawberry.input(description="Sort order of `targets` (ties broken by creation order).")
+class TargetSort:
+    field: TargetSortField = TargetSortField.CREATED_AT
+    descending: bool = False
+
+
+@strawberry.input(description="A custom device type.")
+class DeviceTypeInput:
+    value: str = strawberry.field(description="Identifier used as osType (a-z, 0-9, _ - .).")
+    label: str
+    category: str
+    description: str | None = None
+    communication_methods: list[MethodType] | None = None
+
+
+@strawberry.input(description="Changes to a custom device type.")
+class UpdateDeviceTypeInput:
+    label: str | None = None
+    category: str | None = None
+    description: str | None = None
+    communication_methods: list[MethodType] | None = None
 
 
 @strawberry.input(description="Narrows `targets`; every given condition must hold.")
@@ -204,6 +320,11 @@ class TargetFilter:
     environment: str | None = None
     status: TargetStatus | None = None
     tags: list[str] | None = strawberry.field(default=None, description="Targets carrying all of these tags.")
+    health: HealthStatus | None = None
+    method_type: MethodType | None = strawberry.field(
+        default=None, description="Targets with an active method of this type."
+    )
+    location: str | None = None
 
 
 # ---- results ----------------------------------------------------------------------------------
@@ -222,6 +343,163 @@ class HostAlreadyInUse(Error):
 CreateTargetResult = Annotated[
     TargetCreated | ValidationFailed | HostAlreadyInUse, strawberry.union("CreateTargetResult")
 ]
+
+
+@strawberry.type(description="The target was updated.")
+class TargetUpdated:
+    target: Target
+
+
+UpdateTargetResult = Annotated[
+    TargetUpdated | ValidationFailed | NotFound | HostAlreadyInUse, strawberry.union("UpdateTargetResult")
+]
+
+
+@strawberry.type(description="The target was soft-deleted; its host is free again.")
+class TargetDeleted:
+    id: strawberry.ID
+
+
+DeleteTargetResult = Annotated[TargetDeleted | NotFound, strawberry.union("DeleteTargetResult")]
+
+
+@strawberry.type(description="The method was added.")
+class CommunicationMethodAdded:
+    target: Target
+    method_id: strawberry.ID
+
+
+AddMethodResult = Annotated[
+    CommunicationMethodAdded | ValidationFailed | NotFound | HostAlreadyInUse,
+    strawberry.union("AddCommunicationMethodResult"),
+]
+
+
+@strawberry.type(description="The method was removed.")
+class CommunicationMethodRemoved:
+    target: Target
+    promoted_method_id: strawberry.ID | None = strawberry.field(
+        description="The method that became primary, when the removed one was."
+    )
+
+
+@strawberry.type(description="A target keeps at least one (active) communication method.")
+class LastCommunicationMethod(Error):
+    pass
+
+
+RemoveMethodResult = Annotated[
+    CommunicationMethodRemoved | LastCommunicationMethod | NotFound,
+    strawberry.union("RemoveCommunicationMethodResult"),
+]
+
+
+@strawberry.type(description="Targets changed by a bulk update.")
+class TargetsBulkUpdated:
+    targets: list[Target]
+    not_found: list[strawberry.ID] = strawberry.field(description="Ids that are unknown or deleted.")
+
+
+BulkUpdateResult = Annotated[
+    TargetsBulkUpdated | ValidationFailed, strawberry.union("BulkUpdateTargetsResult")
+]
+
+
+@strawberry.type(description="The host key is trusted from now on.")
+class HostKeyAccepted:
+    target_id: strawberry.ID
+    method_id: strawberry.ID
+    host_key: HostKey
+    previous_fingerprint: str | None
+
+
+@strawberry.type(description="The host key could not be read, or is not the one confirmed.")
+class HostKeyRejected(Error):
+    pass
+
+
+AcceptHostKeyResult = Annotated[
+    HostKeyAccepted | HostKeyRejected | NotFound | ValidationFailed, strawberry.union("AcceptHostKeyResult")
+]
+
+
+@strawberry.type(description="A device type category.")
+class DeviceTypeCategory:
+    value: str
+    label: str
+    description: str | None
+    icon: str | None
+    color: str | None
+    sort_order: int
+    is_system: bool
+
+    @classmethod
+    def from_row(cls, row: models.DeviceTypeCategory) -> DeviceTypeCategory:
+        return cls(
+            value=row.value,
+            label=row.label,
+            description=row.description,
+            icon=row.icon,
+            color=row.color,
+            sort_order=row.sort_order,
+            is_system=row.is_system,
+        )
+
+
+@strawberry.type(description="A device/OS type targets can have (osType).")
+class DeviceType:
+    value: str
+    label: str
+    category: str
+    description: str | None
+    communication_methods: list[MethodType] = strawberry.field(description="Suggested method types.")
+    is_system: bool = strawberry.field(description="Seeded; cannot be changed or deleted.")
+
+    @classmethod
+    def from_row(cls, row: models.DeviceType) -> DeviceType:
+        return cls(
+            value=row.value,
+            label=row.label,
+            category=row.category,
+            description=row.description,
+            communication_methods=[MethodType(m) for m in row.communication_methods or []],
+            is_system=row.is_system,
+        )
+
+
+@strawberry.type(description="The device type was saved.")
+class DeviceTypeSaved:
+    device_type: DeviceType
+
+
+@strawberry.type(description="The device type was deleted.")
+class DeviceTypeDeleted:
+    value: str
+
+
+DeviceTypeResult = Annotated[
+    DeviceTypeSaved | ValidationFailed | NotFound, strawberry.union("DeviceTypeResult")
+]
+DeleteDeviceTypeResult = Annotated[
+    DeviceTypeDeleted | ValidationFailed | NotFound, strawberry.union("DeleteDeviceTypeResult")
+]
+
+
+@strawberry.type(description="One bucket of a statistic.")
+class CountBy:
+    key: str
+    count: int
+
+
+@strawberry.type(description="Counts of active targets (after the filter).")
+class TargetStatistics:
+    total: int
+    deleted: int = strawberry.field(description="Soft-deleted targets (not filtered).")
+    by_os_type: list[CountBy]
+    by_method_type: list[CountBy] = strawberry.field(description="Active methods per type.")
+    by_environment: list[CountBy]
+    by_health: list[CountBy]
+    by_status: list[CountBy]
 
 
 @strawberry.type(description="Outcome of a connection test run by the execution engine.")

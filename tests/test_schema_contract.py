@@ -18,14 +18,27 @@ def _schema(name: str):
     return importlib.import_module(f"opsconductor_{name}.schema").schema
 
 
+def _roots(schema):
+    """(``"Query"|"Mutation"|"Subscription"``, Strawberry definition) of each root type, whatever its
+    Python class is called (a subgraph may merge several classes into e.g. ``RootMutation``)."""
+    graphql = schema._schema
+    for label, root in (
+        ("Query", graphql.query_type),
+        ("Mutation", graphql.mutation_type),
+        ("Subscription", graphql.subscription_type),
+    ):
+        definition = (
+            getattr(schema.schema_converter.type_map.get(root.name), "definition", None) if root else None
+        )
+        if definition is not None:
+            yield label, definition
+
+
 @pytest.mark.parametrize("name", SUBGRAPHS)
 def test_every_root_field_declares_a_permission(name: str) -> None:
     schema = _schema(name)
     missing = []
-    for root in ("query", "mutation", "subscription"):
-        root_type = getattr(schema.schema_converter.type_map.get(root.capitalize()), "definition", None)
-        if root_type is None:
-            continue
+    for root, root_type in _roots(schema):
         for field in root_type.fields:
             if field.python_name in FEDERATION_FIELDS or field.name in FEDERATION_FIELDS:
                 continue
@@ -81,9 +94,8 @@ def test_every_supergraph_operation_and_entity_is_declared_in_its_subgraph() -> 
     declared: dict[str, dict[str, bool]] = {}
     entities: dict[str, list[tuple[str, bool]]] = {}
     for name, schema in schemas.items():
-        for root in ("Query", "Mutation", "Subscription"):
-            definition = getattr(schema.schema_converter.type_map.get(root), "definition", None)
-            for field in getattr(definition, "fields", ()):
+        for root, definition in _roots(schema):
+            for field in definition.fields:
                 graphql_name = schema.config.name_converter.from_field(field)
                 declared.setdefault(f"{root}.{graphql_name}", {})[name] = bool(field.permission_classes)
         for type_name, origin in _entity_types(schema).items():

@@ -50,8 +50,19 @@ def declared_permissions() -> dict[str, tuple[str | None, ...]]:
     found: dict[str, tuple[str | None, ...]] = {}
     for name in SUBGRAPHS:
         schema = importlib.import_module(f"opsconductor_{name}.schema").schema
-        for root in ("Query", "Mutation", "Subscription"):
-            definition = getattr(schema.schema_converter.type_map.get(root), "definition", None)
+        graphql = schema._schema
+        roots = (
+            ("Query", graphql.query_type),
+            ("Mutation", graphql.mutation_type),
+            ("Subscription", graphql.subscription_type),
+        )
+        for root, root_type in roots:
+            # By the GraphQL name: a subgraph may merge classes into e.g. `RootMutation`.
+            definition = (
+                getattr(schema.schema_converter.type_map.get(root_type.name), "definition", None)
+                if root_type
+                else None
+            )
             for field in getattr(definition, "fields", ()):
                 graphql_name = schema.config.name_converter.from_field(field)
                 if graphql_name in FEDERATION_FIELDS:

@@ -70,7 +70,18 @@ def main() -> None:
         "reencrypt-credentials",
         help="re-encrypt targets credentials under the first key of OPSC_TARGETS_ENCRYPTION_KEYS",
     )
+    sub.add_parser(
+        "rotate-signing-key",
+        help="new current token signing key in auth's database; retires keys no token can still need",
+    )
     args = parser.parse_args()
+    if args.command == "rotate-signing-key":
+        from opsconductor_auth.commands import rotate_signing_key
+
+        configure_logging(os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=False)
+        result = asyncio.run(rotate_signing_key())
+        print({"kid": result.kid, "jwks": result.listed, "retired": result.retired}, flush=True)
+        return
     if args.command == "reencrypt-credentials":
         configure_logging(os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=False)
         print(asyncio.run(_reencrypt_credentials()), flush=True)

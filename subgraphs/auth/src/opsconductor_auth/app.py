@@ -56,7 +56,10 @@ def create_app(settings: Settings, platform: Platform):
     async def service_token(request: Request) -> Response:
         try:
             body = await request.json()
-            token, expires = runtime.deps.auth.service_token(str(body["service"]), str(body["secret"]))
+            with runtime.db.bind():
+                token, expires = await runtime.deps.auth.service_token(
+                    str(body["service"]), str(body["secret"])
+                )
         except (LoginFailed, KeyError, ValueError):
             return JSONResponse({"message": "service credentials rejected"}, status_code=401)
         return JSONResponse({"token": token, "expiresAt": expires})

@@ -84,7 +84,8 @@ class SigningKey(models.Model):
     private_key_encrypted = fields.TextField()
     public_jwk = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
-    active = fields.BooleanField(default=True)
+    active = fields.BooleanField(default=True)  # False: retired (out of JWKS, private key erased)
+    superseded_at = fields.DatetimeField(null=True)  # null: the current key
 
     class Meta:
         table = "signing_keys"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bcrypt
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -48,6 +49,7 @@ SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "executions": ("jobs:read", "targets:read", "targets:connect"),
     "auth": (),
 }
+SERVICE_TOKEN_MINUTES = 10
 
 
 # A dummy hash so a login for an unknown user costs the same as for a known one.
@@ -73,50 +75,88 @@ def _sha256(value: str) -> str:
 
 
 class KeyManager:
-    """RS256 signing keys stored encrypted in auth's database; JWKS lists every non-retired key."""
+    """RS256 signing keys stored encrypted in auth's database; JWKS lists every non-retired key.
+
+    The newest active row is the current key. ``sign`` looks it up on every call (one indexed
+    query on a tiny table), so a rotation made by ``opsconductor rotate-signing-key`` (another
+    process) takes effect at once in every auth replica, without a restart.
+    """
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self._private: dict[str, Any] = {}
-        self._active: str | None = None
 
     async def ensure_key(self) -> None:
-        key = await SigningKey.filter(active=True).order_by("-created_at").first()
-        if key is None:
-            await self.rotate()
-            return
-        self._load(key)
+        if await self._current() is None:
+            await self.rotate(retain_seconds=0)
 
-    def _load(self, row: SigningKey) -> None:
-        pem = self.keyring.decrypt(row.private_key_encrypted, aad=row.kid.encode())
-        self._private[row.kid] = serialization.load_pem_private_key(pem, password=None)
-        self._active = row.kid
+    async def _current(self) -> SigningKey | None:
+        return await SigningKey.filter(active=True, superseded_at=None).order_by("-created_at").first()
 
-    async def rotate(self) -> str:
-        """Create a new current key; the previous one stays in JWKS until tokens it signed expire."""
+    def _load(self, row: SigningKey) -> Any:
+        if row.kid not in self._private:
+            pem = self.keyring.decrypt(row.private_key_encrypted, aad=row.kid.encode())
+            self._private[row.kid] = serialization.load_pem_private_key(pem, password=None)
+        return self._private[row.kid]
+
+    async def rotate(self, *, retain_seconds: int) -> RotationResult:
+        """Create a new current key. Earlier keys stay in JWKS (tokens they signed keep verifying)
+        until they have been superseded for longer than ``retain_seconds`` (the longest lifetime of a
+        token signed with them) and no live API key was signed with them; then they are retired:
+        out of JWKS, private key erased."""
+        at = now()
+        await SigningKey.filter(active=True, superseded_at=None).update(superseded_at=at)
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        kid = f"k-{now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+        kid = f"k-{at:%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
         pem = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
         jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
-        row = await SigningKey.create(
+        await SigningKey.create(
             kid=kid, private_key_encrypted=self.keyring.encrypt(pem, aad=kid.encode()), public_jwk=jwk
         )
-        self._load(row)
-        return kid
+        retired = []
+        cutoff = at - timedelta(seconds=retain_seconds)
+        for old in await SigningKey.filter(active=True, superseded_at__lte=cutoff):
+            # API keys live for months and carry the kid of the key current when they were made.
+            in_use = await ApiKey.filter(
+                revoked_at=None,
+                expires_at__gt=at,
+                created_at__gte=old.created_at,
+                created_at__lt=old.superseded_at,
+            ).exists()
+            if in_use:
+                continue
+            old.active = False
+            old.private_key_encrypted = ""
+            await old.save(update_fields=["active", "private_key_encrypted"])
+            self._private.pop(old.kid, None)
+            retired.append(old.kid)
+        listed = [r.kid for r in await SigningKey.filter(active=True).order_by("-created_at")]
+        return RotationResult(kid=kid, listed=listed, retired=retired)
 
     async def jwks(self) -> dict[str, Any]:
-        rows = await SigningKey.filter(active=True).order_by("-created_at").limit(2)
+        rows = await SigningKey.filter(active=True).order_by("-created_at")
         return {"keys": [r.public_jwk for r in rows]}
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        if self._active is None:
-            raise RuntimeError("signing key not loaded")
-        return jwt.encode(
-            claims, self._private[self._active], algorithm="RS256", headers={"kid": self._active}
-        )
+    async def sign(self, claims: dict[str, Any]) -> str:
+        row = await self._current()
+        if row is None:
+            raise RuntimeError("no signing key: auth has not started")
+        return jwt.encode(claims, self._load(row), algorithm="RS256", headers={"kid": row.kid})
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    kid: str  # the new current key
+    listed: list[str]  # what JWKS lists now, newest first
+    retired: list[str]  # removed from JWKS by this rotation
+
+
+def token_retention_seconds(settings: Settings) -> int:
+    """How long a superseded key must stay in JWKS: the longest access/service token lifetime + 1 min."""
+    return max(settings.access_token_minutes, SERVICE_TOKEN_MINUTES) * 60 + 60
 
 
 # ---- tokens -----------------------------------------------------------------------------------
@@ -155,7 +195,7 @@ class AuthService:
         self.keys = keys
         self.revocations = revocations
 
-    def _access_claims(self, cred: Credential, session_id: str) -> tuple[str, datetime]:
+    async def _access_claims(self, cred: Credential, session_id: str) -> tuple[str, datetime]:
         issued = now()
         expires = issued + timedelta(minutes=self.settings.access_token_minutes)
         claims = {
@@ -172,7 +212,7 @@ class AuthService:
             "nbf": int(issued.timestamp()) - 5,
             "exp": int(expires.timestamp()),
         }
-        return self.keys.sign(claims), expires
+        return await self.keys.sign(claims), expires
 
     async def _new_refresh(self, session: Session) -> str:
         raw = secrets.token_urlsafe(32)
@@ -212,7 +252,9 @@ class AuthService:
         if not cred.is_active:
             await attempt(False, "disabled")
             raise AccountDisabled("account is disabled")
-        if _hasher.check_needs_rehash(cred.password_hash):
+        if is_legacy_hash(cred.password_hash) or _hasher.check_needs_rehash(cred.password_hash):
+            # Legacy bcrypt (imported from the monolith) or old argon2 parameters: rehash now,
+            # while the clear password is at hand; the login's commit stores it.
             cred.password_hash = await asyncio.to_thread(hash_password, password)
         cred.failed_logins = 0
         cred.locked_until = None
@@ -237,7 +279,7 @@ class AuthService:
                 data={"sessionId": str(session.id), "ip": ip},
             ),
         )
-        access, expires = self._access_claims(cred, str(session.id))
+        access, expires = await self._access_claims(cred, str(session.id))
         return IssuedTokens(access, await self._new_refresh(session), expires, cred, str(session.id))
 
     async def refresh(self, raw: str) -> IssuedTokens:
@@ -258,7 +300,7 @@ class AuthService:
         await token.save(update_fields=["used_at"])
         session.last_activity_at = now()
         await session.save(update_fields=["last_activity_at"])
-        access, expires = self._access_claims(cred, str(session.id))
+        access, expires = await self._access_claims(cred, str(session.id))
         return IssuedTokens(access, await self._new_refresh(session), expires, cred, str(session.id))
 
     async def revoke_session(self, session: Session, reason: str) -> None:
@@ -340,7 +382,7 @@ class AuthService:
         key_id = uuid.uuid4()
         issued = now()
         expires = issued + timedelta(days=days)
-        token = self.keys.sign(
+        token = await self.keys.sign(
             {
                 "iss": self.settings.jwt_issuer,
                 "aud": self.settings.jwt_audience,
@@ -424,12 +466,12 @@ class AuthService:
         await self.revoke_session(session, "logout")
         return True
 
-    def service_token(self, service: str, secret: str) -> tuple[str, float]:
+    async def service_token(self, service: str, secret: str) -> tuple[str, float]:
         expected = self.settings.service_secret.get_secret_value()
         if service not in SERVICE_PERMISSIONS or not hmac.compare_digest(secret.encode(), expected.encode()):
             raise LoginFailed("service credentials rejected")
         issued = now()
-        expires = issued + timedelta(minutes=10)
+        expires = issued + timedelta(minutes=SERVICE_TOKEN_MINUTES)
         claims = {
             "iss": self.settings.jwt_issuer,
             "aud": self.settings.jwt_audience,
@@ -440,7 +482,7 @@ class AuthService:
             "iat": int(issued.timestamp()),
             "exp": int(expires.timestamp()),
         }
-        return self.keys.sign(claims), expires.timestamp()
+        return await self.keys.sign(claims), expires.timestamp()
 
 
 async def _verify_async(hashed: str, password: str) -> bool:
@@ -448,7 +490,33 @@ async def _verify_async(hashed: str, password: str) -> bool:
     return await asyncio.to_thread(_verify, hashed, password)
 
 
+LEGACY_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+def is_legacy_hash(hashed: str) -> bool:
+    """A bcrypt hash as the monolith stored them (passlib ``CryptContext(["bcrypt"])``)."""
+    return hashed.startswith(LEGACY_PREFIXES)
+
+
+def check_importable_hash(hashed: str) -> str:
+    """The hash, if login can verify it: bcrypt (``$2a$ $2b$ $2y$``) or argon2id; else ValidationError."""
+    hashed = hashed.strip()
+    if is_legacy_hash(hashed):
+        if len(hashed) != 60:
+            raise ValidationError("a bcrypt hash is 60 characters long", field="passwordHash")
+        return hashed
+    if hashed.startswith("$argon2id$"):
+        return hashed
+    raise ValidationError("only bcrypt ($2b$) and argon2id hashes can be imported", field="passwordHash")
+
+
 def _verify(hashed: str, password: str) -> bool:
+    if is_legacy_hash(hashed):
+        # passlib silently used the first 72 bytes (bcrypt's limit); bcrypt 5 refuses longer input.
+        try:
+            return bcrypt.checkpw(password.encode()[:72], hashed.encode())
+        except ValueError:
+            return False
     try:
         return _hasher.verify(hashed, password)
     except (VerificationError, InvalidHashError):
@@ -526,6 +594,34 @@ async def _set_password(cred: Credential, password: str, policy: PasswordPolicy)
     cred.password_hash = await asyncio.to_thread(hash_password, password)
     cred.failed_logins = 0
     cred.locked_until = None
+
+
+async def import_legacy_credential(
+    *,
+    user_id: str,
+    username: str,
+    password_hash: str,
+    roles: list[str],
+    permissions: list[str],
+    is_active: bool = True,
+) -> Credential:
+    """For the legacy migration: store a user's existing hash as is (bcrypt from the monolith).
+
+    The first successful login verifies it with bcrypt and replaces it with argon2id. The claims
+    are the users service's (the migration imports the user there with
+    ``opsconductor_users.service.import_legacy_user``); its later events keep them current.
+    Runs in the caller's transaction (auth's database).
+    """
+    cred = await Credential.get_or_none(user_id=user_id) or Credential(user_id=user_id, username=username)
+    cred.username = username
+    cred.password_hash = check_importable_hash(password_hash)
+    cred.roles = roles
+    cred.permissions = permissions
+    cred.is_active = is_active
+    cred.failed_logins = 0
+    cred.locked_until = None
+    await cred.save()
+    return cred
 
 
 async def change_password(user_id: str, current: str, new: str, policy: PasswordPolicy) -> Credential:

@@ -1,0 +1,117 @@
+"""Connection tests: SSH and WinRM on the engine, every other type by a local probe.
+
+Why two paths: the engine owns SSH/WinRM sessions (pooled, credentials fetched by grant inside
+the actor), while databases, HTTP, SMTP, SNMP and TCP services have short async client checks
+that need no engine. Both give the same ``ConnectionTestOutcome``. Saved methods decrypt their
+credential here, just for the probe (``TargetService.decrypt``); nothing is logged or kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from opsconductor_shared.logging import get_logger
+from opsconductor_targets.models import CommunicationMethod, Target
+from opsconductor_targets.probes import ProbeSecret, ProbeTarget, method_timeout, run_probe
+from opsconductor_targets.queries import active_credential
+from opsconductor_targets.service import ConnectionTestOutcome, PlannedMethod, TargetService
+
+log = get_logger("opsconductor.targets.connectivity")
+
+ENGINE_TYPES = frozenset({"ssh", "winrm"})
+
+
+def _secret_from(cred_type: str, username: str, secret: dict[str, Any] | None) -> ProbeSecret:
+    secret = secret or {}
+    return ProbeSecret(
+        type=cred_type,
+        username=username or "",
+        password=secret.get("password"),
+        private_key=secret.get("privateKey"),
+        passphrase=secret.get("passphrase"),
+    )
+
+
+async def test_saved_method(
+    svc: TargetService, engine: Any, target: Target, method: CommunicationMethod
+) -> ConnectionTestOutcome:
+    """Test one saved method of a loaded target (methods and credentials prefetched)."""
+    cap = svc.settings.test_timeout_seconds
+    if method.type in ENGINE_TYPES:
+        if engine is None:
+            return ConnectionTestOutcome(
+                False, None, "execution engine not available", method.type, method.id
+            )
+        return await _on_engine(svc, engine, target, method)
+    credential = active_credential(method)
+    secret = None
+    if credential is not None:
+        try:
+            secret = _secret_from(credential.type, credential.username, svc.decrypt(credential))
+        except Exception:
+            log.error("credential does not decrypt", target_id=target.id, credential_id=credential.id)
+            return ConnectionTestOutcome(False, None, "credential unavailable", method.type, method.id)
+    timeout = method_timeout(method.config or {}, svc.settings.probe_default_timeout_seconds, cap)
+    result = await run_probe(
+        ProbeTarget(method.type, method.host, method.port, method.config or {}, secret), timeout
+    )
+    return ConnectionTestOutcome(result.ok, result.latency_ms, result.message, method.type, method.id)
+
+
+async def test_planned_method(svc: TargetService, planned: PlannedMethod) -> ConnectionTestOutcome:
+    """Test an unsaved, validated method with its inline credential (``testMethodConfig``).
+
+    SSH/WinRM get a TCP + banner check only: the engine takes credentials through grants of
+    saved targets, and sending a password to a host whose key was never recorded is not done.
+    """
+    cap = svc.settings.test_timeout_seconds
+    secret = (
+        _secret_from(planned.credential.type, planned.credential.username, planned.secret)
+        if planned.credential is not None
+        else None
+    )
+    timeout = method_timeout(planned.config, svc.settings.probe_default_timeout_seconds, cap)
+    result = await run_probe(
+        ProbeTarget(planned.type, planned.host, planned.port, planned.config, secret), timeout
+    )
+    message = result.message
+    if planned.type in ENGINE_TYPES:
+        message += " (unsaved SSH/WinRM configs get a port and banner check; save the target to test login)"
+    return ConnectionTestOutcome(result.ok, result.latency_ms, message, planned.type, None)
+
+
+async def _on_engine(
+    svc: TargetService, engine: Any, target: Target, method: CommunicationMethod
+) -> ConnectionTestOutcome:
+    from opsconductor_ray.protocol import CredentialRef, TargetSpec  # deferred: the engine is optional
+
+    issued = await svc.issue_grant(
+        [target.id],
+        "connection-test",
+        ttl_seconds=svc.settings.test_grant_ttl_seconds,
+        methods={target.id: method.id},
+    )
+    spec = TargetSpec(
+        target_id=target.id, name=target.name, host=method.host, port=method.port, method=method.type
+    )
+    timeout = svc.settings.test_timeout_seconds
+    try:
+        result = await asyncio.wait_for(
+            engine.test_connection(spec, CredentialRef(resolver_url=issued.resolver_url, grant=issued.grant)),
+            timeout,
+        )
+    except TimeoutError:
+        return ConnectionTestOutcome(
+            False, None, f"connection test timed out after {timeout:g}s", method.type, method.id
+        )
+    except Exception as exc:
+        log.warning(
+            "connection test failed in the engine", target_id=target.id, error_type=type(exc).__name__
+        )
+        return ConnectionTestOutcome(
+            False, None, f"execution engine error: {type(exc).__name__}: {exc}", method.type, method.id
+        )
+    return ConnectionTestOutcome(
+        bool(result.ok), result.latency_ms, str(result.message), method.type, method.id
+    )

@@ -1,0 +1,198 @@
+"""Target health: classify check outcomes, record them, and the periodic checker.
+
+Why its own module: health is written from three places (testConnection, checkTargetHealth /
+bulk tests, the periodic checker) and must be classified, stored (``healthHistory``), evented
+(``targets.target_health_changed`` through the outbox) and broadcast (``targetHealth``
+subscription) the same way each time.
+
+Classification (legacy rule, thresholds are settings): a successful check with latency
+<= ``health_healthy_ms`` is healthy, <= ``health_warning_ms`` warning, slower critical. A failure
+is critical once ``health_failures_for_critical`` checks in a row failed (legacy: 1), warning
+before that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
+from opsconductor_shared.logging import get_logger
+from opsconductor_targets import connectivity
+from opsconductor_targets.models import HealthCheck, HealthState, Outbox, Target
+from opsconductor_targets.queries import get_targets, primary_method
+from opsconductor_targets.service import ConnectionTestOutcome, TargetService
+from opsconductor_targets.settings import Settings
+
+log = get_logger("opsconductor.targets.health")
+
+CHANNEL = "targets:health"
+
+
+def classify(ok: bool, latency_ms: float | None, consecutive_failures: int, settings: Settings) -> str:
+    if not ok:
+        return "critical" if consecutive_failures >= settings.health_failures_for_critical else "warning"
+    if latency_ms is None or latency_ms <= settings.health_healthy_ms:
+        return "healthy"
+    if latency_ms <= settings.health_warning_ms:
+        return "warning"
+    return "critical"
+
+
+def interval_for(settings: Settings, environment: str, health: str) -> float:
+    """Seconds until the next periodic check (per environment x current health, legacy style)."""
+    table = settings.health_intervals
+    env = table.get(environment) or table.get("default") or {}
+    value = env.get(health) or env.get("unknown") or 300
+    return float(value)
+
+
+@dataclass
+class HealthOutcome:
+    target_id: str
+    health_status: str
+    previous: str
+    changed: bool
+    check: HealthCheck
+    outcome: ConnectionTestOutcome
+
+
+def change_payload(target_id: str, health: str, previous: str, check: HealthCheck | None) -> dict[str, Any]:
+    """What subscribers see on ``targetHealth`` (no secrets: ids, status, latency, message)."""
+    return {
+        "targetId": target_id,
+        "healthStatus": health,
+        "previous": previous,
+        "ok": check.ok if check else None,
+        "latencyMs": check.latency_ms if check else None,
+        "message": check.message if check else "",
+        "methodId": check.method_id if check else None,
+        "checkedAt": (check.checked_at or datetime.now(UTC)).isoformat() if check else None,
+    }
+
+
+class HealthMonitor:
+    """Runs checks and records them; ``run`` is the periodic loop (off unless enabled)."""
+
+    def __init__(self, svc: TargetService, settings: Settings, broadcaster: Broadcaster | None) -> None:
+        self.svc = svc
+        self.settings = settings
+        self.broadcaster = broadcaster
+        self.engine: Any = None
+        self.on_committed: Any = None  # Runtime.events_committed, set by the app
+
+    async def record(self, target: Target, outcome: ConnectionTestOutcome, trigger: str) -> HealthOutcome:
+        """Store one check's outcome and apply the resulting health (own transaction)."""
+        now = datetime.now(UTC)
+        async with in_transaction():
+            fresh = await Target.filter(id=target.id).select_for_update().first()
+            previous = fresh.health_status if fresh else target.health_status
+            state = await HealthState.filter(target_id=target.id).select_for_update().first()
+            if state is None:
+                state = await HealthState.create(target_id=target.id)
+            state.consecutive_failures = 0 if outcome.ok else state.consecutive_failures + 1
+            health = classify(outcome.ok, outcome.latency_ms, state.consecutive_failures, self.settings)
+            state.last_checked_at = now
+            state.next_check_at = now + timedelta(
+                seconds=interval_for(self.settings, target.environment, health)
+            )
+            await state.save()
+            check = await HealthCheck.create(
+                target_id=target.id,
+                method_id=outcome.method_id,
+                method_type=outcome.method_type,
+                ok=outcome.ok,
+                latency_ms=outcome.latency_ms,
+                message=outcome.message[:2000],
+                health_status=health,
+                previous_status=previous,
+                trigger=trigger,
+            )
+            changed = previous != health
+            if changed:
+                await Target.filter(id=target.id).update(health_status=health, updated_at=now)
+                await record_event(
+                    Outbox,
+                    EventEnvelope(
+                        type="targets.target_health_changed",
+                        source="targets",
+                        subject=target.id,
+                        data={"id": target.id, "healthStatus": health, "previous": previous},
+                    ),
+                )
+        target.health_status = health
+        if changed:
+            log.info("target health changed", target_id=target.id, health=health, previous=previous)
+            if self.on_committed is not None:
+                self.on_committed()
+            if self.broadcaster is not None:
+                with contextlib.suppress(Exception):
+                    await self.broadcaster.publish(
+                        CHANNEL, json.dumps(change_payload(target.id, health, previous, check))
+                    )
+        return HealthOutcome(target.id, health, previous, changed, check, outcome)
+
+    async def check(self, target: Target, trigger: str, method_id: str | None = None) -> HealthOutcome:
+        """Test the target (its primary method, or ``method_id``) and record the result."""
+        if method_id:
+            method = next((m for m in target.methods if m.id == method_id and m.is_active), None)
+            if method is None:
+                outcome = ConnectionTestOutcome(
+                    False, None, f"communication method {method_id} not found on this target", None
+                )
+                return await self.record(target, outcome, trigger)
+        else:
+            method = primary_method(target)
+        if method is None:
+            outcome = ConnectionTestOutcome(False, None, "target has no active communication method", None)
+        else:
+            outcome = await connectivity.test_saved_method(self.svc, self.engine, target, method)
+        return await self.record(target, outcome, trigger)
+
+    async def check_ids(self, target_ids: list[str], trigger: str) -> list[HealthOutcome]:
+        """Check several targets, at most ``health_concurrency`` at a time (unknown ids skipped)."""
+        targets = await get_targets(target_ids)
+        sem = asyncio.Semaphore(max(1, self.settings.health_concurrency))
+
+        async def one(t: Target) -> HealthOutcome:
+            async with sem:
+                return await self.check(t, trigger)
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+    async def due_target_ids(self, limit: int) -> list[str]:
+        """Active targets whose next check is due or that were never checked."""
+        now = datetime.now(UTC)
+        checked = await HealthState.filter(next_check_at__gt=now).values_list("target_id", flat=True)
+        rows = (
+            await Target.filter(Q(is_active=True) & ~Q(id__in=list(checked)) & ~Q(status="maintenance"))
+            .order_by("id")
+            .limit(limit)
+            .values_list("id", flat=True)
+        )
+        return [str(r) for r in rows]
+
+    async def tick(self) -> int:
+        ids = await self.due_target_ids(self.settings.health_batch_size)
+        if ids:
+            await self.check_ids(ids, "periodic")
+        return len(ids)
+
+    async def run(self) -> None:
+        """The periodic checker: every ``health_tick_seconds``, check the due targets."""
+        log.info("health checker started", tick=self.settings.health_tick_seconds)
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("health tick failed", error_type=type(exc).__name__)
+            await asyncio.sleep(self.settings.health_tick_seconds)

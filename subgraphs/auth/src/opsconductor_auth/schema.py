@@ -9,7 +9,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from tortoise.transactions import in_transaction
 
 from opsconductor_auth import service
-from opsconductor_auth.models import ApiKey, Credential, Session
+from opsconductor_auth.models import ApiKey, Credential, LoginAttempt, Session
 from opsconductor_auth.types import (
     AccountDisabled,
     AccountLocked,
@@ -23,6 +23,8 @@ from opsconductor_auth.types import (
     InvalidCredentials,
     InvalidRefreshToken,
     LoggedOut,
+    LoginAttemptConnection,
+    LoginAttemptInfo,
     LoginResult,
     LoginSuccess,
     LogoutResult,
@@ -52,6 +54,7 @@ from opsconductor_shared.errors import (
     ValidationFailed,
     to_graphql_error,
 )
+from opsconductor_shared.paging import build_connection, check_first, decode_cursor
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -153,6 +156,39 @@ class Query:
         rows = await _auth(info).sessions_of(str(user_id), include_ended=include_ended)
         current = info.context.identity.session_id if info.context.identity else None
         return [_session_info(_auth(info), r, current) for r in rows]
+
+    @strawberry.field(
+        permission_classes=[requires("audit:read")],
+        description="Login attempts, newest first (Relay connection), optionally for one username.",
+    )
+    async def login_attempts(
+        self, info: Info, first: int | None = 50, after: str | None = None, username: str | None = None
+    ) -> LoginAttemptConnection:
+        limit = check_first(first, maximum=200)
+        key = decode_cursor(after)
+        if key is not None and not key.isdigit():
+            raise ValidationError("invalid cursor", field="after")
+        qs = LoginAttempt.filter(username=username) if username else LoginAttempt.all()
+        total = await qs.count()
+        page = qs.filter(id__lt=int(key)) if key is not None else qs
+        found = await page.order_by("-id").limit(limit + 1)
+        return build_connection(
+            found[:limit],
+            node=lambda r: LoginAttemptInfo(
+                id=strawberry.ID(str(r.id)),
+                username=r.username,
+                user=User(id=strawberry.ID(r.user_id)) if r.user_id else None,
+                success=r.success,
+                reason=r.reason,
+                ip_address=r.ip_address,
+                user_agent=r.user_agent,
+                at=r.at,
+            ),
+            key=lambda r: str(r.id),
+            has_next=len(found) > limit,
+            total=total,
+            after=key,
+        )
 
     @strawberry.field(permission_classes=[Authenticated], description="Your API keys (never their secrets).")
     async def api_keys(self, info: Info) -> list[ApiKeyInfo]:

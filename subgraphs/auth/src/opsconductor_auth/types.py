@@ -9,6 +9,7 @@ import strawberry
 from strawberry.federation.schema_directives import Key
 
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
+from opsconductor_shared.paging import Connection
 
 
 @strawberry.federation.type(
@@ -167,3 +168,20 @@ class ApiKeyRevoked:
 
 CreateApiKeyResult = Annotated[ApiKeyCreated | ValidationFailed, strawberry.union("CreateApiKeyResult")]
 RevokeApiKeyResult = Annotated[ApiKeyRevoked | NotFound, strawberry.union("RevokeApiKeyResult")]
+
+
+@strawberry.type(
+    name="LoginAttempt", description="One login try, successful or not (the password is never kept)."
+)
+class LoginAttemptInfo:
+    id: strawberry.ID
+    username: str = strawberry.field(description="The username as typed (also when no such user exists).")
+    user: User | None = strawberry.field(description="The user it matched; null for an unknown username.")
+    success: bool
+    reason: str = strawberry.field(description="ok, bad_password, unknown_user, locked or disabled.")
+    ip_address: str | None = strawberry.field(description="Client address (first X-Forwarded-For hop).")
+    user_agent: str | None
+    at: datetime
+
+
+LoginAttemptConnection = Connection[LoginAttemptInfo]

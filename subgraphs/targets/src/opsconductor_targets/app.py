@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ from opsconductor_shared.app import Platform, Runtime, build_runtime, create_ser
 from opsconductor_shared.crypto import KeyRing
 from opsconductor_shared.logging import get_logger
 from opsconductor_targets import events
+from opsconductor_targets.health import HealthMonitor
 from opsconductor_targets.models import Outbox
 from opsconductor_targets.schema import schema
 from opsconductor_targets.service import GrantRejected, TargetService
@@ -29,6 +32,7 @@ log = get_logger("opsconductor.targets")
 class Deps:
     targets: TargetService
     engine: EngineClient | None
+    health: HealthMonitor | None = None
 
 
 def _reject(status: int, message: str) -> Response:
@@ -38,6 +42,8 @@ def _reject(status: int, message: str) -> Response:
 def create_app(settings: Settings, platform: Platform, engine: EngineClient | None = None) -> Any:
     keyring = KeyRing.load_or_create(settings.encryption_keys, settings.data_dir / "targets.keys")
     targets = TargetService(settings, keyring)
+    health = HealthMonitor(targets, settings, platform.broadcaster)
+    health.engine = engine
     runtime = build_runtime(
         name="targets",
         settings=settings,
@@ -45,13 +51,26 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
         models_module="opsconductor_targets.models",
         migrations_module="opsconductor_targets.migrations",
         outbox_model=Outbox,
-        deps=Deps(targets=targets, engine=engine),
+        deps=Deps(targets=targets, engine=engine, health=health),
     )
+
+    checker: list[asyncio.Task[None]] = []
 
     async def startup(rt: Runtime) -> None:
         async with in_transaction():
             await targets.startup()
         events.subscribe(rt)
+        health.on_committed = rt.events_committed
+        if settings.health_check_enabled:
+            checker.append(asyncio.create_task(health.run(), name="targets-health"))
+
+    async def shutdown(rt: Runtime) -> None:
+        for task in checker:
+            task.cancel()
+        for task in checker:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        checker.clear()
 
     async def resolve_credentials(request: Request) -> Response:
         """The engine's resolver: POST {grant, targetId} -> {username, password, privateKey, passphrase}.
@@ -76,5 +95,6 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
         runtime=runtime,
         schema=schema,
         on_startup=[startup],
+        on_shutdown=[shutdown],
         extra_routes=[Route("/internal/credentials", resolve_credentials, methods=["POST"])],
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any
 
 import strawberry
 from tortoise.transactions import in_transaction
@@ -17,7 +19,10 @@ from opsconductor_shared.errors import (
     to_graphql_error,
 )
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
-from opsconductor_targets import service
+from opsconductor_targets import connectivity, service
+from opsconductor_targets.health import CHANNEL as health_channel
+from opsconductor_targets.health import HealthMonitor
+from opsconductor_targets.models import HealthCheck
 from opsconductor_targets.types import (
     AcceptHostKeyResult,
     AddMethodResult,
@@ -40,6 +45,8 @@ from opsconductor_targets.types import (
     DeviceTypeResult,
     DeviceTypeSaved,
     GrantTarget,
+    HealthCheckEntry,
+    HealthStatus,
     HostAlreadyInUse,
     HostKey,
     HostKeyAccepted,
@@ -48,9 +55,12 @@ from opsconductor_targets.types import (
     MethodType,
     RemoveMethodResult,
     Target,
+    TargetConnectionTest,
     TargetCreated,
     TargetDeleted,
     TargetFilter,
+    TargetHealthChange,
+    TargetHealthChecked,
     TargetsBulkUpdated,
     TargetSort,
     TargetStatistics,
@@ -68,6 +78,22 @@ MAX_IDS = 1000
 
 def _svc(info: Info) -> service.TargetService:
     return info.context.deps.targets
+
+
+def _health(info: Info) -> HealthMonitor:
+    monitor = info.context.deps.health
+    monitor.engine = info.context.deps.engine
+    return monitor
+
+
+def _test_result(outcome: service.ConnectionTestOutcome) -> ConnectionTestResult:
+    return ConnectionTestResult(
+        ok=outcome.ok,
+        latency_ms=outcome.latency_ms,
+        message=outcome.message,
+        method=MethodType(outcome.method_type or "ssh"),
+        method_id=strawberry.ID(outcome.method_id) if outcome.method_id else None,
+    )
 
 
 def _to_credential(c: Any) -> service.NewCredential | None:
@@ -505,9 +531,16 @@ class Mutation:
     async def test_connection(
         self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID | None = None
     ) -> ConnectionTestResult:
-        outcome = await _svc(info).test_connection(
-            info.context.deps.engine, str(target_id), str(method_id) if method_id else None
-        )
+        found = await _svc(info).get_targets([str(target_id)])
+        if not found:
+            outcome = service.ConnectionTestOutcome(False, None, f"target {target_id} not found", None)
+        else:
+            # connectivity.py: SSH/WinRM on the engine, other types by a local probe; health.py
+            # records the check (healthHistory, healthStatus, event, targetHealth).
+            checked = await _health(info).check(
+                found[0], "connection_test", str(method_id) if method_id else None
+            )
+            outcome = checked.outcome
         info.context.runtime.events_committed()
         return ConnectionTestResult(
             ok=outcome.ok,
@@ -549,4 +582,127 @@ class Mutation:
         )
 
 
-schema = build_schema(query=Query, mutation=Mutation, types=[Target])
+# -- probes and health (connectivity.py, health.py) ----------------------------------------------
+
+TestMethodConfigResult = Annotated[
+    ConnectionTestResult | ValidationFailed, strawberry.union("TestMethodConfigResult")
+]
+CheckTargetHealthResult = Annotated[
+    TargetHealthChecked | NotFound, strawberry.union("CheckTargetHealthResult")
+]
+MAX_BULK_TESTS = 500
+
+
+@strawberry.type
+class HealthQuery:
+    @strawberry.field(
+        permission_classes=[requires("targets:read")],
+        description="Recorded health and connection checks of a target, newest first (Relay).",
+    )
+    async def health_history(
+        self, info: Info, target_id: strawberry.ID, first: int | None = 50, after: str | None = None
+    ) -> Connection[HealthCheckEntry]:
+        size = check_first(first)
+        after_key = decode_cursor(after, "h")
+        query = HealthCheck.filter(target_id=str(target_id))
+        total = await query.count()
+        if after_key is not None:
+            try:
+                query = query.filter(id__lt=int(after_key))
+            except ValueError:
+                raise ValidationError("malformed cursor", field="after") from None
+        rows = await query.order_by("-id").limit(size + 1)
+        return build_connection(
+            rows[:size],
+            has_next=len(rows) > size,
+            total=total,
+            after=after_key,
+            key=lambda r: str(r.id),
+            node=HealthCheckEntry.from_row,
+            kind="h",
+        )
+
+
+@strawberry.type
+class HealthMutation:
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Test an unsaved communication method (inline credential, never stored). "
+        "SSH/WinRM get a port and banner check; other types a real client login.",
+    )
+    async def test_method_config(self, info: Info, input: CommunicationMethodInput) -> TestMethodConfigResult:
+        try:
+            planned = service.validate_method(_to_new_method(input), "input", 1)
+        except ValidationError as exc:
+            return ValidationFailed(message=exc.message, field=exc.field)
+        return _test_result(await connectivity.test_planned_method(_svc(info), planned))
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Test the primary method of several targets (unknown ids are skipped); "
+        "updates each target's health like testConnection.",
+    )
+    async def bulk_test_connections(
+        self, info: Info, target_ids: list[strawberry.ID]
+    ) -> list[TargetConnectionTest]:
+        if len(target_ids) > MAX_BULK_TESTS:
+            raise to_graphql_error(
+                ValidationError(f"at most {MAX_BULK_TESTS} targets per bulk test", field="targetIds")
+            )
+        done = await _health(info).check_ids([str(i) for i in target_ids], "bulk")
+        info.context.runtime.events_committed()
+        return [
+            TargetConnectionTest(
+                target_id=strawberry.ID(d.target_id),
+                result=_test_result(d.outcome),
+                health_status=HealthStatus(d.health_status),
+            )
+            for d in done
+        ]
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Check a target's health now (its primary method) and record it in healthHistory.",
+    )
+    async def check_target_health(self, info: Info, target_id: strawberry.ID) -> CheckTargetHealthResult:
+        found = await _svc(info).get_targets([str(target_id)])
+        if not found:
+            return NotFound(message=f"target {target_id} not found", id=target_id)
+        done = await _health(info).check(found[0], "manual")
+        info.context.runtime.events_committed()
+        return TargetHealthChecked(
+            target_id=strawberry.ID(done.target_id),
+            health_status=HealthStatus(done.health_status),
+            previous=HealthStatus(done.previous),
+            check=HealthCheckEntry.from_row(done.check),
+        )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        permission_classes=[requires("targets:read")],
+        description="Live health changes of these targets (all targets when omitted).",
+    )
+    async def target_health(
+        self, info: Info, target_ids: list[strawberry.ID] | None = None
+    ) -> AsyncGenerator[TargetHealthChange, None]:
+        wanted = {str(i) for i in target_ids} if target_ids else None
+        async with info.context.runtime.platform.broadcaster.listen(health_channel) as live:
+            async for message in live:
+                payload = json.loads(message)
+                if wanted is None or payload["targetId"] in wanted:
+                    yield TargetHealthChange.from_payload(payload)
+
+
+@strawberry.type
+class RootQuery(Query, HealthQuery):
+    pass
+
+
+@strawberry.type
+class RootMutation(Mutation, HealthMutation):
+    pass
+
+
+schema = build_schema(query=RootQuery, mutation=RootMutation, subscription=Subscription, types=[Target])

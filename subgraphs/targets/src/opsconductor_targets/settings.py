@@ -35,6 +35,35 @@ class Settings(ServiceSettings):
         "first use): an operator must run acceptHostKey first. Elsewhere the first key seen is recorded.",
     )
     host_key_timeout_seconds: float = Field(3.0, description="Bound on reading a server's SSH host key.")
+    # -- probes and health monitoring (health.py) --
+    probe_default_timeout_seconds: float = Field(
+        10.0,
+        description="Probe timeout when a method's config has no 'timeout' (capped by test_timeout_seconds).",
+    )
+    health_check_enabled: bool = Field(
+        False, description="Run the periodic health checker in this replica (off by default, and in tests)."
+    )
+    health_tick_seconds: float = Field(15.0, description="How often the checker looks for due targets.")
+    health_batch_size: int = Field(50, description="Most targets one checker tick tests.")
+    health_concurrency: int = Field(10, description="Most health checks running at once (checker and bulk).")
+    health_healthy_ms: float = Field(5000.0, description="A successful check this fast or faster is healthy.")
+    health_warning_ms: float = Field(
+        10000.0, description="Slower than healthy, up to this: warning; slower: critical."
+    )
+    health_failures_for_critical: int = Field(
+        1, description="Consecutive failures that make a target critical (fewer: warning). Legacy: 1."
+    )
+    health_intervals: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "production": {"healthy": 300, "warning": 120, "critical": 60, "unknown": 60},
+            "staging": {"healthy": 600, "warning": 300, "critical": 120, "unknown": 120},
+            "testing": {"healthy": 900, "warning": 600, "critical": 300, "unknown": 300},
+            "development": {"healthy": 1800, "warning": 900, "critical": 600, "unknown": 600},
+            "default": {"healthy": 900, "warning": 600, "critical": 300, "unknown": 300},
+        },
+        description="Seconds between periodic checks per environment x current health (JSON; "
+        "'default' covers other environments).",
+    )
 
     @property
     def strict_environments(self) -> set[str]:

@@ -537,3 +537,77 @@ class ConnectionGrant:
 ConnectionGrantResult = Annotated[
     ConnectionGrant | NotFound | ValidationFailed, strawberry.union("ConnectionGrantResult")
 ]
+
+
+# -- connection probes and health (health.py / connectivity.py) ---------------------------------
+
+
+@strawberry.type(description="The connection test of one target in a bulk test.")
+class TargetConnectionTest:
+    target_id: strawberry.ID
+    result: ConnectionTestResult
+    health_status: HealthStatus = strawberry.field(description="The target's health after this test.")
+
+
+@strawberry.type(description="One recorded health or connection check of a target (healthHistory).")
+class HealthCheckEntry:
+    id: strawberry.ID
+    target_id: strawberry.ID
+    method_id: strawberry.ID | None
+    method: MethodType | None
+    ok: bool
+    latency_ms: float | None
+    message: str = strawberry.field(description="Readable outcome (refused, timeout, auth failed, ...).")
+    health_status: HealthStatus = strawberry.field(description="Health after this check.")
+    previous: HealthStatus = strawberry.field(description="Health before this check.")
+    trigger: str = strawberry.field(description="periodic | manual | connection_test | bulk")
+    checked_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> HealthCheckEntry:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            target_id=strawberry.ID(str(row.target_id)),
+            method_id=strawberry.ID(row.method_id) if row.method_id else None,
+            method=MethodType(row.method_type) if row.method_type else None,
+            ok=row.ok,
+            latency_ms=row.latency_ms,
+            message=row.message,
+            health_status=HealthStatus(row.health_status),
+            previous=HealthStatus(row.previous_status),
+            trigger=row.trigger,
+            checked_at=row.checked_at,
+        )
+
+
+@strawberry.type(description="A change of a target's health (targetHealth subscription).")
+class TargetHealthChange:
+    target_id: strawberry.ID
+    health_status: HealthStatus
+    previous: HealthStatus
+    ok: bool | None
+    latency_ms: float | None
+    message: str
+    method_id: strawberry.ID | None
+    checked_at: datetime | None
+
+    @classmethod
+    def from_payload(cls, p: dict[str, Any]) -> TargetHealthChange:
+        return cls(
+            target_id=strawberry.ID(p["targetId"]),
+            health_status=HealthStatus(p["healthStatus"]),
+            previous=HealthStatus(p["previous"]),
+            ok=p.get("ok"),
+            latency_ms=p.get("latencyMs"),
+            message=p.get("message") or "",
+            method_id=strawberry.ID(p["methodId"]) if p.get("methodId") else None,
+            checked_at=datetime.fromisoformat(p["checkedAt"]) if p.get("checkedAt") else None,
+        )
+
+
+@strawberry.type(description="The health check of one target.")
+class TargetHealthChecked:
+    target_id: strawberry.ID
+    health_status: HealthStatus
+    previous: HealthStatus
+    check: HealthCheckEntry

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.access import (
+    OWNERS,
     SYSTEM_ROLES,
     declared_permissions,
     denial,
@@ -62,8 +63,10 @@ async def _matrix(router: Any, platform: RunningPlatform, admin_token: str) -> M
                 continue
             key = f"{root_type.name}.{name}"
             assert key in declared, f"{key} is served by the router but no subgraph's code has it"
+            if not OWNERS[key] <= set(platform.databases):
+                continue  # its subgraph is not started (OPSC_TEST_SERVICES)
             operations.append((root_type.name, name, field, declared[key]))
-    assert len(operations) > 20, operations
+    assert len(operations) > 10, operations
 
     mismatches: list[str] = []
     outcomes: dict[tuple[str, str], str | None] = {}
@@ -96,7 +99,7 @@ async def _matrix(router: Any, platform: RunningPlatform, admin_token: str) -> M
             if token is not None and SESSION_ENDING.search(name):
                 token = await role_login(platform, usernames[caller])
 
-    await asyncio.wait_for(asyncio.gather(*(run_caller(c) for c in (*SYSTEM_ROLES, ANONYMOUS))), 90)
+    await asyncio.wait_for(asyncio.gather(*(run_caller(c) for c in (*SYSTEM_ROLES, ANONYMOUS))), 240)
     return Matrix(
         operations={f"{r}.{n}": req for r, n, _, req in operations}, outcomes=outcomes, mismatches=mismatches
     )
@@ -116,6 +119,7 @@ async def test_every_operation_is_allowed_exactly_for_roles_holding_its_permissi
 
 async def test_the_matrix_sees_both_answers(matrix: Matrix) -> None:
     """Anchors: the detector must see a denial and an allowance where the catalogue says so."""
+    assert ("viewer", "Mutation.createUser") in matrix.outcomes, "the users subgraph must run"
     assert matrix.outcomes[("viewer", "Mutation.createUser")], "a viewer created a user"
     assert matrix.outcomes[("admin", "Mutation.createUser")] is None
     assert matrix.outcomes[(ANONYMOUS, "Query.me")], "anonymous read `me`"

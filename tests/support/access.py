@@ -45,6 +45,10 @@ def supergraph() -> GraphQLSchema:
     return build_schema((ROOT / "router" / "supergraph.graphql").read_text(), assume_valid=True)
 
 
+OWNERS: dict[str, set[str]] = {}
+"""``"Mutation.createUser" -> {"users"}``: filled by :func:`declared_permissions`."""
+
+
 def declared_permissions() -> dict[str, tuple[str | None, ...]]:
     """``"Mutation.createUser" -> ("users:write",)`` from every subgraph's code (``None`` = Public)."""
     found: dict[str, tuple[str | None, ...]] = {}
@@ -67,6 +71,7 @@ def declared_permissions() -> dict[str, tuple[str | None, ...]]:
                 graphql_name = schema.config.name_converter.from_field(field)
                 if graphql_name in FEDERATION_FIELDS:
                     continue
+                OWNERS.setdefault(f"{root}.{graphql_name}", set()).add(name)
                 found[f"{root}.{graphql_name}"] = tuple(
                     getattr(p, "required_permission", None) for p in field.permission_classes
                 )

@@ -256,7 +256,7 @@ def client_options(fleet: SshdFleet) -> dict[str, object]:
         "host_based_auth": False,
         "x509_trusted_certs": None,
         "pkcs11_provider": None,
-        "connect_timeout": 15,
+        "connect_timeout": 90,
     }
 
 

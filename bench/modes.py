@@ -285,7 +285,7 @@ async def engine_run(
         targets=targets,
         credentials=credentials,
         max_parallel=max(1, n),
-        connect_timeout_s=15,
+        connect_timeout_s=90,
     )
     if vault is not None:
         vault.times.clear()

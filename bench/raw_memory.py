@@ -42,7 +42,7 @@ async def main(key_file: str, username: str, primer: str, targets: list[str]) ->
         "host_based_auth": False,
         "x509_trusted_certs": None,
         "pkcs11_provider": None,
-        "connect_timeout": 15,
+        "connect_timeout": 90,
     }
 
     async def connect(address: str) -> asyncssh.SSHClientConnection:

@@ -43,6 +43,7 @@ class Results:
     sshd_note: str = ""
     ray_note: str = ""
     ansible_note: str = ""
+    mode_errors: dict[str, str] = field(default_factory=dict)
     probe: list[dict[str, float]] = field(default_factory=list)
     total_s: float = 0.0
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
@@ -134,6 +135,8 @@ def render(results: Results, *, error: str | None = None) -> str:
     ]
     if error:
         lines += [f"**The run did not complete:** `{error}`. The tables hold what was measured before.", ""]
+    for mode, message in results.mode_errors.items():
+        lines += [f"**Mode `{mode}` stopped early:** `{message}`. Its rows hold what it measured before.", ""]
     lines += [
         "## Machine",
         "",

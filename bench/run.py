@@ -51,6 +51,7 @@ from infra import (  # noqa: E402
 from modes import (  # noqa: E402
     NUM_SHARDS,
     Ansible,
+    BenchError,
     EndToEnd,
     engine_run,
     ensure_ansible,
@@ -247,7 +248,11 @@ async def run_modes(args: argparse.Namespace, fleet: SshdFleet, results: Results
         if mode in args.modes:
             results.load[mode] = load_average()
             started = time.perf_counter()
-            await steps[mode](fleet, args.n, args.repeat, results)
+            try:
+                await steps[mode](fleet, args.n, args.repeat, results)
+            except BenchError as exc:  # recorded in RESULTS.md; the other modes still run
+                results.mode_errors[mode] = str(exc)
+                log(f"{mode} stopped: {exc}")
             results.durations[mode] = time.perf_counter() - started
             results.load[mode] += " → " + load_average()
 
@@ -317,13 +322,22 @@ def main(argv: list[str] | None = None) -> int:
 
             ray_started = time.perf_counter()
             # address="local": always a new local Ray, never one that `ray start` left on this machine.
-            ray.init(
-                address="local",
-                num_cpus=2,
-                include_dashboard=False,
-                namespace="opsconductor",
-                log_to_driver=False,
-            )
+            for attempt in range(1, 4):
+                try:
+                    ray.init(
+                        address="local",
+                        num_cpus=2,
+                        include_dashboard=False,
+                        namespace="opsconductor",
+                        log_to_driver=False,
+                    )
+                    break
+                except Exception as exc:  # a busy machine: Ray's raylet start-up wait is a fixed 30 s
+                    log(f"Ray did not start (attempt {attempt}): {exc}")
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    if attempt == 3:
+                        raise
             ray_up = True
             results.ray_note = f"local Ray {ray.__version__}, num_cpus=2, started in {time.perf_counter() - ray_started:.1f}s"
             log(results.ray_note)

@@ -79,6 +79,8 @@ class EngineClient:
         pools = [await self._pool(shard) for shard in range(self.num_shards)]
         hosts = [await self._host(index) for index in range(self.num_coordinators)]
         await asyncio.gather(*(p.stats.remote() for p in pools), *(h.ping.remote() for h in hosts))
+        handles = dict(enumerate(pools))
+        await asyncio.gather(*(h.prepare.remote(handles) for h in hosts))
 
     async def _init_ray(self, *, dashboard: bool, num_cpus: int | None) -> None:
         if self.address is not None:

@@ -32,6 +32,8 @@ class PoolConfig:
     """A handshake that had to wait for a slot first sleeps a random 0..this long."""
     max_channels_per_connection: int = 8
     """Concurrent sessions per connection, under OpenSSH's default `MaxSessions 10`."""
+    max_credential_fetches: int = 32
+    """Concurrent credential requests to the resolver per pool actor."""
     known_hosts: str | None = None
     """Host-key policy handed to asyncssh: None accepts any host key; otherwise the path
     of a known_hosts file that the server's key must match (else `HostKeyRejected`)."""

@@ -101,6 +101,7 @@ class _Run:
         self.target_status: dict[str, str] = {}
         self.task: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[None]] = set()
+        self.me: ActorHandle | None = None
         self.cancel_requested = False
         self.stop_reason: str | None = None
         """Set by fail-fast or the run timeout: targets not started yet end CANCELLED with it."""
@@ -230,7 +231,7 @@ class _Run:
         try:
             pool = self.pools[shard]
             await _answering(pool)
-            me = ray.get_runtime_context().current_actor
+            me = self.me if self.me is not None else ray.get_runtime_context().current_actor
             await pool.run_targets.options(name=f"{coordinator_name(plan.execution_id)}/pool-{shard}").remote(
                 plan.execution_id,
                 plan.steps,
@@ -324,6 +325,11 @@ class ExecutionCoordinator:
         self._runs: dict[str, _Run] = {}
         self._released: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._me: ActorHandle | None = None
+        self._handles: dict[str, ActorHandle] = {}
+        """Every pool handle seen, kept for good: when a process drops its last handle of an
+        actor, Ray forgets the actor's address and the next handle waits for the GCS (seconds
+        on a busy machine) before its first call."""
 
     # ----------------------------------------------------------------- public methods
 
@@ -335,7 +341,13 @@ class ExecutionCoordinator:
         eid = plan.execution_id
         if eid in self._runs or eid in self._released:
             return False
+        for handle in pools.values():
+            self._handles.setdefault(handle._actor_id.hex(), handle)
+        pools = {shard: self._handles[handle._actor_id.hex()] for shard, handle in pools.items()}
         run = _Run(plan, dict(pools), self._num_shards)
+        if self._me is None:
+            self._me = ray.get_runtime_context().current_actor
+        run.me = self._me
         self._runs[eid] = run
         run.started_at = time.time()
         run.task = asyncio.create_task(run.execute(), name=coordinator_name(eid))
@@ -392,6 +404,16 @@ class ExecutionCoordinator:
 
     async def ping(self) -> int:
         return self._index
+
+    async def prepare(self, pools: dict[int, ActorHandle]) -> None:
+        """Called by `EngineClient.connect()`: learn the pools and make the first calls both
+        ways now, so that no run pays this process's first-contact costs (seconds when busy)."""
+        if self._me is None:
+            self._me = ray.get_runtime_context().current_actor
+        for handle in pools.values():
+            self._handles[handle._actor_id.hex()] = handle
+        await asyncio.gather(*(_answering(h) for h in pools.values()))
+        await asyncio.gather(*(h.know.remote(self._me) for h in pools.values()), return_exceptions=True)
 
     # ----------------------------------------------------------------- housekeeping
 

@@ -21,7 +21,7 @@ import httpx
 from opsconductor_ray.errors import CredentialUnavailable
 from opsconductor_ray.protocol import CredentialRef
 
-RESOLVER_TIMEOUT_S = 5.0
+RESOLVER_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, repr=False)

@@ -319,6 +319,9 @@ class ConnectionPool:
         self._cancelled: dict[str, tuple[float, str | None, bool]] = {}
         """execution id -> (when, reason, kill running commands) for cancel and fail-fast."""
         self._host_locks = _HostLocks()
+        self._sinks: dict[str, ActorHandle] = {}
+        self._fetches: asyncio.Semaphore | None = None
+        """Coordinator handles kept for good (see ExecutionCoordinator._handles)."""
         self._winrm: Any = None
         self._keys = KeyCache()
         self._http: httpx.AsyncClient | None = None
@@ -350,6 +353,7 @@ class ConnectionPool:
         each target's final status; every target gets exactly one TARGET_FINISHED event.
         """
         self._ensure_started()
+        sink = self._sinks.setdefault(sink._actor_id.hex(), sink)
         batch = _Batch(
             execution_id=execution_id,
             steps=tuple(steps),
@@ -465,6 +469,11 @@ class ConnectionPool:
             latency_ms=latency_ms,
             message=f"connected to {target.host}:{target.port} as '{credential.username}' ({how})",
         )
+
+    async def know(self, sink: ActorHandle) -> None:
+        """Keep a coordinator's handle and call it once (see ExecutionCoordinator.prepare)."""
+        sink = self._sinks.setdefault(sink._actor_id.hex(), sink)
+        await sink.ping.remote()
 
     async def stats(self) -> dict[str, int]:
         """Counters for dashboards and tests."""
@@ -878,7 +887,11 @@ class ConnectionPool:
             self._reaper = asyncio.create_task(self._reap_idle())
 
     async def _fetch(self, ref: CredentialRef, target_id: str) -> Credential:
-        return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
+        # Bounded: hundreds of targets at once must not swamp the resolver into timeouts.
+        if self._fetches is None:
+            self._fetches = asyncio.Semaphore(self._config.max_credential_fetches)
+        async with self._fetches:
+            return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
 
     async def _acquire(self, target: TargetSpec, credential: Credential, connect_timeout_s: float) -> _Lease:
         """A channel slot on a connection for this target and credential: a warm one if

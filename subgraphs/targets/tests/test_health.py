@@ -96,7 +96,7 @@ async def create_telnet(platform: Any, token: str, host: str, port: int, env: st
     return str(result["target"]["id"])
 
 
-def test_classify_and_intervals_follow_settings() -> None:
+async def test_classify_and_intervals_follow_settings() -> None:
     s = Settings(health_healthy_ms=5000, health_warning_ms=10000, health_failures_for_critical=2)
     assert classify(True, 12.0, 0, s) == "healthy"
     assert classify(True, 5000.0, 0, s) == "healthy"
@@ -146,12 +146,12 @@ async def test_health_check_history_event_and_no_secrets(platform: Any, admin_to
     conn = await asyncpg.connect(platform.databases["targets"])
     try:
         rows = await conn.fetch(
-            "SELECT payload FROM outbox WHERE payload::text LIKE '%target_health_changed%' AND payload::text LIKE $1",
+            "SELECT envelope FROM outbox WHERE envelope::text LIKE '%target_health_changed%' AND envelope::text LIKE $1",
             f"%{tid}%",
         )
     finally:
         await conn.close()
-    changes = [json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"] for r in rows]
+    changes = [json.loads(r["envelope"]) if isinstance(r["envelope"], str) else r["envelope"] for r in rows]
     data = [c["data"] for c in changes]
     assert {"id": tid, "healthStatus": "healthy", "previous": "unknown"} in data
     assert {"id": tid, "healthStatus": "critical", "previous": "healthy"} in data
@@ -240,8 +240,12 @@ async def test_subscription_refused_without_token(platform: Any) -> None:
     async with websockets.connect(
         ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")], open_timeout=10
     ) as ws:
-        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-        await asyncio.wait_for(ws.recv(), 10)
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
-        msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert msg["type"] == "error" or msg["payload"].get("errors"), msg
+        try:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            await asyncio.wait_for(ws.recv(), 10)
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE}}))
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except websockets.exceptions.ConnectionClosedError as exc:
+            assert exc.rcvd is not None and exc.rcvd.code == 4403, exc  # refused: Forbidden
+        else:
+            assert msg["type"] == "error" or msg["payload"].get("errors"), msg

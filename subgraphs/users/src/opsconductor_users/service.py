@@ -423,6 +423,46 @@ async def record_login(user_id: str, at: datetime) -> None:
     )
 
 
+async def import_legacy_user(
+    *,
+    username: str,
+    email: str,
+    role: str,
+    is_active: bool = True,
+    last_login_at: datetime | None = None,
+    user_id: str | None = None,
+) -> UserRecord:
+    """For the legacy migration: one monolith user (single role string, mapped by ``canonical_role``).
+
+    Writes the user, the role and ``users.user_created`` (the caller's transaction). The password
+    hash does not pass here or through events: the migration stores it in auth with
+    ``opsconductor_auth.service.import_legacy_credential`` under the returned id.
+    """
+    username = username.strip()
+    if not USERNAME_RE.fullmatch(username):
+        raise ValidationError(f"legacy username '{username}' is not valid here", field="username")
+    email = email.strip().lower()
+    if not EMAIL_RE.fullmatch(email):
+        raise ValidationError(f"'{email}' is not a valid email address", field="email")
+    name = canonical_role(role)
+    if not await Role.exists(name=name):
+        raise ValidationError(f"unknown role '{role}'", field="roles")
+    if await User.filter(username__iexact=username).exists():
+        raise UsernameTakenError(username)
+    user = await User.create(
+        id=user_id or str(new_uuid7()),
+        username=username,
+        email=email,
+        display_name=username,
+        is_active=is_active,
+        last_login_at=last_login_at,
+    )
+    await UserRole.create(user_id=user.id, role_id=name)
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_created", record, None))
+    return record
+
+
 # ---- the bootstrap admin ----------------------------------------------------------------------
 
 

@@ -346,7 +346,9 @@ async def test_runs_share_long_lived_coordinators_and_reattach_from_a_new_client
     assert summary["execution_id"] == p.execution_id
     assert summary["name"] == f"exec-{p.execution_id}"
     first = await other.events(p.execution_id, after_seq=0, wait_s=5)
-    events = first + await collect_events(other, p.execution_id, after_seq=first[-1].seq, timeout_s=30)
+    events = first + await collect_events(
+        other, p.execution_id, after_seq=first[-1].seq, timeout_s=30, release=False
+    )
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert out(events) == "done\n"
     assert p.execution_id in {r["execution_id"] for r in await engine.runs()}

@@ -8,7 +8,12 @@ from opsconductor_shared.events import EventEnvelope
 from opsconductor_users import service
 from opsconductor_users.models import ProcessedEvent
 
-PUBLISHES = ("users.user_created", "users.user_updated", "users.user_deactivated")
+PUBLISHES = (
+    "users.user_created",
+    "users.user_updated",
+    "users.user_deactivated",
+    "users.user_roles_changed",
+)
 CONSUMES = ("auth.login_succeeded",)
 
 

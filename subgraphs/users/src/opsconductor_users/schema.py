@@ -18,11 +18,22 @@ from opsconductor_shared.logging import get_logger
 from opsconductor_shared.paging import build_connection, decode_cursor
 from opsconductor_users import service
 from opsconductor_users.types import (
+    CreateRoleInput,
+    CreateRoleResult,
     CreateUserInput,
     CreateUserResult,
+    DeleteRoleResult,
     Permission,
     Role,
+    RoleCreated,
+    RoleDeleted,
+    RoleInUse,
+    RoleUpdated,
     SetUserActiveResult,
+    SetUserRolesResult,
+    SystemRoleProtected,
+    UpdateRoleInput,
+    UpdateRoleResult,
     User,
     UserConnection,
     UserCreated,
@@ -151,6 +162,83 @@ class Mutation:
             return to_graphql_error(exc)  # type: ignore[return-value]
         info.context.runtime.events_committed()
         return UserUpdated(user=User.from_record(record))
+
+    @strawberry.mutation(
+        permission_classes=[requires("roles:write")],
+        description="Create a custom role from catalogue permissions (never more than you hold).",
+    )
+    async def create_role(self, info: Info, input: CreateRoleInput) -> CreateRoleResult:
+        try:
+            async with in_transaction():
+                record = await service.create_role(
+                    name=input.name,
+                    description=input.description,
+                    permissions=input.permissions,
+                    actor=info.context.identity,
+                )
+        except (ValidationError, PermissionError_) as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        return RoleCreated(role=_role(record))
+
+    @strawberry.mutation(
+        permission_classes=[requires("roles:write")],
+        description="Change a custom role. Holders get the new permissions in their next token "
+        "(refreshSession); system roles cannot be changed.",
+    )
+    async def update_role(self, info: Info, name: str, input: UpdateRoleInput) -> UpdateRoleResult:
+        try:
+            async with in_transaction():
+                record = await service.update_role(
+                    name=name,
+                    description=input.description,
+                    permissions=input.permissions,
+                    actor=info.context.identity,
+                )
+        except service.SystemRoleError as exc:
+            return SystemRoleProtected(message=exc.message, name=exc.name)
+        except (NotFoundError, ValidationError, PermissionError_) as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        info.context.runtime.events_committed()
+        return RoleUpdated(role=_role(record))
+
+    @strawberry.mutation(
+        permission_classes=[requires("roles:write")],
+        description="Delete a custom role that nobody holds any more.",
+    )
+    async def delete_role(self, info: Info, name: str) -> DeleteRoleResult:
+        try:
+            async with in_transaction():
+                deleted = await service.delete_role(name=name)
+        except service.SystemRoleError as exc:
+            return SystemRoleProtected(message=exc.message, name=exc.name)
+        except service.RoleInUseError as exc:
+            return RoleInUse(message=exc.message, name=exc.name, user_count=exc.user_count)
+        except NotFoundError as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        return RoleDeleted(name=deleted)
+
+    @strawberry.mutation(
+        permission_classes=[requires("roles:write")],
+        description="Replace a user's roles (legacy names map). Refuses to demote the last active admin.",
+    )
+    async def set_user_roles(
+        self, info: Info, user_id: strawberry.ID, roles: list[str]
+    ) -> SetUserRolesResult:
+        try:
+            async with in_transaction():
+                record = await service.set_user_roles(
+                    user_id=str(user_id), roles=roles, actor=info.context.identity
+                )
+        except (NotFoundError, ValidationError, PermissionError_) as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        info.context.runtime.events_committed()
+        return UserUpdated(user=User.from_record(record))
+
+
+def _role(r: service.RoleRecord) -> Role:
+    return Role(
+        name=r.name, description=r.description, permissions=list(r.permissions), is_system=r.is_system
+    )
 
 
 schema = build_schema(query=Query, mutation=Mutation, types=[User])

@@ -416,6 +416,169 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
     return record
 
 
+# ---- custom roles and role assignment ---------------------------------------------------------
+
+
+class SystemRoleError(DomainError):
+    """System roles come from code (seeded at every start): changing them here would be undone."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"role '{name}' is a system role and cannot be changed or deleted")
+        self.name = name
+
+
+class RoleInUseError(DomainError):
+    """Deleting an assigned role would silently strip permissions from people."""
+
+    def __init__(self, name: str, user_count: int) -> None:
+        super().__init__(f"role '{name}' is still assigned to {user_count} user(s); reassign them first")
+        self.name = name
+        self.user_count = user_count
+
+
+ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,49}$")
+
+
+def validate_permissions(permissions: Iterable[str]) -> list[str]:
+    """Catalogue entries only (no ``*``: only the system admin role grants everything), deduplicated."""
+    wanted = sorted({p.strip() for p in permissions})
+    unknown = [p for p in wanted if p not in PERMISSIONS]
+    if unknown:
+        raise ValidationError(f"unknown permission(s): {', '.join(unknown)}", field="permissions")
+    return wanted
+
+
+def _role_record(role: Role) -> RoleRecord:
+    return RoleRecord(role.name, role.description, tuple(role.permissions), role.is_system)
+
+
+def _check_grant(actor: Identity | None, permissions: Iterable[str]) -> None:
+    missing = _can_grant(actor, permissions)
+    if missing is not None:
+        raise PermissionError_(
+            f"you cannot grant permission '{missing}', which you do not hold", permission=missing
+        )
+
+
+async def create_role(
+    *, name: str, description: str | None, permissions: Sequence[str], actor: Identity | None
+) -> RoleRecord:
+    name = name.strip().lower()
+    if not ROLE_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            "role name must be 2-50 characters of lower-case letters, digits, '_' or '-'", field="name"
+        )
+    if name in LEGACY_ROLES:
+        raise ValidationError(
+            f"'{name}' is a legacy role name (it maps to '{LEGACY_ROLES[name]}')", field="name"
+        )
+    description = (description or "").strip()
+    if len(description) > 255:
+        raise ValidationError("description must be at most 255 characters", field="description")
+    perms = validate_permissions(permissions)
+    _check_grant(actor, perms)
+    if await Role.exists(name=name):
+        raise ValidationError(f"role '{name}' already exists", field="name")
+    try:
+        role = await Role.create(name=name, description=description, permissions=perms, is_system=False)
+    except IntegrityError as exc:
+        raise ValidationError(f"role '{name}' already exists", field="name") from exc
+    return _role_record(role)
+
+
+async def _locked_custom_role(name: str) -> Role:
+    role = await Role.filter(name=canonical_role(name)).select_for_update().first()
+    if role is None:
+        raise NotFoundError(f"no role named '{name}'", id=name)
+    if role.is_system:
+        raise SystemRoleError(role.name)
+    return role
+
+
+async def _holders(role_name: str) -> list[User]:
+    return await User.filter(deleted_at=None, role_links__role_id=role_name).order_by("id")
+
+
+async def update_role(
+    *,
+    name: str,
+    description: str | None,
+    permissions: Sequence[str] | None,
+    actor: Identity | None,
+) -> RoleRecord:
+    """Change a custom role; when its permissions change, every holder gets a
+    ``users.user_roles_changed`` event with their new permissions (auth's token claims follow)."""
+    role = await _locked_custom_role(name)
+    fields_: list[str] = []
+    if description is not None:
+        description = description.strip()
+        if len(description) > 255:
+            raise ValidationError("description must be at most 255 characters", field="description")
+        role.description = description
+        fields_.append("description")
+    changed = False
+    if permissions is not None:
+        perms = validate_permissions(permissions)
+        _check_grant(actor, perms)
+        changed = perms != sorted(role.permissions)
+        role.permissions = perms
+        fields_.append("permissions")
+    if fields_:
+        await role.save(update_fields=fields_)
+    if changed:
+        for record in await _records(await _holders(role.name)):
+            await record_event(Outbox, _event("users.user_roles_changed", record, actor))
+    return _role_record(role)
+
+
+async def delete_role(*, name: str) -> str:
+    role = await _locked_custom_role(name)
+    in_use = await User.filter(deleted_at=None, role_links__role_id=role.name).count()
+    if in_use:
+        raise RoleInUseError(role.name, in_use)
+    await UserRole.filter(role_id=role.name).delete()  # links of soft-deleted users only
+    await role.delete()
+    return role.name
+
+
+async def _lock_active_admins() -> list[str]:
+    """Lock the active admins' rows: two concurrent demotions cannot both see 'another admin left'."""
+    return [
+        str(i)
+        for i in await User.filter(deleted_at=None, is_active=True, role_links__role_id="admin")
+        .select_for_update()
+        .values_list("id", flat=True)
+    ]
+
+
+async def set_user_roles(*, user_id: str, roles: Sequence[str], actor: Identity | None) -> UserRecord:
+    """Replace a user's roles (legacy names map); emits ``users.user_roles_changed`` when they change."""
+    wanted = canonical_roles(roles)
+    if not wanted:
+        raise ValidationError("a user needs at least one role", field="roles")
+    perms = await _role_permissions()
+    unknown = [r for r in wanted if r not in perms]
+    if unknown:
+        raise ValidationError(f"unknown role(s): {', '.join(unknown)}", field="roles")
+    _check_grant(actor, resolve_permissions(perms[r] for r in wanted))
+    admins = await _lock_active_admins()
+    user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
+    if user is None:
+        raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    (before,) = await _records([user])
+    if set(before.roles) == set(wanted):
+        return before
+    if user.id in admins and "admin" not in wanted and len(admins) <= 1:
+        raise ValidationError("cannot remove the admin role from the last active admin", field="roles")
+    await UserRole.filter(user_id=user.id).exclude(role_id__in=wanted).delete()
+    for role in wanted:
+        if role not in before.roles:
+            await UserRole.create(user_id=user.id, role_id=role)
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_roles_changed", record, actor))
+    return record
+
+
 async def record_login(user_id: str, at: datetime) -> None:
     """Set lastLoginAt from auth's login event; never moves backwards (events may arrive late)."""
     await User.filter(Q(id=user_id) & (Q(last_login_at=None) | Q(last_login_at__lt=at))).update(

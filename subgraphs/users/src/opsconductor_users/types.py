@@ -118,3 +118,65 @@ CreateUserResult = Annotated[
 SetUserActiveResult = Annotated[
     UserUpdated | NotFound | ValidationFailed, strawberry.union("SetUserActiveResult")
 ]
+
+
+@strawberry.input(description="A new custom role.")
+class CreateRoleInput:
+    name: str = strawberry.field(
+        description="2-50 of lower-case letters, digits, '_', '-'; not a system or legacy name."
+    )
+    description: str | None = strawberry.field(default=None, description="What the role is for.")
+    permissions: list[str] = strawberry.field(
+        description="Catalogue permissions (`resource:action`); `*` is not allowed."
+    )
+
+
+@strawberry.input(description="Changes to a custom role; omitted fields stay as they are.")
+class UpdateRoleInput:
+    description: str | None = strawberry.field(default=None, description="New description.")
+    permissions: list[str] | None = strawberry.field(
+        default=None, description="The new full permission list (replaces the old one)."
+    )
+
+
+@strawberry.type(description="The role was created.")
+class RoleCreated:
+    role: Role
+
+
+@strawberry.type(
+    description="The role was changed; its holders' tokens carry the new permissions on refresh."
+)
+class RoleUpdated:
+    role: Role
+
+
+@strawberry.type(description="The role was deleted.")
+class RoleDeleted:
+    name: str
+
+
+@strawberry.type(description="System roles are defined in code and cannot be changed or deleted.")
+class SystemRoleProtected(Error):
+    name: str
+
+
+@strawberry.type(description="The role is still assigned to users; reassign them before deleting it.")
+class RoleInUse(Error):
+    name: str
+    user_count: int = strawberry.field(description="How many (not deleted) users hold the role.")
+
+
+CreateRoleResult = Annotated[
+    RoleCreated | ValidationFailed | PermissionDenied, strawberry.union("CreateRoleResult")
+]
+UpdateRoleResult = Annotated[
+    RoleUpdated | NotFound | ValidationFailed | PermissionDenied | SystemRoleProtected,
+    strawberry.union("UpdateRoleResult"),
+]
+DeleteRoleResult = Annotated[
+    RoleDeleted | NotFound | SystemRoleProtected | RoleInUse, strawberry.union("DeleteRoleResult")
+]
+SetUserRolesResult = Annotated[
+    UserUpdated | NotFound | ValidationFailed | PermissionDenied, strawberry.union("SetUserRolesResult")
+]

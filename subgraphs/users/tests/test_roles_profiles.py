@@ -1,0 +1,183 @@
+"""Custom roles, role assignment, profiles and soft delete against the real platform (auth + users).
+
+Run: ``OPSC_TEST_SERVICES=auth,users .venv/bin/pytest subgraphs/users -x -q``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID
+from subgraphs.users.tests.test_users_api import PASSWORD, create_user, eventually, unique
+from tests.support.platform import LOGIN, RunningPlatform, gql, login
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CREATE_ROLE = """mutation($input: CreateRoleInput!) { createRole(input: $input) { __typename
+  ... on RoleCreated { role { name description permissions isSystem } }
+  ... on ValidationFailed { field } ... on PermissionDenied { permission } ... on Error { message } } }"""
+UPDATE_ROLE = """mutation($name: String!, $input: UpdateRoleInput!) { updateRole(name: $name, input: $input) {
+  __typename ... on RoleUpdated { role { name description permissions } }
+  ... on SystemRoleProtected { name } ... on ValidationFailed { field } ... on Error { message } } }"""
+DELETE_ROLE = """mutation($name: String!) { deleteRole(name: $name) { __typename
+  ... on RoleDeleted { name } ... on RoleInUse { name userCount } ... on SystemRoleProtected { name }
+  ... on Error { message } } }"""
+SET_ROLES = """mutation($id: ID!, $roles: [String!]!) { setUserRoles(userId: $id, roles: $roles) {
+  __typename ... on UserUpdated { user { id roles permissions } } ... on ValidationFailed { field }
+  ... on PermissionDenied { permission } ... on Error { message } } }"""
+REFRESH = """mutation($t: String!) { refreshSession(refreshToken: $t) { __typename
+  ... on LoginSuccess { accessToken refreshToken } ... on Error { message } } }"""
+
+
+async def call(platform: RunningPlatform, query: str, variables: dict[str, Any], token: str) -> Any:
+    body = await gql(platform.url("users"), query, variables, token=token)
+    assert "errors" not in body, body
+    return next(iter(body["data"].values()))
+
+
+async def full_login(platform: RunningPlatform, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    body = await gql(platform.url("auth"), LOGIN, {"u": username, "p": password})
+    result = body["data"]["login"]
+    assert result["__typename"] == "LoginSuccess", body
+    return dict(result)
+
+
+def perms_of(token: str) -> list[str]:
+    return list(jwt.decode(token, options={"verify_signature": False})["permissions"])
+
+
+async def test_custom_role_lifecycle_and_refreshed_token_carries_new_permissions(
+    platform: RunningPlatform, admin_token: str
+) -> None:
+    name = unique("r")
+    created = await call(
+        platform,
+        CREATE_ROLE,
+        {"input": {"name": name, "description": "readers", "permissions": ["jobs:read", "jobs:read"]}},
+        admin_token,
+    )
+    assert created["__typename"] == "RoleCreated", created
+    assert created["role"] == {
+        "name": name,
+        "description": "readers",
+        "permissions": ["jobs:read"],
+        "isSystem": False,
+    }
+
+    made = await create_user(platform, admin_token, roles=[name])
+    assert made["__typename"] == "UserCreated", made
+    username = made["user"]["username"]
+    session = await full_login(platform, username)
+    assert perms_of(session["accessToken"]) == ["jobs:read"]
+
+    updated = await call(
+        platform,
+        UPDATE_ROLE,
+        {"name": name, "input": {"permissions": ["jobs:read", "targets:read"]}},
+        admin_token,
+    )
+    assert updated["__typename"] == "RoleUpdated", updated
+    assert updated["role"]["permissions"] == ["jobs:read", "targets:read"]
+    assert updated["role"]["description"] == "readers"
+
+    state = {"refresh": session["refreshToken"], "perms": []}
+
+    async def refreshed() -> bool:
+        body = await gql(platform.url("auth"), REFRESH, {"t": state["refresh"]})
+        result = body["data"]["refreshSession"]
+        assert result["__typename"] == "LoginSuccess", body
+        state["refresh"] = result["refreshToken"]
+        state["perms"] = perms_of(result["accessToken"])
+        return state["perms"] == ["jobs:read", "targets:read"]
+
+    await eventually(refreshed)
+
+    in_use = await call(platform, DELETE_ROLE, {"name": name}, admin_token)
+    assert (in_use["__typename"], in_use["name"], in_use["userCount"]) == ("RoleInUse", name, 1), in_use
+    moved = await call(platform, SET_ROLES, {"id": made["user"]["id"], "roles": ["guest"]}, admin_token)
+    assert moved["__typename"] == "UserUpdated", moved
+    assert moved["user"]["roles"] == ["viewer"]
+    deleted = await call(platform, DELETE_ROLE, {"name": name}, admin_token)
+    assert (deleted["__typename"], deleted["name"]) == ("RoleDeleted", name), deleted
+    gone = await call(platform, DELETE_ROLE, {"name": name}, admin_token)
+    assert gone["__typename"] == "NotFound"
+
+
+async def test_role_validation_and_system_roles(platform: RunningPlatform, admin_token: str) -> None:
+    bad = await call(
+        platform,
+        CREATE_ROLE,
+        {"input": {"name": unique("r"), "permissions": ["jobs:read", "nukes:launch", "*"]}},
+        admin_token,
+    )
+    assert bad["__typename"] == "ValidationFailed" and bad["field"] == "permissions", bad
+    assert "nukes:launch" in bad["message"] and "*" in bad["message"]
+    for name in ("admin", "Bad Name", "manager"):
+        dup = await call(platform, CREATE_ROLE, {"input": {"name": name, "permissions": []}}, admin_token)
+        assert dup["__typename"] == "ValidationFailed" and dup["field"] == "name", (name, dup)
+    for name in ("viewer", "administrator"):
+        changed = await call(
+            platform, UPDATE_ROLE, {"name": name, "input": {"description": "x"}}, admin_token
+        )
+        assert changed["__typename"] == "SystemRoleProtected", changed
+        gone = await call(platform, DELETE_ROLE, {"name": name}, admin_token)
+        assert gone["__typename"] == "SystemRoleProtected", gone
+    unknown = await call(platform, UPDATE_ROLE, {"name": unique("r"), "input": {}}, admin_token)
+    assert unknown["__typename"] == "NotFound"
+
+
+async def test_operator_cannot_write_roles(platform: RunningPlatform, admin_token: str) -> None:
+    made = await create_user(platform, admin_token, roles=["operator"])
+    token = await login(platform.url("auth"), made["user"]["username"], PASSWORD)
+    for query, variables in (
+        (CREATE_ROLE, {"input": {"name": unique("r"), "permissions": []}}),
+        (SET_ROLES, {"id": made["user"]["id"], "roles": ["admin"]}),
+        (DELETE_ROLE, {"name": "viewer"}),
+    ):
+        body = await gql(platform.url("users"), query, variables, token=token)
+        assert body.get("data") is None or next(iter(body["data"].values())) is None, body
+        assert body["errors"], body
+
+
+async def test_set_user_roles_validates_and_protects_last_admin(
+    platform: RunningPlatform, admin_token: str
+) -> None:
+    made = await create_user(platform, admin_token, roles=["viewer"])
+    uid = made["user"]["id"]
+    empty = await call(platform, SET_ROLES, {"id": uid, "roles": []}, admin_token)
+    assert empty["__typename"] == "ValidationFailed" and empty["field"] == "roles"
+    bogus = await call(platform, SET_ROLES, {"id": uid, "roles": ["nope"]}, admin_token)
+    assert bogus["__typename"] == "ValidationFailed" and bogus["field"] == "roles"
+    missing = await call(platform, SET_ROLES, {"id": "nobody", "roles": ["viewer"]}, admin_token)
+    assert missing["__typename"] == "NotFound"
+    changed = await call(platform, SET_ROLES, {"id": uid, "roles": ["manager", "auditor"]}, admin_token)
+    assert changed["__typename"] == "UserUpdated", changed
+    assert changed["user"]["roles"] == ["job_manager", "auditor"]
+    assert "audit:read" in changed["user"]["permissions"]
+
+    # Other tests may have made admins: demote them, so the bootstrap admin is the last one.
+    await demote_other_admins(platform, admin_token)
+    demote = await call(platform, SET_ROLES, {"id": BOOTSTRAP_ADMIN_ID, "roles": ["viewer"]}, admin_token)
+    assert demote["__typename"] == "ValidationFailed" and demote["field"] == "roles", demote
+    kept = await call(
+        platform, SET_ROLES, {"id": BOOTSTRAP_ADMIN_ID, "roles": ["admin", "viewer"]}, admin_token
+    )
+    assert kept["__typename"] == "UserUpdated" and kept["user"]["roles"] == ["admin", "viewer"], kept
+    back = await call(platform, SET_ROLES, {"id": BOOTSTRAP_ADMIN_ID, "roles": ["admin"]}, admin_token)
+    assert back["__typename"] == "UserUpdated" and back["user"]["roles"] == ["admin"], back
+
+
+ADMINS = """{ users(first: 200, filter: {role: "admin", isActive: true}) { edges { node { id } } } }"""
+
+
+async def demote_other_admins(platform: RunningPlatform, admin_token: str) -> None:
+    body = await gql(platform.url("users"), ADMINS, token=admin_token)
+    for edge in body["data"]["users"]["edges"]:
+        if edge["node"]["id"] != BOOTSTRAP_ADMIN_ID:
+            done = await call(
+                platform, SET_ROLES, {"id": edge["node"]["id"], "roles": ["viewer"]}, admin_token
+            )
+            assert done["__typename"] == "UserUpdated", done

@@ -181,3 +181,91 @@ async def demote_other_admins(platform: RunningPlatform, admin_token: str) -> No
                 platform, SET_ROLES, {"id": edge["node"]["id"], "roles": ["viewer"]}, admin_token
             )
             assert done["__typename"] == "UserUpdated", done
+
+
+PROFILE = "id email displayName department timezone"
+UPDATE_USER = f"""mutation($id: ID!, $input: UpdateUserInput!) {{ updateUser(id: $id, input: $input) {{
+  __typename ... on UserUpdated {{ user {{ {PROFILE} }} }} ... on ValidationFailed {{ field }}
+  ... on Error {{ message }} }} }}"""
+UPDATE_ME = f"""mutation($input: UpdateUserInput!) {{ updateMyProfile(input: $input) {{
+  __typename ... on UserUpdated {{ user {{ {PROFILE} }} }} ... on ValidationFailed {{ field }}
+  ... on Error {{ message }} }} }}"""
+BY_DEPARTMENT = f"""query($d: String!) {{ users(first: 200, filter: {{department: $d}}) {{
+  totalCount edges {{ node {{ {PROFILE} }} }} }} }}"""
+
+
+async def test_update_user_profile_and_filter_by_department(
+    platform: RunningPlatform, admin_token: str
+) -> None:
+    made = await create_user(platform, admin_token)
+    uid = made["user"]["id"]
+    fresh = await gql(
+        platform.url("users"),
+        f"query($id: ID!) {{ user(id: $id) {{ {PROFILE} }} }}",
+        {"id": uid},
+        token=admin_token,
+    )
+    assert fresh["data"]["user"]["timezone"] == "UTC" and fresh["data"]["user"]["department"] is None
+    dept = unique("Dept-")
+    email = f"{unique('m')}@Example.com"
+    done = await call(
+        platform,
+        UPDATE_USER,
+        {
+            "id": uid,
+            "input": {
+                "email": email,
+                "displayName": " New Name ",
+                "department": dept,
+                "timezone": "Europe/Berlin",
+            },
+        },
+        admin_token,
+    )
+    assert done["__typename"] == "UserUpdated", done
+    assert done["user"] == {
+        "id": uid,
+        "email": email.lower(),
+        "displayName": "New Name",
+        "department": dept,
+        "timezone": "Europe/Berlin",
+    }
+    listed = await gql(platform.url("users"), BY_DEPARTMENT, {"d": dept.upper()}, token=admin_token)
+    assert listed["data"]["users"]["totalCount"] == 1, listed
+    assert listed["data"]["users"]["edges"][0]["node"]["id"] == uid
+
+    for field, value in (
+        ("timezone", "Mars/Olympus"),
+        ("timezone", "Europe"),
+        ("email", "not-an-email"),
+        ("displayName", " "),
+    ):
+        bad = await call(platform, UPDATE_USER, {"id": uid, "input": {field: value}}, admin_token)
+        assert bad["__typename"] == "ValidationFailed" and bad["field"] == field, (field, bad)
+    taken = await call(platform, UPDATE_USER, {"id": uid, "input": {"email": "admin@localhost"}}, admin_token)
+    assert taken["__typename"] == "ValidationFailed" and taken["field"] == "email", taken
+    cleared = await call(platform, UPDATE_USER, {"id": uid, "input": {"department": None}}, admin_token)
+    assert cleared["user"]["department"] is None and cleared["user"]["timezone"] == "Europe/Berlin", cleared
+    missing = await call(platform, UPDATE_USER, {"id": "nobody", "input": {"timezone": "UTC"}}, admin_token)
+    assert missing["__typename"] == "NotFound"
+
+
+async def test_update_my_profile_changes_only_the_caller(platform: RunningPlatform, admin_token: str) -> None:
+    me = await create_user(platform, admin_token, roles=["viewer"])
+    other = await create_user(platform, admin_token, roles=["viewer"])
+    token = await login(platform.url("auth"), me["user"]["username"], PASSWORD)
+    done = await call(
+        platform, UPDATE_ME, {"input": {"timezone": "America/New_York", "department": "Ops"}}, token
+    )
+    assert done["__typename"] == "UserUpdated", done
+    assert done["user"]["id"] == me["user"]["id"] and done["user"]["timezone"] == "America/New_York"
+    # A viewer has no users:write: updateUser on somebody else is refused.
+    body = await gql(
+        platform.url("users"),
+        UPDATE_USER,
+        {"id": other["user"]["id"], "input": {"department": "x"}},
+        token=token,
+    )
+    assert body["errors"], body
+    anonymous = await gql(platform.url("users"), UPDATE_ME, {"input": {"department": "x"}})
+    assert anonymous["errors"], anonymous

@@ -14,6 +14,10 @@ class User(models.Model):
     username = fields.CharField(max_length=50, unique=True)
     email = fields.CharField(max_length=254, unique=True)  # stored lower-cased
     display_name = fields.CharField(max_length=100)
+    department = fields.CharField(max_length=100, null=True)
+    timezone = fields.CharField(
+        max_length=64, default="UTC", db_default="UTC"
+    )  # IANA name, checked with zoneinfo
     is_active = fields.BooleanField(default=True)
     deleted_at = fields.DatetimeField(null=True)  # soft delete: hidden from lists and lookups
     last_login_at = fields.DatetimeField(null=True)

@@ -6,12 +6,13 @@ import strawberry
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import requires
+from opsconductor_shared.auth import Authenticated, requires
 from opsconductor_shared.errors import (
     NotFoundError,
     PermissionError_,
     PublicGraphQLError,
     ValidationError,
+    ValidationFailed,
     to_graphql_error,
 )
 from opsconductor_shared.logging import get_logger
@@ -34,6 +35,8 @@ from opsconductor_users.types import (
     SystemRoleProtected,
     UpdateRoleInput,
     UpdateRoleResult,
+    UpdateUserInput,
+    UpdateUserResult,
     User,
     UserConnection,
     UserCreated,
@@ -59,7 +62,12 @@ class Query:
         key = decode_cursor(after)
         first = 50 if first is None else first
         query = (
-            service.UserQuery(search=filter.search, role=filter.role, is_active=filter.is_active)
+            service.UserQuery(
+                search=filter.search,
+                role=filter.role,
+                is_active=filter.is_active,
+                department=filter.department,
+            )
             if filter
             else service.UserQuery()
         )
@@ -233,6 +241,41 @@ class Mutation:
             return to_graphql_error(exc)  # type: ignore[return-value]
         info.context.runtime.events_committed()
         return UserUpdated(user=User.from_record(record))
+
+    @strawberry.mutation(
+        permission_classes=[requires("users:write")],
+        description="Change a user's profile (email, display name, department, time zone).",
+    )
+    async def update_user(self, info: Info, id: strawberry.ID, input: UpdateUserInput) -> UpdateUserResult:
+        return await _update_profile(info, str(id), input)
+
+    @strawberry.mutation(
+        permission_classes=[Authenticated],
+        description="Change the caller's own profile (email, display name, department, time zone).",
+    )
+    async def update_my_profile(self, info: Info, input: UpdateUserInput) -> UpdateUserResult:
+        identity = info.context.identity
+        if identity is None or identity.kind != "user":
+            return ValidationFailed(message="only a user has a profile", field=None)  # type: ignore[return-value]
+        return await _update_profile(info, identity.subject, input)
+
+
+async def _update_profile(info: Info, user_id: str, input: UpdateUserInput) -> UpdateUserResult:
+    department = input.department
+    changes = service.ProfileChanges(
+        email=input.email,
+        display_name=input.display_name,
+        department=department if isinstance(department, str) else None,
+        clear_department=department is None,
+        timezone=input.timezone,
+    )
+    try:
+        async with in_transaction():
+            record = await service.update_user(user_id=user_id, changes=changes, actor=info.context.identity)
+    except (NotFoundError, ValidationError) as exc:
+        return to_graphql_error(exc)  # type: ignore[return-value]
+    info.context.runtime.events_committed()
+    return UserUpdated(user=User.from_record(record))
 
 
 def _role(r: service.RoleRecord) -> Role:

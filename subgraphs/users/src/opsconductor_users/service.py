@@ -7,7 +7,9 @@ place where a call to auth sits inside that transaction: see README "createUser 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,6 +161,8 @@ class UserRecord:
     last_login_at: datetime | None
     created_at: datetime
     deleted: bool = False
+    department: str | None = None
+    timezone: str = "UTC"
 
     def event_data(self) -> dict[str, Any]:
         """The snapshot every users.* event carries (auth keeps its token claims from it). No secrets."""
@@ -170,6 +174,8 @@ class UserRecord:
             "roles": list(self.roles),
             "permissions": list(self.permissions),
             "isActive": self.is_active,
+            "department": self.department,
+            "timezone": self.timezone,
         }
 
 
@@ -213,6 +219,8 @@ async def _records(users: Sequence[User]) -> list[UserRecord]:
                 last_login_at=u.last_login_at,
                 created_at=u.created_at,
                 deleted=u.deleted_at is not None,
+                department=u.department,
+                timezone=u.timezone,
             )
         )
     return out
@@ -241,6 +249,7 @@ class UserQuery:
     search: str | None = None
     role: str | None = None
     is_active: bool | None = None
+    department: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,8 @@ async def list_users(*, first: int, after: str | None, query: UserQuery) -> User
         qs = qs.filter(id__in=Subquery(UserRole.filter(role_id=canonical_role(query.role)).values("user_id")))
     if query.is_active is not None:
         qs = qs.filter(is_active=query.is_active)
+    if query.department:
+        qs = qs.filter(department__iexact=query.department.strip())
     total = await qs.count()
     page_qs = qs.filter(id__gt=after) if after else qs
     rows = await page_qs.order_by("id").limit(first + 1)
@@ -413,6 +424,76 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
     await record_event(
         Outbox, _event("users.user_updated" if active else "users.user_deactivated", record, actor)
     )
+    return record
+
+
+# ---- profile updates ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileChanges:
+    """Fields to change; ``None`` leaves a field as it is, ``clear_department`` empties it."""
+
+    email: str | None = None
+    display_name: str | None = None
+    department: str | None = None
+    clear_department: bool = False
+    timezone: str | None = None
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def valid_timezone(name: str) -> str:
+    """An IANA key from the zoneinfo database. Membership, not ``ZoneInfo(name)``: a path-like
+    name ("Europe", "../x") would otherwise raise OS errors or reach the filesystem."""
+    name = name.strip()
+    if name not in _timezones():
+        raise ValidationError(f"'{name}' is not an IANA time zone (e.g. 'Europe/Berlin')", field="timezone")
+    return name
+
+
+async def update_user(*, user_id: str, changes: ProfileChanges, actor: Identity | None) -> UserRecord:
+    """Change profile fields; emits ``users.user_updated`` when something changed."""
+    user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
+    if user is None:
+        raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    updates: dict[str, Any] = {}
+    if changes.email is not None:
+        email = changes.email.strip().lower()
+        if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+            raise ValidationError(f"'{email}' is not a valid email address", field="email")
+        if email != user.email and await User.filter(email=email).exclude(id=user.id).exists():
+            raise ValidationError(f"email '{email}' is already in use", field="email")
+        updates["email"] = email
+    if changes.display_name is not None:
+        display = changes.display_name.strip()
+        if not display or len(display) > 100:
+            raise ValidationError("displayName must be 1-100 characters", field="displayName")
+        updates["display_name"] = display
+    if changes.clear_department:
+        updates["department"] = None
+    elif changes.department is not None:
+        department = changes.department.strip()
+        if len(department) > 100:
+            raise ValidationError("department must be at most 100 characters", field="department")
+        updates["department"] = department or None
+    if changes.timezone is not None:
+        updates["timezone"] = valid_timezone(changes.timezone)
+    updates = {k: v for k, v in updates.items() if getattr(user, k) != v}
+    if not updates:
+        (record,) = await _records([user])
+        return record
+    for key, value in updates.items():
+        setattr(user, key, value)
+    try:
+        await user.save(update_fields=[*updates, "updated_at"])
+    except IntegrityError as exc:  # a concurrent update took the email
+        raise ValidationError(f"email '{user.email}' is already in use", field="email") from exc
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_updated", record, actor))
     return record
 
 

@@ -33,6 +33,8 @@ class User:
         description="Last successful login (from auth's events)."
     )
     created_at: datetime
+    department: str | None = strawberry.field(default=None, description="Free-text department, if set.")
+    timezone: str = strawberry.field(default="UTC", description="IANA time zone name (default UTC).")
 
     @classmethod
     def from_record(cls, record: Any) -> User:
@@ -46,6 +48,8 @@ class User:
             is_active=record.is_active,
             last_login_at=record.last_login_at,
             created_at=record.created_at,
+            department=record.department,
+            timezone=record.timezone,
         )
 
     @classmethod
@@ -82,6 +86,7 @@ class UserFilter:
     )
     role: str | None = strawberry.field(default=None, description="Has this role (legacy names accepted).")
     is_active: bool | None = None
+    department: str | None = strawberry.field(default=None, description="Department, case-insensitive.")
 
 
 @strawberry.input(description="A new user. The password goes to auth and is never stored here.")
@@ -180,3 +185,16 @@ DeleteRoleResult = Annotated[
 SetUserRolesResult = Annotated[
     UserUpdated | NotFound | ValidationFailed | PermissionDenied, strawberry.union("SetUserRolesResult")
 ]
+
+
+@strawberry.input(description="Profile changes; omitted fields stay as they are.")
+class UpdateUserInput:
+    email: str | None = strawberry.field(default=None, description="New unique email.")
+    display_name: str | None = strawberry.field(default=None, description="New display name (1-100).")
+    department: str | None = strawberry.field(
+        default=strawberry.UNSET, description="New department; null or empty clears it."
+    )
+    timezone: str | None = strawberry.field(default=None, description="IANA time zone, e.g. Europe/Berlin.")
+
+
+UpdateUserResult = Annotated[UserUpdated | NotFound | ValidationFailed, strawberry.union("UpdateUserResult")]

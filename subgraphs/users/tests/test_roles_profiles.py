@@ -269,3 +269,66 @@ async def test_update_my_profile_changes_only_the_caller(platform: RunningPlatfo
     assert body["errors"], body
     anonymous = await gql(platform.url("users"), UPDATE_ME, {"input": {"department": "x"}})
     assert anonymous["errors"], anonymous
+
+
+DELETE_USER = """mutation($id: ID!) { deleteUser(id: $id) { __typename ... on UserDeleted { id }
+  ... on ValidationFailed { field } ... on Error { message } } }"""
+ME = "{ me { id } }"
+BY_SEARCH = """query($s: String!) { users(first: 10, filter: {search: $s}) { totalCount } }"""
+
+
+async def test_delete_user_hides_them_and_revokes_sessions(
+    platform: RunningPlatform, admin_token: str
+) -> None:
+    victim = (await create_user(platform, admin_token, roles=["operator"]))["user"]
+    token = await login(platform.url("auth"), victim["username"], PASSWORD)
+    assert (await gql(platform.url("auth"), ME, token=token))["data"]["me"]["id"] == victim["id"]
+
+    done = await call(platform, DELETE_USER, {"id": victim["id"]}, admin_token)
+    assert done == {"__typename": "UserDeleted", "id": victim["id"]}, done
+
+    looked = await gql(
+        platform.url("users"),
+        "query($id: ID!) { user(id: $id) { id } }",
+        {"id": victim["id"]},
+        token=admin_token,
+    )
+    assert looked["data"]["user"] is None
+    listed = await gql(platform.url("users"), BY_SEARCH, {"s": victim["username"]}, token=admin_token)
+    assert listed["data"]["users"]["totalCount"] == 0
+
+    async def revoked() -> bool:
+        return bool((await gql(platform.url("auth"), ME, token=token)).get("errors"))
+
+    await eventually(revoked)
+    answer = await gql(platform.url("auth"), LOGIN, {"u": victim["username"], "p": PASSWORD})
+    assert answer["data"]["login"]["__typename"] != "LoginSuccess", answer
+
+    again = await call(platform, DELETE_USER, {"id": victim["id"]}, admin_token)
+    assert again["__typename"] == "NotFound"
+    for query, variables in (
+        (UPDATE_USER, {"id": victim["id"], "input": {"timezone": "UTC"}}),
+        (SET_ROLES, {"id": victim["id"], "roles": ["viewer"]}),
+    ):
+        assert (await call(platform, query, variables, admin_token))["__typename"] == "NotFound"
+
+
+async def test_delete_user_refuses_self_and_last_admin(platform: RunningPlatform, admin_token: str) -> None:
+    selfie = await call(platform, DELETE_USER, {"id": BOOTSTRAP_ADMIN_ID}, admin_token)
+    assert selfie["__typename"] == "ValidationFailed" and "own" in selfie["message"], selfie
+
+    # A non-admin user manager (custom role with users:write) tries to delete the last admin.
+    role = unique("r")
+    made_role = await call(
+        platform,
+        CREATE_ROLE,
+        {"input": {"name": role, "permissions": ["users:read", "users:write"]}},
+        admin_token,
+    )
+    assert made_role["__typename"] == "RoleCreated", made_role
+    manager = (await create_user(platform, admin_token, roles=[role]))["user"]
+    token = await login(platform.url("auth"), manager["username"], PASSWORD)
+    await demote_other_admins(platform, admin_token)
+    last = await call(platform, DELETE_USER, {"id": BOOTSTRAP_ADMIN_ID}, token)
+    assert last["__typename"] == "ValidationFailed" and "last active admin" in last["message"], last
+    assert (await gql(platform.url("auth"), ME, token=admin_token))["data"]["me"]["id"] == BOOTSTRAP_ADMIN_ID

@@ -24,6 +24,7 @@ from opsconductor_users.types import (
     CreateUserInput,
     CreateUserResult,
     DeleteRoleResult,
+    DeleteUserResult,
     Permission,
     Role,
     RoleCreated,
@@ -40,6 +41,7 @@ from opsconductor_users.types import (
     User,
     UserConnection,
     UserCreated,
+    UserDeleted,
     UserFilter,
     UsernameTaken,
     UserUpdated,
@@ -258,6 +260,20 @@ class Mutation:
         if identity is None or identity.kind != "user":
             return ValidationFailed(message="only a user has a profile", field=None)  # type: ignore[return-value]
         return await _update_profile(info, identity.subject, input)
+
+    @strawberry.mutation(
+        permission_classes=[requires("users:write")],
+        description="Soft-delete a user: deactivated (auth revokes their sessions and API keys) and "
+        "hidden from users/user; references in history still resolve. Not yourself, not the last admin.",
+    )
+    async def delete_user(self, info: Info, id: strawberry.ID) -> DeleteUserResult:
+        try:
+            async with in_transaction():
+                record = await service.delete_user(user_id=str(id), actor=info.context.identity)
+        except (NotFoundError, ValidationError) as exc:
+            return to_graphql_error(exc)  # type: ignore[return-value]
+        info.context.runtime.events_committed()
+        return UserDeleted(id=strawberry.ID(record.id))
 
 
 async def _update_profile(info: Info, user_id: str, input: UpdateUserInput) -> UpdateUserResult:

@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -176,6 +176,7 @@ class UserRecord:
             "isActive": self.is_active,
             "department": self.department,
             "timezone": self.timezone,
+            "deleted": self.deleted,
         }
 
 
@@ -427,6 +428,10 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
     return record
 
 
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
 # ---- profile updates ----------------------------------------------------------------------------
 
 
@@ -494,6 +499,26 @@ async def update_user(*, user_id: str, changes: ProfileChanges, actor: Identity 
         raise ValidationError(f"email '{user.email}' is already in use", field="email") from exc
     (record,) = await _records([user])
     await record_event(Outbox, _event("users.user_updated", record, actor))
+    return record
+
+
+async def delete_user(*, user_id: str, actor: Identity | None) -> UserRecord:
+    """Soft delete: ``deleted_at`` set and the user deactivated, so auth's deactivation path
+    (``users.user_deactivated`` with ``isActive: false``) revokes every session and API key.
+    The row stays: other services' history still resolves the name; username and email stay taken."""
+    if actor is not None and actor.subject == user_id:
+        raise ValidationError("you cannot delete your own account", field="id")
+    admins = await _lock_active_admins()
+    user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
+    if user is None:
+        raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    if user.id in admins and len(admins) <= 1:
+        raise ValidationError("cannot delete the last active admin", field="id")
+    user.deleted_at = now_utc()
+    user.is_active = False
+    await user.save(update_fields=["deleted_at", "is_active", "updated_at"])
+    (record,) = await _records([user])
+    await record_event(Outbox, _event("users.user_deactivated", record, actor))
     return record
 
 

@@ -198,3 +198,13 @@ class UpdateUserInput:
 
 
 UpdateUserResult = Annotated[UserUpdated | NotFound | ValidationFailed, strawberry.union("UpdateUserResult")]
+
+
+@strawberry.type(
+    description="The user was soft-deleted: deactivated, sessions revoked, hidden from users/user."
+)
+class UserDeleted:
+    id: strawberry.ID
+
+
+DeleteUserResult = Annotated[UserDeleted | NotFound | ValidationFailed, strawberry.union("DeleteUserResult")]

@@ -399,7 +399,7 @@ async def _slow_execution(router: Any, sshd: Any, admin_token: str) -> str:
         router.url,
         admin_token,
         name=f"sshd-sec-{uuid.uuid4().hex[:6]}",
-        host=sshd.hosts[0],
+        host=sshd.hosts[5],  # its own address: active targets never share a host
         port=sshd.port,
         username=sshd.username,
         private_key=sshd.private_key_pem,

@@ -408,6 +408,7 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
 
     Auth consumes these: deactivation revokes every session of the user at once.
     """
+    admins = await _lock_active_admins() if not active else []  # same lock order as delete_user
     user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
     if user is None:
         raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
@@ -416,8 +417,7 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
     if user.is_active == active:
         (record,) = await _records([user])
         return record
-    (before,) = await _records([user])
-    if not active and "admin" in before.roles and await active_admin_count() <= 1:
+    if not active and user.id in admins and len(admins) <= 1:
         raise ValidationError("cannot deactivate the last active admin", field="id")
     user.is_active = active
     await user.save(update_fields=["is_active", "updated_at"])

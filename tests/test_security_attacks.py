@@ -216,11 +216,6 @@ async def test_brute_force_locks_the_account(
     assert kind == "AccountLocked", kind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="auth answers AccountLocked for a locked existing user but InvalidCredentials for an unknown "
-    "one, so lockout reveals which usernames exist (issue 3 asks for uniform answers)",
-)
 async def test_lockout_answer_does_not_reveal_whether_the_user_exists(
     router: Any, platform: RunningPlatform, admin_token: str
 ) -> None:

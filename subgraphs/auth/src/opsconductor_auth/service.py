@@ -214,6 +214,24 @@ class AuthService:
         }
         return await self.keys.sign(claims), expires
 
+    async def _ghost_lock(self, username: str) -> datetime | None:
+        """When an unknown username "locks", as a real account would after the same failures.
+
+        Without this, `AccountLocked` after N guesses would tell an attacker the name exists. The
+        failed attempts recorded for the name within the lockout window stand in for the counter.
+        """
+        window_start = now() - timedelta(minutes=self.settings.lockout_minutes)
+        failures = (
+            await LoginAttempt.filter(username=username[:100], reason="unknown_user", at__gte=window_start)
+            .order_by("at")
+            .limit(self.settings.lockout_threshold)
+            .values_list("at", flat=True)
+        )
+        if len(failures) < self.settings.lockout_threshold:
+            return None
+        until = failures[-1] + timedelta(minutes=self.settings.lockout_minutes)
+        return until if until > now() else None
+
     async def _new_refresh(self, session: Session) -> str:
         raw = secrets.token_urlsafe(32)
         await RefreshToken.create(id=uuid.uuid4(), session=session, token_hash=_sha256(raw))
@@ -236,6 +254,10 @@ class AuthService:
 
         if cred is None or cred.password_hash is None:
             await _verify_async(_dummy_hash(), password)
+            until = await self._ghost_lock(username)
+            if until is not None:
+                await attempt(False, "locked")
+                raise AccountLocked(until)
             await attempt(False, "unknown_user")
             raise LoginFailed("invalid username or password")
         if cred.locked_until and cred.locked_until > now():
@@ -441,10 +463,12 @@ class AuthService:
         if not user_id:
             return
         cred = await Credential.get_or_none(user_id=user_id)
+        created = cred is None
         if cred is None:
             if envelope.type != "users.user_created":
                 return
             cred = Credential(user_id=user_id, username=data["username"])
+        changed = []
         for key, attr in (
             ("username", "username"),
             ("roles", "roles"),
@@ -453,7 +477,10 @@ class AuthService:
         ):
             if key in data:
                 setattr(cred, attr, data[key])
-        await cred.save()
+                changed.append(attr)
+        # Only the replicated claims: a full-row save would write back a password hash, lockout
+        # counter or login time read before a concurrent login or password change committed.
+        await (cred.save() if created else cred.save(update_fields=[*changed, "updated_at"]))
         if data.get("isActive") is False:
             for api_key in await ApiKey.filter(user_id=user_id, revoked_at=None):
                 await self.revoke_api_key(api_key, "user_deactivated")

@@ -8,15 +8,36 @@ from typing import Annotated
 import strawberry
 from strawberry.federation.schema_directives import Key
 
+from opsconductor_shared.auth import AUTHENTICATED, check_permission, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
 
 
 @strawberry.federation.type(
-    keys=[Key(fields="id", resolvable=False)], description="A user; the users subgraph owns it."
+    keys=[Key(fields="id")],
+    description="A user; the users subgraph owns it, auth adds when they were last seen.",
 )
 class User:
     id: strawberry.ID
+
+    @strawberry.field(
+        description="The latest activity of any of the user's sessions (login, refresh, extend, "
+        "session status); null when they never logged in. Yourself, or with `users:read`."
+    )
+    async def last_seen_at(self, info: strawberry.Info) -> datetime | None:
+        from opsconductor_auth.models import Session
+
+        identity = require_identity(info.context)
+        if identity.subject != str(self.id):
+            check_permission(info.context, "users:read")
+        latest = await Session.filter(user_id=str(self.id)).order_by("-last_activity_at").first()
+        return latest.last_activity_at if latest is not None else None
+
+    @classmethod
+    @entity_permission(AUTHENTICATED)
+    async def resolve_reference(cls, id: strawberry.ID) -> User:
+        """Any verified caller may reference a user; `lastSeenAt` checks who is asking."""
+        return cls(id=id)
 
 
 @strawberry.type(description="Tokens for a new or refreshed session.")

@@ -249,3 +249,32 @@ async def test_subscription_refused_without_token(platform: Any) -> None:
             assert exc.rcvd is not None and exc.rcvd.code == 4403, exc  # refused: Forbidden
         else:
             assert msg["type"] == "error" or msg["payload"].get("errors"), msg
+
+
+DUE = """mutation($ids: [ID!], $limit: Int!) { runDueHealthChecks(targetIds: $ids, limit: $limit) {
+  targetId healthStatus result { ok message } } }"""
+
+
+async def test_periodic_round_checks_only_due_targets(platform: Any, admin_token: str) -> None:
+    """One round of the periodic checker (what its loop runs every tick): never-checked targets are
+    due, a checked one waits for its environment x health interval, maintenance is skipped."""
+    url = platform.url("targets")
+    async with switch() as sw, switch() as other:
+        fresh = await create_telnet(platform, admin_token, sw.host, sw.port)
+        resting = await create_telnet(platform, admin_token, other.host, other.port, env="production")
+        await gql(
+            url,
+            """mutation($id: ID!) { updateTarget(id: $id, input: { status: MAINTENANCE }) { __typename } }""",
+            {"id": resting},
+            token=admin_token,
+        )
+        first = (await gql(url, DUE, {"ids": [fresh, resting], "limit": 10}, token=admin_token))["data"]
+        assert [(d["targetId"], d["healthStatus"]) for d in first["runDueHealthChecks"]] == [
+            (fresh, "HEALTHY")
+        ]
+        again = (await gql(url, DUE, {"ids": [fresh, resting], "limit": 10}, token=admin_token))["data"]
+        assert again["runDueHealthChecks"] == []  # next check of a healthy testing target: minutes away
+    page = (await gql(url, HISTORY, {"id": fresh, "first": 5}, token=admin_token))["data"]["healthHistory"]
+    assert [e["node"]["trigger"] for e in page["edges"]] == ["periodic"]
+    bad = await gql(url, DUE, {"ids": None, "limit": 0}, token=admin_token)
+    assert bad.get("errors") and "limit" in bad["errors"][0]["message"], bad

@@ -167,23 +167,23 @@ class HealthMonitor:
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
-    async def due_target_ids(self, limit: int) -> list[str]:
-        """Active targets whose next check is due or that were never checked."""
+    async def due_target_ids(self, limit: int, among: list[str] | None = None) -> list[str]:
+        """Active targets whose next check is due or that were never checked (optionally only ``among``)."""
         now = datetime.now(UTC)
         checked = await HealthState.filter(next_check_at__gt=now).values_list("target_id", flat=True)
-        rows = (
-            await Target.filter(Q(is_active=True) & ~Q(id__in=list(checked)) & ~Q(status="maintenance"))
-            .order_by("id")
-            .limit(limit)
-            .values_list("id", flat=True)
-        )
+        where = Q(is_active=True) & ~Q(id__in=list(checked)) & ~Q(status="maintenance")
+        if among is not None:
+            where &= Q(id__in=among)
+        rows = await Target.filter(where).order_by("id").limit(limit).values_list("id", flat=True)
         return [str(r) for r in rows]
 
+    async def run_due(self, limit: int, among: list[str] | None = None) -> list[HealthOutcome]:
+        """One round of the periodic checker: check the targets that are due now."""
+        ids = await self.due_target_ids(limit, among)
+        return await self.check_ids(ids, "periodic") if ids else []
+
     async def tick(self) -> int:
-        ids = await self.due_target_ids(self.settings.health_batch_size)
-        if ids:
-            await self.check_ids(ids, "periodic")
-        return len(ids)
+        return len(await self.run_due(self.settings.health_batch_size))
 
     async def run(self) -> None:
         """The periodic checker: every ``health_tick_seconds``, check the due targets."""

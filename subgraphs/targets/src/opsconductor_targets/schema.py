@@ -14,6 +14,7 @@ from opsconductor_shared.auth import requires
 from opsconductor_shared.errors import (
     NotFound,
     NotFoundError,
+    PublicGraphQLError,
     ValidationError,
     ValidationFailed,
     to_graphql_error,
@@ -646,10 +647,32 @@ class HealthMutation:
         self, info: Info, target_ids: list[strawberry.ID]
     ) -> list[TargetConnectionTest]:
         if len(target_ids) > MAX_BULK_TESTS:
-            raise to_graphql_error(
-                ValidationError(f"at most {MAX_BULK_TESTS} targets per bulk test", field="targetIds")
+            raise PublicGraphQLError(
+                f"at most {MAX_BULK_TESTS} targets per bulk test", extensions={"field": "targetIds"}
             )
         done = await _health(info).check_ids([str(i) for i in target_ids], "bulk")
+        info.context.runtime.events_committed()
+        return [
+            TargetConnectionTest(
+                target_id=strawberry.ID(d.target_id),
+                result=_test_result(d.outcome),
+                health_status=HealthStatus(d.health_status),
+            )
+            for d in done
+        ]
+
+    @strawberry.mutation(
+        permission_classes=[requires("targets:write")],
+        description="Run one round of the periodic health checker now (batch health check): every "
+        "active target whose next check is due (or never checked), optionally only among `targetIds`.",
+    )
+    async def run_due_health_checks(
+        self, info: Info, target_ids: list[strawberry.ID] | None = None, limit: int = 50
+    ) -> list[TargetConnectionTest]:
+        if not 1 <= limit <= MAX_BULK_TESTS:
+            raise PublicGraphQLError(f"limit must be 1..{MAX_BULK_TESTS}", extensions={"field": "limit"})
+        among = None if target_ids is None else [str(i) for i in target_ids]
+        done = await _health(info).run_due(limit, among)
         info.context.runtime.events_committed()
         return [
             TargetConnectionTest(

@@ -77,6 +77,18 @@ Info = strawberry.Info[RequestContext, None]
 MAX_IDS = 1000
 
 
+def _connection_tests(done: list[Any]) -> list[TargetConnectionTest]:
+    """GraphQL rows for health-checked targets (bulk tests and checker rounds)."""
+    return [
+        TargetConnectionTest(
+            target_id=strawberry.ID(d.target_id),
+            result=_test_result(d.outcome),
+            health_status=HealthStatus(d.health_status),
+        )
+        for d in done
+    ]
+
+
 def _svc(info: Info) -> service.TargetService:
     return info.context.deps.targets
 
@@ -652,14 +664,7 @@ class HealthMutation:
             )
         done = await _health(info).check_ids([str(i) for i in target_ids], "bulk")
         info.context.runtime.events_committed()
-        return [
-            TargetConnectionTest(
-                target_id=strawberry.ID(d.target_id),
-                result=_test_result(d.outcome),
-                health_status=HealthStatus(d.health_status),
-            )
-            for d in done
-        ]
+        return _connection_tests(done)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
@@ -674,14 +679,7 @@ class HealthMutation:
         among = None if target_ids is None else [str(i) for i in target_ids]
         done = await _health(info).run_due(limit, among)
         info.context.runtime.events_committed()
-        return [
-            TargetConnectionTest(
-                target_id=strawberry.ID(d.target_id),
-                result=_test_result(d.outcome),
-                health_status=HealthStatus(d.health_status),
-            )
-            for d in done
-        ]
+        return _connection_tests(done)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],

@@ -78,6 +78,7 @@ def running_probes(platform: RunningPlatform) -> dict[str, str]:
 def needs(platform: RunningPlatform, *services: str) -> None:
     missing = [s for s in services if s not in platform.databases]
     if missing:
+        # Only when a developer narrows the platform with OPSC_TEST_SERVICES; `make test` starts all.
         pytest.skip(f"OPSC_TEST_SERVICES leaves out {missing}")
 
 

@@ -503,6 +503,7 @@ async def test_missing_transport_packages_are_readable(runner: WinRMRunner, doub
     from opsconductor_ray.errors import EngineError
 
     if importlib.util.find_spec("requests_credssp") is not None:
+        # The test is about the message when it is missing; with it installed there is nothing to check.
         pytest.skip("requests-credssp is installed")
     with pytest.raises(EngineError, match="credssp, but requests-credssp is not installed"):
         await run(runner, double, cmd("echo x"), cred=credential(transport="credssp"))

@@ -342,11 +342,18 @@ async def test_cancel_kills_the_remote_command_and_cancels_waiting_targets(
 
 
 async def test_twenty_targets_in_parallel_respect_max_parallel(
-    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
+    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef, vault: FakeCredentialVault
 ) -> None:
     targets = [target_on(sshd) for _ in range(20)]
     plan = plan_for(key_ref, targets, "sleep 0.5; echo done-$((20 + 22))", max_parallel=6)
+    asked_before = len(vault.requests)
     events = await run(engine, sshd, plan)
+
+    # credentials: one batch request per pool shard that had targets, not one per target
+    asked = vault.requests[asked_before:]
+    assert all("targetIds" in r for r in asked), asked
+    assert sorted(i for r in asked for i in r["targetIds"]) == sorted(t.target_id for t in targets)
+    assert len(asked) <= engine.num_shards
 
     assert counts(events) == {"total": 20, "succeeded": 20, "failed": 0, "cancelled": 0}
     assert text_of(events) == "done-42\n" * 20

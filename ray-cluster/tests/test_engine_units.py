@@ -12,7 +12,7 @@ import pytest
 
 from opsconductor_ray.config import shard_of
 from opsconductor_ray.coordinator import split_parallelism
-from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential
+from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential, fetch_credentials
 from opsconductor_ray.errors import (
     AuthenticationFailed,
     ConnectError,
@@ -151,6 +151,29 @@ async def test_fetch_credential_parses_the_key_once(vault: FakeCredentialVault, 
     assert first.fingerprint == second.fingerprint
     assert len(cache) == 1
     assert vault.requests[-1] == {"grant": ref.grant, "targetId": "t-2"}
+
+
+async def test_fetch_credentials_asks_once_for_many_targets(
+    vault: FakeCredentialVault, sshd: SshServer
+) -> None:
+    ref = vault.issue(username="deploy", private_key=sshd.private_key_pem)
+    cache = KeyCache()
+    asked = len(vault.requests)
+
+    found = await fetch_credentials(ref, ["t-1", "t-2", "t-1", "t-3"], key_cache=cache)
+
+    assert vault.requests[asked:] == [{"grant": ref.grant, "targetIds": ["t-1", "t-2", "t-3"]}]
+    assert list(found) == ["t-1", "t-2", "t-3"]
+    credentials = [c for c in found.values() if isinstance(c, Credential)]
+    assert len(credentials) == 3 and len({id(c.private_key) for c in credentials}) == 1
+    assert len(cache) == 1
+
+    # a grant refused as a whole: every target gets the resolver's message
+    refused = await fetch_credentials(vault.refuse(403, "grant expired"), ["t-1", "t-2"])
+    assert {k: str(v) for k, v in refused.items()} == {"t-1": "grant expired", "t-2": "grant expired"}
+    # an unreachable resolver: a readable error per target, no exception
+    gone = await fetch_credentials(CredentialRef(resolver_url="http://127.0.0.1:9/x", grant="g"), ["t-1"])
+    assert isinstance(gone["t-1"], CredentialUnavailable) and "unreachable" in str(gone["t-1"])
 
 
 async def test_fetch_credential_reports_the_resolvers_message(vault: FakeCredentialVault) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -89,20 +90,8 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     _unavailable(f"credential resolver returned a non-string {name!r}")
 
 
-async def fetch_credential(
-    ref: CredentialRef,
-    target_id: str,
-    *,
-    client: httpx.AsyncClient | None = None,
-    key_cache: KeyCache | None = None,
-) -> Credential:
-    """Resolve `ref` for `target_id` by POSTing to the targets service's resolver.
-
-    Raises `CredentialUnavailable` (with the server's `message` when it sent one) for any
-    non-200 answer, an unreachable resolver, a malformed body or an unusable key.
-    """
-    cache = key_cache if key_cache is not None else KeyCache()
-    payload = {"grant": ref.grant, "targetId": target_id}
+async def _post(ref: CredentialRef, payload: dict[str, Any], client: httpx.AsyncClient | None) -> Any:
+    """POST to the resolver; the JSON body of a 200 answer, else `CredentialUnavailable`."""
     try:
         if client is None:
             async with httpx.AsyncClient(timeout=RESOLVER_TIMEOUT_S) as own_client:
@@ -113,7 +102,6 @@ async def fetch_credential(
         raise CredentialUnavailable(
             f"credential resolver {ref.resolver_url} unreachable: {type(exc).__name__}"
         ) from exc
-
     try:
         body = response.json()
     except ValueError:
@@ -121,6 +109,64 @@ async def fetch_credential(
     if response.status_code != 200:
         message = body.get("message") if isinstance(body, dict) else None
         _unavailable(str(message) if message else f"credential resolver answered HTTP {response.status_code}")
+    return body
+
+
+async def fetch_credential(
+    ref: CredentialRef,
+    target_id: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    key_cache: KeyCache | None = None,
+) -> Credential:
+    """Resolve `ref` for `target_id` by POSTing `{grant, targetId}` to the targets service's resolver.
+
+    Raises `CredentialUnavailable` (with the server's `message` when it sent one) for any
+    non-200 answer, an unreachable resolver, a malformed body or an unusable key.
+    """
+    body = await _post(ref, {"grant": ref.grant, "targetId": target_id}, client)
+    return await _credential(body, key_cache if key_cache is not None else KeyCache())
+
+
+async def fetch_credentials(
+    ref: CredentialRef,
+    target_ids: Sequence[str],
+    *,
+    client: httpx.AsyncClient | None = None,
+    key_cache: KeyCache | None = None,
+) -> dict[str, Credential | CredentialUnavailable]:
+    """Resolve `ref` for many targets in one request (`{grant, targetIds}`): what a pool does once
+    per batch instead of once per target.
+
+    Every asked id gets its `Credential` or its own `CredentialUnavailable` (the resolver's
+    refusal for that target, or, when the whole request failed, that failure).
+    """
+    cache = key_cache if key_cache is not None else KeyCache()
+    ids = list(dict.fromkeys(target_ids))
+    try:
+        body = await _post(ref, {"grant": ref.grant, "targetIds": ids}, client)
+        if not isinstance(body, dict) or not isinstance(body.get("credentials"), dict):
+            _unavailable("credential resolver returned a body without a credentials object")
+    except CredentialUnavailable as exc:
+        return dict.fromkeys(ids, exc)
+    answers: dict[str, Any] = body["credentials"]
+    refused = body.get("refused") if isinstance(body.get("refused"), dict) else {}
+    out: dict[str, Credential | CredentialUnavailable] = {}
+    for target_id in ids:
+        try:
+            if target_id in answers:
+                out[target_id] = await _credential(answers[target_id], cache)
+            else:
+                _unavailable(
+                    str(refused.get(target_id) or "credential resolver did not answer for this target")
+                )
+        except CredentialUnavailable as exc:
+            out[target_id] = exc
+    return out
+
+
+async def _credential(body: Any, cache: KeyCache) -> Credential:
+    """A `Credential` from one resolver answer (`CredentialUnavailable` if it is unusable)."""
     if not isinstance(body, dict):
         _unavailable("credential resolver returned a body that is not a JSON object")
 

@@ -26,8 +26,14 @@ import httpx
 import ray
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, pool_name
-from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential
-from opsconductor_ray.errors import CommandTimeout, ConnectError, EngineError, map_exception
+from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential, fetch_credentials
+from opsconductor_ray.errors import (
+    CommandTimeout,
+    ConnectError,
+    CredentialUnavailable,
+    EngineError,
+    map_exception,
+)
 from opsconductor_ray.protocol import (
     ConnectionTestResult,
     CredentialRef,
@@ -49,6 +55,8 @@ CANCELLED_MEMORY_S = 3600.0
 MAX_UPLOAD_BYTES = 1024 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
+CREDENTIALS_PER_REQUEST = 100
+"""A batch's credentials are asked for this many targets at a time (one resolver request each)."""
 
 
 def get_pool(shard: int, config: PoolConfig, namespace: str, resource: str | None = None) -> ActorHandle:
@@ -266,6 +274,11 @@ class _Batch:
     halted: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by cancel and by fail-fast: targets not started yet do not start."""
     reason: str | None = None
+    prefetched: dict[str, asyncio.Future[dict[str, Credential | CredentialUnavailable]]] = field(
+        default_factory=dict
+    )
+    """Target id -> the resolver request (shared by up to CREDENTIALS_PER_REQUEST targets) that
+    fetches its credential; started when the batch arrives."""
 
     def cancel(self, reason: str | None) -> None:
         self.reason = self.reason or reason
@@ -371,6 +384,7 @@ class ConnectionPool:
             else:
                 batch.stop_new(reason)
         self._batches.setdefault(execution_id, set()).add(batch)
+        self._prefetch(batch, [t.target_id for t in targets])
         stream = _EventStream(
             sink, execution_id, self._config, on_failure=lambda: batch.cancel("the coordinator lost this run")
         )
@@ -378,6 +392,8 @@ class ConnectionPool:
         try:
             statuses = await asyncio.gather(*(self._run_target(batch, target, stream) for target in targets))
         finally:
+            for request in batch.prefetched.values():
+                request.cancel()
             await stream.close()
             batches = self._batches.get(execution_id)
             if batches is not None:
@@ -546,7 +562,7 @@ class ConnectionPool:
         attempt = 1
         while True:
             attempts[0] = attempt
-            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.halted)
+            credential = await _race(self._credential(batch, target.target_id), batch.halted)
             try:
                 lease = await _race(
                     self._acquire(target, credential, batch.connect_timeout_s),
@@ -634,7 +650,7 @@ class ConnectionPool:
         if runner is None:
             return finish(Status.FAILED, "communication method 'winrm' is not available in this engine build")
         try:
-            credential = await _race(self._fetch(batch.credentials, target.target_id), batch.halted)
+            credential = await _race(self._credential(batch, target.target_id), batch.halted)
         except _Cancelled:
             return finish(Status.CANCELLED, batch.not_started_reason())
         except EngineError as exc:
@@ -885,6 +901,34 @@ class ConnectionPool:
             self._http = httpx.AsyncClient(timeout=5.0)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap_idle())
+
+    def _prefetch(self, batch: _Batch, target_ids: Sequence[str]) -> None:
+        """Ask the resolver for the batch's credentials now, CREDENTIALS_PER_REQUEST targets per
+        request, instead of one request per target when each connects."""
+        ids = list(dict.fromkeys(target_ids))
+        for start in range(0, len(ids), CREDENTIALS_PER_REQUEST):
+            part = ids[start : start + CREDENTIALS_PER_REQUEST]
+            request = asyncio.ensure_future(self._fetch_many(batch.credentials, part))
+            request.add_done_callback(lambda task: task.cancelled() or task.exception())
+            for target_id in part:
+                batch.prefetched[target_id] = request
+
+    async def _credential(self, batch: _Batch, target_id: str) -> Credential:
+        request = batch.prefetched.get(target_id)
+        if request is None:
+            return await self._fetch(batch.credentials, target_id)
+        answer = (await asyncio.shield(request))[target_id]
+        if isinstance(answer, CredentialUnavailable):
+            raise CredentialUnavailable(answer.message)
+        return answer
+
+    async def _fetch_many(
+        self, ref: CredentialRef, target_ids: list[str]
+    ) -> dict[str, Credential | CredentialUnavailable]:
+        if self._fetches is None:
+            self._fetches = asyncio.Semaphore(self._config.max_credential_fetches)
+        async with self._fetches:
+            return await fetch_credentials(ref, target_ids, client=self._http, key_cache=self._keys)
 
     async def _fetch(self, ref: CredentialRef, target_id: str) -> Credential:
         # Bounded: hundreds of targets at once must not swamp the resolver into timeouts.

@@ -31,7 +31,8 @@ class FakeCredentialVault:
     A real HTTP server on 127.0.0.1 (plain asyncio, HTTP/1.1, one request per connection)
     that answers the engine's `POST {"grant", "targetId"}` the way the targets service
     does: 200 with `{"username", "password", "privateKey", "passphrase"}`, or an error
-    status with `{"message"}`. `issue` registers a grant and returns its `CredentialRef`.
+    status with `{"message"}`; and the batch form `POST {"grant", "targetIds"}` with
+    `{"credentials": {id: ...}, "refused": {}}` (one grant's login for every target). `issue` registers a grant and returns its `CredentialRef`.
     """
 
     grants: dict[str, _Grant] = field(default_factory=dict)
@@ -105,7 +106,10 @@ class FakeCredentialVault:
         grant = self.grants.get(request.get("grant", ""))
         if grant is None:
             return 403, {"message": "credential grant is unknown or expired"}
-        return grant.status, grant.body
+        ids = request.get("targetIds")
+        if ids is None or grant.status != 200:
+            return grant.status, grant.body
+        return 200, {"credentials": dict.fromkeys(ids, grant.body), "refused": {}}
 
 
 def check_sequence(events: list[EngineEvent]) -> None:

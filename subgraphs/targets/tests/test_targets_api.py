@@ -331,6 +331,49 @@ async def test_grants_resolve_credentials(platform: Any, admin_token: str) -> No
     }
 
 
+async def test_grant_resolves_many_targets_in_one_request(platform: Any, admin_token: str) -> None:
+    """The engine's batch form: one request answers a whole batch; each target that cannot be
+    served is refused on its own without failing the others."""
+    a = await created(
+        platform, admin_token, [ssh_method(unique_ip(), key=None, password=PASSWORD, username="alice")]
+    )
+    b = await created(platform, admin_token, [ssh_method(unique_ip())])
+    gone = await created(platform, admin_token, [ssh_method(unique_ip())])
+    outside = await created(platform, admin_token, [ssh_method(unique_ip())])
+    body = await gql(
+        platform.url("targets"), GRANT, {"ids": [a["id"], b["id"], gone["id"]]}, token=admin_token
+    )
+    grant = body["data"]["issueConnectionGrant"]["grant"]
+    deleted = await gql(
+        platform.url("targets"),
+        "mutation($id: ID!) { deleteTarget(id: $id) { __typename } }",
+        {"id": gone["id"]},
+        token=admin_token,
+    )
+    assert "errors" not in deleted, deleted
+    url = f"{platform.base('targets')}/internal/credentials"
+    ids = [a["id"], b["id"], gone["id"], outside["id"], a["id"]]
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(url, json={"grant": grant, "targetIds": ids})
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["cache-control"] == "no-store"
+        answer = resp.json()
+        assert set(answer["credentials"]) == {a["id"], b["id"]}
+        assert answer["credentials"][a["id"]]["password"] == PASSWORD
+        assert answer["credentials"][b["id"]]["privateKey"] == KEY_PEM
+        assert answer["refused"] == {
+            gone["id"]: "target not available",
+            outside["id"]: "the connection grant does not cover this target",
+        }
+        # an invalid grant refuses the whole request; malformed lists are 400
+        bad = await http.post(url, json={"grant": "not-a-grant", "targetIds": [a["id"]]})
+        assert bad.status_code == 403 and "malformed" in bad.json()["message"]
+        for wrong in ([], "abc", [1], [""]):
+            assert (await http.post(url, json={"grant": grant, "targetIds": wrong})).status_code == 400
+        big = await http.post(url, json={"grant": grant, "targetIds": [a["id"]] * 5001})
+        assert big.status_code == 413
+
+
 async def sign_with_service_key(platform: Any, target_ids: list[str], *, exp: float) -> str:
     """A grant signed exactly as the service signs, from its key ring file and grant key row."""
     keyring = KeyRing.load_or_create(None, Path(os.environ["OPSC_DATA_DIR"]) / "targets.keys")

@@ -73,23 +73,48 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
         checker.clear()
 
     async def resolve_credentials(request: Request) -> Response:
-        """The engine's resolver: POST {grant, targetId} -> {username, password, privateKey, passphrase}.
+        """The engine's resolver. Not routed through the gateway (which proxies /graphql only).
+        Never log the body.
 
-        Not routed through the gateway (which proxies /graphql only). Never log the body.
+        - `POST {grant, targetIds: [...]}` (what pools send, once per batch) ->
+          `{"credentials": {id: {username, password, privateKey, passphrase, ...}}, "refused": {id: message}}`;
+        - `POST {grant, targetId}` -> that one credential object, or 403 `{message}`.
+
+        An invalid grant is 403 `{message}` either way.
         """
         try:
             body = await request.json()
-            grant, target_id = body["grant"], body["targetId"]
-            if not isinstance(grant, str) or not isinstance(target_id, str) or not grant or not target_id:
+            grant = body["grant"]
+            many = body.get("targetIds")
+            ids = many if many is not None else [body["targetId"]]
+            if (
+                not isinstance(grant, str)
+                or not grant
+                or not isinstance(ids, list)
+                or not ids
+                or not all(isinstance(i, str) and i for i in ids)
+            ):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
-            return _reject(400, 'expected JSON {"grant": "...", "targetId": "..."}')
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _reject(
+                400, 'expected JSON {"grant": "...", "targetIds": ["..."]} or {"grant", "targetId"}'
+            )
+        if len(ids) > settings.max_grant_targets:
+            return _reject(413, f"at most {settings.max_grant_targets} targets per request")
         try:
-            creds = await targets.resolve(grant, target_id)
+            answers, refused = await targets.resolve_many(grant, ids)
         except GrantRejected as exc:
-            log.warning("credential request refused", target_id=target_id[:64], reason=exc.message)
+            log.warning("credential request refused", targets=len(ids), reason=exc.message)
             return _reject(403, exc.message)
-        return JSONResponse(creds, headers={"cache-control": "no-store"})
+        for target_id, reason in refused.items():
+            log.warning("credential request refused", target_id=target_id[:64], reason=reason)
+        if many is None:
+            if ids[0] in refused:
+                return _reject(403, refused[ids[0]])
+            return JSONResponse(answers[ids[0]], headers={"cache-control": "no-store"})
+        return JSONResponse(
+            {"credentials": answers, "refused": refused}, headers={"cache-control": "no-store"}
+        )
 
     return create_service_app(
         runtime=runtime,

@@ -1572,54 +1572,87 @@ class TargetService:
 
     async def resolve(self, grant: str, target_id: str) -> dict[str, Any]:
         """The decrypted credential for one target of a valid grant (GrantRejected otherwise)."""
+        answers, refused = await self.resolve_many(grant, [target_id])
+        if target_id in refused:
+            raise GrantRejected(refused[target_id])
+        return answers[target_id]
+
+    async def resolve_many(
+        self, grant: str, target_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Decrypted credentials for many targets of one grant, in a few queries.
+
+        Returns (answers by target id, refusal message by target id): a target the grant does
+        not cover, that is gone or has no usable credential is refused on its own; an invalid
+        grant refuses them all (GrantRejected). The engine asks once per batch, not per target.
+        """
         claims = await self.grants.verify(grant)
-        if target_id not in claims.target_ids:
-            raise GrantRejected("the connection grant does not cover this target")
-        found = await self.get_targets([target_id])
-        if not found:
-            raise GrantRejected("target not available")
-        target = found[0]
-        method_id = claims.methods.get(target_id)
-        method = (
-            next((m for m in target.methods if m.id == method_id and m.is_active), None)
-            if method_id
-            else primary_method(target)
-        )
-        credential = active_credential(method) if method is not None else None
-        if credential is None:
-            raise GrantRejected("target has no credential for its communication method")
-        try:
-            secret = self.decrypt(credential)
-        except DecryptionError:
-            log.error(
-                "credential does not decrypt (key ring mismatch?)",
-                target_id=target_id,
-                credential_id=credential.id,
+        wanted = list(dict.fromkeys(str(t) for t in target_ids))
+        covered = set(claims.target_ids)
+        refused = {
+            tid: "the connection grant does not cover this target" for tid in wanted if tid not in covered
+        }
+        by_id = {t.id: t for t in await self.get_targets([t for t in wanted if t in covered])}
+        chosen: dict[str, tuple[Target, CommunicationMethod, Credential]] = {}
+        for tid in wanted:
+            if tid in refused:
+                continue
+            target = by_id.get(tid)
+            if target is None:
+                refused[tid] = "target not available"
+                continue
+            method_id = claims.methods.get(tid)
+            method = (
+                next((m for m in target.methods if m.id == method_id and m.is_active), None)
+                if method_id
+                else primary_method(target)
             )
-            raise GrantRejected("credential unavailable") from None
+            credential = active_credential(method) if method is not None else None
+            if method is None or credential is None:
+                refused[tid] = "target has no credential for its communication method"
+                continue
+            chosen[tid] = (target, method, credential)
+        ssh = [(target, method) for target, method, _ in chosen.values() if method.type == "ssh"]
+        known = await self._known_hosts_many(ssh)
+        answers: dict[str, dict[str, Any]] = {}
+        for tid, (_target, method, credential) in chosen.items():
+            host_keys = known.get(method.id)
+            try:
+                secret = self.decrypt(credential)
+            except DecryptionError:
+                log.error(
+                    "credential does not decrypt (key ring mismatch?)",
+                    target_id=tid,
+                    credential_id=credential.id,
+                )
+                refused[tid] = "credential unavailable"
+                continue
+            if isinstance(host_keys, GrantRejected):
+                refused[tid] = host_keys.message
+                continue
+            answer: dict[str, Any] = {
+                "username": credential.username,
+                "password": secret.get("password"),
+                "privateKey": secret.get("privateKey"),
+                "passphrase": secret.get("passphrase"),
+            }
+            if method.type == "winrm":
+                cfg = method.config or {}
+                answer["transport"] = str(cfg.get("transport", "ntlm"))
+                answer["scheme"] = str(cfg.get("scheme", "http"))
+                answer["serverCertValidation"] = str(cfg.get("server_cert_validation", "validate"))
+            if host_keys is not None:
+                answer["knownHosts"] = host_keys
+            answers[tid] = answer
         log.info(
-            "credential resolved",
+            "credentials resolved",
             grant_id=claims.grant_id,
             purpose=claims.purpose,
-            target_id=target_id,
-            credential_id=credential.id,
+            targets=len(answers),
+            refused=len(refused),
+            target_ids=sorted(answers),
         )
-        answer: dict[str, Any] = {
-            "username": credential.username,
-            "password": secret.get("password"),
-            "privateKey": secret.get("privateKey"),
-            "passphrase": secret.get("passphrase"),
-        }
-        if method is not None and method.type == "winrm":
-            cfg = method.config or {}
-            answer["transport"] = str(cfg.get("transport", "ntlm"))
-            answer["scheme"] = str(cfg.get("scheme", "http"))
-            answer["serverCertValidation"] = str(cfg.get("server_cert_validation", "validate"))
-        if method is not None and method.type == "ssh":
-            known = await self._known_hosts_for(target, method)
-            if known is not None:
-                answer["knownHosts"] = known
-        return answer
+        return answers, refused
 
     # -- SSH host keys -------------------------------------------------------------------------
 
@@ -1627,30 +1660,63 @@ class TargetService:
         return environment in self.settings.strict_environments
 
     async def _known_hosts_for(self, target: Target, method: CommunicationMethod) -> str | None:
-        """The known_hosts text the engine must verify against.
+        """The known_hosts text the engine must verify against (see `_known_hosts_many`)."""
+        found = (await self._known_hosts_many([(target, method)])).get(method.id)
+        if isinstance(found, GrantRejected):
+            raise found
+        return found
 
-        Trust on first use: with no key recorded, fetch the server's key now and record it, unless
-        the target's environment is strict, then refuse until an operator runs acceptHostKey.
+    async def _known_hosts_many(
+        self, pairs: Sequence[tuple[Target, CommunicationMethod]]
+    ) -> dict[str, str | GrantRejected | None]:
+        """By method id: the known_hosts text the engine must verify against, None when the key
+        could not be read (the engine then connects unchecked), or the refusal.
+
+        Trust on first use: with no key recorded, fetch the server's key now (a bounded number at
+        once) and record it, unless the target's environment is strict, then refuse until an
+        operator runs acceptHostKey. Recorded keys come from one query.
         """
-        row = await KnownHostKey.get_or_none(method_id=method.id, host=method.host, port=method.port)
-        if row is None:
-            if self.strict_host_keys(target.environment):
-                raise GrantRejected(
+        if not pairs:
+            return {}
+        rows = await KnownHostKey.filter(method_id__in=[m.id for _, m in pairs])
+        recorded = {(r.method_id, r.host, r.port): r for r in rows}
+        out: dict[str, str | GrantRejected | None] = {}
+        unknown: list[tuple[Target, CommunicationMethod]] = []
+        for target, method in pairs:
+            row = recorded.get((method.id, method.host, method.port))
+            if row is not None:
+                out[method.id] = known_hosts_line(method.host, method.port, row.key)
+            elif self.strict_host_keys(target.environment):
+                out[method.id] = GrantRejected(
                     f"host key of {method.host}:{method.port} is not known and {target.environment} "
                     "requires strict host key checking: accept it with acceptHostKey"
                 )
-            try:
-                key = await fetch_host_key(method.host, method.port, self.settings.host_key_timeout_seconds)
-            except HostKeyProblem as exc:
-                # Unreachable from here: nothing to record. The engine's connect will most likely
-                # fail the same way; if it does reach the host, that is an unrecorded first use.
-                log.warning(
-                    "host key not readable for trust on first use", target_id=target.id, reason=exc.message
-                )
-                return None
+            else:
+                unknown.append((target, method))
+        limit = asyncio.Semaphore(32)
+
+        async def first_use(target: Target, method: CommunicationMethod) -> None:
+            async with limit:
+                try:
+                    key = await fetch_host_key(
+                        method.host, method.port, self.settings.host_key_timeout_seconds
+                    )
+                except HostKeyProblem as exc:
+                    # Unreachable from here: nothing to record. The engine's connect will most likely
+                    # fail the same way; if it does reach the host, that is an unrecorded first use.
+                    log.warning(
+                        "host key not readable for trust on first use",
+                        target_id=target.id,
+                        reason=exc.message,
+                    )
+                    out[method.id] = None
+                    return
             async with in_transaction():
                 row = await self._record_host_key(target, method, key, "tofu", None)
-        return known_hosts_line(method.host, method.port, row.key)
+            out[method.id] = known_hosts_line(method.host, method.port, row.key)
+
+        await asyncio.gather(*(first_use(t, m) for t, m in unknown))
+        return out
 
     async def _record_host_key(
         self, target: Target, method: CommunicationMethod, key: asyncssh.SSHKey, how: str, actor: str | None

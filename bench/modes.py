@@ -343,7 +343,7 @@ RUN_JOB = """mutation($id: ID!) { runJob(jobId: $id) {
 EVENTS = """subscription($id: ID!, $after: Int) { executionEvents(executionId: $id, afterSeq: $after) {
   seq type targetId data status at } }"""
 EXECUTION = """query($id: ID!) { execution(id: $id) { status lastSeq totalTargets succeededTargets
-  targetRuns { status connectionReused steps { stdout } } } }"""
+  targetRuns { status message connectionReused steps { stdout } } } }"""
 LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
   __typename ... on LoginSuccess { accessToken } ... on Error { message } } }"""
 
@@ -488,7 +488,11 @@ class EndToEnd:
 
         final = (await self.gql(EXECUTION, {"id": execution_id}))["execution"]
         if final["status"] != "SUCCEEDED" or final["succeededTargets"] != n:
-            raise BenchError(f"execution {execution_id}: {final['status']}, {final['succeededTargets']}/{n}")
+            reasons = sorted({str(r["message"]) for r in final["targetRuns"] if r["status"] != "SUCCEEDED"})
+            raise BenchError(
+                f"execution {execution_id}: {final['status']}, {final['succeededTargets']}/{n}; "
+                f"why: {'; '.join(reasons[:3])}"
+            )
         _expect_output([run["steps"][0]["stdout"] for run in final["targetRuns"]], n, "end-to-end run")
         reused = sum(1 for run in final["targetRuns"] if run["connectionReused"])
         if reused != (n if warm else 0):

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -468,10 +469,18 @@ async def test_host_keys_tofu_mismatch_accept_and_strict(platform: Any, admin_to
     mid = t["communicationMethods"][0]["id"]
     strict = None
     try:
+        # trust on first use happens right after creation, in the background, before any run
+        deadline = time.monotonic() + 15
+        while True:
+            keys = (await q(platform, admin_token, HOST_KEY, {"id": t["id"]}))["target"][
+                "communicationMethods"
+            ]
+            if keys[0]["hostKey"] is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert keys[0]["hostKey"] == {"fingerprint": real_fp, "trustedBy": "tofu"}
         ok = (await q(platform, admin_token, TEST_CONNECTION, {"id": t["id"]}))["testConnection"]
         assert ok["ok"] is True, ok
-        keys = (await q(platform, admin_token, HOST_KEY, {"id": t["id"]}))["target"]["communicationMethods"]
-        assert keys[0]["hostKey"] == {"fingerprint": real_fp, "trustedBy": "tofu"}
 
         # the server "changes" its key: the engine refuses to connect with the recorded one
         fake = asyncssh.generate_private_key("ssh-ed25519")
@@ -514,6 +523,9 @@ async def test_host_keys_tofu_mismatch_accept_and_strict(platform: Any, admin_to
     strict = await created(platform, admin_token, [method], environment="production")
     smid = strict["communicationMethods"][0]["id"]
     try:
+        await asyncio.sleep(1.0)  # long enough for the background first use, which must not happen here
+        unknown = (await q(platform, admin_token, HOST_KEY, {"id": strict["id"]}))["target"]
+        assert unknown["communicationMethods"][0]["hostKey"] is None
         blocked = (await q(platform, admin_token, TEST_CONNECTION, {"id": strict["id"]}))["testConnection"]
         assert blocked["ok"] is False and "acceptHostKey" in blocked["message"], blocked
         not_ssh = (await q(platform, admin_token, ACCEPT, {"id": strict["id"], "m": str(uuid.uuid4())}))[

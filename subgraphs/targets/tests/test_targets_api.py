@@ -47,7 +47,9 @@ KEY_BODY = KEY_PEM.splitlines()[1]  # a line of key material, unlikely to appear
 
 def unique_ip() -> str:
     raw = uuid.uuid4().bytes
-    return f"10.{raw[0]}.{raw[1]}.{max(raw[2], 1)}"
+    # loopback only (127.100-199.x.y, clear of the sshd fixture's addresses): creating a target
+    # reads its SSH host key in the background, and tests never reach beyond this machine
+    return f"127.{100 + raw[0] % 100}.{raw[1]}.{max(raw[2], 1)}"
 
 
 def ssh_method(

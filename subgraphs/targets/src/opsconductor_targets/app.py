@@ -71,6 +71,7 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         checker.clear()
+        await targets.stop_background()
 
     async def resolve_credentials(request: Request) -> Response:
         """The engine's resolver. Not routed through the gateway (which proxies /graphql only).

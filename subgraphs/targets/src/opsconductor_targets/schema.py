@@ -329,6 +329,7 @@ class Mutation:
         except service.HostAlreadyInUse as exc:
             return HostAlreadyInUse(message=exc.message, target_id=strawberry.ID(exc.target_id))
         info.context.runtime.events_committed()
+        _svc(info).learn_host_keys_soon([row.id])
         return TargetCreated(target=Target.from_row(row))
 
     @strawberry.mutation(
@@ -393,6 +394,7 @@ class Mutation:
         except _EXPECTED as exc:
             return _error(exc)
         info.context.runtime.events_committed()
+        _svc(info).learn_host_keys_soon([row.id])
         return CommunicationMethodAdded(target=Target.from_row(row), method_id=strawberry.ID(method_id))
 
     @strawberry.mutation(
@@ -423,6 +425,7 @@ class Mutation:
         except _EXPECTED as exc:
             return _error(exc)
         info.context.runtime.events_committed()
+        _svc(info).learn_host_keys_soon([row.id])
         return TargetUpdated(target=Target.from_row(row))
 
     @strawberry.mutation(

@@ -925,6 +925,8 @@ class TargetService:
         self.settings = settings
         self.keyring = keyring
         self.grants = GrantSigner(keyring)
+        self._learn_pending: set[str] = set()
+        self._learner: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
         await self.grants.ensure_key()
@@ -1717,6 +1719,41 @@ class TargetService:
 
         await asyncio.gather(*(first_use(t, m) for t, m in unknown))
         return out
+
+    def learn_host_keys_soon(self, target_ids: Sequence[str]) -> None:
+        """Record, in the background, the host keys of these targets' SSH methods that have none
+        yet (trust on first use ahead of the first run; never in strict environments). Call it
+        after the transaction that created or re-pointed the methods has committed."""
+        if not self.settings.learn_host_keys_on_create or not target_ids:
+            return
+        self._learn_pending.update(target_ids)
+        if self._learner is None or self._learner.done():
+            self._learner = asyncio.create_task(self._learn_host_keys(), name="targets-learn-host-keys")
+
+    async def _learn_host_keys(self) -> None:
+        while self._learn_pending:
+            ids = sorted(self._learn_pending)[:200]
+            self._learn_pending.difference_update(ids)
+            try:
+                pairs = [
+                    (target, method)
+                    for target in await self.get_targets(ids)
+                    if not self.strict_host_keys(target.environment)
+                    for method in target.methods
+                    if method.is_active and method.type == "ssh"
+                ]
+                await self._known_hosts_many(pairs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("learning host keys failed", targets=len(ids))
+
+    async def stop_background(self) -> None:
+        if self._learner is not None:
+            self._learner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._learner
+            self._learner = None
 
     async def _record_host_key(
         self, target: Target, method: CommunicationMethod, key: asyncssh.SSHKey, how: str, actor: str | None

@@ -35,6 +35,12 @@ class Settings(ServiceSettings):
         "first use): an operator must run acceptHostKey first. Elsewhere the first key seen is recorded.",
     )
     host_key_timeout_seconds: float = Field(3.0, description="Bound on reading a server's SSH host key.")
+    learn_host_keys_on_create: bool = Field(
+        True,
+        description="Trust on first use ahead of the first run: read and record the host key of a new or "
+        "re-pointed SSH method in the background (not in strict environments), so a first run does not "
+        "pay an extra handshake per target and the fingerprint shows at once.",
+    )
     # -- probes and health monitoring (health.py) --
     probe_default_timeout_seconds: float = Field(
         10.0,

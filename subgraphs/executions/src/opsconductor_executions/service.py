@@ -910,6 +910,32 @@ class Deps:
         return execution
 
 
+RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
+"""The TargetRun columns events change."""
+
+
+async def _save_step_results(results: dict[tuple[int, int], dict[str, Any]]) -> None:
+    """Store finished steps, keyed (target run id, step index): new ones in one INSERT; one the
+    engine reported again replaces the stored row (never expected, but never a failed batch)."""
+    if not results:
+        return
+    run_ids = sorted({run_id for run_id, _ in results})
+    existing = {
+        (r.target_run_id, r.step_index): r  # type: ignore[attr-defined]
+        for r in await StepResult.filter(
+            target_run_id__in=run_ids, step_index__in=sorted({i for _, i in results})
+        )
+    }
+    fresh = []
+    for (run_id, index), values in results.items():
+        row = existing.get((run_id, index))
+        if row is None:
+            fresh.append(StepResult(target_run_id=run_id, step_index=index, **values))
+        else:
+            await row.update_from_dict(values).save()
+    await StepResult.bulk_create(fresh, batch_size=500)
+
+
 def _order(step: dict[str, Any]) -> int:
     return int(step.get("order") or 0)
 
@@ -993,6 +1019,7 @@ class _Follower:
             steps_by_index = {i: s for i, s in enumerate(execution.plan.get("steps", []))}
             rows = []
             dirty: set[str] = set()
+            results: dict[tuple[int, int], dict[str, Any]] = {}
             for e in batch:
                 at = datetime.fromtimestamp(e.at, UTC)
                 data = e.data
@@ -1012,13 +1039,17 @@ class _Follower:
                         at=at,
                     )
                 )
-                await self._apply(execution, runs, steps_by_index, e, at, dirty)
+                await self._apply(execution, runs, steps_by_index, e, at, dirty, results)
+            # A few statements per batch, not per target: hundreds of targets finish together.
             await ExecutionEvent.bulk_create(rows)
+            await _save_step_results(results)
+            if dirty:
+                await TargetRun.bulk_update(
+                    [runs[t] for t in sorted(dirty)], fields=RUN_FIELDS, batch_size=500
+                )
             self.last_seq = batch[-1].seq
             execution.last_seq = self.last_seq
             await execution.save()
-            for target_id in dirty:
-                await runs[target_id].save()
             for row in rows:
                 payloads.append(event_payload(row))
         self.execution = execution
@@ -1032,6 +1063,7 @@ class _Follower:
         e: EngineEvent,
         at: datetime,
         dirty: set[str],
+        results: dict[tuple[int, int], dict[str, Any]],
     ) -> None:
         run = runs.get(e.target_id) if e.target_id else None
         if e.type == "EXECUTION_STARTED":
@@ -1046,22 +1078,18 @@ class _Follower:
             spec = steps.get(e.step_index, {})
             out = "".join(self.output.pop((run.target_id, e.step_index, "STDOUT"), []))
             err = "".join(self.output.pop((run.target_id, e.step_index, "STDERR"), []))
-            await StepResult.update_or_create(
-                target_run=run,
-                step_index=e.step_index,
-                defaults={
-                    "name": e.step_name or spec.get("name", ""),
-                    "command": spec.get("command", ""),
-                    "status": e.status or "FAILED",
-                    "exit_code": e.exit_code,
-                    "stdout": out,
-                    "stderr": err,
-                    "duration_ms": e.duration_ms,
-                    "truncated": (run.target_id, e.step_index) in self.cut
-                    or "truncated" in (out[-200:] + err[-200:]),
-                    "finished_at": at,
-                },
-            )
+            results[(run.id, e.step_index)] = {
+                "name": e.step_name or spec.get("name", ""),
+                "command": spec.get("command", ""),
+                "status": e.status or "FAILED",
+                "exit_code": e.exit_code,
+                "stdout": out,
+                "stderr": err,
+                "duration_ms": e.duration_ms,
+                "truncated": (run.target_id, e.step_index) in self.cut
+                or "truncated" in (out[-200:] + err[-200:]),
+                "finished_at": at,
+            }
             if e.exit_code is not None:
                 run.exit_code = e.exit_code
                 dirty.add(run.target_id)

@@ -73,6 +73,10 @@ async def test_winrm_run_through_the_pool(
     assert [(e.status, e.exit_code) for e in finished] == [(Status.SUCCEEDED, 0), (Status.SUCCEEDED, 4)]
     assert events[-1].type == EventType.EXECUTION_FINISHED
     assert events[-1].status == Status.SUCCEEDED
+    # TARGET_STARTED once the shell is open, before the first output
+    types = [e.type for e in events]
+    assert types.count(EventType.TARGET_STARTED) == 1
+    assert types.index(EventType.TARGET_STARTED) < types.index(EventType.STDOUT)
 
     bad_plan = ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
@@ -87,6 +91,8 @@ async def test_winrm_run_through_the_pool(
     assert target_finished[0].status == Status.FAILED
     assert "authentication rejected for user 'opsc'" in (target_finished[0].data or "")
     assert "wrong" not in repr(events)
+    # the login failed, so the target never started (as with SSH)
+    assert not [e for e in events if e.type == EventType.TARGET_STARTED]
 
     result = await engine.test_connection(good, vault.issue(username="opsc", password=PASSWORD))
     assert result.ok, result.message

@@ -655,7 +655,18 @@ class ConnectionPool:
             return finish(Status.CANCELLED, batch.not_started_reason())
         except EngineError as exc:
             return finish(Status.FAILED, exc.message)
-        stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=False)
+        announced = False
+
+        def announce(reused: bool) -> None:
+            """TARGET_STARTED once the server accepted us and opened a shell (as SSH does once
+            its channel is open): a target whose login fails never shows as started."""
+            nonlocal announced
+            if not announced:
+                announced = True
+                stream.emit(EventType.TARGET_STARTED, target.target_id, reused_connection=reused)
+
+        if not batch.steps:
+            announce(False)
 
         async def run_one(index: int, step: StepSpec) -> _StepOutcome:
             started = time.monotonic()
@@ -671,7 +682,7 @@ class ConnectionPool:
 
             try:
                 exit_code, reason = await runner.run_step(
-                    target, credential, step, on_output=on_output, cancel=batch.cancelled
+                    target, credential, step, on_output=on_output, cancel=batch.cancelled, on_started=announce
                 )
             except EngineError as exc:
                 return _StepOutcome(Status.FAILED, took(), message=exc.message, connection_broken=True)

@@ -134,20 +134,21 @@ async def test_a_subscriber_on_replica_b_follows_a_run_started_on_replica_a(
     assert all(f"live-{i}" in text for i in range(1, 6)), text
 
 
-async def test_stale_runs_end_failed(platform: Any, admin_token: str) -> None:
-    """A RUNNING run whose follower's lease expired long ago and whose coordinator does not exist."""
+async def _insert_ghost_run(platform: Any, lease_until: datetime) -> str:
+    """A RUNNING run (last seq 2) whose follower's lease ends at `lease_until` and whose
+    coordinator does not exist."""
     execution_id = str(uuid.uuid4())
-    long_ago = datetime.now(UTC) - timedelta(hours=1)
     conn = await asyncpg.connect(pg_dsn(platform))
     try:
         await conn.execute(
             """INSERT INTO executions (id, job_id, job_name, job_version, number, status, plan, parameters,
             waiting, total_targets, succeeded_targets, failed_targets, cancelled_targets, last_seq,
             created_at, started_at, lease_owner, lease_until)
-            VALUES ($1, $2, 'ghost', 1, 1, 'RUNNING', '{}', '{}', false, 1, 0, 0, 0, 2, $3, $3, 'gone', $3)""",
+            VALUES ($1, $2, 'ghost', 1, 1, 'RUNNING', '{}', '{}', false, 1, 0, 0, 0, 2, $3, $3, 'gone', $4)""",
             execution_id,
             str(uuid.uuid4()),
-            long_ago,
+            min(lease_until, datetime.now(UTC)),
+            lease_until,
         )
         await conn.execute(
             """INSERT INTO target_runs (execution_id, target_id, target_name, host, port, status)
@@ -157,11 +158,39 @@ async def test_stale_runs_end_failed(platform: Any, admin_token: str) -> None:
         )
     finally:
         await conn.close()
+    return execution_id
+
+
+async def _status(platform: Any, execution_id: str) -> str:
+    conn = await asyncpg.connect(pg_dsn(platform))
+    try:
+        return str(await conn.fetchval("SELECT status FROM executions WHERE id = $1", execution_id))
+    finally:
+        await conn.close()
+
+
+async def test_stale_runs_end_failed(platform: Any, admin_token: str) -> None:
+    """A RUNNING run whose follower's lease expired long ago and whose coordinator does not exist."""
+    execution_id = await _insert_ghost_run(platform, datetime.now(UTC) - timedelta(hours=1))
     async with replica(platform, stale_after_seconds=1) as fresh:  # its start-up sweep
         done = await wait_terminal(fresh, admin_token, execution_id, timeout=30)
     assert done["status"] == "FAILED" and done["message"].startswith("stale:"), done
     assert done["failedTargets"] == 1 and done["targetRuns"][0]["status"] == "FAILED"
     assert await _seqs(platform, execution_id) == [3]  # EXECUTION_FINISHED after the last seq
+
+
+async def test_the_periodic_sweep_ends_a_run_that_goes_stale_later(platform: Any, admin_token: str) -> None:
+    """Not only at start-up: a run whose follower stops renewing while the replica is up is ended
+    by the periodic sweep once its lease has expired for `stale_after_seconds`, and not before."""
+    async with replica(platform, stale_after_seconds=2, sweep_interval_seconds=0.3) as running:
+        # the lease is still valid for 1.5 s: several sweeps must leave the run alone until then
+        execution_id = await _insert_ghost_run(platform, datetime.now(UTC) + timedelta(seconds=1.5))
+        await asyncio.sleep(1.0)
+        assert await _status(platform, execution_id) == "RUNNING"
+        done = await wait_terminal(running, admin_token, execution_id, timeout=30)
+    assert done["status"] == "FAILED" and done["message"].startswith("stale:"), done
+    assert done["failedTargets"] == 1 and done["targetRuns"][0]["status"] == "FAILED"
+    assert await _seqs(platform, execution_id) == [3]
 
 
 async def test_output_over_the_step_limit_is_cut_stored_and_streamed(

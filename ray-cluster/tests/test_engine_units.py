@@ -168,6 +168,11 @@ async def test_fetch_credentials_asks_once_for_many_targets(
     assert len(credentials) == 3 and len({id(c.private_key) for c in credentials}) == 1
     assert len(cache) == 1
 
+    # a resolver that drops one request is asked again
+    vault.drop_next = 1
+    again = await fetch_credentials(ref, ["t-4"], key_cache=cache)
+    assert isinstance(again["t-4"], Credential) and vault.drop_next == 0
+
     # a grant refused as a whole: every target gets the resolver's message
     refused = await fetch_credentials(vault.refuse(403, "grant expired"), ["t-1", "t-2"])
     assert {k: str(v) for k, v in refused.items()} == {"t-1": "grant expired", "t-2": "grant expired"}

@@ -23,6 +23,8 @@ from opsconductor_ray.errors import CredentialUnavailable
 from opsconductor_ray.protocol import CredentialRef
 
 RESOLVER_TIMEOUT_S = 10.0
+BATCH_TIMEOUT_PER_TARGET_S = 0.2
+"""A batch request (`fetch_credentials`) may take RESOLVER_TIMEOUT_S plus this per target."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,18 +92,33 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     _unavailable(f"credential resolver returned a non-string {name!r}")
 
 
-async def _post(ref: CredentialRef, payload: dict[str, Any], client: httpx.AsyncClient | None) -> Any:
-    """POST to the resolver; the JSON body of a 200 answer, else `CredentialUnavailable`."""
-    try:
-        if client is None:
-            async with httpx.AsyncClient(timeout=RESOLVER_TIMEOUT_S) as own_client:
-                response = await own_client.post(ref.resolver_url, json=payload)
-        else:
-            response = await client.post(ref.resolver_url, json=payload, timeout=RESOLVER_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise CredentialUnavailable(
-            f"credential resolver {ref.resolver_url} unreachable: {type(exc).__name__}"
-        ) from exc
+async def _post(
+    ref: CredentialRef,
+    payload: dict[str, Any],
+    client: httpx.AsyncClient | None,
+    *,
+    timeout_s: float = RESOLVER_TIMEOUT_S,
+    attempts: int = 1,
+) -> Any:
+    """POST to the resolver; the JSON body of a 200 answer, else `CredentialUnavailable`.
+
+    A resolver that could not be reached or did not answer in time is asked again, up to
+    `attempts` times in all (resolving is read-only, so asking twice is harmless)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            if client is None:
+                async with httpx.AsyncClient(timeout=timeout_s) as own_client:
+                    response = await own_client.post(ref.resolver_url, json=payload)
+            else:
+                response = await client.post(ref.resolver_url, json=payload, timeout=timeout_s)
+            break
+        except httpx.HTTPError as exc:
+            if attempt < attempts:
+                await asyncio.sleep(0.5 * attempt)
+                continue
+            raise CredentialUnavailable(
+                f"credential resolver {ref.resolver_url} unreachable: {type(exc).__name__}"
+            ) from exc
     try:
         body = response.json()
     except ValueError:
@@ -144,7 +161,15 @@ async def fetch_credentials(
     cache = key_cache if key_cache is not None else KeyCache()
     ids = list(dict.fromkeys(target_ids))
     try:
-        body = await _post(ref, {"grant": ref.grant, "targetIds": ids}, client)
+        # A batch may make the resolver read first-use host keys: allow it time per target,
+        # and one more try before every target of the batch fails.
+        body = await _post(
+            ref,
+            {"grant": ref.grant, "targetIds": ids},
+            client,
+            timeout_s=RESOLVER_TIMEOUT_S + BATCH_TIMEOUT_PER_TARGET_S * len(ids),
+            attempts=2,
+        )
         if not isinstance(body, dict) or not isinstance(body.get("credentials"), dict):
             _unavailable("credential resolver returned a body without a credentials object")
     except CredentialUnavailable as exc:

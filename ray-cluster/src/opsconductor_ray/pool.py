@@ -55,7 +55,7 @@ CANCELLED_MEMORY_S = 3600.0
 MAX_UPLOAD_BYTES = 1024 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
-CREDENTIALS_PER_REQUEST = 100
+CREDENTIALS_PER_REQUEST = 50
 """A batch's credentials are asked for this many targets at a time (one resolver request each)."""
 
 

@@ -37,6 +37,8 @@ class FakeCredentialVault:
 
     grants: dict[str, _Grant] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    drop_next: int = 0
+    """This many coming requests are read, then the connection is closed without an answer."""
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -82,6 +84,9 @@ class FakeCredentialVault:
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             method = request_line.split(b" ", 1)[0]
+            if self.drop_next > 0:
+                self.drop_next -= 1
+                return
             status, answer = self._answer(method, body)
             payload = json.dumps(answer).encode()
             writer.write(

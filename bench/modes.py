@@ -426,7 +426,24 @@ class EndToEnd:
                 raise BenchError(f"createTarget {endpoint.host}: {result}")
             return str(result["target"]["id"])
 
-        return list(await asyncio.gather(*(create(i, e) for i, e in enumerate(fleet.endpoints[:n]))))
+        ids = list(await asyncio.gather(*(create(i, e) for i, e in enumerate(fleet.endpoints[:n]))))
+        await self.wait_host_keys(ids)
+        return ids
+
+    async def wait_host_keys(self, ids: list[str], timeout_s: float = 120) -> None:
+        """Untimed: creating a target reads its host key in the background (trust on first use
+        ahead of the first run); wait for all of them, so that a cold run measures new SSH
+        connections, not the one-time first use (which a target pays once in its life)."""
+        query = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { communicationMethods { hostKey { fingerprint } } } }"""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = (await self.gql(query, {"ids": ids}))["targetsByIds"]
+            missing = sum(1 for t in found for m in t["communicationMethods"] if m["hostKey"] is None)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"{missing} host keys still unknown after {timeout_s:.0f}s")
+            await asyncio.sleep(0.5)
 
     async def create_job(self, target_ids: list[str]) -> str:
         variables = {

@@ -914,6 +914,29 @@ RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at
 """The TargetRun columns events change."""
 
 
+async def _update_runs(runs: list[TargetRun]) -> None:
+    """One prepared UPDATE executed for every changed target run (what ``bulk_update`` does with
+    a CASE per column, at a fraction of its cost for hundreds of rows)."""
+    if not runs:
+        return
+    db = TargetRun._choose_db(True)
+    fields = TargetRun._meta.fields_map
+    if db.capabilities.dialect == "postgres":
+        marks = [f"${i}" for i in range(1, len(RUN_FIELDS) + 2)]
+    else:
+        marks = ["?"] * (len(RUN_FIELDS) + 1)
+    assignments = ", ".join(f'"{column}" = {mark}' for column, mark in zip(RUN_FIELDS, marks, strict=False))
+    # only constant column names and placeholders go into the text; every value is a parameter
+    sql = f'UPDATE "{TargetRun._meta.db_table}" SET {assignments} WHERE "id" = {marks[-1]}'  # noqa: S608
+    await db.execute_many(
+        sql,
+        [
+            [fields[column].to_db_value(getattr(run, column), run) for column in RUN_FIELDS] + [run.id]
+            for run in runs
+        ],
+    )
+
+
 async def _save_step_results(results: dict[tuple[int, int], dict[str, Any]]) -> None:
     """Store finished steps, keyed (target run id, step index): new ones in one INSERT; one the
     engine reported again replaces the stored row (never expected, but never a failed batch)."""
@@ -963,6 +986,8 @@ class _Follower:
         self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
         self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
         self.cut: set[tuple[str, int]] = set()
+        self.runs: dict[str, TargetRun] | None = None
+        """The run's target rows, read once and kept while only this follower writes them."""
 
     async def load_partial_output(self) -> None:
         """After a restart, rebuild the output of steps that had not finished yet."""
@@ -1006,6 +1031,13 @@ class _Follower:
         batch = [e for e in batch if e.seq > self.last_seq]
         if not batch:
             return []
+        try:
+            return await self._persist(batch)
+        except BaseException:
+            self.runs = None  # rolled back: the cached runs hold changes that were not stored
+            raise
+
+    async def _persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
         payloads: list[dict[str, Any]] = []
         async with in_transaction():
             # Row lock: two replicas following one run (a lease taken over) never write a seq twice.
@@ -1015,7 +1047,10 @@ class _Follower:
                 self.last_seq = execution.last_seq
                 self.finished = execution.status in TERMINAL
                 return []
-            runs = {r.target_id: r for r in await TargetRun.filter(execution_id=execution.id)}
+            if self.runs is None or execution.last_seq != self.last_seq:
+                # first batch, or another replica wrote since ours: read the runs afresh
+                self.runs = {r.target_id: r for r in await TargetRun.filter(execution_id=execution.id)}
+            runs = self.runs
             steps_by_index = {i: s for i, s in enumerate(execution.plan.get("steps", []))}
             rows = []
             dirty: set[str] = set()
@@ -1043,10 +1078,7 @@ class _Follower:
             # A few statements per batch, not per target: hundreds of targets finish together.
             await ExecutionEvent.bulk_create(rows)
             await _save_step_results(results)
-            if dirty:
-                await TargetRun.bulk_update(
-                    [runs[t] for t in sorted(dirty)], fields=RUN_FIELDS, batch_size=500
-                )
+            await _update_runs([runs[t] for t in sorted(dirty)])
             self.last_seq = batch[-1].seq
             execution.last_seq = self.last_seq
             await execution.save()

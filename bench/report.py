@@ -432,8 +432,22 @@ def _reading(results: Results) -> list[str]:
         out.append(
             f"3. **The SSH work itself, once a pool has its batch**: warm, from the first credential request "
             f"to EXECUTION_FINISHED took {_range(ssh_work)}, against {_range(raw_warm)} for raw asyncssh's "
-            "whole warm run (the pools also make one HTTP credential lookup per target per run and flush "
+            "whole warm run (the pools ask the credential resolver once per 50 targets of a batch and flush "
             "events to the coordinator every 50 ms; raw asyncssh runs in one process, the engine's 4 pools "
             "share the same 2 cores with the coordinator, Ray and this benchmark)."
+        )
+    e2e_run = [results.part("e2e", n, "warm", "run") for n in results.ns]
+    e2e_tail = [results.part("e2e", n, "warm", "tail") for n in results.ns]
+    engine_run = [results.part("engine", n, "warm", "run") for n in results.ns]
+    if any(v is not None for v in e2e_run):
+        out.append(
+            f"4. **End to end adds the platform**: warm, its SSH phase took {_range(e2e_run)} against "
+            f"{_range(engine_run)} engine direct, and delivery (EXECUTION_FINISHED at the coordinator to the "
+            f"subscriber) {_range(e2e_tail)}. Every event is persisted by the executions service (one "
+            "transaction per batch: event rows, step results and target runs in bulk statements) before it is "
+            "published, then goes through the subscription and the router; all subgraphs, the subscriber and "
+            "the router share the 2 cores with the pools and sshd, so the platform's CPU also slows the SSH "
+            "phase. Before EXECUTION_STARTED, runJob reads the job plan from jobs, gets a connection grant "
+            "from targets and writes the run's rows."
         )
     return out

@@ -233,7 +233,9 @@ ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
 
 
 async def entities(context: Context, *reps: dict[str, str]) -> tuple[Any, list[dict[str, Any]]]:
-    result = await entity_schema.execute(ENTITIES, variable_values={"r": [dict(r) for r in reps]}, context_value=context)
+    result = await entity_schema.execute(
+        ENTITIES, variable_values={"r": [dict(r) for r in reps]}, context_value=context
+    )
     return result.data, [e.formatted for e in result.errors or []]
 
 

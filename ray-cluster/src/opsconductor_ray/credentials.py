@@ -104,6 +104,7 @@ async def _post(
 
     A resolver that could not be reached or did not answer in time is asked again, up to
     `attempts` times in all (resolving is read-only, so asking twice is harmless)."""
+    response: httpx.Response | None = None
     for attempt in range(1, attempts + 1):
         try:
             if client is None:
@@ -119,6 +120,7 @@ async def _post(
             raise CredentialUnavailable(
                 f"credential resolver {ref.resolver_url} unreachable: {type(exc).__name__}"
             ) from exc
+    assert response is not None  # the loop either answered or raised
     try:
         body = response.json()
     except ValueError:
@@ -175,7 +177,8 @@ async def fetch_credentials(
     except CredentialUnavailable as exc:
         return dict.fromkeys(ids, exc)
     answers: dict[str, Any] = body["credentials"]
-    refused = body.get("refused") if isinstance(body.get("refused"), dict) else {}
+    refused_body = body.get("refused")
+    refused: dict[str, Any] = refused_body if isinstance(refused_body, dict) else {}
     out: dict[str, Credential | CredentialUnavailable] = {}
     for target_id in ids:
         try:

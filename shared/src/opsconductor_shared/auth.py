@@ -255,21 +255,19 @@ def entity_permission(permission: str) -> Callable[[_F], _F]:
             else:
                 check_permission(info.context, permission)
 
-        if inspect.iscoroutinefunction(func):
+        async def async_wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:
+            check(info)
+            if takes_info:
+                kwargs["info"] = info
+            return await func(cls, **kwargs)
 
-            async def wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:
-                check(info)
-                if takes_info:
-                    kwargs["info"] = info
-                return await func(cls, **kwargs)
+        def sync_wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:
+            check(info)
+            if takes_info:
+                kwargs["info"] = info
+            return func(cls, **kwargs)
 
-        else:
-
-            def wrapper(cls: Any, info: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                check(info)
-                if takes_info:
-                    kwargs["info"] = info
-                return func(cls, **kwargs)
+        wrapper: Any = async_wrapper if inspect.iscoroutinefunction(func) else sync_wrapper
 
         # No __wrapped__: Strawberry reads this signature to decide whether to pass `info`.
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

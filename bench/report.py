@@ -151,9 +151,11 @@ def render(results: Results, *, error: str | None = None) -> str:
     ]
     if _busy(results, m):
         lines.append(
-            "- **the machine was busy**: the load average exceeded the core count while this ran (other "
-            "work shared the 2 cores), so absolute times are inflated and vary between repetitions; "
-            "modes ran one after another in the same run, so compare ratios, and the min-max spread."
+            "- **load above the core count**: the load average exceeded the core count while this ran. "
+            "The benchmark's own hundreds of concurrent sshd sessions count in it, and so does whatever "
+            "ran in the minutes before (the averages decay slowly); if the start figure was high, other "
+            "work may have shared the 2 cores. Absolute times vary between repetitions; modes ran one "
+            "after another in the same run, so compare ratios, and the min-max spread."
         )
     if results.ray_note:
         lines.append(f"- engine: {results.ray_note}, 4 ConnectionPool shards, default PoolConfig")

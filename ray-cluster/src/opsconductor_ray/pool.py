@@ -333,8 +333,8 @@ class ConnectionPool:
         """execution id -> (when, reason, kill running commands) for cancel and fail-fast."""
         self._host_locks = _HostLocks()
         self._sinks: dict[str, ActorHandle] = {}
-        self._fetches: asyncio.Semaphore | None = None
         """Coordinator handles kept for good (see ExecutionCoordinator._handles)."""
+        self._fetches: asyncio.Semaphore | None = None
         self._winrm: Any = None
         self._keys = KeyCache()
         self._http: httpx.AsyncClient | None = None
@@ -910,6 +910,9 @@ class ConnectionPool:
             self._handshakes = asyncio.Semaphore(self._config.max_handshakes)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=5.0)
+        if self._fetches is None:
+            # bounded: hundreds of targets at once must not swamp the resolver into timeouts
+            self._fetches = asyncio.Semaphore(self._config.max_credential_fetches)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap_idle())
 
@@ -925,10 +928,8 @@ class ConnectionPool:
                 batch.prefetched[target_id] = request
 
     async def _credential(self, batch: _Batch, target_id: str) -> Credential:
-        request = batch.prefetched.get(target_id)
-        if request is None:
-            return await self._fetch(batch.credentials, target_id)
-        answer = (await asyncio.shield(request))[target_id]
+        """A batch target's credential, from the request `_prefetch` started for it."""
+        answer = (await asyncio.shield(batch.prefetched[target_id]))[target_id]
         if isinstance(answer, CredentialUnavailable):
             raise CredentialUnavailable(answer.message)
         return answer
@@ -936,15 +937,12 @@ class ConnectionPool:
     async def _fetch_many(
         self, ref: CredentialRef, target_ids: list[str]
     ) -> dict[str, Credential | CredentialUnavailable]:
-        if self._fetches is None:
-            self._fetches = asyncio.Semaphore(self._config.max_credential_fetches)
+        assert self._fetches is not None  # _ensure_started
         async with self._fetches:
             return await fetch_credentials(ref, target_ids, client=self._http, key_cache=self._keys)
 
     async def _fetch(self, ref: CredentialRef, target_id: str) -> Credential:
-        # Bounded: hundreds of targets at once must not swamp the resolver into timeouts.
-        if self._fetches is None:
-            self._fetches = asyncio.Semaphore(self._config.max_credential_fetches)
+        assert self._fetches is not None  # _ensure_started
         async with self._fetches:
             return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
 
@@ -1185,9 +1183,6 @@ class _HostLocks:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
-
-    def held(self) -> int:
-        return len(self._holders)
 
 
 class _OutputCap:

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.federation.schema_directives import Key
+from tortoise.functions import Max
 
+from opsconductor_auth.models import Session
 from opsconductor_shared.auth import AUTHENTICATED, check_permission, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
+
+
+async def _load_last_seen(user_ids: list[str]) -> list[datetime | None]:
+    """Latest session activity per user, for many users in one grouped query."""
+    rows = (
+        await Session.filter(user_id__in=user_ids)
+        .annotate(latest=Max("last_activity_at"))
+        .group_by("user_id")
+        .values("user_id", "latest")
+    )
+    found = {str(r["user_id"]): r["latest"] for r in rows}
+    return [found.get(i) for i in user_ids]
 
 
 @strawberry.federation.type(
@@ -25,13 +40,15 @@ class User:
         "session status); null when they never logged in. Yourself, or with `users:read`."
     )
     async def last_seen_at(self, info: strawberry.Info) -> datetime | None:
-        from opsconductor_auth.models import Session
-
         identity = require_identity(info.context)
         if identity.subject != str(self.id):
             check_permission(info.context, "users:read")
-        latest = await Session.filter(user_id=str(self.id)).order_by("-last_activity_at").first()
-        return latest.last_activity_at if latest is not None else None
+        # a page of users asks once (one grouped query), not once per user
+        loaders: dict[str, Any] = info.context.loaders
+        loader = loaders.get("auth.last_seen")
+        if loader is None:
+            loader = loaders["auth.last_seen"] = DataLoader(load_fn=_load_last_seen)
+        return await loader.load(str(self.id))
 
     @classmethod
     @entity_permission(AUTHENTICATED)

@@ -1101,8 +1101,10 @@ class _Follower:
             execution = await Execution.select_for_update().get(id=self.execution.id)
             batch = [e for e in batch if e.seq > execution.last_seq]
             if not batch:
+                # another replica persisted these: its target-run writes are not in our cache
                 self.last_seq = execution.last_seq
                 self.finished = execution.status in TERMINAL
+                self.runs = None
                 return []
             if self.runs is None or execution.last_seq != self.last_seq:
                 # first batch, or another replica wrote since ours: read the runs afresh

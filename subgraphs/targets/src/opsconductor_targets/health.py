@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
@@ -170,8 +170,9 @@ class HealthMonitor:
     async def due_target_ids(self, limit: int, among: list[str] | None = None) -> list[str]:
         """Active targets whose next check is due or that were never checked (optionally only ``among``)."""
         now = datetime.now(UTC)
-        checked = await HealthState.filter(next_check_at__gt=now).values_list("target_id", flat=True)
-        where = Q(is_active=True) & ~Q(id__in=list(checked)) & ~Q(status="maintenance")
+        # a subquery: the not-yet-due ids never travel to Python and back as a parameter list
+        not_due = Subquery(HealthState.filter(next_check_at__gt=now).values("target_id"))
+        where = Q(is_active=True) & ~Q(id__in=not_due) & ~Q(status="maintenance")
         if among is not None:
             where &= Q(id__in=among)
         rows = await Target.filter(where).order_by("id").limit(limit).values_list("id", flat=True)

@@ -558,13 +558,7 @@ class Mutation:
             )
             outcome = checked.outcome
         info.context.runtime.events_committed()
-        return ConnectionTestResult(
-            ok=outcome.ok,
-            latency_ms=outcome.latency_ms,
-            message=outcome.message,
-            method=MethodType(outcome.method_type or "ssh"),
-            method_id=strawberry.ID(outcome.method_id) if outcome.method_id else None,
-        )
+        return _test_result(outcome)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:connect")],

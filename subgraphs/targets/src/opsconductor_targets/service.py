@@ -1572,13 +1572,6 @@ class TargetService:
             targets=listed,
         )
 
-    async def resolve(self, grant: str, target_id: str) -> dict[str, Any]:
-        """The decrypted credential for one target of a valid grant (GrantRejected otherwise)."""
-        answers, refused = await self.resolve_many(grant, [target_id])
-        if target_id in refused:
-            raise GrantRejected(refused[target_id])
-        return answers[target_id]
-
     async def resolve_many(
         self, grant: str, target_ids: Sequence[str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -1619,6 +1612,9 @@ class TargetService:
         answers: dict[str, dict[str, Any]] = {}
         for tid, (_target, method, credential) in chosen.items():
             host_keys = known.get(method.id)
+            if isinstance(host_keys, GrantRejected):
+                refused[tid] = host_keys.message
+                continue
             try:
                 secret = self.decrypt(credential)
             except DecryptionError:
@@ -1629,9 +1625,6 @@ class TargetService:
                 )
                 refused[tid] = "credential unavailable"
                 continue
-            if isinstance(host_keys, GrantRejected):
-                refused[tid] = host_keys.message
-                continue
             answer: dict[str, Any] = {
                 "username": credential.username,
                 "password": secret.get("password"),
@@ -1639,10 +1632,11 @@ class TargetService:
                 "passphrase": secret.get("passphrase"),
             }
             if method.type == "winrm":
-                cfg = method.config or {}
-                answer["transport"] = str(cfg.get("transport", "ntlm"))
-                answer["scheme"] = str(cfg.get("scheme", "http"))
-                answer["serverCertValidation"] = str(cfg.get("server_cert_validation", "validate"))
+                # rows written before a setting existed get its default
+                cfg = {**METHOD_CONFIG_DEFAULTS["winrm"], **(method.config or {})}
+                answer["transport"] = str(cfg["transport"])
+                answer["scheme"] = str(cfg["scheme"])
+                answer["serverCertValidation"] = str(cfg["server_cert_validation"])
             if host_keys is not None:
                 answer["knownHosts"] = host_keys
             answers[tid] = answer
@@ -1660,13 +1654,6 @@ class TargetService:
 
     def strict_host_keys(self, environment: str) -> bool:
         return environment in self.settings.strict_environments
-
-    async def _known_hosts_for(self, target: Target, method: CommunicationMethod) -> str | None:
-        """The known_hosts text the engine must verify against (see `_known_hosts_many`)."""
-        found = (await self._known_hosts_many([(target, method)])).get(method.id)
-        if isinstance(found, GrantRejected):
-            raise found
-        return found
 
     async def _known_hosts_many(
         self, pairs: Sequence[tuple[Target, CommunicationMethod]]
@@ -1714,7 +1701,7 @@ class TargetService:
                     out[method.id] = None
                     return
             async with in_transaction():
-                row = await self._record_host_key(target, method, key, "tofu", None)
+                row, _ = await self._record_host_key(target, method, key, "tofu", None)
             out[method.id] = known_hosts_line(method.host, method.port, row.key)
 
         await asyncio.gather(*(first_use(t, m) for t, m in unknown))
@@ -1757,7 +1744,9 @@ class TargetService:
 
     async def _record_host_key(
         self, target: Target, method: CommunicationMethod, key: asyncssh.SSHKey, how: str, actor: str | None
-    ) -> KnownHostKey:
+    ) -> tuple[KnownHostKey, str | None]:
+        """Trust `key` for the method (recording it, or replacing the recorded one); returns the
+        row and the fingerprint it replaced. A concurrent first use that won keeps its key."""
         line = key.export_public_key("openssh").decode().strip()
         fingerprint = key.get_fingerprint("sha256")
         row = await KnownHostKey.get_or_none(method_id=method.id, host=method.host, port=method.port)
@@ -1775,7 +1764,7 @@ class TargetService:
                     actor=actor,
                 )
             except IntegrityError:  # a concurrent first use recorded it: theirs stands
-                return await KnownHostKey.get(method_id=method.id, host=method.host, port=method.port)
+                return await KnownHostKey.get(method_id=method.id, host=method.host, port=method.port), None
         else:
             row.key, row.fingerprint, row.trusted_by, row.actor = line, fingerprint, how, actor
             await row.save()
@@ -1793,7 +1782,7 @@ class TargetService:
             previous=previous,
             how=how,
         )
-        return row
+        return row, previous
 
     async def accept_host_key(
         self, target_id: str, method_id: str, fingerprint: str | None, *, actor: str | None = None
@@ -1812,15 +1801,7 @@ class TargetService:
             raise HostKeyProblem(
                 f"the server presents {presented}, not the fingerprint you confirmed ({fingerprint.strip()})"
             )
-        old = await KnownHostKey.get_or_none(method_id=method.id, host=method.host, port=method.port)
-        previous = old.fingerprint if old is not None else None
-        row = await self._record_host_key(target, method, key, "accepted", actor)
-        return row, previous
-
-    @staticmethod
-    async def host_keys(method_ids: Sequence[str]) -> dict[str, KnownHostKey]:
-        rows = await KnownHostKey.filter(method_id__in=list(method_ids))
-        return {r.method_id: r for r in rows}
+        return await self._record_host_key(target, method, key, "accepted", actor)
 
     # -- key rotation --------------------------------------------------------------------------
 
@@ -1845,84 +1826,3 @@ class TargetService:
             done["grant_keys"] += 1
         log.info("credentials re-encrypted", active_key=self.keyring.active, **done)
         return done
-
-    # -- connection test -----------------------------------------------------------------------
-
-    async def test_connection(
-        self, engine: Any, target_id: str, method_id: str | None
-    ) -> ConnectionTestOutcome:
-        found = await self.get_targets([target_id])
-        if not found:
-            return ConnectionTestOutcome(False, None, f"target {target_id} not found", None)
-        target = found[0]
-        if method_id:
-            method = next((m for m in target.methods if m.id == method_id and m.is_active), None)
-            if method is None:
-                return ConnectionTestOutcome(
-                    False, None, f"communication method {method_id} not found on this target", None
-                )
-        else:
-            method = primary_method(target)
-            if method is None:
-                return ConnectionTestOutcome(False, None, "target has no active communication method", None)
-        if engine is None:
-            return ConnectionTestOutcome(
-                False, None, "execution engine not available", method.type, method.id
-            )
-        from opsconductor_ray.protocol import CredentialRef, TargetSpec  # deferred: the engine is optional
-
-        issued = await self.issue_grant(
-            [target.id],
-            "connection-test",
-            ttl_seconds=self.settings.test_grant_ttl_seconds,
-            methods={target.id: method.id},
-        )
-        spec = TargetSpec(
-            target_id=target.id, name=target.name, host=method.host, port=method.port, method=method.type
-        )
-        try:
-            result = await asyncio.wait_for(
-                engine.test_connection(
-                    spec, CredentialRef(resolver_url=issued.resolver_url, grant=issued.grant)
-                ),
-                self.settings.test_timeout_seconds,
-            )
-        except TimeoutError:
-            outcome = ConnectionTestOutcome(
-                False,
-                None,
-                f"connection test timed out after {self.settings.test_timeout_seconds:g}s",
-                method.type,
-                method.id,
-            )
-        except Exception as exc:
-            log.warning(
-                "connection test failed in the engine", target_id=target.id, error_type=type(exc).__name__
-            )
-            outcome = ConnectionTestOutcome(
-                False, None, f"execution engine error: {type(exc).__name__}: {exc}", method.type, method.id
-            )
-        else:
-            outcome = ConnectionTestOutcome(
-                bool(result.ok), result.latency_ms, str(result.message), method.type, method.id
-            )
-        async with in_transaction():
-            await self._record_health(target, "healthy" if outcome.ok else "critical")
-        return outcome
-
-    @staticmethod
-    async def _record_health(target: Target, health: str) -> None:
-        if target.health_status == health:
-            return
-        previous = target.health_status
-        await Target.filter(id=target.id).update(health_status=health, updated_at=now())
-        target.health_status = health
-        await record_event(
-            Outbox,
-            EventEnvelope(
-                type="targets.target_health_changed",
-                source="targets",
-                subject=target.id,
-                data={"id": target.id, "healthStatus": health, "previous": previous},
-            ),
-        )

@@ -374,12 +374,7 @@ async def create_user(new: NewUser, *, actor: Identity | None) -> UserRecord:
         raise ValidationError(
             f"unknown role(s): {', '.join(unknown)}; known roles: {', '.join(sorted(perms))}", field="roles"
         )
-    granted = resolve_permissions(perms[r] for r in new.roles)
-    missing = _can_grant(actor, granted)
-    if missing is not None:
-        raise PermissionError_(
-            f"you cannot grant permission '{missing}', which you do not hold", permission=missing
-        )
+    _check_grant(actor, resolve_permissions(perms[r] for r in new.roles))
     if await User.filter(username__iexact=new.username).exists():
         raise UsernameTakenError(new.username)
     if await User.filter(email=new.email).exists():
@@ -397,10 +392,6 @@ async def create_user(new: NewUser, *, actor: Identity | None) -> UserRecord:
     (record,) = await _records([user])
     await record_event(Outbox, _event("users.user_created", record, actor))
     return record
-
-
-async def active_admin_count() -> int:
-    return await User.filter(deleted_at=None, is_active=True, role_links__role_id="admin").count()
 
 
 async def set_user_active(*, user_id: str, active: bool, actor: Identity | None) -> UserRecord:

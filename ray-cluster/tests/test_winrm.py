@@ -484,6 +484,17 @@ async def test_upload_goes_through_stdin(runner: WinRMRunner, double: WSManTestD
     )
     exit_code, _, output = await run(runner, double, download)
     assert (exit_code, output.text()) == (0, content)
+    # the same 1 MiB limit as over SFTP: refused before anything is sent
+    sent = len(double.commands)
+    too_big = StepSpec(
+        name="big",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="upload", destination="C:\\x.bin", content="x" * (1024 * 1024 + 1)),
+    )
+    exit_code, reason, _ = await run(runner, double, too_big)
+    assert (exit_code, reason) == (None, "upload content exceeds 1048576 bytes")
+    assert len(double.commands) == sent
 
 
 async def test_key_only_credential_is_refused(runner: WinRMRunner, double: WSManTestDouble) -> None:

@@ -35,6 +35,7 @@ from opsconductor_ray.errors import (
     map_exception,
 )
 from opsconductor_ray.protocol import (
+    MAX_UPLOAD_BYTES,
     ConnectionTestResult,
     CredentialRef,
     EngineEvent,
@@ -52,7 +53,6 @@ T = TypeVar("T")
 
 CANCELLED_MEMORY_S = 3600.0
 """How long a pool remembers a cancelled execution id, for batches that arrive late."""
-MAX_UPLOAD_BYTES = 1024 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
 CREDENTIALS_PER_REQUEST = 50

@@ -70,6 +70,8 @@ class TransferSpec:
 
 
 STEP_TYPES = ("command", "script", "file_transfer")
+MAX_UPLOAD_BYTES = 1024 * 1024
+"""Largest `file_transfer` upload, over SFTP and WinRM alike."""
 SCRIPT_INTERPRETERS = ("bash", "sh", "python", "powershell")
 
 

@@ -49,7 +49,7 @@ from opsconductor_ray.errors import (
     EngineError,
     HostKeyRejected,
 )
-from opsconductor_ray.protocol import ConnectionTestResult, StepSpec, TargetSpec
+from opsconductor_ray.protocol import MAX_UPLOAD_BYTES, ConnectionTestResult, StepSpec, TargetSpec
 
 TRANSPORTS = ("basic", "ntlm", "credssp", "kerberos")
 DEFAULT_TRANSPORT = "ntlm"
@@ -476,9 +476,12 @@ class WinRMRunner:
                     return None, "download needs a source path (without double quotes)"
                 return _Prepared(f'type "{transfer.source}"'), None
             if transfer.direction == "upload":
+                data = (transfer.content or "").encode("utf-8")
+                if len(data) > MAX_UPLOAD_BYTES:
+                    return None, f"upload content exceeds {MAX_UPLOAD_BYTES} bytes"
                 return _Prepared(
                     powershell_command_line(upload_script(transfer.destination)),
-                    stdin=base64.b64encode((transfer.content or "").encode("utf-8")),
+                    stdin=base64.b64encode(data),
                     powershell=True,
                 ), None
             return None, f"transfer direction '{transfer.direction}' is not upload or download"

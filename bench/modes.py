@@ -340,8 +340,11 @@ CREATE_JOB = """mutation($input: CreateJobInput!) { createJob(input: $input) {
   __typename ... on JobCreated { job { id } } ... on Error { message } } }"""
 RUN_JOB = """mutation($id: ID!) { runJob(jobId: $id) {
   __typename ... on ExecutionStarted { execution { id } } ... on Error { message } } }"""
-EVENTS = """subscription($id: ID!, $after: Int) { executionEvents(executionId: $id, afterSeq: $after) {
-  seq type targetId data status at } }"""
+EVENT_FIELDS = "seq type targetId data status at"
+EVENTS = f"""subscription($id: ID!, $after: Int) {{ executionEvents(executionId: $id, afterSeq: $after) {{
+  {EVENT_FIELDS} }} }}"""
+BATCHES = f"""subscription($id: ID!, $after: Int) {{
+  executionEventBatches(executionId: $id, afterSeq: $after) {{ lastSeq events {{ {EVENT_FIELDS} }} }} }}"""
 EXECUTION = """query($id: ID!) { execution(id: $id) { status lastSeq totalTargets succeededTargets
   targetRuns { status message connectionReused steps { stdout } } } }"""
 LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
@@ -459,8 +462,9 @@ class EndToEnd:
             raise BenchError(f"createJob: {result}")
         return str(result["job"]["id"])
 
-    async def run(self, job_id: str, n: int, *, warm: bool) -> Sample:
-        """Time runJob -> the subscriber receiving EXECUTION_FINISHED."""
+    async def run(self, job_id: str, n: int, *, warm: bool, batches: bool = True) -> Sample:
+        """Time runJob -> the subscriber receiving EXECUTION_FINISHED, through executionEventBatches
+        (one message per persisted batch) or, with ``batches=False``, executionEvents (one per event)."""
         self._ids += 1
         sub_id = str(self._ids)
         wall0 = time.time()
@@ -475,11 +479,15 @@ class EndToEnd:
                 {
                     "id": sub_id,
                     "type": "subscribe",
-                    "payload": {"query": EVENTS, "variables": {"id": execution_id, "after": 0}},
+                    "payload": {
+                        "query": BATCHES if batches else EVENTS,
+                        "variables": {"id": execution_id, "after": 0},
+                    },
                 }
             )
         )
         received: list[tuple[float, dict[str, Any]]] = []
+        messages = 0
         deadline = started + 120
         while not received or received[-1][1]["type"] != "EXECUTION_FINISHED":
             raw = await asyncio.wait_for(self.ws.recv(), max(0.1, deadline - time.perf_counter()))
@@ -492,7 +500,12 @@ class EndToEnd:
             elif msg["type"] == "next":
                 if msg["payload"].get("errors"):
                     raise BenchError(f"subscription errors: {msg['payload']['errors']}")
-                received.append((at, msg["payload"]["data"]["executionEvents"]))
+                data = msg["payload"]["data"]
+                if batches:
+                    received.extend((at, e) for e in data["executionEventBatches"]["events"])
+                else:
+                    received.append((at, data["executionEvents"]))
+                messages += 1
             elif msg["type"] in ("error", "complete"):
                 raise BenchError(f"subscription ended early: {msg}")
         wall = time.perf_counter() - started
@@ -533,6 +546,7 @@ class EndToEnd:
                 "run": ts(last) - ts(first),
                 "tail": received[-1][0] - ts(last),
                 "events": len(events),
+                "messages": messages,
                 "persisted": final["lastSeq"],
                 "latency_p50": statistics.median(latencies),
                 "latency_max": max(latencies),

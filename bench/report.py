@@ -14,10 +14,14 @@ from modes import COMMAND, Memory, Sample
 LABELS = {
     "raw": "raw asyncssh",
     "engine": "engine direct (EngineClient)",
-    "e2e": "end to end (router → runJob → subscription)",
+    "e2e": "end to end (router → runJob → executionEventBatches)",
+    "e2e-events": "end to end, one message per event (executionEvents), warm only",
     "ansible": "Ansible ad-hoc (`-m raw -f 50`)",
 }
 TARGET_RATIO = {"warm": 1.5, "cold": 1.2}
+DISPLAY = ("raw", "engine", "e2e", "e2e-events", "ansible")
+"""Table order; e2e-events is measured within the e2e mode (its subscriber variant)."""
+E2E = ("e2e", "e2e-events")
 
 
 def pool_delta(before: tuple[int, int], after_cold: tuple[int, int], after: tuple[int, int]) -> Memory:
@@ -53,6 +57,17 @@ class Results:
         self.samples.setdefault((mode, n, "warm"), []).append(warm)
         if memory is not None:
             self.memory.setdefault((mode, n), []).append(memory)
+
+    def add_warm(self, mode: str, n: int, warm: Sample) -> None:
+        self.samples.setdefault((mode, n, "warm"), []).append(warm)
+
+    def has(self, mode: str, n: int | None = None) -> bool:
+        """Any sample of ``mode`` (at ``n``)."""
+        return any(
+            (mode, x, temp) in self.samples
+            for x in ([n] if n is not None else self.ns)
+            for temp in ("cold", "warm")
+        )
 
     def to_json(self, path: Path) -> None:
         """The raw samples as JSON, so the report can be rendered again (`run.py --render`)."""
@@ -179,8 +194,8 @@ def render(results: Results, *, error: str | None = None) -> str:
         "|---:|---|---:|---:|---:|---:|",
     ]
     for n in results.ns:
-        for mode in results.modes:
-            if (mode, n, "cold") not in results.samples:
+        for mode in DISPLAY:
+            if not results.has(mode, n):
                 continue
             lines.append(
                 f"| {n} | {LABELS[mode]} | {_spread(results, mode, n, 'cold')} | "
@@ -192,7 +207,7 @@ def render(results: Results, *, error: str | None = None) -> str:
 
 
 def _breakdown(results: Results) -> list[str]:
-    modes = [m for m in ("engine", "e2e") if any((m, n, "cold") in results.samples for n in results.ns)]
+    modes = [m for m in ("engine", *E2E) if results.has(m)]
     if not modes:
         return []
     lines = [
@@ -230,7 +245,8 @@ def _breakdown(results: Results) -> list[str]:
 
 
 def _events(results: Results) -> list[str]:
-    if not any(("e2e", n, "cold") in results.samples for n in results.ns):
+    modes = [m for m in E2E if results.has(m)]
+    if not modes:
         return []
     lines = [
         "",
@@ -240,23 +256,30 @@ def _events(results: Results) -> list[str]:
         "through the router, divided by the run's wall time (runJob → EXECUTION_FINISHED received). "
         "These are the rates a run of this size produces, not the service's capacity. Latency: "
         "subscriber receive time - the event's engine timestamp (persisting in batches, in-process "
-        "pub/sub, router).",
+        "pub/sub, router). Messages: how many subscription messages carried them (executionEventBatches: "
+        "one per persisted batch; executionEvents: one per event).",
         "",
-        "| N | temp | events | persisted/s | delivered/s | latency p50 s | latency max s | runJob reply s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| N | subscription | temp | events | messages | persisted/s | delivered/s | latency p50 s "
+        "| latency max s | runJob reply s |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in results.ns:
-        for temp in ("cold", "warm"):
-            samples = results.samples.get(("e2e", n, temp))
-            if not samples:
-                continue
-            persisted = statistics.median(s.parts["persisted"] / s.wall_s for s in samples)
-            delivered = statistics.median(s.parts["events"] / s.wall_s for s in samples)
-            lines.append(
-                f"| {n} | {temp} | {results.part('e2e', n, temp, 'events'):.0f} | {persisted:.0f} | "
-                f"{delivered:.0f} | {_s(results.part('e2e', n, temp, 'latency_p50'))} | "
-                f"{_s(results.part('e2e', n, temp, 'latency_max'))} | {_s(results.part('e2e', n, temp, 'run_job'))} |"
-            )
+        for mode in modes:
+            for temp in ("cold", "warm"):
+                samples = results.samples.get((mode, n, temp))
+                if not samples:
+                    continue
+                persisted = statistics.median(s.parts["persisted"] / s.wall_s for s in samples)
+                delivered = statistics.median(s.parts["events"] / s.wall_s for s in samples)
+                messages = results.part(mode, n, temp, "messages")
+                name = "executionEventBatches" if mode == "e2e" else "executionEvents"
+                lines.append(
+                    f"| {n} | {name} | {temp} | {results.part(mode, n, temp, 'events'):.0f} | "
+                    f"{_s(messages, 0)} | {persisted:.0f} | "
+                    f"{delivered:.0f} | {_s(results.part(mode, n, temp, 'latency_p50'))} | "
+                    f"{_s(results.part(mode, n, temp, 'latency_max'))} | "
+                    f"{_s(results.part(mode, n, temp, 'run_job'))} |"
+                )
     return lines
 
 
@@ -354,7 +377,7 @@ def _verdict(results: Results) -> list[str]:
         "",
     ]
     any_line = False
-    for mode in ("engine", "e2e"):
+    for mode in ("engine", *E2E):
         for n in results.ns:
             for temp in ("cold", "warm"):
                 ratio = results.ratio(mode, n, temp)
@@ -390,9 +413,7 @@ def _range(values: list[float | None]) -> str:
 
 def _reading(results: Results) -> list[str]:
     """What the breakdown says about the gap, in numbers from this run."""
-    engine_modes = [
-        m for m in ("engine", "e2e") if any((m, n, "cold") in results.samples for n in results.ns)
-    ]
+    engine_modes = [m for m in ("engine", *E2E) if results.has(m)]
     if not engine_modes:
         return []
     temps = ("cold", "warm")
@@ -451,5 +472,20 @@ def _reading(results: Results) -> list[str]:
             "the router share the 2 cores with the pools and sshd, so the platform's CPU also slows the SSH "
             "phase. Before EXECUTION_STARTED, runJob reads the job plan from jobs, gets a connection grant "
             "from targets and writes the run's rows."
+        )
+    one_by_one = [results.wall("e2e-events", n, "warm") for n in results.ns]
+    batched = [results.wall("e2e", n, "warm") for n in results.ns]
+    if any(v is not None for v in one_by_one):
+        pairs = [
+            f"N={n}: {b:.2f} s against {o:.2f} s"
+            for n, b, o in zip(results.ns, batched, one_by_one, strict=True)
+            if b is not None and o is not None
+        ]
+        out.append(
+            "5. **One subscription message per event costs the platform CPU**: the same warm run, the "
+            "subscriber taking executionEvents (a GraphQL result, a WebSocket frame from the subgraph and "
+            "one from the router per event) instead of executionEventBatches (one per persisted batch): "
+            + "; ".join(pairs)
+            + "."
         )
     return out

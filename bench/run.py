@@ -175,8 +175,12 @@ async def bench_e2e(fleet: SshdFleet, ns: list[int], repeat: int, results: Resul
                 warm = await client.run(jobs[n], n, warm=True)
                 after = await pool_memory(pools)
                 results.add("e2e", n, cold, warm, report.pool_delta(before, after_cold, after))
+                # The same warm run, the subscriber taking one message per event (executionEvents).
+                one_by_one = await client.run(jobs[n], n, warm=True, batches=False)
+                results.add_warm("e2e-events", n, one_by_one)
                 log(
                     f"end to end     N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
+                    f"  (one message per event: warm {one_by_one.wall_s:.3f}s)"
                 )
     finally:
         # Synchronous steps first: they must happen even if this task is being cancelled.

@@ -131,6 +131,17 @@ async def test_newcomer_flow(router: Any, sshd: Any, platform: Any) -> None:
     # A late subscriber replays from the database, and afterSeq resumes mid-stream.
     replay = await subscribe(router.ws_url, EVENTS, {"id": execution_id, "after": 2}, token=token)
     assert [d["executionEvents"]["seq"] for d in replay] == list(range(3, len(events) + 1))
+    # The batched subscription carries the same events through the router, several per message.
+    batches = await subscribe(
+        router.ws_url,
+        """subscription($id: ID!) { executionEventBatches(executionId: $id, maxBatch: 3) {
+        lastSeq finished events { seq type targetId stepName data exitCode status at } } }""",
+        {"id": execution_id},
+        token=token,
+    )
+    assert [e for d in batches for e in d["executionEventBatches"]["events"]] == events
+    assert [d["executionEventBatches"]["finished"] for d in batches][-1] is True
+    assert max(len(d["executionEventBatches"]["events"]) for d in batches) == min(3, len(events))
 
     # The second run reuses the warm pooled connection.
     _, _, second = await run_and_watch(router, token, job_id)

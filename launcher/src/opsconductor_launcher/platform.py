@@ -78,6 +78,9 @@ class EmbeddedPlatform:
                 log_config=None,
                 access_log=False,
                 ws="websockets",
+                # Live events are small JSON on loopback or a LAN: compressing every message
+                # costs more CPU than it saves.
+                ws_per_message_deflate=False,
                 timeout_graceful_shutdown=3,
             )
             server = uvicorn.Server(config)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.platform import gql, login, subscribe
+from tests.support.platform import SubscriptionError, gql, login, subscribe
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,6 +22,9 @@ EXECUTION = """query($id: ID!) { execution(id: $id) { id number status totalTarg
   cancelledTargets lastSeq targetRuns { targetId status exitCode message steps { index name status exitCode stdout } } } }"""
 EVENTS = """subscription($id: ID!, $after: Int) { executionEvents(executionId: $id, afterSeq: $after) {
   seq type targetId data status } }"""
+BATCHES = """subscription($id: ID!, $after: Int, $max: Int!) {
+  executionEventBatches(executionId: $id, afterSeq: $after, maxBatch: $max) {
+    lastSeq finished events { seq type targetId data status } } }"""
 
 
 async def _target(platform: Any, token: str, sshd: Any, host: str) -> str:
@@ -166,6 +169,99 @@ async def test_subscription_directly_on_the_subgraph(
     assert events[-1]["type"] == "EXECUTION_FINISHED" and events[-1]["status"] == "SUCCEEDED"
     text = "".join(e["data"] or "" for e in events if e["type"] == "STDOUT")
     assert "line1" in text and "line3" in text
+
+
+async def test_event_batches_carry_the_same_events_in_fewer_messages(
+    platform: Any, admin_token: str, setup: dict[str, Any]
+) -> None:
+    # The sleep lets the subscription start first, so most of the run arrives live.
+    job = await _job(
+        platform, admin_token, setup["targets"], "sleep 1; for i in $(seq 1 5); do echo b$i; done"
+    )
+    started = await gql(platform.url("executions"), RUN, {"job": job}, token=admin_token)
+    execution_id = started["data"]["runJob"]["execution"]["id"]
+    ws = platform.url("executions").replace("http://", "ws://")
+    variables = {"id": execution_id, "after": 0, "max": 1000}
+    live = [d["executionEventBatches"] for d in await subscribe(ws, BATCHES, variables, token=admin_token)]
+    flat = [e for b in live for e in b["events"]]
+    assert [e["seq"] for e in flat] == list(range(1, len(flat) + 1))
+    assert flat[-1]["type"] == "EXECUTION_FINISHED" and flat[-1]["status"] == "SUCCEEDED"
+    assert [b["lastSeq"] for b in live] == [b["events"][-1]["seq"] for b in live]
+    assert [b["finished"] for b in live] == [False] * (len(live) - 1) + [True]
+    # a persisted batch is one message: 3 targets' output and ends do not come one by one
+    assert len(live) < len(flat) - 3, [len(b["events"]) for b in live]
+    # the same events as the one-per-message subscription, field for field
+    one_by_one = [
+        d["executionEvents"]
+        for d in await subscribe(ws, EVENTS, {"id": execution_id, "after": 0}, token=admin_token)
+    ]
+    assert one_by_one == flat
+    # replay resumes after a seq and respects maxBatch
+    half = len(flat) // 2
+    paged = [
+        d["executionEventBatches"]
+        for d in await subscribe(
+            ws, BATCHES, {"id": execution_id, "after": half, "max": 2}, token=admin_token
+        )
+    ]
+    assert all(1 <= len(b["events"]) <= 2 for b in paged)
+    assert [e for b in paged for e in b["events"]] == flat[half:]
+
+
+async def test_event_batches_refuse_bad_arguments(platform: Any, admin_token: str) -> None:
+    ws = platform.url("executions").replace("http://", "ws://")
+    with pytest.raises(SubscriptionError) as err:
+        await subscribe(ws, BATCHES, {"id": str(uuid.uuid4()), "after": 0, "max": 0}, token=admin_token)
+    assert err.value.errors[0]["extensions"]["code"] == "VALIDATION_FAILED", err.value.errors
+    with pytest.raises(SubscriptionError) as err:
+        await subscribe(ws, BATCHES, {"id": str(uuid.uuid4()), "after": 0, "max": 10}, token=admin_token)
+    assert err.value.errors[0]["extensions"]["code"] == "NOT_FOUND", err.value.errors
+
+
+async def test_a_live_message_out_of_sequence_is_never_streamed(
+    platform: Any, admin_token: str, setup: dict[str, Any]
+) -> None:
+    """A gap in the live messages (a message lost, a stray publisher) is filled from the
+    database; what does not continue the stored sequence never reaches the subscriber."""
+    import json
+    import os
+
+    from redis.asyncio import Redis
+
+    job = await _job(platform, admin_token, setup["targets"][:1], "sleep 2; echo after-gap")
+    started = await gql(platform.url("executions"), RUN, {"job": job}, token=admin_token)
+    execution_id = started["data"]["runJob"]["execution"]["id"]
+    ws = platform.url("executions").replace("http://", "ws://")
+    variables = {"id": execution_id, "after": 0, "max": 1000}
+    listening = asyncio.create_task(subscribe(ws, BATCHES, variables, token=admin_token))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the target has started; its output is 2 s away
+        state = await gql(platform.url("executions"), EXECUTION, {"id": execution_id}, token=admin_token)
+        if state["data"]["execution"]["lastSeq"] >= 2:
+            break
+        await asyncio.sleep(0.1)
+    stray = {
+        "seq": 900,
+        "type": "STDOUT",
+        "targetId": None,
+        "stepIndex": 0,
+        "stepName": "s1",
+        "data": "stray",
+        "exitCode": None,
+        "status": None,
+        "at": "2026-01-01T00:00:00+00:00",
+    }
+    redis = Redis.from_url(os.environ["OPSC_REDIS_URL"])
+    try:
+        await asyncio.sleep(0.3)  # the subscriber is listening by now
+        await redis.publish(f"opsc.live.execution:{execution_id}", json.dumps([stray]))
+    finally:
+        await redis.aclose()
+    events = [e for d in await listening for e in d["executionEventBatches"]["events"]]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert "stray" not in [e["data"] for e in events]
+    assert any("after-gap" in (e["data"] or "") for e in events)
+    assert events[-1]["type"] == "EXECUTION_FINISHED"
 
 
 async def test_viewer_cannot_run_or_cancel(platform: Any, admin_token: str, setup: dict[str, Any]) -> None:

@@ -1,11 +1,11 @@
 """Executions subgraph: runJob (dry run, parameters, dangerous gate, concurrency), retryExecution,
-cancelExecution, execution(s), targetOutput, Job.executions, Target.runs, executionEvents."""
+cancelExecution, execution(s), targetOutput, Job.executions, Target.runs, executionEvents,
+executionEventBatches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -21,6 +21,7 @@ from opsconductor_executions.service import (
     Deps,
     JobAlreadyRunningError,
     channel,
+    decode_live,
     event_payload,
 )
 from opsconductor_executions.types import (
@@ -30,6 +31,7 @@ from opsconductor_executions.types import (
     Execution,
     ExecutionCancelling,
     ExecutionEvent,
+    ExecutionEventBatch,
     ExecutionFilter,
     ExecutionPlanned,
     ExecutionPlanPreview,
@@ -222,6 +224,99 @@ class Mutation:
         return ExecutionCancelling(execution=Execution.from_row(row))
 
 
+MAX_EVENT_BATCH = 5000
+
+
+async def _event_batches(
+    info: Info, execution_id: str, after_seq: int
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """A run's events after ``after_seq`` as gapless, in-order lists: database pages first, then
+    each live message (one persisted batch) as it comes; ends with the list holding
+    EXECUTION_FINISHED. A gap in the live messages (one missed, another replica) is filled from
+    the database, which always holds an event before it is published."""
+    deps = _deps(info)
+    db = info.context.runtime.db
+    with db.bind():
+        if not await ExecutionRow.exists(id=execution_id):
+            raise StrawberryGraphQLError(
+                f"execution {execution_id} not found", extensions={"code": "NOT_FOUND"}
+            )
+    last = after_seq
+
+    def take(payloads: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """The events that continue the sequence; True if it stopped at a gap."""
+        nonlocal last
+        fresh = []
+        for payload in payloads:
+            if payload["seq"] <= last:
+                continue
+            if payload["seq"] > last + 1:
+                return fresh, True
+            fresh.append(payload)
+            last = payload["seq"]
+            if payload["type"] == "EXECUTION_FINISHED":
+                break
+        return fresh, False
+
+    async def replay() -> AsyncGenerator[list[dict[str, Any]], None]:
+        while True:
+            with db.bind():
+                rows = (
+                    await EventRow.filter(execution_id=execution_id, seq__gt=last)
+                    .order_by("seq")
+                    .limit(REPLAY_PAGE)
+                )
+            fresh, _ = take([event_payload(row) for row in rows])
+            if fresh:
+                yield fresh
+            if len(rows) < REPLAY_PAGE or not fresh:
+                return
+
+    def finished(batch: list[dict[str, Any]]) -> bool:
+        return bool(batch) and batch[-1]["type"] == "EXECUTION_FINISHED"
+
+    async with deps.broadcaster.listen(channel(execution_id)) as live:
+        # Subscribed before replaying, so nothing published in between is missed. The live
+        # iterator is drained by its own task into a queue: timing out on the queue is safe,
+        # whereas cancelling the iterator's __anext__ would close it for good.
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for message in live:
+                queue.put_nowait(message)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            async for page in replay():
+                yield page
+                if finished(page):
+                    return
+            while True:
+                try:
+                    messages = [await asyncio.wait_for(queue.get(), timeout=LIVE_QUIET_SECONDS)]
+                except TimeoutError:
+                    messages = []  # quiet: check the database in case a live message was missed
+                while not queue.empty():  # what queued up meanwhile goes out together
+                    messages.append(queue.get_nowait())
+                batch, gap = take([p for m in messages for p in decode_live(m)])
+                if gap or not messages:
+                    async for page in replay():
+                        batch += page
+                if batch:
+                    yield batch
+                    if finished(batch):
+                        return
+                if not messages:
+                    with db.bind():
+                        row = await ExecutionRow.get_or_none(id=execution_id)
+                    if row is not None and row.status in TERMINAL and row.last_seq <= last:
+                        return
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -232,71 +327,33 @@ class Subscription:
     async def execution_events(
         self, info: Info, execution_id: strawberry.ID, after_seq: int | None = 0
     ) -> AsyncGenerator[ExecutionEvent, None]:
-        deps = _deps(info)
-        db = info.context.runtime.db
-        execution_id = str(execution_id)
-        with db.bind():
-            if not await ExecutionRow.exists(id=execution_id):
-                raise StrawberryGraphQLError(
-                    f"execution {execution_id} not found", extensions={"code": "NOT_FOUND"}
+        async for batch in _event_batches(info, str(execution_id), after_seq or 0):
+            for payload in batch:
+                yield ExecutionEvent.from_payload(payload)
+
+    @strawberry.subscription(
+        permission_classes=[requires("executions:read")],
+        description="The same events as executionEvents, several per message: the database's pages "
+        "after `afterSeq`, then each batch as it is persisted, at most `maxBatch` events a message "
+        "(1-5000). For views of many targets: one message per batch instead of one per line. Resume "
+        "with `afterSeq: lastSeq`; ends after the batch holding EXECUTION_FINISHED.",
+    )
+    async def execution_event_batches(
+        self, info: Info, execution_id: strawberry.ID, after_seq: int | None = 0, max_batch: int = 1000
+    ) -> AsyncGenerator[ExecutionEventBatch, None]:
+        if not 1 <= max_batch <= MAX_EVENT_BATCH:
+            raise StrawberryGraphQLError(
+                f"maxBatch must be between 1 and {MAX_EVENT_BATCH}",
+                extensions={"code": "VALIDATION_FAILED", "field": "maxBatch"},
+            )
+        async for batch in _event_batches(info, str(execution_id), after_seq or 0):
+            for start in range(0, len(batch), max_batch):
+                chunk = batch[start : start + max_batch]
+                yield ExecutionEventBatch(
+                    events=[ExecutionEvent.from_payload(p) for p in chunk],
+                    last_seq=chunk[-1]["seq"],
+                    finished=chunk[-1]["type"] == "EXECUTION_FINISHED",
                 )
-        last = after_seq or 0
-
-        async def replay() -> AsyncGenerator[dict[str, Any], None]:
-            nonlocal last
-            while True:
-                with db.bind():
-                    rows = (
-                        await EventRow.filter(execution_id=execution_id, seq__gt=last)
-                        .order_by("seq")
-                        .limit(REPLAY_PAGE)
-                    )
-                for row in rows:
-                    yield event_payload(row)
-                if len(rows) < REPLAY_PAGE:
-                    return
-
-        async with deps.broadcaster.listen(channel(execution_id)) as live:
-            # Subscribed before replaying, so nothing published in between is missed. The live
-            # iterator is drained by its own task into a queue: timing out on the queue is safe,
-            # whereas cancelling the iterator's __anext__ would close it for good.
-            queue: asyncio.Queue[str] = asyncio.Queue()
-
-            async def pump() -> None:
-                async for message in live:
-                    queue.put_nowait(message)
-
-            pumping = asyncio.create_task(pump())
-            try:
-                async for payload in replay():
-                    last = payload["seq"]
-                    yield ExecutionEvent.from_payload(payload)
-                    if payload["type"] == "EXECUTION_FINISHED":
-                        return
-                while True:
-                    try:
-                        message = await asyncio.wait_for(queue.get(), timeout=LIVE_QUIET_SECONDS)
-                    except TimeoutError:
-                        message = None  # quiet: check the database in case a live message was missed
-                    payloads = [json.loads(message)] if message is not None else []
-                    if not payloads or payloads[0]["seq"] > last + 1:
-                        payloads = [p async for p in replay()] + payloads
-                    for payload in payloads:
-                        if payload["seq"] <= last:
-                            continue
-                        last = payload["seq"]
-                        yield ExecutionEvent.from_payload(payload)
-                        if payload["type"] == "EXECUTION_FINISHED":
-                            return
-                    if message is None:
-                        with db.bind():
-                            row = await ExecutionRow.get_or_none(id=execution_id)
-                        if row is not None and row.status in TERMINAL and row.last_seq <= last:
-                            return
-            finally:
-                pumping.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pumping
 
 
 schema = build_schema(

@@ -100,6 +100,23 @@ def channel(execution_id: str) -> str:
     return f"execution:{execution_id}"
 
 
+PUBLISH_CHUNK = 500
+"""Events per live message: a persisted batch goes out as one message (a JSON list), so a run of
+thousands of events costs subscribers, Redis and the router tens of messages, not thousands."""
+
+
+async def publish_events(broadcaster: Broadcaster, execution_id: str, payloads: list[dict[str, Any]]) -> None:
+    """Publish persisted events to live subscribers, in order, at most PUBLISH_CHUNK per message."""
+    for start in range(0, len(payloads), PUBLISH_CHUNK):
+        await broadcaster.publish(channel(execution_id), json.dumps(payloads[start : start + PUBLISH_CHUNK]))
+
+
+def decode_live(message: str) -> list[dict[str, Any]]:
+    """A live message: a list of event payloads (a single object from an older replica)."""
+    value = json.loads(message)
+    return value if isinstance(value, list) else [value]
+
+
 def event_payload(row: ExecutionEvent | dict[str, Any]) -> dict[str, Any]:
     """The JSON form published to live subscribers (same fields as the GraphQL type)."""
     if isinstance(row, dict):
@@ -708,7 +725,7 @@ class Deps:
                     },
                 ),
             )
-        await self.broadcaster.publish(channel(execution_id), json.dumps(event_payload(row)))
+        await publish_events(self.broadcaster, execution_id, [event_payload(row)])
         with contextlib.suppress(Exception):
             await self._start_next(execution.job_id)
 
@@ -810,8 +827,7 @@ class Deps:
                     more = await self.engine.events(execution_id, batch[-1].seq, wait_s=0)
                     batch.extend(more)
             rows = await follower.persist(batch)
-            for row in rows:
-                await self.broadcaster.publish(channel(execution_id), json.dumps(row))
+            await publish_events(self.broadcaster, execution_id, rows)
             if follower.finished:
                 with contextlib.suppress(Exception):
                     await self.engine.release(execution_id)
@@ -1091,24 +1107,34 @@ class _Follower:
         try:
             return await self._persist(batch)
         except BaseException:
-            self.runs = None  # rolled back: the cached runs hold changes that were not stored
+            self.runs = None  # rolled back: the cached rows hold changes that were not stored
             raise
 
     async def _persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
         payloads: list[dict[str, Any]] = []
         async with in_transaction():
             # Row lock: two replicas following one run (a lease taken over) never write a seq twice.
-            execution = await Execution.select_for_update().get(id=self.execution.id)
-            batch = [e for e in batch if e.seq > execution.last_seq]
+            # Only the columns that tell whether someone else wrote; not the plan (every target).
+            locked = (
+                await Execution.select_for_update().only("id", "last_seq", "status").get(id=self.execution.id)
+            )
+            batch = [e for e in batch if e.seq > locked.last_seq]
             if not batch:
                 # another replica persisted these: its target-run writes are not in our cache
-                self.last_seq = execution.last_seq
-                self.finished = execution.status in TERMINAL
+                self.last_seq = locked.last_seq
+                self.finished = locked.status in TERMINAL
                 self.runs = None
                 return []
-            if self.runs is None or execution.last_seq != self.last_seq:
-                # first batch, or another replica wrote since ours: read the runs afresh
+            if (
+                self.runs is None
+                or locked.last_seq != self.last_seq
+                or locked.status != self.execution.status
+            ):
+                # first batch, after a rollback, or another replica wrote since ours: read afresh
+                execution = await Execution.get(id=self.execution.id)
                 self.runs = {r.target_id: r for r in await TargetRun.filter(execution_id=execution.id)}
+            else:
+                execution = self.execution  # only we wrote since: what we hold is what is stored
             runs = self.runs
             steps_by_index = {i: s for i, s in enumerate(execution.plan.get("steps", []))}
             rows = []

@@ -416,6 +416,13 @@ class ExecutionEvent:
         )
 
 
+@strawberry.type(description="Consecutive events of a run, in sequence (executionEventBatches).")
+class ExecutionEventBatch:
+    events: list[ExecutionEvent]
+    last_seq: int = strawberry.field(description="The last event's seq: resume with afterSeq: lastSeq.")
+    finished: bool = strawberry.field(description="The batch ends with EXECUTION_FINISHED; the stream ends.")
+
+
 @strawberry.type(description="The run was created and handed to the engine.")
 class ExecutionStarted:
     execution: Execution

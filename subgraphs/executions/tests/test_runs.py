@@ -212,7 +212,7 @@ async def test_event_batches_refuse_bad_arguments(platform: Any, admin_token: st
     ws = platform.url("executions").replace("http://", "ws://")
     with pytest.raises(SubscriptionError) as err:
         await subscribe(ws, BATCHES, {"id": str(uuid.uuid4()), "after": 0, "max": 0}, token=admin_token)
-    assert err.value.errors[0]["extensions"]["code"] == "VALIDATION_FAILED", err.value.errors
+    assert err.value.errors[0]["extensions"]["code"] == "BAD_USER_INPUT", err.value.errors
     with pytest.raises(SubscriptionError) as err:
         await subscribe(ws, BATCHES, {"id": str(uuid.uuid4()), "after": 0, "max": 10}, token=admin_token)
     assert err.value.errors[0]["extensions"]["code"] == "NOT_FOUND", err.value.errors

@@ -219,6 +219,23 @@ async def test_unknown_target_and_targets_by_ids(platform: Any, admin_token: str
         token=admin_token,
     )
     assert [t["id"] for t in body["data"]["targetsByIds"]] == [b["id"], a["id"]]
+    # the ids-only check agrees, and leaves out deleted targets too
+    gone = await created(platform, admin_token, [ssh_method(unique_ip())])
+    conn = await db(platform)
+    try:
+        await conn.execute("UPDATE targets SET is_active = false WHERE id = $1", gone["id"])
+    finally:
+        await conn.close()
+    active = "query($ids: [ID!]!) { activeTargetIds(ids: $ids) }"
+    body = await gql(
+        platform.url("targets"),
+        active,
+        {"ids": [b["id"], missing, gone["id"], a["id"], b["id"]]},
+        token=admin_token,
+    )
+    assert body["data"]["activeTargetIds"] == [b["id"], a["id"]], body
+    body = await gql(platform.url("targets"), active, {"ids": [missing] * 1001}, token=admin_token)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
     # federation entity lookup: unknown ids resolve to null
     body = await gql(
         platform.url("targets"),

@@ -344,7 +344,7 @@ class Subscription:
         if not 1 <= max_batch <= MAX_EVENT_BATCH:
             raise StrawberryGraphQLError(
                 f"maxBatch must be between 1 and {MAX_EVENT_BATCH}",
-                extensions={"code": "VALIDATION_FAILED", "field": "maxBatch"},
+                extensions={"code": ValidationError.code, "field": "maxBatch"},
             )
         async for batch in _event_batches(info, str(execution_id), after_seq or 0):
             for start in range(0, len(batch), max_batch):

@@ -815,7 +815,7 @@ class TargetDirectory(Protocol):
     async def matching(self, selector: Mapping[str, list[str]], limit: int) -> list[str]: ...
 
 
-TARGETS_BY_IDS = "query($ids: [ID!]!) { targetsByIds(ids: $ids) { id } }"
+TARGETS_BY_IDS = "query($ids: [ID!]!) { activeTargetIds(ids: $ids) }"
 TARGETS_MATCHING = """query($first: Int!, $after: String, $filter: TargetFilter) {
   targets(first: $first, after: $after, filter: $filter) { pageInfo { hasNextPage endCursor } edges { node { id } } } }"""
 
@@ -844,7 +844,7 @@ class TargetsSubgraph:
         for start in range(0, len(target_ids), self.chunk):
             data = await self._call(TARGETS_BY_IDS, {"ids": list(target_ids[start : start + self.chunk])})
             try:
-                found.update(str(t["id"]) for t in data["targetsByIds"])
+                found.update(str(t) for t in data["activeTargetIds"])
             except (KeyError, TypeError) as exc:
                 raise DependencyUnavailableError(
                     "targets", "the targets service answered unexpectedly"

@@ -46,7 +46,7 @@ from opsconductor_targets.models import (
     Target,
     TargetTag,
 )
-from opsconductor_targets.queries import active_credential, get_targets, primary_method
+from opsconductor_targets.queries import active_credential, active_target_ids, get_targets, primary_method
 from opsconductor_targets.settings import Settings
 
 log = get_logger("opsconductor.targets")
@@ -1317,8 +1317,14 @@ class TargetService:
     # -- reads -------------------------------------------------------------------------------
 
     @staticmethod
-    async def get_targets(ids: Sequence[str], *, include_inactive: bool = False) -> list[Target]:
-        return await get_targets(ids, include_inactive=include_inactive)
+    async def get_targets(
+        ids: Sequence[str], *, include_inactive: bool = False, credentials: bool = True
+    ) -> list[Target]:
+        return await get_targets(ids, include_inactive=include_inactive, credentials=credentials)
+
+    @staticmethod
+    async def active_target_ids(ids: Sequence[str]) -> list[str]:
+        return await active_target_ids(ids)
 
     @staticmethod
     async def get_by(*, serial: str | None = None, uuid_text: str | None = None) -> Target | None:
@@ -1537,7 +1543,7 @@ class TargetService:
             raise ValidationError(
                 f"at most {self.settings.max_grant_targets} targets per grant", field="targetIds"
             )
-        found = await self.get_targets(ids)
+        found = await self.get_targets(ids, credentials=False)  # a grant names methods, never secrets
         by_id = {t.id: t for t in found}
         missing = [i for i in ids if i not in by_id]
         if missing:

@@ -232,3 +232,14 @@ def test_protocol_objects_pickle_and_carry_no_secrets() -> None:
     assert type(event.to_dict()["status"]) is str
     assert plan.max_parallel == 50
     assert plan.steps[0].timeout_s == 300
+
+
+def test_credentials_are_asked_for_in_growing_chunks() -> None:
+    from opsconductor_ray.pool import credential_chunks
+
+    ids = [f"t{i}" for i in range(140)]
+    chunks = credential_chunks(ids)
+    assert [len(c) for c in chunks] == [10, 25, 50, 50, 5]
+    assert [t for c in chunks for t in c] == ids  # every target once, in order
+    assert credential_chunks(ids[:4]) == [ids[:4]]
+    assert credential_chunks([]) == []

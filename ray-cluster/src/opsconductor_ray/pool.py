@@ -57,6 +57,22 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
 CREDENTIALS_PER_REQUEST = 50
 """A batch's credentials are asked for this many targets at a time (one resolver request each)."""
+FIRST_CREDENTIAL_CHUNKS = (10, 25)
+"""...after smaller first requests, so the first targets start while the rest are resolved."""
+CREDENTIAL_REQUESTS_IN_FLIGHT = 2
+"""Per batch: requests go out in order, a couple at a time, so the first answers come back
+first instead of all of them together at the end."""
+
+
+def credential_chunks(ids: Sequence[str]) -> list[list[str]]:
+    """The batch's targets in resolver requests: 10, 25, then 50 at a time."""
+    chunks, start = [], 0
+    sizes = iter(FIRST_CREDENTIAL_CHUNKS)
+    while start < len(ids):
+        size = next(sizes, CREDENTIALS_PER_REQUEST)
+        chunks.append(list(ids[start : start + size]))
+        start += size
+    return chunks
 
 
 def get_pool(shard: int, config: PoolConfig, namespace: str, resource: str | None = None) -> ActorHandle:
@@ -277,8 +293,8 @@ class _Batch:
     prefetched: dict[str, asyncio.Future[dict[str, Credential | CredentialUnavailable]]] = field(
         default_factory=dict
     )
-    """Target id -> the resolver request (shared by up to CREDENTIALS_PER_REQUEST targets) that
-    fetches its credential; started when the batch arrives."""
+    """Target id -> the resolver request (shared by a chunk of targets, credential_chunks) that
+    fetches its credential; queued when the batch arrives."""
 
     def cancel(self, reason: str | None) -> None:
         self.reason = self.reason or reason
@@ -917,12 +933,11 @@ class ConnectionPool:
             self._reaper = asyncio.create_task(self._reap_idle())
 
     def _prefetch(self, batch: _Batch, target_ids: Sequence[str]) -> None:
-        """Ask the resolver for the batch's credentials now, CREDENTIALS_PER_REQUEST targets per
-        request, instead of one request per target when each connects."""
-        ids = list(dict.fromkeys(target_ids))
-        for start in range(0, len(ids), CREDENTIALS_PER_REQUEST):
-            part = ids[start : start + CREDENTIALS_PER_REQUEST]
-            request = asyncio.ensure_future(self._fetch_many(batch.credentials, part))
+        """Ask the resolver for the batch's credentials now, a chunk of targets per request
+        (credential_chunks), instead of one request per target when each connects."""
+        in_flight = asyncio.Semaphore(CREDENTIAL_REQUESTS_IN_FLIGHT)  # FIFO: chunks in order
+        for part in credential_chunks(list(dict.fromkeys(target_ids))):
+            request = asyncio.ensure_future(self._fetch_many(batch.credentials, part, in_flight))
             request.add_done_callback(lambda task: task.cancelled() or task.exception())
             for target_id in part:
                 batch.prefetched[target_id] = request
@@ -935,10 +950,10 @@ class ConnectionPool:
         return answer
 
     async def _fetch_many(
-        self, ref: CredentialRef, target_ids: list[str]
+        self, ref: CredentialRef, target_ids: list[str], in_flight: asyncio.Semaphore
     ) -> dict[str, Credential | CredentialUnavailable]:
         assert self._fetches is not None  # _ensure_started
-        async with self._fetches:
+        async with in_flight, self._fetches:
             return await fetch_credentials(ref, target_ids, client=self._http, key_cache=self._keys)
 
     async def _fetch(self, ref: CredentialRef, target_id: str) -> Credential:

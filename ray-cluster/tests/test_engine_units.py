@@ -243,3 +243,24 @@ def test_credentials_are_asked_for_in_growing_chunks() -> None:
     assert [t for c in chunks for t in c] == ids  # every target once, in order
     assert credential_chunks(ids[:4]) == [ids[:4]]
     assert credential_chunks([]) == []
+
+
+def test_asyncssh_debug_arguments_are_not_formatted_when_debug_is_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import opsconductor_ray.pool  # noqa: F401 - installs the level check
+
+    class Loud:
+        def __str__(self) -> str:
+            raise AssertionError("formatted although debug logging is off")
+
+    ssh_logger = asyncssh.logging.logger
+    with caplog.at_level(logging.INFO, logger="asyncssh"):
+        ssh_logger.debug1("channel %s", [Loud()])  # skipped before its arguments are touched
+        ssh_logger.info("kept %s", [b"abc", "def"])
+    with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+        ssh_logger.debug1("open %s", (("127.0.0.1", 22)))
+    messages = [r.getMessage() for r in caplog.records]
+    assert "kept abc,def" in messages and "open 127.0.0.1, port 22" in messages, messages

@@ -167,8 +167,14 @@ async def test_ready_with_database(service: Service) -> None:
 
 async def test_database_is_the_sqlite_file_under_data_dir(service: Service) -> None:
     settings = service.runtime.settings
-    assert service.runtime.db.url == f"sqlite://{(settings.data_dir / 'outboxtest.sqlite3').resolve()}"
-    assert (settings.data_dir / "outboxtest.sqlite3").exists()
+    path = (settings.data_dir / "outboxtest.sqlite3").resolve()
+    assert service.runtime.db.url == f"sqlite://{path}?synchronous=NORMAL"
+    assert path.exists()
+    # WAL, and commits without an fsync each (synchronous=NORMAL is 1)
+    with service.runtime.db.bind() as ctx:
+        conn = ctx.db(service.runtime.db.connection_name)
+        assert (await conn.execute_query_dict("PRAGMA journal_mode"))[0]["journal_mode"] == "wal"
+        assert (await conn.execute_query_dict("PRAGMA synchronous"))[0]["synchronous"] == 1
 
 
 async def test_ready_is_503_when_redis_is_unreachable(service: Service) -> None:

@@ -103,7 +103,7 @@ def test_resolved_database_url_defaults_to_sqlite_under_data_dir(tmp_path: Path)
     s = ThingsSettings(data_dir=data_dir)
     url = s.resolved_database_url("things")
     assert data_dir.is_dir()  # created on demand
-    assert url == f"sqlite://{(data_dir / 'things.sqlite3').resolve()}"
+    assert url == f"sqlite://{(data_dir / 'things.sqlite3').resolve()}?synchronous=NORMAL"
     assert s.sqlite_path("things") == data_dir / "things.sqlite3"
 
 

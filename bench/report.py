@@ -455,7 +455,8 @@ def _reading(results: Results) -> list[str]:
         out.append(
             f"3. **The SSH work itself, once a pool has its batch**: warm, from the first credential request "
             f"to EXECUTION_FINISHED took {_range(ssh_work)}, against {_range(raw_warm)} for raw asyncssh's "
-            "whole warm run (the pools ask the credential resolver once per 50 targets of a batch and flush "
+            "whole warm run (the pools ask the credential resolver for a batch's targets 10, 25, then 50 at a "
+            "time, two requests in flight, and flush "
             "events to the coordinator every 50 ms; raw asyncssh runs in one process, the engine's 4 pools "
             "share the same 2 cores with the coordinator, Ray and this benchmark)."
         )
@@ -468,10 +469,12 @@ def _reading(results: Results) -> list[str]:
             f"{_range(engine_run)} engine direct, and delivery (EXECUTION_FINISHED at the coordinator to the "
             f"subscriber) {_range(e2e_tail)}. Every event is persisted by the executions service (one "
             "transaction per batch: event rows, step results and target runs in bulk statements) before it is "
-            "published, then goes through the subscription and the router; all subgraphs, the subscriber and "
-            "the router share the 2 cores with the pools and sshd, so the platform's CPU also slows the SSH "
-            "phase. Before EXECUTION_STARTED, runJob reads the job plan from jobs, gets a connection grant "
-            "from targets and writes the run's rows."
+            "published (one live message per persisted batch), then goes through the subscription and the "
+            "router; the pools' credential requests are answered by the targets service, in the same process; "
+            "all subgraphs, the subscriber and the router share the 2 cores with the pools and sshd, so the "
+            "platform's CPU also slows the SSH phase. Before EXECUTION_STARTED, runJob reads the job plan "
+            "from jobs (which checks the targets exist with targets), gets a connection grant from targets "
+            "and writes the run's rows."
         )
     one_by_one = [results.wall("e2e-events", n, "warm") for n in results.ns]
     batched = [results.wall("e2e", n, "warm") for n in results.ns]

@@ -21,6 +21,7 @@ from opsconductor_executions.service import (
     Deps,
     JobAlreadyRunningError,
     channel,
+    chunk_events,
     decode_live,
     event_payload,
 )
@@ -334,8 +335,8 @@ class Subscription:
     @strawberry.subscription(
         permission_classes=[requires("executions:read")],
         description="The same events as executionEvents, several per message: the database's pages "
-        "after `afterSeq`, then each batch as it is persisted, at most `maxBatch` events a message "
-        "(1-5000). For views of many targets: one message per batch instead of one per line. Resume "
+        "after `afterSeq`, then each batch as it is persisted, at most `maxBatch` events (1-5000) and "
+        "about 1 MiB of output a message. For views of many targets: one message per batch instead of one per line. Resume "
         "with `afterSeq: lastSeq`; ends after the batch holding EXECUTION_FINISHED.",
     )
     async def execution_event_batches(
@@ -347,8 +348,7 @@ class Subscription:
                 extensions={"code": ValidationError.code, "field": "maxBatch"},
             )
         async for batch in _event_batches(info, str(execution_id), after_seq or 0):
-            for start in range(0, len(batch), max_batch):
-                chunk = batch[start : start + max_batch]
+            for chunk in chunk_events(batch, max_batch):
                 yield ExecutionEventBatch(
                     events=[ExecutionEvent.from_payload(p) for p in chunk],
                     last_seq=chunk[-1]["seq"],

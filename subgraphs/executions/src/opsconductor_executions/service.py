@@ -103,12 +103,34 @@ def channel(execution_id: str) -> str:
 PUBLISH_CHUNK = 500
 """Events per live message: a persisted batch goes out as one message (a JSON list), so a run of
 thousands of events costs subscribers, Redis and the router tens of messages, not thousands."""
+MESSAGE_DATA_BYTES = 1_048_576
+"""...and a message carries about this much output at most (more only when one event is larger)."""
+
+
+def chunk_events(
+    payloads: list[dict[str, Any]], max_count: int, max_bytes: int = MESSAGE_DATA_BYTES
+) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of ``payloads`` of at most ``max_count`` events and about ``max_bytes``
+    of output each (an event is never split; one larger than the budget goes alone)."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for payload in payloads:
+        cost = len(payload.get("data") or "")
+        if current and (len(current) >= max_count or size + cost > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(payload)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 async def publish_events(broadcaster: Broadcaster, execution_id: str, payloads: list[dict[str, Any]]) -> None:
-    """Publish persisted events to live subscribers, in order, at most PUBLISH_CHUNK per message."""
-    for start in range(0, len(payloads), PUBLISH_CHUNK):
-        await broadcaster.publish(channel(execution_id), json.dumps(payloads[start : start + PUBLISH_CHUNK]))
+    """Publish persisted events to live subscribers, in order, in chunks (chunk_events)."""
+    for chunk in chunk_events(payloads, PUBLISH_CHUNK):
+        await broadcaster.publish(channel(execution_id), json.dumps(chunk))
 
 
 def decode_live(message: str) -> list[dict[str, Any]]:

@@ -272,6 +272,20 @@ def timed_vault() -> Any:
     return TimedVault()
 
 
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def target_spread(start: float, started: list[float]) -> dict[str, float]:
+    """When the run's targets opened their first channel, from EXECUTION_STARTED: half of them
+    by ``started_p50``, 90 % by ``started_p90`` (seconds)."""
+    if not started:
+        return {}
+    offsets = [t - start for t in started]
+    return {"started_p50": _quantile(offsets, 0.5), "started_p90": _quantile(offsets, 0.9)}
+
+
 async def engine_run(
     client: Any, targets: tuple[Any, ...], credentials: Any, *, warm: bool, vault: Any = None
 ) -> Sample:
@@ -325,6 +339,7 @@ async def engine_run(
             **parts,
             "to_started": first.at - wall0,
             "to_first_target": first_target - first.at,
+            **target_spread(first.at, [e.at for e in events if e.type == "TARGET_STARTED"]),
             "run": final.at - first.at,
             "tail": received - final.at,
             "events": len(events),
@@ -543,6 +558,7 @@ class EndToEnd:
                 "run_job": run_job_s,
                 "to_started": ts(first) - wall0,
                 "to_first_target": first_target - ts(first),
+                **target_spread(ts(first), [ts(e) for e in events if e["type"] == "TARGET_STARTED"]),
                 "run": ts(last) - ts(first),
                 "tail": received[-1][0] - ts(last),
                 "events": len(events),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -55,6 +56,21 @@ def build_app(name: str, platform: Platform, engine: Any | None) -> tuple[Any, S
     return module.create_app(settings, platform, **kwargs), settings
 
 
+GC_GEN0_THRESHOLD = 10_000
+
+
+def settle_garbage_collector() -> None:
+    """Once the services are up: move what start-up allocated (schemas, models, Ray, ~250k
+    objects) out of the collector's sight with gc.freeze(), and collect the young generation
+    less often. Otherwise every full collection walks that heap again: in a warm 500-target run
+    the collector took 0.29 s of the process, 0.22 s of it in full collections, stalling every
+    service in it (bench, gc.callbacks)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 @dataclass
 class EmbeddedPlatform:
     services: tuple[str, ...] = tuple(SERVICES)
@@ -93,6 +109,7 @@ class EmbeddedPlatform:
                     raise RuntimeError(f"{name} did not start")
                 await asyncio.sleep(0.05)
         await self.platform.bus.start()
+        settle_garbage_collector()
         log.info("embedded platform started", services=list(self.services), ports=self.ports)
 
     async def stop(self) -> None:

@@ -18,9 +18,9 @@ def _alias(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-
 SQLITE_PRAGMAS = "synchronous=NORMAL"
 """Extra PRAGMAs for the embedded SQLite default (tortoise adds journal_mode=WAL, foreign_keys=ON)."""
+
 
 class ServiceSettings(BaseSettings):
     """Base settings: the service's own (prefixed) fields and the platform-wide (``OPSC_*``) ones."""

@@ -340,6 +340,26 @@ async def test_grants_resolve_credentials(platform: Any, admin_token: str) -> No
         resp = await http.post(f"{platform.base('targets')}/internal/credentials", content=b"{")
     assert resp.status_code == 400 and "message" in resp.json()
 
+    # the primary method is listed, not the first one; a target whose methods are all inactive
+    # has nothing to grant
+    two = await created(
+        platform,
+        admin_token,
+        [ssh_method(unique_ip(), port=2201), ssh_method(unique_ip(), port=2202, isPrimary=True)],
+    )
+    body = await gql(platform.url("targets"), GRANT, {"ids": [two["id"]]}, token=admin_token)
+    assert [t["port"] for t in body["data"]["issueConnectionGrant"]["targets"]] == [2202], body
+    conn = await db(platform)
+    try:
+        await conn.execute(
+            "UPDATE target_communication_methods SET is_active = false WHERE target_id = $1", c["id"]
+        )
+    finally:
+        await conn.close()
+    body = await gql(platform.url("targets"), GRANT, {"ids": [a["id"], c["id"]]}, token=admin_token)
+    assert body["data"]["issueConnectionGrant"]["__typename"] == "NotFound", body
+    assert "no usable communication method" in body["data"]["issueConnectionGrant"]["message"]
+
     # unknown target in a grant request: NotFound
     missing = str(uuid.uuid4())
     body = await gql(platform.url("targets"), GRANT, {"ids": [a["id"], missing]}, token=admin_token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from opsconductor_targets.models import CommunicationMethod, Credential, Target
 
@@ -50,3 +51,53 @@ def active_credential(method: CommunicationMethod) -> Credential | None:
         (c for c in method.credentials if c.is_active), key=lambda c: (not c.is_primary, c.created_at)
     )
     return creds[0] if creds else None
+
+
+@dataclass
+class GrantMethod:
+    """The columns of a communication method a connection grant lists."""
+
+    id: str
+    type: str
+    host: str
+    port: int
+    is_primary: bool
+    is_active: bool
+    priority: int
+
+
+@dataclass
+class GrantTarget:
+    id: str
+    name: str
+    methods: list[GrantMethod] = field(default_factory=list)
+
+
+METHOD_COLUMNS = ("id", "target_id", "type", "host", "port", "is_primary", "is_active", "priority")
+
+
+async def grant_targets(ids: Sequence[str]) -> list[GrantTarget]:
+    """Active targets with their methods, only the columns a grant lists, in the order asked.
+
+    Two plain queries and no model objects: a 500-target grant spent most of its time turning
+    every row's timestamps and JSON columns into Python values it never read.
+    """
+    wanted = list(dict.fromkeys(str(i) for i in ids))
+    if not wanted:
+        return []
+    rows = await Target.filter(id__in=wanted, is_active=True).values("id", "name")
+    found = {r["id"]: GrantTarget(id=r["id"], name=r["name"]) for r in rows}
+    for m in await CommunicationMethod.filter(target_id__in=list(found)).values(*METHOD_COLUMNS):
+        target_id = m.pop("target_id")
+        found[target_id].methods.append(GrantMethod(**m))
+    return [found[i] for i in wanted if i in found]
+
+
+def grant_method(target: GrantTarget, method_id: str | None) -> GrantMethod | None:
+    """The method a grant uses: the one asked for if active, else as primary_method chooses."""
+    if method_id is not None:
+        return next((m for m in target.methods if m.id == method_id and m.is_active), None)
+    active = sorted(
+        (m for m in target.methods if m.is_active), key=lambda m: (not m.is_primary, m.priority, m.id)
+    )
+    return active[0] if active else None

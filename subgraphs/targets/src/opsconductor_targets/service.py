@@ -46,7 +46,16 @@ from opsconductor_targets.models import (
     Target,
     TargetTag,
 )
-from opsconductor_targets.queries import active_credential, active_target_ids, get_targets, primary_method
+from opsconductor_targets.queries import (
+    GrantMethod,
+    GrantTarget,
+    active_credential,
+    active_target_ids,
+    get_targets,
+    grant_method,
+    grant_targets,
+    primary_method,
+)
 from opsconductor_targets.settings import Settings
 
 log = get_logger("opsconductor.targets")
@@ -908,7 +917,7 @@ class IssuedGrant:
     grant: str
     resolver_url: str
     expires_at: datetime
-    targets: list[tuple[Target, CommunicationMethod]]
+    targets: list[tuple[GrantTarget, GrantMethod]]
 
 
 @dataclass
@@ -1543,18 +1552,14 @@ class TargetService:
             raise ValidationError(
                 f"at most {self.settings.max_grant_targets} targets per grant", field="targetIds"
             )
-        found = await self.get_targets(ids, credentials=False)  # a grant names methods, never secrets
+        found = await grant_targets(ids)  # a grant names methods, never secrets
         by_id = {t.id: t for t in found}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise NotFoundError(f"target {missing[0]} not found", id=missing[0])
-        listed: list[tuple[Target, CommunicationMethod]] = []
+        listed: list[tuple[GrantTarget, GrantMethod]] = []
         for target in found:
-            chosen = None
-            if methods and target.id in methods:
-                chosen = next((m for m in target.methods if m.id == methods[target.id] and m.is_active), None)
-            else:
-                chosen = primary_method(target)
+            chosen = grant_method(target, (methods or {}).get(target.id))
             if chosen is None:
                 raise NotFoundError(f"target {target.id} has no usable communication method", id=target.id)
             listed.append((target, chosen))

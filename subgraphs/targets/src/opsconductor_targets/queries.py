@@ -8,36 +8,41 @@ from dataclasses import dataclass, field
 from opsconductor_targets.models import CommunicationMethod, Credential, Target
 
 
-async def get_targets(
-    ids: Sequence[str], *, include_inactive: bool = False, credentials: bool = True
-) -> list[Target]:
+def _unique(ids: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
+async def get_targets(ids: Sequence[str], *, include_inactive: bool = False) -> list[Target]:
     """Targets with those ids in the order asked, skipping unknown (and, by default, deleted) ones.
 
-    Methods and (unless ``credentials=False``) their credentials come prefetched: one more query
-    each for the whole batch.
+    Methods and their credentials come prefetched (two more queries for the whole batch).
     """
-    wanted = list(dict.fromkeys(str(i) for i in ids))
+    wanted = _unique(ids)
     if not wanted:
         return []
     query = Target.filter(id__in=wanted)
     if not include_inactive:
         query = query.filter(is_active=True)
-    related = "methods__credentials" if credentials else "methods"
-    rows = {t.id: t for t in await query.prefetch_related(related)}
+    rows = {t.id: t for t in await query.prefetch_related("methods__credentials")}
     return [rows[i] for i in wanted if i in rows]
 
 
 async def active_target_ids(ids: Sequence[str]) -> list[str]:
     """Those of ``ids`` that are active targets, in the order asked (one query, ids only)."""
-    wanted = list(dict.fromkeys(str(i) for i in ids))
+    wanted = _unique(ids)
     if not wanted:
         return []
     found = set(await Target.filter(id__in=wanted, is_active=True).values_list("id", flat=True))
     return [i for i in wanted if i in found]
 
 
+def method_order(method: CommunicationMethod | GrantMethod) -> tuple[bool, int, str]:
+    """Primary first, then by priority (then id, for a stable order)."""
+    return (not method.is_primary, method.priority, method.id)
+
+
 def sorted_methods(target: Target) -> list[CommunicationMethod]:
-    return sorted(target.methods, key=lambda m: (not m.is_primary, m.priority, m.id))
+    return sorted(target.methods, key=method_order)
 
 
 def primary_method(target: Target) -> CommunicationMethod | None:
@@ -82,7 +87,7 @@ async def grant_targets(ids: Sequence[str]) -> list[GrantTarget]:
     Two plain queries and no model objects: a 500-target grant spent most of its time turning
     every row's timestamps and JSON columns into Python values it never read.
     """
-    wanted = list(dict.fromkeys(str(i) for i in ids))
+    wanted = _unique(ids)
     if not wanted:
         return []
     rows = await Target.filter(id__in=wanted, is_active=True).values("id", "name")
@@ -97,7 +102,5 @@ def grant_method(target: GrantTarget, method_id: str | None) -> GrantMethod | No
     """The method a grant uses: the one asked for if active, else as primary_method chooses."""
     if method_id is not None:
         return next((m for m in target.methods if m.id == method_id and m.is_active), None)
-    active = sorted(
-        (m for m in target.methods if m.is_active), key=lambda m: (not m.is_primary, m.priority, m.id)
-    )
+    active = sorted((m for m in target.methods if m.is_active), key=method_order)
     return active[0] if active else None

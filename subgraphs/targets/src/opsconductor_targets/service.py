@@ -1326,10 +1326,8 @@ class TargetService:
     # -- reads -------------------------------------------------------------------------------
 
     @staticmethod
-    async def get_targets(
-        ids: Sequence[str], *, include_inactive: bool = False, credentials: bool = True
-    ) -> list[Target]:
-        return await get_targets(ids, include_inactive=include_inactive, credentials=credentials)
+    async def get_targets(ids: Sequence[str], *, include_inactive: bool = False) -> list[Target]:
+        return await get_targets(ids, include_inactive=include_inactive)
 
     @staticmethod
     async def active_target_ids(ids: Sequence[str]) -> list[str]:

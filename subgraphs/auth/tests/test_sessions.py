@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 
-from subgraphs.auth.tests.test_auth_api import auth_error, create_user, login_ok, me
+from subgraphs.auth.tests.test_auth_api import PASSWORD, auth_error, create_user, login, login_ok, me
 from tests.support.platform import RunningPlatform, gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -102,3 +104,52 @@ async def test_revoke_all_of_my_own_sessions(platform: RunningPlatform, admin_to
             "UNAUTHENTICATED",
             "session revoked",
         )
+
+
+async def test_a_login_racing_a_deactivation_waits_for_it(platform: RunningPlatform, admin_token: str) -> None:
+    """A deactivation being applied (its transaction open, the account's row changed, its sessions
+    already on the revocation list) holds the credential row: a login that arrives meanwhile waits
+    for the commit and is refused, instead of reading the old row and starting a session that the
+    deactivation's revoke-all never saw."""
+    user = await create_user(platform, admin_token)
+    await _user_created_applied(platform, user["id"])  # else it would set isActive back afterwards
+    conn = await _connect(platform, "auth")
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        changed = await conn.execute("UPDATE credentials SET is_active = false WHERE user_id = $1", user["id"])
+        assert changed == "UPDATE 1"
+        racing = asyncio.create_task(login(platform, user["username"], PASSWORD))
+        await asyncio.sleep(1.0)
+        assert not racing.done(), await racing  # it reads the row under the lock, so it waits
+        await tx.commit()
+        result = await asyncio.wait_for(racing, 30)
+    finally:
+        await conn.close()
+    assert result["__typename"] == "AccountDisabled", result
+    listed = (await auth(platform, THEIRS, admin_token, u=user["id"]))["data"]["userSessions"]
+    assert listed == []
+
+
+async def _connect(platform: RunningPlatform, service: str) -> asyncpg.Connection:
+    return await asyncpg.connect(platform.databases[service].replace("postgres://", "postgresql://", 1))
+
+
+async def _user_created_applied(platform: RunningPlatform, user_id: str) -> None:
+    """Wait until auth has consumed users' ``users.user_created`` for ``user_id``."""
+    users, auth_db = await _connect(platform, "users"), await _connect(platform, "auth")
+    try:
+        event_id = await users.fetchval(
+            "SELECT envelope->>'id' FROM outbox WHERE envelope->>'type' = 'users.user_created'"
+            " AND envelope->>'subject' = $1",
+            user_id,
+        )
+        assert event_id is not None
+        for _ in range(300):
+            if await auth_db.fetchval("SELECT 1 FROM processed_events WHERE event_id = $1", event_id):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("auth never consumed users.user_created")
+    finally:
+        await users.close()
+        await auth_db.close()

@@ -240,7 +240,11 @@ class AuthService:
     async def login(
         self, username: str, password: str, *, ip: str | None, user_agent: str | None
     ) -> IssuedTokens:
-        cred = await Credential.get_or_none(username=username)
+        # The row is locked for the login's transaction (the caller's): a deactivation being
+        # applied (its sessions already on the revocation list) makes this wait for its commit and
+        # see the account disabled, instead of starting a session that revoke_all never saw; and
+        # concurrent wrong passwords count one after another towards the lockout.
+        cred = await Credential.select_for_update().get_or_none(username=username)
 
         async def attempt(success: bool, reason: str) -> None:
             await LoginAttempt.create(

@@ -106,7 +106,9 @@ async def test_revoke_all_of_my_own_sessions(platform: RunningPlatform, admin_to
         )
 
 
-async def test_a_login_racing_a_deactivation_waits_for_it(platform: RunningPlatform, admin_token: str) -> None:
+async def test_a_login_racing_a_deactivation_waits_for_it(
+    platform: RunningPlatform, admin_token: str
+) -> None:
     """A deactivation being applied (its transaction open, the account's row changed, its sessions
     already on the revocation list) holds the credential row: a login that arrives meanwhile waits
     for the commit and is refused, instead of reading the old row and starting a session that the
@@ -117,7 +119,9 @@ async def test_a_login_racing_a_deactivation_waits_for_it(platform: RunningPlatf
     try:
         tx = conn.transaction()
         await tx.start()
-        changed = await conn.execute("UPDATE credentials SET is_active = false WHERE user_id = $1", user["id"])
+        changed = await conn.execute(
+            "UPDATE credentials SET is_active = false WHERE user_id = $1", user["id"]
+        )
         assert changed == "UPDATE 1"
         racing = asyncio.create_task(login(platform, user["username"], PASSWORD))
         await asyncio.sleep(1.0)

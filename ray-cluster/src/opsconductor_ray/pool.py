@@ -114,25 +114,62 @@ class _Cancelled(Exception):
     """The execution was cancelled while we waited."""
 
 
+class _Signal(asyncio.Event):
+    """An asyncio.Event that also calls back: `_race` watches it without a task of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        if not self.is_set():
+            super().set()
+            for callback in list(self._callbacks):
+                callback()
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.add(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.discard(callback)
+
+
 async def _race(
     awaitable: Awaitable[T],
-    cancelled: asyncio.Event,
+    cancelled: _Signal,
     *,
     timeout_s: float | None = None,
     on_orphan: Callable[[T], object] | None = None,
 ) -> T:
     """Await `awaitable` unless `cancelled` is set first (`_Cancelled`) or `timeout_s` passes
-    (`TimeoutError`). A result that arrives too late is handed to `on_orphan` to undo."""
+    (`TimeoutError`). A result that arrives too late is handed to `on_orphan` to undo.
+
+    One task (the awaitable's) and callbacks, not asyncio.wait over a second task watching the
+    signal: a pool races several times per target, hundreds of targets at once."""
     task = asyncio.ensure_future(awaitable)
-    waiter = asyncio.ensure_future(cancelled.wait())
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(*_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    cancelled.subscribe(wake)
+    timer = loop.call_later(timeout_s, wake) if timeout_s is not None else None
+    if cancelled.is_set():
+        wake()
     try:
-        done, _ = await asyncio.wait({task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await waiter
     except BaseException:
         task.cancel()
         raise
     finally:
-        waiter.cancel()
-    if task in done:
+        cancelled.unsubscribe(wake)
+        task.remove_done_callback(wake)
+        if timer is not None:
+            timer.cancel()
+    if task.done():
         return task.result()
     task.cancel()
     with contextlib.suppress(BaseException):
@@ -304,9 +341,9 @@ class _Batch:
     slots: asyncio.Semaphore
     policy: RunPolicy = field(default_factory=RunPolicy)
     max_output_bytes: int = 1_048_576
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: _Signal = field(default_factory=_Signal)
     """Set by cancel (and the run timeout): running commands are killed."""
-    halted: asyncio.Event = field(default_factory=asyncio.Event)
+    halted: _Signal = field(default_factory=_Signal)
     """Set by cancel and by fail-fast: targets not started yet do not start."""
     reason: str | None = None
     prefetched: dict[str, asyncio.Future[dict[str, Credential | CredentialUnavailable]]] = field(
@@ -564,13 +601,23 @@ class ConnectionPool:
                     # Two runs never interleave on one host: the second waits for the first.
                     host = (target.host, target.port)
                     eid = batch.execution_id
-                    await _race(
-                        self._host_locks.acquire(host, eid),
-                        batch.halted,
-                        on_orphan=lambda _: self._host_locks.release(host, eid),
-                    )
+                    if batch.halted.is_set():
+                        raise _Cancelled
+                    if not self._host_locks.try_acquire(host, eid):
+                        await _race(
+                            self._host_locks.acquire(host, eid),
+                            batch.halted,
+                            on_orphan=lambda _: self._host_locks.release(host, eid),
+                        )
                     held.callback(self._host_locks.release, host, eid)
-                await _race(batch.slots.acquire(), batch.halted, on_orphan=lambda _: batch.slots.release())
+                if batch.halted.is_set():
+                    raise _Cancelled
+                if batch.slots.locked():
+                    await _race(
+                        batch.slots.acquire(), batch.halted, on_orphan=lambda _: batch.slots.release()
+                    )
+                else:
+                    await batch.slots.acquire()  # free: returns at once
                 held.callback(batch.slots.release)
             except _Cancelled:
                 return finish(Status.CANCELLED, batch.not_started_reason())
@@ -597,9 +644,13 @@ class ConnectionPool:
         attempt = 1
         while True:
             attempts[0] = attempt
-            credential = await _race(self._credential(batch, target.target_id), batch.halted)
+            if batch.halted.is_set():
+                raise _Cancelled
+            credential = self._credential_now(batch, target.target_id) or await _race(
+                self._credential(batch, target.target_id), batch.halted
+            )
             try:
-                lease = await _race(
+                lease = self._acquire_warm(target, credential) or await _race(
                     self._acquire(target, credential, batch.connect_timeout_s),
                     batch.halted,
                     on_orphan=self._release,
@@ -850,10 +901,15 @@ class ConnectionPool:
                 stream.output(type, target.target_id, index, step.name, decode(b"", final=True))
 
         async def complete() -> None:
-            await asyncio.gather(
-                pump(process.stdout, EventType.STDOUT),
-                pump(process.stderr, EventType.STDERR),
-            )
+            errors = asyncio.ensure_future(pump(process.stderr, EventType.STDERR))
+            try:
+                await pump(process.stdout, EventType.STDOUT)
+            except BaseException:
+                errors.cancel()
+                with contextlib.suppress(BaseException):
+                    await errors
+                raise
+            await errors
             await process.wait_closed()
 
         remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
@@ -961,6 +1017,16 @@ class ConnectionPool:
             for target_id in part:
                 batch.prefetched[target_id] = request
 
+    def _credential_now(self, batch: _Batch, target_id: str) -> Credential | None:
+        """The credential if its request has already answered (no wait), else None."""
+        request = batch.prefetched[target_id]
+        if not request.done() or request.cancelled() or request.exception() is not None:
+            return None
+        answer = request.result()[target_id]
+        if isinstance(answer, CredentialUnavailable):
+            raise CredentialUnavailable(answer.message)
+        return answer
+
     async def _credential(self, batch: _Batch, target_id: str) -> Credential:
         """A batch target's credential, from the request `_prefetch` started for it."""
         answer = (await asyncio.shield(batch.prefetched[target_id]))[target_id]
@@ -979,6 +1045,22 @@ class ConnectionPool:
         assert self._fetches is not None  # _ensure_started
         async with self._fetches:
             return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
+
+    def _acquire_warm(self, target: TargetSpec, credential: Credential) -> _Lease | None:
+        """A channel slot on an open connection with room, without waiting; else None."""
+        key = (target.host, target.port, credential.username, credential.fingerprint)
+        for connection in self._connections.get(key, ()):
+            if (
+                not connection.lost
+                and connection.leases < self._config.max_channels_per_connection
+                and connection.ready.done()
+                and not connection.ready.cancelled()
+                and connection.ready.exception() is None
+            ):
+                connection.leases += 1
+                self._reuses += 1
+                return _Lease(connection, reused=True)
+        return None
 
     async def _acquire(self, target: TargetSpec, credential: Credential, connect_timeout_s: float) -> _Lease:
         """A channel slot on a connection for this target and credential: a warm one if
@@ -1193,14 +1275,27 @@ class _HostLocks:
         self._holders: dict[tuple[str, int], tuple[str, int]] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting = 0
+
+    def try_acquire(self, host: tuple[str, int], execution_id: str) -> bool:
+        """Take the host at once if it is free or this execution's; False if another holds it."""
+        owner, count = self._holders.get(host, (execution_id, 0))
+        if owner != execution_id:
+            return False
+        self._holders[host] = (owner, count + 1)
+        return True
 
     async def acquire(self, host: tuple[str, int], execution_id: str) -> None:
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: self._holders.get(host, (execution_id, 0))[0] == execution_id
-            )
-            owner, count = self._holders.get(host, (execution_id, 0))
-            self._holders[host] = (owner, count + 1)
+        self._waiting += 1
+        try:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self._holders.get(host, (execution_id, 0))[0] == execution_id
+                )
+                owner, count = self._holders.get(host, (execution_id, 0))
+                self._holders[host] = (owner, count + 1)
+        finally:
+            self._waiting -= 1
 
     def release(self, host: tuple[str, int], execution_id: str) -> None:
         owner, count = self._holders.get(host, (execution_id, 0))
@@ -1208,6 +1303,8 @@ class _HostLocks:
             return
         if count == 1:
             del self._holders[host]
+            if not self._waiting:
+                return
             task = asyncio.get_running_loop().create_task(self._notify())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

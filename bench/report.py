@@ -160,8 +160,8 @@ def render(results: Results, *, error: str | None = None) -> str:
         f"- Python {m['python']}; {m['openssh']}",
         f"- date: {results.date}; git commit {m['commit']}",
         f"- load average (1/5 min) at start {results.load.get('start', '?')}, at end {results.load.get('end', '?')}"
-        + "; per mode: "
-        + ", ".join(f"{mode} {results.load[mode]}" for mode in results.modes if mode in results.load),
+        + "; "
+        + ", ".join(f"{key} {value}" for key, value in results.load.items() if key not in ("start", "end")),
         f"- targets: {results.sshd_note}",
     ]
     if _busy(results, m):
@@ -169,8 +169,9 @@ def render(results: Results, *, error: str | None = None) -> str:
             "- **load above the core count**: the load average exceeded the core count while this ran. "
             "The benchmark's own hundreds of concurrent sshd sessions count in it, and so does whatever "
             "ran in the minutes before (the averages decay slowly); if the start figure was high, other "
-            "work may have shared the 2 cores. Absolute times vary between repetitions; modes ran one "
-            "after another in the same run, so compare ratios, and the min-max spread."
+            "work may have shared the 2 cores. Absolute times vary between repetitions; raw asyncssh, "
+            "engine and end to end ran interleaved (each N of each repetition runs all three in turn, "
+            "the order rotating), so compare ratios, and the min-max spread."
         )
     if results.ray_note:
         lines.append(f"- engine: {results.ray_note}, 4 ConnectionPool shards, default PoolConfig")
@@ -188,7 +189,11 @@ def render(results: Results, *, error: str | None = None) -> str:
         "",
         f"Seconds, median of {results.repeat} (min-max). Ratio = median ÷ raw asyncssh's median at the same "
         "N and temperature. Cold: new SSH connections (fresh pools); warm: the same run again on the "
-        "connections the first one left open.",
+        "connections the first one left open. Raw asyncssh, engine direct and end to end ran "
+        "interleaved: the platform and router were up throughout, and each repetition ran every N "
+        "with the three modes in turn, the order rotated by one mode per repetition (raw, engine, "
+        "e2e; then engine, e2e, raw; ...), so that no mode always runs first or last. Ansible ran "
+        "after them, on its own.",
         "",
         "| N | mode | cold s | cold ÷ raw | warm s | warm ÷ raw |",
         "|---:|---|---:|---:|---:|---:|",

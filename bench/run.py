@@ -28,6 +28,7 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,34 +79,44 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------------- modes
 
 
-async def bench_raw(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
-    for rep in range(repeat):
-        for n in ns:
-            cold, warm = await raw_asyncssh(fleet, n)
-            memory = await raw_memory(fleet, n, max(ns), WORK) if rep == 0 else None
-            results.add("raw", n, cold, warm, memory)
-            log(f"raw asyncssh   N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s")
+# Raw asyncssh, engine direct and end to end are set up once (the platform and router stay up
+# the whole time), then interleaved: every (repetition, N) runs each of them in turn, the order
+# rotating between repetitions, so drift on the machine (page cache, sshd's forked children,
+# the load the previous runs left) falls on all of them alike, not on whichever mode came last.
+Round = Callable[[int, int], Awaitable[None]]
 
 
-async def bench_engine(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+@contextlib.asynccontextmanager
+async def raw_session(fleet: SshdFleet, ns: list[int], results: Results) -> AsyncIterator[Round]:
+    async def one(n: int, rep: int) -> None:
+        cold, warm = await raw_asyncssh(fleet, n)
+        memory = await raw_memory(fleet, n, max(ns), WORK) if rep == 0 else None
+        results.add("raw", n, cold, warm, memory)
+        log(f"raw asyncssh   N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s")
+
+    yield one
+
+
+@contextlib.asynccontextmanager
+async def engine_session(fleet: SshdFleet, ns: list[int], results: Results) -> AsyncIterator[Round]:
     vault = timed_vault()
     await vault.start()
     try:
         credentials = vault.issue(username=fleet.username, private_key=fleet.private_key_pem)
         primers = primer_targets(fleet, max(ns))
-        for rep in range(repeat):
-            for n in ns:
-                client = await fresh_pools(primers, credentials)
-                before = await pool_memory(client)
-                targets = engine_targets(fleet, n)
-                cold = await engine_run(client, targets, credentials, warm=False, vault=vault)
-                after_cold = await pool_memory(client)
-                warm = await engine_run(client, targets, credentials, warm=True, vault=vault)
-                after = await pool_memory(client)
-                results.add("engine", n, cold, warm, report.pool_delta(before, after_cold, after))
-                log(
-                    f"engine direct  N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
-                )
+
+        async def one(n: int, rep: int) -> None:
+            client = await fresh_pools(primers, credentials)
+            before = await pool_memory(client)
+            targets = engine_targets(fleet, n)
+            cold = await engine_run(client, targets, credentials, warm=False, vault=vault)
+            after_cold = await pool_memory(client)
+            warm = await engine_run(client, targets, credentials, warm=True, vault=vault)
+            after = await pool_memory(client)
+            results.add("engine", n, cold, warm, report.pool_delta(before, after_cold, after))
+            log(f"engine direct  N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s")
+
+        yield one
         results.probe = await ray_probe()
         log(
             "Ray probe: " + "; ".join(", ".join(f"{k} {v:.3f}s" for k, v in p.items()) for p in results.probe)
@@ -114,7 +125,8 @@ async def bench_engine(fleet: SshdFleet, ns: list[int], repeat: int, results: Re
         await vault.stop()
 
 
-async def bench_e2e(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
+@contextlib.asynccontextmanager
+async def e2e_session(fleet: SshdFleet, ns: list[int], results: Results) -> AsyncIterator[Round]:
     from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
     from opsconductor_ray.client import EngineClient
     from opsconductor_shared.logging import configure_logging
@@ -166,22 +178,25 @@ async def bench_e2e(fleet: SshdFleet, ns: list[int], repeat: int, results: Resul
         jobs = {n: await client.create_job(target_ids[:n]) for n in ns}
         log(f"created {len(target_ids)} targets and {len(jobs)} jobs in {time.perf_counter() - started:.1f}s")
         await client.open_ws()
-        for rep in range(repeat):
-            for n in ns:
-                pools = await fresh_pools(primers, primer_credentials)
-                before = await pool_memory(pools)
-                cold = await client.run(jobs[n], n, warm=False)
-                after_cold = await pool_memory(pools)
-                warm = await client.run(jobs[n], n, warm=True)
-                after = await pool_memory(pools)
-                results.add("e2e", n, cold, warm, report.pool_delta(before, after_cold, after))
-                # The same warm run, the subscriber taking one message per event (executionEvents).
-                one_by_one = await client.run(jobs[n], n, warm=True, batches=False)
-                results.add_warm("e2e-events", n, one_by_one)
-                log(
-                    f"end to end     N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
-                    f"  (one message per event: warm {one_by_one.wall_s:.3f}s)"
-                )
+
+        async def one(n: int, rep: int) -> None:
+            assert client is not None
+            pools = await fresh_pools(primers, primer_credentials)
+            before = await pool_memory(pools)
+            cold = await client.run(jobs[n], n, warm=False)
+            after_cold = await pool_memory(pools)
+            warm = await client.run(jobs[n], n, warm=True)
+            after = await pool_memory(pools)
+            results.add("e2e", n, cold, warm, report.pool_delta(before, after_cold, after))
+            # The same warm run, the subscriber taking one message per event (executionEvents).
+            one_by_one = await client.run(jobs[n], n, warm=True, batches=False)
+            results.add_warm("e2e-events", n, one_by_one)
+            log(
+                f"end to end     N={n:<4} rep {rep + 1}: cold {cold.wall_s:.3f}s  warm {warm.wall_s:.3f}s"
+                f"  (one message per event: warm {one_by_one.wall_s:.3f}s)"
+            )
+
+        yield one
     finally:
         # Synchronous steps first: they must happen even if this task is being cancelled.
         if router is not None:
@@ -247,18 +262,45 @@ async def warm_up(fleet: SshdFleet) -> None:
 
 async def run_modes(args: argparse.Namespace, fleet: SshdFleet, results: Results) -> None:
     await warm_up(fleet)
-    steps = {"raw": bench_raw, "engine": bench_engine, "e2e": bench_e2e, "ansible": bench_ansible}
-    for mode in MODES:
-        if mode in args.modes:
-            results.load[mode] = load_average()
-            started = time.perf_counter()
-            try:
-                await steps[mode](fleet, args.n, args.repeat, results)
-            except BenchError as exc:  # recorded in RESULTS.md; the other modes still run
-                results.mode_errors[mode] = str(exc)
-                log(f"{mode} stopped: {exc}")
-            results.durations[mode] = time.perf_counter() - started
-            results.load[mode] += " → " + load_average()
+    sessions = {"raw": raw_session, "engine": engine_session, "e2e": e2e_session}
+    async with contextlib.AsyncExitStack() as stack:
+        rounds: dict[str, Round] = {}
+        for mode in MODES:
+            if mode in args.modes and mode in sessions:
+                started = time.perf_counter()
+                try:
+                    rounds[mode] = await stack.enter_async_context(sessions[mode](fleet, args.n, results))
+                except BenchError as exc:  # recorded in RESULTS.md; the other modes still run
+                    results.mode_errors[mode] = str(exc)
+                    log(f"{mode} stopped: {exc}")
+                results.durations[mode] = time.perf_counter() - started
+        for rep in range(args.repeat):
+            results.load[f"repetition {rep + 1}"] = load_average()
+            order = list(rounds)
+            order = order[rep % len(order) :] + order[: rep % len(order)] if order else []
+            for n in args.n:
+                for mode in order:
+                    if mode not in rounds:  # stopped by an error in an earlier round
+                        continue
+                    started = time.perf_counter()
+                    try:
+                        await rounds[mode](n, rep)
+                    except BenchError as exc:
+                        results.mode_errors[mode] = str(exc)
+                        log(f"{mode} stopped: {exc}")
+                        del rounds[mode]
+                    results.durations[mode] += time.perf_counter() - started
+            results.load[f"repetition {rep + 1}"] += " → " + load_average()
+    if "ansible" in args.modes:  # last and on its own: minutes of ssh processes, a reference only
+        results.load["ansible"] = load_average()
+        started = time.perf_counter()
+        try:
+            await bench_ansible(fleet, args.n, args.repeat, results)
+        except BenchError as exc:
+            results.mode_errors["ansible"] = str(exc)
+            log(f"ansible stopped: {exc}")
+        results.durations["ansible"] = time.perf_counter() - started
+        results.load["ansible"] += " → " + load_average()
 
 
 # -------------------------------------------------------------------------------------- main

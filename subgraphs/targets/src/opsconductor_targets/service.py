@@ -28,6 +28,7 @@ from typing import Any
 import asyncssh
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q, Subquery
+from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.crypto import DecryptionError, KeyRing
@@ -1116,13 +1117,14 @@ class TargetService:
             await self._event("target_updated", target, actor, {"changed": sorted(changes)})
         return (await self.get_targets([target.id]))[0]
 
-    async def _apply_patch(self, target: Target, patch: TargetPatch) -> set[str]:
+    async def _apply_patch(self, target: Target, patch: TargetPatch, *, os_checked: bool = False) -> set[str]:
         changes: dict[str, Any] = {}
         if patch.name is not None:
             changes["name"] = _clean_name(patch.name)
         if patch.os_type is not None:
             changes["os_type"] = _clean_os_type(patch.os_type)
-            await self._check_os_type(changes["os_type"])
+            if not os_checked:
+                await self._check_os_type(changes["os_type"])
         if patch.environment is not None:
             changes["environment"] = _clean_environment(patch.environment)
         if patch.status is not None:
@@ -1160,9 +1162,11 @@ class TargetService:
             raise ValidationError("at most 1000 targets per bulk update", field="targetIds")
         if patch.name is not None:
             raise ValidationError("names are not bulk-updatable", field="name")
+        if patch.os_type is not None:  # once for all of them
+            await self._check_os_type(_clean_os_type(patch.os_type))
         found = await self.get_targets(ids)
         for target in found:
-            changes = await self._apply_patch(target, patch)
+            changes = await self._apply_patch(target, patch, os_checked=True)
             if changes:
                 await target.save()
                 await self._event("target_updated", target, actor, {"changed": sorted(changes)})
@@ -1421,33 +1425,25 @@ class TargetService:
 
     @classmethod
     async def statistics(cls, query: TargetQuery) -> dict[str, Any]:
-        """Counts of (filtered) active targets by OS, method type, environment, health, status."""
-        base = cls._filtered(query)
-        rows = await base.values("id", "os_type", "environment", "health_status", "status")
-        ids = [r["id"] for r in rows]
+        """Counts of (filtered) active targets by OS, environment, health and status, and of their
+        active communication methods by type: GROUP BY in the database, one query per breakdown."""
 
-        def count(key: str) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for r in rows:
-                out[r[key]] = out.get(r[key], 0) + 1
-            return out
+        async def count(rows_of: Any, key: str) -> dict[str, int]:
+            rows = await rows_of.annotate(n=Count("id")).group_by(key).values(key, "n")
+            return {str(r[key]): int(r["n"]) for r in rows}
 
-        methods: dict[str, int] = {}
-        for chunk_start in range(0, len(ids), 1000):
-            chunk = ids[chunk_start : chunk_start + 1000]
-            for m in await CommunicationMethod.filter(target_id__in=chunk, is_active=True).values(
-                "target_id", "type"
-            ):
-                methods[m["type"]] = methods.get(m["type"], 0) + 1
-        deleted = await Target.filter(is_active=False).count()
+        by_status = await count(cls._filtered(query), "status")
+        methods = CommunicationMethod.filter(
+            is_active=True, target_id__in=Subquery(cls._filtered(query).values("id"))
+        )
         return {
-            "total": len(rows),
-            "deleted": deleted,
-            "by_os_type": count("os_type"),
-            "by_environment": count("environment"),
-            "by_health": count("health_status"),
-            "by_status": count("status"),
-            "by_method_type": methods,
+            "total": sum(by_status.values()),
+            "deleted": await Target.filter(is_active=False).count(),
+            "by_os_type": await count(cls._filtered(query), "os_type"),
+            "by_environment": await count(cls._filtered(query), "environment"),
+            "by_health": await count(cls._filtered(query), "health_status"),
+            "by_status": by_status,
+            "by_method_type": await count(methods, "type"),
         }
 
     # -- device types --------------------------------------------------------------------------

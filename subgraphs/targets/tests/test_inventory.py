@@ -300,6 +300,10 @@ async def test_bulk_update_filters_sorting_statistics(platform: Any, admin_token
     assert {(t["environment"], t["status"]) for t in res["targets"]} == {("staging", "INACTIVE")}
     refused = await q(platform, admin_token, BULK, {"ids": ids, "input": {"name": "same"}})
     assert refused["bulkUpdateTargets"]["__typename"] == "ValidationFailed"
+    # an OS type outside the catalogue is refused (checked once per call), and nothing changes
+    bad_os = await q(platform, admin_token, BULK, {"ids": ids, "input": {"osType": "not_in_catalogue"}})
+    assert bad_os["bulkUpdateTargets"]["__typename"] == "ValidationFailed", bad_os
+    assert bad_os["bulkUpdateTargets"]["field"] == "osType"
 
     listing = """query($f: TargetFilter, $s: TargetSort, $first: Int, $after: String) {
       targets(filter: $f, sort: $s, first: $first, after: $after) {

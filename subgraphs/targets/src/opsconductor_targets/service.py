@@ -1111,20 +1111,25 @@ class TargetService:
 
     async def update_target(self, target_id: str, patch: TargetPatch, *, actor: str | None = None) -> Target:
         target = await self._target(target_id)
+        await self._check_patch(patch)
         changes = await self._apply_patch(target, patch)
         if changes:
             await target.save()
             await self._event("target_updated", target, actor, {"changed": sorted(changes)})
         return (await self.get_targets([target.id]))[0]
 
-    async def _apply_patch(self, target: Target, patch: TargetPatch, *, os_checked: bool = False) -> set[str]:
+    async def _check_patch(self, patch: TargetPatch) -> None:
+        """What a patch needs from the database, checked once per call (not per target)."""
+        if patch.os_type is not None:
+            await self._check_os_type(_clean_os_type(patch.os_type))
+
+    async def _apply_patch(self, target: Target, patch: TargetPatch) -> set[str]:
+        """Validate and set the patch's fields (after `_check_patch`); returns those that changed."""
         changes: dict[str, Any] = {}
         if patch.name is not None:
             changes["name"] = _clean_name(patch.name)
         if patch.os_type is not None:
             changes["os_type"] = _clean_os_type(patch.os_type)
-            if not os_checked:
-                await self._check_os_type(changes["os_type"])
         if patch.environment is not None:
             changes["environment"] = _clean_environment(patch.environment)
         if patch.status is not None:
@@ -1162,11 +1167,10 @@ class TargetService:
             raise ValidationError("at most 1000 targets per bulk update", field="targetIds")
         if patch.name is not None:
             raise ValidationError("names are not bulk-updatable", field="name")
-        if patch.os_type is not None:  # once for all of them
-            await self._check_os_type(_clean_os_type(patch.os_type))
+        await self._check_patch(patch)
         found = await self.get_targets(ids)
         for target in found:
-            changes = await self._apply_patch(target, patch, os_checked=True)
+            changes = await self._apply_patch(target, patch)
             if changes:
                 await target.save()
                 await self._event("target_updated", target, actor, {"changed": sorted(changes)})
@@ -1432,16 +1436,15 @@ class TargetService:
             rows = await rows_of.annotate(n=Count("id")).group_by(key).values(key, "n")
             return {str(r[key]): int(r["n"]) for r in rows}
 
-        by_status = await count(cls._filtered(query), "status")
-        methods = CommunicationMethod.filter(
-            is_active=True, target_id__in=Subquery(cls._filtered(query).values("id"))
-        )
+        base = cls._filtered(query)  # querysets are cloned by each call below, never changed
+        by_status = await count(base, "status")
+        methods = CommunicationMethod.filter(is_active=True, target_id__in=Subquery(base.values("id")))
         return {
             "total": sum(by_status.values()),
             "deleted": await Target.filter(is_active=False).count(),
-            "by_os_type": await count(cls._filtered(query), "os_type"),
-            "by_environment": await count(cls._filtered(query), "environment"),
-            "by_health": await count(cls._filtered(query), "health_status"),
+            "by_os_type": await count(base, "os_type"),
+            "by_environment": await count(base, "environment"),
+            "by_health": await count(base, "health_status"),
             "by_status": by_status,
             "by_method_type": await count(methods, "type"),
         }

@@ -377,10 +377,21 @@ async def test_grant_resolves_many_targets_in_one_request(platform: Any, admin_t
         platform, admin_token, [ssh_method(unique_ip(), key=None, password=PASSWORD, username="alice")]
     )
     b = await created(platform, admin_token, [ssh_method(unique_ip())])
+    two = await created(  # two methods: the primary one's credential is answered
+        platform,
+        admin_token,
+        [
+            ssh_method(unique_ip(), key=None, password="first-method-pw"),
+            ssh_method(unique_ip(), key=None, password="primary-method-pw", isPrimary=True),
+        ],
+    )
     gone = await created(platform, admin_token, [ssh_method(unique_ip())])
     outside = await created(platform, admin_token, [ssh_method(unique_ip())])
     body = await gql(
-        platform.url("targets"), GRANT, {"ids": [a["id"], b["id"], gone["id"]]}, token=admin_token
+        platform.url("targets"),
+        GRANT,
+        {"ids": [a["id"], b["id"], two["id"], gone["id"]]},
+        token=admin_token,
     )
     grant = body["data"]["issueConnectionGrant"]["grant"]
     deleted = await gql(
@@ -391,14 +402,15 @@ async def test_grant_resolves_many_targets_in_one_request(platform: Any, admin_t
     )
     assert "errors" not in deleted, deleted
     url = f"{platform.base('targets')}/internal/credentials"
-    ids = [a["id"], b["id"], gone["id"], outside["id"], a["id"]]
+    ids = [a["id"], b["id"], two["id"], gone["id"], outside["id"], a["id"]]
     async with httpx.AsyncClient(timeout=10) as http:
         resp = await http.post(url, json={"grant": grant, "targetIds": ids})
         assert resp.status_code == 200, resp.text
         assert resp.headers["cache-control"] == "no-store"
         answer = resp.json()
-        assert set(answer["credentials"]) == {a["id"], b["id"]}
+        assert set(answer["credentials"]) == {a["id"], b["id"], two["id"]}
         assert answer["credentials"][a["id"]]["password"] == PASSWORD
+        assert answer["credentials"][two["id"]]["password"] == "primary-method-pw"
         assert answer["credentials"][b["id"]]["privateKey"] == KEY_PEM
         assert answer["refused"] == {
             gone["id"]: "target not available",

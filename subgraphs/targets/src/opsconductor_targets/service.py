@@ -55,7 +55,7 @@ from opsconductor_targets.queries import (
     get_targets,
     grant_method,
     grant_targets,
-    primary_method,
+    method_order,
 )
 from opsconductor_targets.settings import Settings
 
@@ -1595,7 +1595,20 @@ class TargetService:
         refused = {
             tid: "the connection grant does not cover this target" for tid in wanted if tid not in covered
         }
-        by_id = {t.id: t for t in await self.get_targets([t for t in wanted if t in covered])}
+        # Only what answering needs: four columns of the targets (no model with a dozen parsed
+        # datetimes per row), their active methods with credentials, then the host keys.
+        by_id = {
+            t.id: t
+            for t in await Target.filter(id__in=[t for t in wanted if t in covered], is_active=True).only(
+                "id", "serial", "name", "environment"
+            )
+        }
+        methods: dict[str, list[CommunicationMethod]] = {}
+        if by_id:
+            for m in await CommunicationMethod.filter(
+                target_id__in=list(by_id), is_active=True
+            ).prefetch_related("credentials"):
+                methods.setdefault(m.target_id, []).append(m)  # type: ignore[attr-defined]
         chosen: dict[str, tuple[Target, CommunicationMethod, Credential]] = {}
         for tid in wanted:
             if tid in refused:
@@ -1605,10 +1618,11 @@ class TargetService:
                 refused[tid] = "target not available"
                 continue
             method_id = claims.methods.get(tid)
+            active = methods.get(tid, [])
             method = (
-                next((m for m in target.methods if m.id == method_id and m.is_active), None)
+                next((m for m in active if m.id == method_id), None)
                 if method_id
-                else primary_method(target)
+                else min(active, key=method_order, default=None)
             )
             credential = active_credential(method) if method is not None else None
             if method is None or credential is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from opsconductor_targets.models import CommunicationMethod, Credential, Target
@@ -47,8 +47,12 @@ def sorted_methods(target: Target) -> list[CommunicationMethod]:
 
 def primary_method(target: Target) -> CommunicationMethod | None:
     """The active primary method, else the active one with the best priority."""
-    active = [m for m in sorted_methods(target) if m.is_active]
-    return active[0] if active else None
+    return best_method(target.methods)
+
+
+def best_method(methods: Iterable[CommunicationMethod]) -> CommunicationMethod | None:
+    """Of these methods, the one `primary_method` would choose."""
+    return min((m for m in methods if m.is_active), key=method_order, default=None)
 
 
 def active_credential(method: CommunicationMethod) -> Credential | None:

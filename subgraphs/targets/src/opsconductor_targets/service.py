@@ -52,10 +52,10 @@ from opsconductor_targets.queries import (
     GrantTarget,
     active_credential,
     active_target_ids,
+    best_method,
     get_targets,
     grant_method,
     grant_targets,
-    method_order,
 )
 from opsconductor_targets.settings import Settings
 
@@ -1620,9 +1620,7 @@ class TargetService:
             method_id = claims.methods.get(tid)
             active = methods.get(tid, [])
             method = (
-                next((m for m in active if m.id == method_id), None)
-                if method_id
-                else min(active, key=method_order, default=None)
+                next((m for m in active if m.id == method_id), None) if method_id else best_method(active)
             )
             credential = active_credential(method) if method is not None else None
             if method is None or credential is None:

@@ -440,6 +440,30 @@ async def test_relay_loop_survives_an_outage_and_wakes_on_notify(outbox_db: Serv
                 await task
 
 
+async def test_relay_polls_slowly_when_idle_and_a_write_wakes_it(outbox_db: ServiceDatabase) -> None:
+    with outbox_db.bind():
+        bus = SwitchableBus()
+        got = Recorder()
+        bus.subscribe(group="g", sources=["things"], handler=got)
+        relay = OutboxRelay(Outbox, bus, interval=0.05, idle_interval=30, busy_for=0.5)
+        await asyncio.sleep(0.6)  # earlier tests' writes in this process are no longer recent
+        assert relay.next_poll_in() == 30  # idle: one query per idle_interval
+        task = asyncio.create_task(relay.run())
+        try:
+            await asyncio.sleep(0.2)  # its first look found nothing: now it waits out the 30 s
+            started = time.monotonic()
+            await record(envelope("things", n=1))  # no notify(): the write itself wakes it
+            await got.count(1, within=5)
+            assert time.monotonic() - started < 5
+            assert relay.next_poll_in() == 0.05  # rows were just written: the busy pace
+            await asyncio.sleep(0.6)
+            assert relay.next_poll_in() == 30
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
 async def _none_unpublished() -> bool:
     return await unpublished() == 0
 

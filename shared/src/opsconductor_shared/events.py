@@ -16,6 +16,7 @@ import json
 import os
 import time
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -79,6 +80,13 @@ class ProcessedEventBase(models.Model):
         abstract = True
 
 
+_recorded_at: dict[type[OutboxBase], float] = {}
+"""Outbox model -> when this process last wrote a row to it (monotonic): its relay polls
+quickly only while rows are being written (OutboxRelay)."""
+_relays: dict[type[OutboxBase], weakref.WeakSet[OutboxRelay]] = defaultdict(weakref.WeakSet)
+"""The running relays of each outbox model in this process, woken by each write."""
+
+
 async def record_event(
     outbox_model: type[OutboxBase], envelope: EventEnvelope, *, using_db: Any = None
 ) -> None:
@@ -89,6 +97,9 @@ async def record_event(
         envelope=json.loads(envelope.model_dump_json()),
         using_db=using_db,
     )
+    _recorded_at[outbox_model] = time.monotonic()
+    for relay in list(_relays.get(outbox_model, ())):
+        relay.wake()  # it looks now (the row shows at commit) and then polls at its busy pace
 
 
 Handler = Callable[[EventEnvelope], Awaitable[None]]
@@ -224,17 +235,45 @@ class RedisStreamsEventBus:
 
 
 class OutboxRelay:
-    """Publishes a service's committed outbox rows to the bus, oldest first."""
+    """Publishes a service's committed outbox rows to the bus, oldest first.
 
-    def __init__(self, outbox_model: type[OutboxBase], bus: EventBus, *, interval: float = 0.25) -> None:
+    Woken by `notify()` after a commit; otherwise it polls every `interval` while this process
+    has written rows in the last `busy_for` seconds (a transaction's rows appear at its commit,
+    which the relay cannot see coming), and every `idle_interval` when it has not (rows of a
+    replica that stopped before relaying them). An idle service costs a query per
+    `idle_interval`, not four a second.
+    """
+
+    def __init__(
+        self,
+        outbox_model: type[OutboxBase],
+        bus: EventBus,
+        *,
+        interval: float = 0.25,
+        idle_interval: float = 2.0,
+        busy_for: float = 5.0,
+    ) -> None:
         self.outbox_model = outbox_model
         self.bus = bus
         self.interval = interval
+        self.idle_interval = max(idle_interval, interval)
+        self.busy_for = busy_for
         self._wake = asyncio.Event()
+
+    def next_poll_in(self) -> float:
+        """Seconds until the next poll when nothing is pending."""
+        last = _recorded_at.get(self.outbox_model)
+        busy = last is not None and time.monotonic() - last < self.busy_for
+        return self.interval if busy else self.idle_interval
 
     def notify(self) -> None:
         """Called after a commit that wrote events, so they go out without waiting for the poll."""
         self._wake.set()
+
+    def wake(self) -> None:
+        """`notify()` that tolerates a relay whose event loop has ended (record_event calls it)."""
+        with contextlib.suppress(RuntimeError):
+            self._wake.set()
 
     async def relay_once(self) -> int:
         rows = await self.outbox_model.filter(published_at=None).order_by("created_at").limit(200)
@@ -248,17 +287,21 @@ class OutboxRelay:
         return sent
 
     async def run(self) -> None:
-        while True:
-            try:
-                if await self.relay_once() == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.interval)
-                    self._wake.clear()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; rows stay pending")
-                await asyncio.sleep(1)
+        _relays[self.outbox_model].add(self)
+        try:
+            while True:
+                try:
+                    if await self.relay_once() == 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), self.next_poll_in())
+                        self._wake.clear()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay failed; rows stay pending")
+                    await asyncio.sleep(1)
+        finally:
+            _relays[self.outbox_model].discard(self)
 
 
 def deduplicating(processed_model: type[ProcessedEventBase], handler: Handler) -> Handler:

@@ -28,9 +28,10 @@ import asyncssh
 import httpx
 
 from infra import Endpoint, SshdFleet, client_options, die_with_parent, ray_worker_pids, rss_of
+from opsconductor_ray.config import DEFAULT_NUM_SHARDS
 
 COMMAND = "echo hello; hostname"
-NUM_SHARDS = 4
+NUM_SHARDS = DEFAULT_NUM_SHARDS  # what the platform's EngineClient uses (the e2e mode's pools)
 NAMESPACE = "opsconductor"
 
 

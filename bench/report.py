@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modes import COMMAND, Memory, Sample
+from modes import COMMAND, NUM_SHARDS, Memory, Sample
 
 LABELS = {
     "raw": "raw asyncssh",
@@ -174,7 +174,7 @@ def render(results: Results, *, error: str | None = None) -> str:
             "the order rotating), so compare ratios, and the min-max spread."
         )
     if results.ray_note:
-        lines.append(f"- engine: {results.ray_note}, 4 ConnectionPool shards, default PoolConfig")
+        lines.append(f"- engine: {results.ray_note}, {NUM_SHARDS} ConnectionPool shards, default PoolConfig")
     if "ansible" in results.modes:
         lines.append(f"- Ansible: {results.ansible_note}")
     lines += [
@@ -445,7 +445,7 @@ def _reading(results: Results) -> list[str]:
     out.append(
         f"1. **Hand-off to the run's coordinator**: {_range(before)} pass before EXECUTION_STARTED (end to "
         "end this includes runJob's own work). Runs no longer get an actor of their own: `EngineClient.start` "
-        "checks the 4 pools with one cheap call each and hands the plan to one of the long-lived "
+        f"checks the {NUM_SHARDS} pools with one cheap call each and hands the plan to one of the long-lived "
         "`coordinator-<k>` actors created by `connect()`."
         + (
             probe + ", which is what every run paid before the coordinators became long-lived."
@@ -464,7 +464,7 @@ def _reading(results: Results) -> list[str]:
             f"to EXECUTION_FINISHED took {_range(ssh_work)}, against {_range(raw_warm)} for raw asyncssh's "
             "whole warm run (the pools ask the credential resolver for a batch's targets 10, 25, then 50 at a "
             "time, two requests in flight, and flush "
-            "events to the coordinator every 50 ms; raw asyncssh runs in one process, the engine's 4 pools "
+            f"events to the coordinator every 50 ms; raw asyncssh runs in one process, the engine's {NUM_SHARDS} pools "
             "share the same 2 cores with the coordinator, Ray and this benchmark)."
         )
     e2e_run = [results.part("e2e", n, "warm", "run") for n in results.ns]

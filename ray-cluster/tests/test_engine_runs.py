@@ -17,6 +17,7 @@ import ray
 from opsconductor_ray.client import EngineClient
 from opsconductor_ray.config import pool_name, shard_of
 from opsconductor_ray.errors import ExecutionNotFound
+from opsconductor_ray.pool import credential_chunks
 from opsconductor_ray.protocol import (
     CredentialRef,
     EngineEvent,
@@ -349,11 +350,15 @@ async def test_twenty_targets_in_parallel_respect_max_parallel(
     asked_before = len(vault.requests)
     events = await run(engine, sshd, plan)
 
-    # credentials: one batch request per pool shard that had targets, not one per target
+    # credentials: per pool shard a few batch requests (credential_chunks), not one per target
     asked = vault.requests[asked_before:]
     assert all("targetIds" in r for r in asked), asked
     assert sorted(i for r in asked for i in r["targetIds"]) == sorted(t.target_id for t in targets)
-    assert len(asked) <= engine.num_shards
+    by_shard: dict[int, list[str]] = {}
+    for t in targets:
+        by_shard.setdefault(shard_of(t.target_id, engine.num_shards), []).append(t.target_id)
+    assert len(asked) == sum(len(credential_chunks(ids)) for ids in by_shard.values())
+    assert len(asked) < len(targets)
 
     assert counts(events) == {"total": 20, "succeeded": 20, "failed": 0, "cancelled": 0}
     assert text_of(events) == "done-42\n" * 20
@@ -392,6 +397,41 @@ async def test_long_poll_waits_then_returns_nothing_after_the_end(
     assert (status["state"], status["status"], status["last_seq"]) == ("FINISHED", "SUCCEEDED", rest[-1].seq)
     await engine.release(plan.execution_id)
     await engine.release(plan.execution_id)  # idempotent
+
+
+async def test_a_gathering_long_poll_collects_until_the_run_ends_not_longer(
+    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
+) -> None:
+    plan = plan_for(key_ref, [target_on(sshd)], "echo one; sleep 0.4; echo two; sleep 0.4; echo three")
+    await engine.start(plan)
+    asked_at = time.monotonic()
+    # gather_s far longer than the run: the call ends when the run does, with all of it
+    events = await engine.events(plan.execution_id, after_seq=0, wait_s=10, gather_s=20)
+    took = time.monotonic() - asked_at
+    assert events[-1].type == EventType.EXECUTION_FINISHED, [e.type for e in events]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert text_of(events) == "one\ntwo\nthree\n"
+    assert took < 15, "the end of the run ends the gathering"
+    # a finished run: no gathering, no waiting
+    quick_from = time.monotonic()
+    assert await engine.events(plan.execution_id, after_seq=events[-1].seq, wait_s=5, gather_s=5) == []
+    assert time.monotonic() - quick_from < 4
+    await engine.release(plan.execution_id)
+
+
+async def test_clients_with_other_shard_counts_share_the_coordinators(
+    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
+) -> None:
+    # The coordinators were made by a 4-shard client; a 3-shard client's run is split into its
+    # own 3 shards (a target of shard 3 of 4 is not lost to a pool it never handed over).
+    other = EngineClient(num_shards=3, num_coordinators=engine.num_coordinators)
+    await other.connect()
+    targets = [target_on(sshd) for _ in range(6)]
+    while not any(shard_of(t.target_id, 4) == 3 for t in targets):
+        targets.append(target_on(sshd))
+    events = await run(other, sshd, plan_for(key_ref, targets, "echo three-shards"))
+    assert counts(events)["succeeded"] == len(targets), [e.data for e in events if e.status == Status.FAILED]
+    assert text_of(events) == "three-shards\n" * len(targets)
 
 
 async def test_a_dying_pool_fails_its_targets_and_the_run_still_finishes(

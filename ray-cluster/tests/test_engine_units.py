@@ -10,7 +10,8 @@ import socket
 import asyncssh
 import pytest
 
-from opsconductor_ray.config import shard_of
+from opsconductor_ray.client import EngineClient
+from opsconductor_ray.config import DEFAULT_NUM_SHARDS, num_shards_from_env, shard_of
 from opsconductor_ray.coordinator import split_parallelism
 from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential, fetch_credentials
 from opsconductor_ray.errors import (
@@ -264,3 +265,18 @@ def test_asyncssh_debug_arguments_are_not_formatted_when_debug_is_off(
         ssh_logger.debug1("open %s", (("127.0.0.1", 22)))
     messages = [r.getMessage() for r in caplog.records]
     assert "kept abc,def" in messages and "open 127.0.0.1, port 22" in messages, messages
+
+
+def test_pool_shards_come_from_the_argument_then_the_environment_then_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPSC_RAY_POOL_SHARDS", raising=False)
+    assert num_shards_from_env() == DEFAULT_NUM_SHARDS == 2
+    assert EngineClient().num_shards == 2
+    monkeypatch.setenv("OPSC_RAY_POOL_SHARDS", " 6 ")
+    assert EngineClient().num_shards == 6
+    assert EngineClient(num_shards=3).num_shards == 3  # an explicit argument wins
+    for bad in ("0", "-1", "four", "2.5"):
+        monkeypatch.setenv("OPSC_RAY_POOL_SHARDS", bad)
+        with pytest.raises(ValueError, match="OPSC_RAY_POOL_SHARDS"):
+            EngineClient()

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
+from opsconductor_ray.config import ActorHandle, PoolConfig, num_shards_from_env, shard_of
 from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
 from opsconductor_ray.errors import EngineError, ExecutionNotFound
 from opsconductor_ray.pool import get_pool
@@ -46,13 +46,15 @@ class EngineClient:
     def __init__(
         self,
         address: str | None = None,
-        num_shards: int = 4,
+        num_shards: int | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         pool_config: PoolConfig | None = None,
         num_coordinators: int = 2,
         pool_resource: str | None = None,
         coordinator_resource: str | None = None,
     ) -> None:
+        if num_shards is None:
+            num_shards = num_shards_from_env()
         if num_shards < 1 or num_coordinators < 1:
             raise ValueError("num_shards and num_coordinators must be at least 1")
         self.address = address
@@ -107,9 +109,12 @@ class EngineClient:
         except RayActorError as exc:
             raise EngineError(f"the execution coordinator is unavailable: {type(exc).__name__}") from exc
 
-    async def events(self, execution_id: str, after_seq: int, wait_s: float = 1.0) -> list[EngineEvent]:
-        """Events with seq > `after_seq` (long poll: waits up to `wait_s` if none yet)."""
-        return await self._ask(execution_id, "events", after_seq, wait_s)
+    async def events(
+        self, execution_id: str, after_seq: int, wait_s: float = 1.0, gather_s: float = 0.0
+    ) -> list[EngineEvent]:
+        """Events with seq > `after_seq` (long poll: waits up to `wait_s` if none yet; then, with
+        `gather_s`, collects for up to that long, returning at once when the run finishes)."""
+        return await self._ask(execution_id, "events", after_seq, wait_s, gather_s)
 
     async def status(self, execution_id: str) -> dict[str, Any]:
         """The run's summary: state (CREATED/RUNNING/FINISHED), status, last_seq..."""

@@ -97,6 +97,8 @@ class _Run:
         self.num_shards = num_shards
         self.events: list[EngineEvent] = []
         self.changed = asyncio.Event()
+        self.done = asyncio.Event()
+        """Set with EXECUTION_FINISHED (or on release): ends a gathering long poll at once."""
         self.target_seq: dict[str, int] = {}
         self.target_status: dict[str, str] = {}
         self.task: asyncio.Task[None] | None = None
@@ -307,6 +309,7 @@ class _Run:
         self.append_new(EventType.EXECUTION_FINISHED, status=status, data=json.dumps(counts))
         self.final_status = status
         self.finished_at = time.time()
+        self.done.set()
 
 
 # Restarted if its process dies (a new process knows no runs, so callers get
@@ -344,7 +347,9 @@ class ExecutionCoordinator:
         for handle in pools.values():
             self._handles.setdefault(handle._actor_id.hex(), handle)
         pools = {shard: self._handles[handle._actor_id.hex()] for shard, handle in pools.items()}
-        run = _Run(plan, dict(pools), self._num_shards)
+        # The shards of the client that started the run (it hands over every pool it has):
+        # its targets' shards are computed with that count, whatever this coordinator was made with.
+        run = _Run(plan, dict(pools), len(pools) or self._num_shards)
         if self._me is None:
             self._me = ray.get_runtime_context().current_actor
         run.me = self._me
@@ -362,14 +367,28 @@ class ExecutionCoordinator:
         run.push(events)
         return True
 
-    async def events(self, execution_id: str, after_seq: int, wait_s: float) -> list[EngineEvent] | None:
-        """Events with seq > `after_seq`; if none yet, wait up to `wait_s`. None: unknown run."""
+    async def events(
+        self, execution_id: str, after_seq: int, wait_s: float, gather_s: float = 0.0
+    ) -> list[EngineEvent] | None:
+        """Events with seq > `after_seq`; if none yet, wait up to `wait_s`. With `gather_s`,
+        once there are some, keep collecting for up to that long so that one call returns many
+        (but never past EXECUTION_FINISHED: the run's end returns at once). None: unknown run."""
         run = self._runs.get(execution_id)
         if run is None:
             return None
         if len(run.events) <= after_seq and run.final_status is None and wait_s > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.changed.wait(), min(wait_s, MAX_WAIT_S))
+        if (
+            gather_s > 0
+            and len(run.events) > after_seq
+            and run.final_status is None
+            and len(run.events) - after_seq < MAX_EVENTS_PER_CALL
+        ):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.done.wait(), min(gather_s, MAX_WAIT_S))
+            if execution_id not in self._runs:
+                return None  # released meanwhile
         return run.events[max(0, after_seq) : max(0, after_seq) + MAX_EVENTS_PER_CALL]
 
     async def cancel(self, execution_id: str) -> bool:
@@ -395,6 +414,7 @@ class ExecutionCoordinator:
                 with contextlib.suppress(TimeoutError, Exception):
                     await asyncio.wait_for(asyncio.shield(run.task), 30)
         run.changed.set()  # let long polls return
+        run.done.set()
         self._runs.pop(execution_id, None)
         self._released[execution_id] = time.monotonic()
 

@@ -817,45 +817,57 @@ class Deps:
         failures = 0
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
         renewed_at = asyncio.get_running_loop().time()
-        while True:
-            loop_time = asyncio.get_running_loop().time()
-            if loop_time - renewed_at >= renew_every:
-                if not await self._renew(execution_id):
-                    log.warning("another replica took over the execution", execution_id=execution_id)
-                    return
-                renewed_at = loop_time
-            try:
-                batch: list[EngineEvent] = await self.engine.events(
-                    execution_id, follower.last_seq, wait_s=1.0
+        engine = self.engine
+
+        def fetch(after_seq: int) -> asyncio.Task[list[EngineEvent]]:
+            # The coordinator collects for event_batch_wait_seconds after the first new event
+            # and answers at once when the run ends.
+            return asyncio.ensure_future(
+                engine.events(
+                    execution_id, after_seq, wait_s=1.0, gather_s=self.settings.event_batch_wait_seconds
                 )
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures += 1
-                if failures >= 3 or not await self._coordinator_exists(execution_id):
-                    log.error("lost the execution coordinator", execution_id=execution_id, error=str(exc))
-                    await self._finish_without_engine(execution_id, f"execution coordinator lost: {exc}")
+            )
+
+        ahead: asyncio.Task[list[EngineEvent]] | None = None
+        """The next batch, asked for while this one is stored (no round trip between batches)."""
+        try:
+            while True:
+                loop_time = asyncio.get_running_loop().time()
+                if loop_time - renewed_at >= renew_every:
+                    if not await self._renew(execution_id):
+                        log.warning("another replica took over the execution", execution_id=execution_id)
+                        return
+                    renewed_at = loop_time
+                pending, ahead = ahead or fetch(follower.last_seq), None
+                try:
+                    batch = await pending
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    if failures >= 3 or not await self._coordinator_exists(execution_id):
+                        log.error("lost the execution coordinator", execution_id=execution_id, error=str(exc))
+                        await self._finish_without_engine(execution_id, f"execution coordinator lost: {exc}")
+                        return
+                    await asyncio.sleep(0.5)
+                    continue
+                if not batch:
+                    continue
+                if batch[-1].type != "EXECUTION_FINISHED":
+                    ahead = fetch(batch[-1].seq)
+                rows = await follower.persist(batch)
+                await publish_events(self.broadcaster, execution_id, rows)
+                if follower.finished:
+                    with contextlib.suppress(Exception):
+                        await self.engine.release(execution_id)
+                    with contextlib.suppress(Exception):
+                        await self._start_next(follower.execution.job_id)
                     return
-                await asyncio.sleep(0.5)
-                continue
-            if not batch:
-                continue
-            if self.settings.event_batch_wait_seconds and not any(
-                e.type == "EXECUTION_FINISHED" for e in batch
-            ):
-                await asyncio.sleep(self.settings.event_batch_wait_seconds)
-                with contextlib.suppress(Exception):
-                    more = await self.engine.events(execution_id, batch[-1].seq, wait_s=0)
-                    batch.extend(more)
-            rows = await follower.persist(batch)
-            await publish_events(self.broadcaster, execution_id, rows)
-            if follower.finished:
-                with contextlib.suppress(Exception):
-                    await self.engine.release(execution_id)
-                with contextlib.suppress(Exception):
-                    await self._start_next(follower.execution.job_id)
-                return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, not logged
 
     async def _engine_knows(self, execution_id: str) -> bool:
         try:

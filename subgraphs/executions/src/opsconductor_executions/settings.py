@@ -24,7 +24,11 @@ class Settings(ServiceSettings):
         description="Ray cluster to run on; unset: a local Ray in this process.",
     )
     connect_timeout_seconds: float = Field(10, description="SSH connect timeout per target.")
-    event_batch_wait_seconds: float = Field(0.05, description="How long the follower waits to batch events.")
+    event_batch_wait_seconds: float = Field(
+        0.05,
+        description="After a run's first new event, how long the coordinator collects more into the "
+        "follower's batch (not past the run's end).",
+    )
     max_output_bytes_per_step: int = Field(
         1_000_000,
         description="Stored stdout/stderr per step beyond this "

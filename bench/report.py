@@ -298,7 +298,7 @@ def _memory(results: Results) -> list[str]:
         "## Memory per open connection",
         "",
         "RSS growth divided by the connections open after the warm run. Engine and end to end: the sum "
-        "over the 4 ConnectionPool worker processes, freshly started and primed with one connection "
+        f"over the {NUM_SHARDS} ConnectionPool worker processes, freshly started and primed with one connection "
         "each (to hosts outside the measured set), against the same after the warm run (median over "
         "the repetitions). Raw asyncssh: the same measurement in a fresh Python process holding bare "
         "asyncssh connections (bench/raw_memory.py, once), plus the Python heap growth tracemalloc saw "

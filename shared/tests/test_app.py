@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 import strawberry
 import websockets
+from prometheus_client import CollectorRegistry
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.app import (
@@ -180,7 +181,9 @@ async def test_database_is_the_sqlite_file_under_data_dir(service: Service) -> N
 async def test_ready_is_503_when_redis_is_unreachable(service: Service) -> None:
     """The same service (same, started database) with a platform whose Redis is a closed port."""
     settings = service.runtime.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
-    runtime = dataclasses.replace(service.runtime, platform=Platform.from_settings(settings), _clients={})
+    runtime = dataclasses.replace(
+        service.runtime, platform=Platform.from_settings(settings), _clients={}, metrics=CollectorRegistry()
+    )
     try:
         # No lifespan: the database is the running service's, started and stopped by its fixture.
         async with serve(create_service_app(runtime=runtime, schema=schema)) as base:

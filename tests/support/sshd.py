@@ -33,7 +33,7 @@ PASSWORD = "opsc-test-Pa55word"
 # sshd accepts at most 16 ListenAddress lines: 127.0.0.1 plus 15 more loopback addresses, so tests
 # can create many targets on one sshd (no two active targets may share a host). Each test module
 # that keeps targets uses its own indexes of `hosts`: e2e 0, bad_input 1-4, security_attacks 5,
-# targets inventory 6, executions runs 8-10, plans 11-13, replicas 14.
+# targets inventory 6, targets api 7, executions runs 8-10, plans 11-13, replicas 14.
 EXTRA_HOSTS = tuple(f"127.0.10.{i}" for i in range(1, 16))
 
 

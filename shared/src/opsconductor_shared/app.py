@@ -117,6 +117,8 @@ class Runtime:
     outbox_model: type[OutboxBase] | None = None
     relay: OutboxRelay | None = None
     deps: Any = None  # the service's own collaborators (service clients, engine, keys)
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    """What ``/metrics`` serves: the HTTP metrics, and whatever the service registers here."""
     _clients: dict[str, ServiceClient] = field(default_factory=dict)
 
     def client(self, url: str, *, timeout: float = 5.0) -> ServiceClient:
@@ -387,7 +389,7 @@ def create_service_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
 ) -> Starlette:
-    registry = CollectorRegistry()
+    registry = runtime.metrics
     graphql_app = ServiceGraphQL(schema, runtime)
     background: list[asyncio.Task[None]] = []
 

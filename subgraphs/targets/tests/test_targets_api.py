@@ -14,6 +14,7 @@ import asyncpg
 import asyncssh
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from opsconductor_shared.crypto import KeyRing
 from opsconductor_targets.service import GrantSigner
@@ -493,6 +494,68 @@ async def test_connection_via_engine(platform: Any, admin_token: str, sshd: Any)
                 "UPDATE targets SET is_active = false WHERE id = ANY($1::text[])",
                 [target["id"], refused["id"]],
             )
+        finally:
+            await conn.close()
+
+
+BULK_TEST = """mutation($ids: [ID!]!) { bulkTestConnections(targetIds: $ids) { targetId
+  result { ok message method } } }"""
+
+
+async def grants_issued(platform: Any, purpose: str) -> float:
+    """opsc_connection_grants_issued_total{purpose} from the targets service's /metrics."""
+    base = platform.url("targets").removesuffix("/graphql")
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{base}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "opsc_connection_grants_issued_total"
+                and sample.labels.get("purpose") == purpose
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+async def test_bulk_connection_tests_share_one_grant(platform: Any, admin_token: str, sshd: Any) -> None:
+    # sshd.hosts[7]: this module's own address on the test sshd; the others refuse connections
+    up = await created(
+        platform,
+        admin_token,
+        [ssh_method(sshd.hosts[7], port=sshd.port, key=sshd.private_key_pem, username=sshd.username)],
+    )
+    down = [
+        await created(
+            platform,
+            admin_token,
+            [
+                ssh_method(
+                    f"127.{140 + i}.{uuid.uuid4().bytes[0]}.7", port=closed_port(), key=sshd.private_key_pem
+                )
+            ],
+        )
+        for i in range(2)
+    ]
+    ids = [up["id"], *(d["id"] for d in down)]
+    try:
+        before = await grants_issued(platform, "connection-test")
+        body = await gql(platform.url("targets"), BULK_TEST, {"ids": ids}, token=admin_token, timeout=120)
+        results = {r["targetId"]: r["result"] for r in body["data"]["bulkTestConnections"]}
+        assert results[up["id"]]["ok"] is True, results
+        assert all(
+            not results[d["id"]]["ok"] and "refused" in results[d["id"]]["message"].lower() for d in down
+        )
+        # one grant for the three, not one each
+        assert await grants_issued(platform, "connection-test") - before == 1
+        single = await gql(
+            platform.url("targets"), TEST_CONNECTION, {"id": up["id"]}, token=admin_token, timeout=90
+        )
+        assert single["data"]["testConnection"]["ok"] is True, single
+        assert await grants_issued(platform, "connection-test") - before == 2  # a single test: its own
+    finally:
+        conn = await db(platform)
+        try:
+            await conn.execute("UPDATE targets SET is_active = false WHERE id = ANY($1::text[])", ids)
         finally:
             await conn.close()
 

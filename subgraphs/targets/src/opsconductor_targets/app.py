@@ -53,6 +53,7 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
         outbox_model=Outbox,
         deps=Deps(targets=targets, engine=engine, health=health),
     )
+    targets.register_metrics(runtime.metrics)
 
     checker: list[asyncio.Task[None]] = []
 

@@ -9,13 +9,15 @@ credential here, just for the probe (``TargetService.decrypt``); nothing is logg
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+from opsconductor_shared.errors import DomainError
 from opsconductor_shared.logging import get_logger
 from opsconductor_targets.models import CommunicationMethod, Target
 from opsconductor_targets.probes import ProbeSecret, ProbeTarget, method_timeout, run_probe
 from opsconductor_targets.queries import active_credential
-from opsconductor_targets.service import ConnectionTestOutcome, PlannedMethod, TargetService
+from opsconductor_targets.service import ConnectionTestOutcome, IssuedGrant, PlannedMethod, TargetService
 
 log = get_logger("opsconductor.targets.connectivity")
 
@@ -33,17 +35,59 @@ def _secret_from(cred_type: str, username: str, secret: dict[str, Any] | None) -
     )
 
 
+class SharedTestGrant:
+    """One connection-test grant for the SSH/WinRM methods of many targets (bulk tests, the
+    health checker), instead of one grant per target. Issued when first needed, and again when
+    what is left of its `test_grant_ttl_seconds` would not cover a whole test; if it cannot be
+    issued for all of them (a target deleted meanwhile), each test takes a grant of its own as
+    a single test does."""
+
+    def __init__(self, svc: TargetService, pairs: list[tuple[Target, CommunicationMethod | None]]) -> None:
+        self.svc = svc
+        self.methods = {t.id: m.id for t, m in pairs if m is not None and m.type in ENGINE_TYPES}
+        self._issued: IssuedGrant | None = None
+        self._failed = False
+        self._lock = asyncio.Lock()
+
+    async def for_target(self, target_id: str, method_id: str) -> IssuedGrant | None:
+        """The shared grant if it names this target's method, else None (take your own)."""
+        if self._failed or self.methods.get(target_id) != method_id:
+            return None
+        settings = self.svc.settings
+        async with self._lock:
+            needed = settings.test_timeout_seconds + 5
+            if self._issued is None or self._issued.expires_at.timestamp() - time.time() < needed:
+                try:
+                    self._issued = await self.svc.issue_grant(
+                        list(self.methods),
+                        "connection-test",
+                        ttl_seconds=settings.test_grant_ttl_seconds,
+                        methods=self.methods,
+                    )
+                except DomainError as exc:
+                    log.info("no shared connection-test grant; one per target", reason=exc.message)
+                    self._failed = True
+                    return None
+            return self._issued
+
+
 async def test_saved_method(
-    svc: TargetService, engine: Any, target: Target, method: CommunicationMethod
+    svc: TargetService,
+    engine: Any,
+    target: Target,
+    method: CommunicationMethod,
+    shared: SharedTestGrant | None = None,
 ) -> ConnectionTestOutcome:
-    """Test one saved method of a loaded target (methods and credentials prefetched)."""
+    """Test one saved method of a loaded target (methods and credentials prefetched); SSH/WinRM
+    through the engine, with ``shared``'s grant when it covers the method."""
     cap = svc.settings.test_timeout_seconds
     if method.type in ENGINE_TYPES:
         if engine is None:
             return ConnectionTestOutcome(
                 False, None, "execution engine not available", method.type, method.id
             )
-        return await _on_engine(svc, engine, target, method)
+        issued = await shared.for_target(target.id, method.id) if shared is not None else None
+        return await _on_engine(svc, engine, target, method, issued)
     credential = active_credential(method)
     secret = None
     if credential is not None:
@@ -82,16 +126,21 @@ async def test_planned_method(svc: TargetService, planned: PlannedMethod) -> Con
 
 
 async def _on_engine(
-    svc: TargetService, engine: Any, target: Target, method: CommunicationMethod
+    svc: TargetService,
+    engine: Any,
+    target: Target,
+    method: CommunicationMethod,
+    issued: IssuedGrant | None = None,
 ) -> ConnectionTestOutcome:
     from opsconductor_ray.protocol import CredentialRef, TargetSpec  # deferred: the engine is optional
 
-    issued = await svc.issue_grant(
-        [target.id],
-        "connection-test",
-        ttl_seconds=svc.settings.test_grant_ttl_seconds,
-        methods={target.id: method.id},
-    )
+    if issued is None:
+        issued = await svc.issue_grant(
+            [target.id],
+            "connection-test",
+            ttl_seconds=svc.settings.test_grant_ttl_seconds,
+            methods={target.id: method.id},
+        )
     spec = TargetSpec(
         target_id=target.id, name=target.name, host=method.host, port=method.port, method=method.type
     )

@@ -139,7 +139,13 @@ class HealthMonitor:
                     )
         return HealthOutcome(target.id, health, previous, changed, check, outcome)
 
-    async def check(self, target: Target, trigger: str, method_id: str | None = None) -> HealthOutcome:
+    async def check(
+        self,
+        target: Target,
+        trigger: str,
+        method_id: str | None = None,
+        shared: connectivity.SharedTestGrant | None = None,
+    ) -> HealthOutcome:
         """Test the target (its primary method, or ``method_id``) and record the result."""
         if method_id:
             method = next((m for m in target.methods if m.id == method_id and m.is_active), None)
@@ -153,17 +159,18 @@ class HealthMonitor:
         if method is None:
             outcome = ConnectionTestOutcome(False, None, "target has no active communication method", None)
         else:
-            outcome = await connectivity.test_saved_method(self.svc, self.engine, target, method)
+            outcome = await connectivity.test_saved_method(self.svc, self.engine, target, method, shared)
         return await self.record(target, outcome, trigger)
 
     async def check_ids(self, target_ids: list[str], trigger: str) -> list[HealthOutcome]:
         """Check several targets, at most ``health_concurrency`` at a time (unknown ids skipped)."""
         targets = await get_targets(target_ids)
         sem = asyncio.Semaphore(max(1, self.settings.health_concurrency))
+        shared = connectivity.SharedTestGrant(self.svc, [(t, primary_method(t)) for t in targets])
 
         async def one(t: Target) -> HealthOutcome:
             async with sem:
-                return await self.check(t, trigger)
+                return await self.check(t, trigger, shared=shared)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 

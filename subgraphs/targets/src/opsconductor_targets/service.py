@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as MetricCounter
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q, Subquery
 from tortoise.functions import Count
@@ -935,8 +937,18 @@ class TargetService:
         self.settings = settings
         self.keyring = keyring
         self.grants = GrantSigner(keyring)
+        self._grants_issued: MetricCounter | None = None
         self._learn_pending: set[str] = set()
         self._learner: asyncio.Task[None] | None = None
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Count issued connection grants by purpose on the service's ``/metrics``."""
+        self._grants_issued = MetricCounter(
+            "opsc_connection_grants_issued",
+            "Connection grants issued (each lets the engine fetch credentials of its targets)",
+            ["purpose"],
+            registry=registry,
+        )
 
     async def startup(self) -> None:
         await self.grants.ensure_key()
@@ -1573,6 +1585,8 @@ class TargetService:
             claims["m"] = methods
         grant = await self.grants.sign(claims)
         log.info("connection grant issued", grant_id=claims["jti"], purpose=purpose, targets=len(ids))
+        if self._grants_issued is not None:
+            self._grants_issued.labels(purpose).inc()
         return IssuedGrant(
             grant=grant,
             resolver_url=self.settings.resolver_url,

@@ -387,8 +387,6 @@ class ExecutionCoordinator:
         ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.done.wait(), min(gather_s, MAX_WAIT_S))
-            if execution_id not in self._runs:
-                return None  # released meanwhile
         return run.events[max(0, after_seq) : max(0, after_seq) + MAX_EVENTS_PER_CALL]
 
     async def cancel(self, execution_id: str) -> bool:

@@ -80,9 +80,6 @@ class ProcessedEventBase(models.Model):
         abstract = True
 
 
-_recorded_at: dict[type[OutboxBase], float] = {}
-"""Outbox model -> when this process last wrote a row to it (monotonic): its relay polls
-quickly only while rows are being written (OutboxRelay)."""
 _relays: dict[type[OutboxBase], weakref.WeakSet[OutboxRelay]] = defaultdict(weakref.WeakSet)
 """The running relays of each outbox model in this process, woken by each write."""
 
@@ -97,9 +94,8 @@ async def record_event(
         envelope=json.loads(envelope.model_dump_json()),
         using_db=using_db,
     )
-    _recorded_at[outbox_model] = time.monotonic()
     for relay in list(_relays.get(outbox_model, ())):
-        relay.wake()  # it looks now (the row shows at commit) and then polls at its busy pace
+        relay.notify()  # it looks now (the row shows at commit) and then polls at its busy pace
 
 
 Handler = Callable[[EventEnvelope], Awaitable[None]]
@@ -237,8 +233,8 @@ class RedisStreamsEventBus:
 class OutboxRelay:
     """Publishes a service's committed outbox rows to the bus, oldest first.
 
-    Woken by `notify()` after a commit; otherwise it polls every `interval` while this process
-    has written rows in the last `busy_for` seconds (a transaction's rows appear at its commit,
+    Woken by `notify()` (by record_event, and after a commit); otherwise it polls every
+    `interval` while it was notified in the last `busy_for` seconds (a transaction's rows appear at its commit,
     which the relay cannot see coming), and every `idle_interval` when it has not (rows of a
     replica that stopped before relaying them). An idle service costs a query per
     `idle_interval`, not four a second.
@@ -259,19 +255,18 @@ class OutboxRelay:
         self.idle_interval = max(idle_interval, interval)
         self.busy_for = busy_for
         self._wake = asyncio.Event()
+        self._notified_at: float | None = None
 
     def next_poll_in(self) -> float:
         """Seconds until the next poll when nothing is pending."""
-        last = _recorded_at.get(self.outbox_model)
+        last = self._notified_at
         busy = last is not None and time.monotonic() - last < self.busy_for
         return self.interval if busy else self.idle_interval
 
     def notify(self) -> None:
-        """Called after a commit that wrote events, so they go out without waiting for the poll."""
-        self._wake.set()
-
-    def wake(self) -> None:
-        """`notify()` that tolerates a relay whose event loop has ended (record_event calls it)."""
+        """Rows were (or are being) written: look now, then poll at the busy pace. Harmless on a
+        relay whose event loop has ended."""
+        self._notified_at = time.monotonic()
         with contextlib.suppress(RuntimeError):
             self._wake.set()
 

@@ -128,6 +128,7 @@ async def platform(
     os.environ["OPSC_DATA_DIR"] = str(tmp_path_factory.mktemp("opsc-data"))
     os.environ["OPSC_SERVICE_SECRET"] = uuid.uuid4().hex
     os.environ["OPSC_EXECUTIONS_CONNECT_TIMEOUT_SECONDS"] = "3"
+    os.environ["OPSC_TARGETS_ALLOW_NETWORKS"] = "127.0.0.0/8"  # test targets (sshd, doubles) are loopback
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
     await running.start()
     try:

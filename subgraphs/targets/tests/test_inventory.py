@@ -201,30 +201,40 @@ async def test_methods_add_update_remove_primary(platform: Any, admin_token: str
     # changing the winrm method without re-sending the password keeps the stored one
     before = await secret_of(platform, admin_token, t["id"])
     assert before["password"] == PASSWORD and before["transport"] == "ntlm"
-    kept = await q(
-        platform,
-        admin_token,
-        UPDATE_METHOD,
-        {
-            "id": t["id"],
-            "m": first["id"],
-            "input": {
-                "port": 5986,
-                "config": {"transport": "kerberos", "scheme": "https", "server_cert_validation": "ignore"},
-                "credential": {
-                    "type": "PASSWORD",
-                    "username": "svc-ops",
-                    "password": "[Current Password - Hidden for Security]",
-                },
-            },
-        },
-    )
-    assert kept["updateCommunicationMethod"]["__typename"] == "TargetUpdated", kept
+    placeholder = {
+        "type": "PASSWORD",
+        "username": "svc-ops",
+        "password": "[Current Password - Hidden for Security]",
+    }
+
+    async def update(data: dict[str, Any]) -> dict[str, Any]:
+        variables = {"id": t["id"], "m": first["id"], "input": data}
+        return (await q(platform, admin_token, UPDATE_METHOD, variables))["updateCommunicationMethod"]
+
+    kept = await update({"config": {"transport": "kerberos"}, "credential": placeholder})
+    assert kept["__typename"] == "TargetUpdated", kept
     after = await secret_of(platform, admin_token, t["id"])
     assert after["password"] == PASSWORD and after["username"] == "svc-ops"
-    assert after["transport"] == "kerberos" and after["scheme"] == "https"
-    assert after["serverCertValidation"] == "ignore"
+    assert after["transport"] == "kerberos" and after["scheme"] == "http"
     assert PASSWORD not in json.dumps(kept)
+    # re-pointing it (port, scheme) needs the password again (H2); ignoring the server's
+    # certificate needs an explicit opt-in (L5)
+    https = {"transport": "kerberos", "scheme": "https", "server_cert_validation": "ignore"}
+    moved = await update({"port": 5986, "config": https, "credential": placeholder})
+    assert moved == {
+        "__typename": "ValidationFailed",
+        "message": moved["message"],
+        "field": "method.credential.password",
+    }, moved
+    sent = {**placeholder, "password": PASSWORD}
+    unsafe = await update({"port": 5986, "config": https, "credential": sent})
+    assert unsafe["field"] == "method.config.server_cert_validation", unsafe
+    https["allow_unverified_tls"] = True
+    kept = await update({"port": 5986, "config": https, "credential": sent})
+    assert kept["__typename"] == "TargetUpdated", kept
+    after = await secret_of(platform, admin_token, t["id"])
+    assert after["password"] == PASSWORD and after["scheme"] == "https"
+    assert after["serverCertValidation"] == "ignore"
     changed = await q(
         platform,
         admin_token,

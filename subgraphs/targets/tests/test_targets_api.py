@@ -96,6 +96,30 @@ async def db(platform: Any) -> asyncpg.Connection:
     return await asyncpg.connect(platform.databases["targets"])
 
 
+HOST_KEY_LINE = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().strip()
+
+
+async def trust_host_keys(platform: Any, *targets: dict[str, Any]) -> None:
+    """Record a host key for each SSH method (nothing listens there): the resolver releases an
+    SSH credential only with the host key the engine must verify (review H3)."""
+    conn = await db(platform)
+    try:
+        for t in targets:
+            for m in t["communicationMethods"]:
+                await conn.execute(
+                    "INSERT INTO target_known_host_keys (target_id, method_id, host, port, key, fingerprint,"
+                    " trusted_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'SHA256:test',"
+                    " 'accepted', now(), now()) ON CONFLICT DO NOTHING",
+                    t["id"],
+                    m["id"],
+                    m["host"],
+                    m["port"],
+                    HOST_KEY_LINE,
+                )
+    finally:
+        await conn.close()
+
+
 async def resolve(platform: Any, grant: Any, target_id: Any) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.post(
@@ -305,6 +329,7 @@ async def test_grants_resolve_credentials(platform: Any, admin_token: str) -> No
     )
     b = await created(platform, admin_token, [ssh_method(unique_ip())])
     c = await created(platform, admin_token, [ssh_method(unique_ip())])
+    await trust_host_keys(platform, a, b, c)
     body = await gql(platform.url("targets"), GRANT, {"ids": [a["id"], b["id"]]}, token=admin_token)
     grant = body["data"]["issueConnectionGrant"]
     assert grant["__typename"] == "ConnectionGrant", body
@@ -314,7 +339,14 @@ async def test_grants_resolve_credentials(platform: Any, admin_token: str) -> No
 
     ok = await resolve(platform, grant["grant"], a["id"])
     assert ok.status_code == 200, ok.text
-    assert ok.json() == {"username": "alice", "password": PASSWORD, "privateKey": None, "passphrase": None}
+    host = a["communicationMethods"][0]["host"]
+    assert ok.json() == {
+        "username": "alice",
+        "password": PASSWORD,
+        "privateKey": None,
+        "passphrase": None,
+        "knownHosts": f"{host} {HOST_KEY_LINE}\n",
+    }
     ok = await resolve(platform, grant["grant"], b["id"])
     assert ok.status_code == 200 and ok.json()["privateKey"] == KEY_PEM and ok.json()["password"] is None
 
@@ -388,6 +420,7 @@ async def test_grant_resolves_many_targets_in_one_request(platform: Any, admin_t
     )
     gone = await created(platform, admin_token, [ssh_method(unique_ip())])
     outside = await created(platform, admin_token, [ssh_method(unique_ip())])
+    await trust_host_keys(platform, a, b, two, gone, outside)
     body = await gql(
         platform.url("targets"),
         GRANT,

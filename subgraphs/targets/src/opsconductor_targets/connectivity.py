@@ -9,13 +9,15 @@ credential here, just for the probe (``TargetService.decrypt``); nothing is logg
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
 from opsconductor_shared.errors import DomainError
 from opsconductor_shared.logging import get_logger
 from opsconductor_targets.models import CommunicationMethod, Target
-from opsconductor_targets.probes import ProbeSecret, ProbeTarget, method_timeout, run_probe
+from opsconductor_targets.netpolicy import AddressDenied, sqlite_path_allowed
+from opsconductor_targets.probes import ProbeResult, ProbeSecret, ProbeTarget, method_timeout, run_probe
 from opsconductor_targets.queries import active_credential
 from opsconductor_targets.service import ConnectionTestOutcome, IssuedGrant, PlannedMethod, TargetService
 
@@ -33,6 +35,28 @@ def _secret_from(cred_type: str, username: str, secret: dict[str, Any] | None) -
         private_key=secret.get("privateKey"),
         passphrase=secret.get("passphrase"),
     )
+
+
+async def guarded_probe(svc: TargetService, target: ProbeTarget, timeout: float) -> ProbeResult:  # noqa: ASYNC109
+    """``run_probe`` behind the network policy (netpolicy.py, review M11): the host is resolved
+    and every address checked first (bounded by ``timeout`` too), then the probe connects to the
+    checked address. sqlite file checks are confined to ``sqlite_probe_directory``."""
+    if target.type == "sqlite":
+        why = sqlite_path_allowed(
+            str(target.config.get("database_path") or target.host), svc.settings.sqlite_probe_directory
+        )
+        if why is not None:
+            return ProbeResult(False, None, why)
+        return await run_probe(target, timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            address = await svc.netpolicy.check(target.host, target.port)
+    except AddressDenied as exc:
+        log.info("probe refused by the network policy", method=target.type)
+        return ProbeResult(False, None, exc.message)
+    except TimeoutError:
+        return ProbeResult(False, None, f"timed out after {timeout:g}s")
+    return await run_probe(dataclasses.replace(target, address=address), timeout)
 
 
 class SharedTestGrant:
@@ -86,6 +110,10 @@ async def test_saved_method(
             return ConnectionTestOutcome(
                 False, None, "execution engine not available", method.type, method.id
             )
+        try:  # the engine would connect there with the credential: same policy (M11)
+            await svc.netpolicy.check(method.host, method.port)
+        except AddressDenied as exc:
+            return ConnectionTestOutcome(False, None, exc.message, method.type, method.id)
         issued = await shared.for_target(target.id, method.id) if shared is not None else None
         return await _on_engine(svc, engine, target, method, issued)
     credential = active_credential(method)
@@ -97,8 +125,8 @@ async def test_saved_method(
             log.error("credential does not decrypt", target_id=target.id, credential_id=credential.id)
             return ConnectionTestOutcome(False, None, "credential unavailable", method.type, method.id)
     timeout = method_timeout(method.config or {}, svc.settings.probe_default_timeout_seconds, cap)
-    result = await run_probe(
-        ProbeTarget(method.type, method.host, method.port, method.config or {}, secret), timeout
+    result = await guarded_probe(
+        svc, ProbeTarget(method.type, method.host, method.port, method.config or {}, secret), timeout
     )
     return ConnectionTestOutcome(result.ok, result.latency_ms, result.message, method.type, method.id)
 
@@ -116,8 +144,8 @@ async def test_planned_method(svc: TargetService, planned: PlannedMethod) -> Con
         else None
     )
     timeout = method_timeout(planned.config, svc.settings.probe_default_timeout_seconds, cap)
-    result = await run_probe(
-        ProbeTarget(planned.type, planned.host, planned.port, planned.config, secret), timeout
+    result = await guarded_probe(
+        svc, ProbeTarget(planned.type, planned.host, planned.port, planned.config, secret), timeout
     )
     message = result.message
     if planned.type in ENGINE_TYPES:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
@@ -87,6 +89,15 @@ class HealthMonitor:
         self.broadcaster = broadcaster
         self.engine: Any = None
         self.on_committed: Any = None  # Runtime.events_committed, set by the app
+        # one bound for every check_ids call at once (bulk tests, rounds, the checker: L7)
+        self._slots: asyncio.Semaphore | None = None
+        self._pruned_at = 0.0
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.settings.health_concurrency))
+        return self._slots
 
     async def record(self, target: Target, outcome: ConnectionTestOutcome, trigger: str) -> HealthOutcome:
         """Store one check's outcome and apply the resulting health (own transaction)."""
@@ -165,7 +176,7 @@ class HealthMonitor:
     async def check_ids(self, target_ids: list[str], trigger: str) -> list[HealthOutcome]:
         """Check several targets, at most ``health_concurrency`` at a time (unknown ids skipped)."""
         targets = await get_targets(target_ids)
-        sem = asyncio.Semaphore(max(1, self.settings.health_concurrency))
+        sem = self.slots  # shared by concurrent calls, not one per call
         shared = connectivity.SharedTestGrant(self.svc, [(t, primary_method(t)) for t in targets])
 
         async def one(t: Target) -> HealthOutcome:
@@ -185,13 +196,56 @@ class HealthMonitor:
         rows = await Target.filter(where).order_by("id").limit(limit).values_list("id", flat=True)
         return [str(r) for r in rows]
 
-    async def run_due(self, limit: int, among: list[str] | None = None) -> list[HealthOutcome]:
-        """One round of the periodic checker: check the targets that are due now."""
+    async def run_due(
+        self, limit: int, among: list[str] | None = None, *, prune: bool = True
+    ) -> list[HealthOutcome]:
+        """One round of the periodic checker: check the targets that are due now, then prune the
+        health history (L16; the loop prunes every ``health_prune_interval_seconds``)."""
         ids = await self.due_target_ids(limit, among)
-        return await self.check_ids(ids, "periodic") if ids else []
+        done = await self.check_ids(ids, "periodic") if ids else []
+        if prune:
+            await self.prune_history()
+        return done
 
     async def tick(self) -> int:
-        return len(await self.run_due(self.settings.health_batch_size))
+        now = time.monotonic()
+        prune = now - self._pruned_at >= self.settings.health_prune_interval_seconds
+        done = await self.run_due(self.settings.health_batch_size, prune=prune)
+        if prune:
+            self._pruned_at = now
+        return len(done)
+
+    async def prune_history(self, max_targets: int = 500) -> int:
+        """Retention of ``target_health_checks`` (review L16): rows older than
+        ``health_history_retention_days``, and beyond the newest ``health_history_max_per_target``
+        of a target (at most ``max_targets`` targets per call). Returns the rows deleted."""
+        deleted = 0
+        days = self.settings.health_history_retention_days
+        if days > 0:
+            cutoff = datetime.now(UTC) - timedelta(days=days)
+            deleted += await HealthCheck.filter(checked_at__lt=cutoff).delete()
+        cap = self.settings.health_history_max_per_target
+        if cap > 0:
+            over = (
+                await HealthCheck.annotate(n=Count("id"))
+                .group_by("target_id")
+                .filter(n__gt=cap)
+                .limit(max_targets)
+                .values_list("target_id", flat=True)
+            )
+            for target_id in over:
+                keep_from = (
+                    await HealthCheck.filter(target_id=target_id)
+                    .order_by("-id")
+                    .offset(cap - 1)
+                    .limit(1)
+                    .values_list("id", flat=True)
+                )
+                if keep_from:
+                    deleted += await HealthCheck.filter(target_id=target_id, id__lt=keep_from[0]).delete()
+        if deleted:
+            log.info("health history pruned", rows=deleted)
+        return deleted
 
     async def run(self) -> None:
         """The periodic checker: every ``health_tick_seconds``, check the due targets."""

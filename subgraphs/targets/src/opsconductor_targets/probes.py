@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -57,6 +58,13 @@ class ProbeTarget:
     port: int
     config: dict[str, Any]
     secret: ProbeSecret | None = None
+    address: str | None = None
+    """The address the network policy checked for ``host`` (netpolicy.py): probes connect to it,
+    not to a second DNS answer; clients that verify a TLS certificate against the name connect
+    by name (a rebound address cannot present that name's certificate)."""
+
+    def dial(self, *, name_verified: bool = False) -> str:
+        return self.host if name_verified or not self.address else self.address
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ async def _postgresql(t: ProbeTarget, timeout: float) -> str:
     s = t.secret or ProbeSecret(username="postgres")
     try:
         conn = await asyncpg.connect(
-            host=t.host,
+            host=t.dial(name_verified=str(t.config.get("ssl_mode") or "") == "verify-full"),
             port=t.port,
             user=s.username or "postgres",
             password=s.password,
@@ -131,7 +139,7 @@ async def _mysql(t: ProbeTarget, timeout: float) -> str:
     s = t.secret or ProbeSecret(username="root")
     try:
         conn = await aiomysql.connect(
-            host=t.host,
+            host=t.dial(),
             port=t.port,
             user=s.username or "root",
             password=s.password or "",
@@ -163,7 +171,7 @@ async def _mysql(t: ProbeTarget, timeout: float) -> str:
 async def _redis(t: ProbeTarget, timeout: float) -> str:
     s = t.secret
     client = aioredis.Redis(
-        host=t.host,
+        host=t.dial(name_verified=bool(t.config.get("ssl"))),
         port=t.port,
         db=int(t.config.get("database") or 0),
         username=(s.username or None) if s else None,
@@ -208,13 +216,17 @@ def _http_auth(s: ProbeSecret | None) -> tuple[dict[str, str], Any]:
 
 async def _http_get(t: ProbeTarget, timeout: float, path: str, default_scheme: str) -> Any:
     scheme = str(t.config.get("protocol") or default_scheme).lower()
-    host = f"[{t.host}]" if ":" in t.host else t.host
+    dial = t.dial()  # the checked address; the name still goes in Host and TLS SNI
+    host = f"[{dial}]" if ":" in dial else dial
     url = f"{scheme}://{host}:{t.port}/{path.lstrip('/')}"
     headers, auth = _http_auth(t.secret)
+    name = f"[{t.host}]" if ":" in t.host else t.host
+    headers["Host"] = name if t.port == {"http": 80, "https": 443}.get(scheme) else f"{name}:{t.port}"
+    extensions = {"sni_hostname": t.host} if scheme == "https" and dial != t.host else {}
     verify = bool(t.config.get("verify_ssl", t.config.get("verify_certs", True)))
     async with httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=False) as client:
         try:
-            return await client.get(url, headers=headers, auth=auth)
+            return await client.get(url, headers=headers, auth=auth, extensions=extensions)
         except httpx.TimeoutException:
             raise TimeoutError from None
         except httpx.ConnectError as exc:
@@ -239,7 +251,7 @@ async def _rest_api(t: ProbeTarget, timeout: float) -> str:
 async def _elasticsearch(t: ProbeTarget, timeout: float) -> str:
     cfg = dict(t.config)
     cfg.setdefault("protocol", "https" if cfg.get("ssl") else "http")
-    resp = await _http_get(ProbeTarget(t.type, t.host, t.port, cfg, t.secret), timeout, "/", "http")
+    resp = await _http_get(dataclasses.replace(t, config=cfg), timeout, "/", "http")
     if resp.status_code in (401, 403):
         raise ProbeFailed("authentication failed")
     if resp.status_code >= 400:
@@ -264,7 +276,9 @@ async def _smtp(t: ProbeTarget, timeout: float) -> str:
     if use_ssl:
         start_tls = False
     client = aiosmtplib.SMTP(
-        hostname=t.host,
+        hostname=t.dial(
+            name_verified=bool(cfg.get("verify_ssl", True)) and (use_ssl or security in ("ssl", "starttls"))
+        ),
         port=t.port,
         timeout=timeout,
         use_tls=use_ssl,
@@ -384,7 +398,7 @@ async def _snmp(t: ProbeTarget, timeout: float) -> str:
     else:
         packet = snmp_get_request(community, request_id, 0 if version == "1" else 1)
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_UdpOnce, remote_addr=(t.host, t.port))
+    transport, proto = await loop.create_datagram_endpoint(_UdpOnce, remote_addr=(t.dial(), t.port))
     try:
         retries = max(0, min(int(t.config.get("retries") or 0), 5))
         per_try = timeout * 0.9 / (retries + 1)  # answer before the outer bound cuts us off
@@ -409,7 +423,7 @@ async def _snmp(t: ProbeTarget, timeout: float) -> str:
 async def _tcp_banner(t: ProbeTarget, timeout: float) -> tuple[str, float]:
     """TCP connect, then read whatever the server says first (telnet, mssql, oracle, mongodb...)."""
     start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(t.host, t.port)
+    reader, writer = await asyncio.open_connection(t.dial(), t.port)
     latency = _ms(start)
     try:
         banner = b""

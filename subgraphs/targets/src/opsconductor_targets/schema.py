@@ -652,7 +652,7 @@ class HealthMutation:
     )
     async def test_method_config(self, info: Info, input: CommunicationMethodInput) -> TestMethodConfigResult:
         try:
-            planned = service.validate_method(_to_new_method(input), "input", 1)
+            planned = await _svc(info).plan_method(_to_new_method(input), "input", 1)
         except ValidationError as exc:
             return ValidationFailed(message=exc.message, field=exc.field)
         return _test_result(await connectivity.test_planned_method(_svc(info), planned))

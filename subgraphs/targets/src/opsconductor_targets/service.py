@@ -37,6 +37,7 @@ from opsconductor_shared.crypto import DecryptionError, KeyRing
 from opsconductor_shared.errors import DomainError, NotFoundError, ValidationError
 from opsconductor_shared.events import EventEnvelope, new_uuid7, record_event
 from opsconductor_shared.logging import get_logger
+from opsconductor_targets import keyparse
 from opsconductor_targets.models import (
     CommunicationMethod,
     Counter,
@@ -49,6 +50,7 @@ from opsconductor_targets.models import (
     Target,
     TargetTag,
 )
+from opsconductor_targets.netpolicy import AddressDenied, NetPolicy
 from opsconductor_targets.queries import (
     GrantMethod,
     GrantTarget,
@@ -124,6 +126,9 @@ METHOD_CONFIG_SPEC: dict[str, dict[str, tuple[Any, ...]]] = {
         "server_cert_validation": ("enum", ("validate", "ignore")),
         "ca_trust_path": _STR,
         "path": _STR,
+        # explicit opt-ins for what leaks the credential to a listener (review L5)
+        "allow_insecure_basic": ("bool",),
+        "allow_unverified_tls": ("bool",),
     },
     "snmp": {
         "timeout": _TIMEOUT,
@@ -552,6 +557,63 @@ def _validate_config(config: dict[str, Any] | None, method_type: str, field_name
     return merged
 
 
+# Config keys that decide where (or how protected) a method's secret is sent: changing one of
+# them, like the host or port, needs the secret again (review H2). Per method type.
+ENDPOINT_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "winrm": ("scheme", "path", "server_cert_validation", "ca_trust_path", "allow_unverified_tls"),
+    "rest_api": ("protocol", "verify_ssl"),
+    "elasticsearch": ("ssl", "verify_certs"),
+    "smtp": ("use_ssl", "use_tls", "encryption", "connection_security"),
+    "postgresql": ("ssl_mode",),
+    "mysql": ("ssl_mode",),
+    "redis": ("ssl",),
+    "mongodb": ("ssl",),
+    "mssql": ("encrypt", "trust_server_certificate"),
+    "sqlite": ("database_path",),
+}
+
+
+def endpoint_changes(method_type: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The endpoint-defining config keys whose effective value differs between two configs."""
+    defaults = METHOD_CONFIG_DEFAULTS.get(method_type, {})
+    return [
+        key
+        for key in ENDPOINT_CONFIG_KEYS.get(method_type, ())
+        if {**defaults, **old}.get(key) != {**defaults, **new}.get(key)
+    ]
+
+
+def winrm_insecurity(config: dict[str, Any]) -> tuple[str, str] | None:
+    """(config key, reason) when a WinRM config would expose its credential without an explicit
+    opt-in (review L5): Basic over plain HTTP sends the password in clear text, and
+    ``server_cert_validation: ignore`` lets anyone on the path impersonate the host."""
+    cfg = {**METHOD_CONFIG_DEFAULTS["winrm"], **config}
+    if (
+        cfg.get("transport") == "basic"
+        and cfg.get("scheme") == "http"
+        and not cfg.get("allow_insecure_basic")
+    ):
+        return (
+            "transport",
+            "basic authentication over http sends the password in clear text: use scheme https or "
+            "another transport (ntlm, kerberos), or set allow_insecure_basic: true to accept that",
+        )
+    if cfg.get("server_cert_validation") == "ignore" and not cfg.get("allow_unverified_tls"):
+        return (
+            "server_cert_validation",
+            "server_cert_validation ignore lets anyone on the path impersonate the host: set "
+            "allow_unverified_tls: true to accept that",
+        )
+    return None
+
+
+def check_winrm_security(method_type: str, config: dict[str, Any], field_name: str) -> None:
+    if method_type == "winrm":
+        problem = winrm_insecurity(config)
+        if problem is not None:
+            raise ValidationError(problem[1], field=f"{field_name}.{problem[0]}")
+
+
 def _check_config_value(value: Any, rule: tuple[Any, ...], field_name: str) -> Any:
     kind = rule[0]
     if value is None:
@@ -576,7 +638,22 @@ def _check_config_value(value: Any, rule: tuple[Any, ...], field_name: str) -> A
     return value
 
 
-def _check_private_key(private_key: str, passphrase: str | None, prefix: str) -> None:
+@dataclass(frozen=True)
+class KeyLimits:
+    """Caps on the KDF work an encrypted private key may ask for (settings ssh_key_max_*)."""
+
+    max_rounds: int = keyparse.DEFAULT_MAX_KDF_ROUNDS
+    max_iterations: int = keyparse.DEFAULT_MAX_PBKDF2_ITERATIONS
+
+
+def _check_private_key(private_key: str, passphrase: str | None, prefix: str, limits: KeyLimits) -> None:
+    """Import the key (CPU work: call it off the event loop, see TargetService.validated)."""
+    try:  # refuse attacker-sized KDF work before any of it is done (review H8)
+        keyparse.check_kdf_cost(
+            private_key, max_rounds=limits.max_rounds, max_iterations=limits.max_iterations
+        )
+    except keyparse.KeyCostError as exc:
+        raise ValidationError(f"privateKey refused: {exc}", field=f"{prefix}.privateKey") from None
     try:
         asyncssh.import_private_key(private_key, passphrase or None)
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
@@ -593,7 +670,9 @@ def _check_private_key(private_key: str, passphrase: str | None, prefix: str) ->
         raise ValidationError("privateKey is not a valid private key", field=f"{prefix}.privateKey") from None
 
 
-def validate_credential(cred: NewCredential, method_type: str, prefix: str) -> dict[str, Any]:
+def validate_credential(
+    cred: NewCredential, method_type: str, prefix: str, limits: KeyLimits = KeyLimits()
+) -> dict[str, Any]:
     """Check one credential; returns the secret JSON to encrypt."""
     if cred.type not in CREDENTIAL_TYPES:
         raise ValidationError(f"unknown credential type {cred.type!r}", field=f"{prefix}.type")
@@ -611,7 +690,7 @@ def validate_credential(cred: NewCredential, method_type: str, prefix: str) -> d
     if cred.type == "ssh_key":
         if not cred.private_key or not cred.private_key.strip():
             raise ValidationError("an ssh_key credential needs privateKey", field=f"{prefix}.privateKey")
-        _check_private_key(cred.private_key, cred.passphrase, prefix)
+        _check_private_key(cred.private_key, cred.passphrase, prefix, limits)
         return {"password": None, "privateKey": cred.private_key, "passphrase": cred.passphrase or None}
     if not cred.password:
         what = {
@@ -707,7 +786,9 @@ def _clean_tags(values: Sequence[str] | None) -> list[str]:
     return tags
 
 
-def validate_method(m: NewMethod, prefix: str, default_priority: int) -> PlannedMethod:
+def validate_method(
+    m: NewMethod, prefix: str, default_priority: int, limits: KeyLimits = KeyLimits()
+) -> PlannedMethod:
     """One method: type, host, port, priority, typed config, credential (is_primary decided by caller)."""
     if m.type not in METHOD_PORTS:
         raise ValidationError(f"unknown method type {m.type!r}", field=f"{prefix}.type")
@@ -724,7 +805,10 @@ def validate_method(m: NewMethod, prefix: str, default_priority: int) -> Planned
         raise ValidationError(
             "an ssh method needs a credential (password or ssh_key)", field=f"{prefix}.credential"
         )
-    secret = validate_credential(m.credential, m.type, f"{prefix}.credential") if m.credential else None
+    check_winrm_security(m.type, config, f"{prefix}.config")
+    secret = (
+        validate_credential(m.credential, m.type, f"{prefix}.credential", limits) if m.credential else None
+    )
     return PlannedMethod(
         type=m.type,
         host=host,
@@ -737,7 +821,7 @@ def validate_method(m: NewMethod, prefix: str, default_priority: int) -> Planned
     )
 
 
-def validate_new_target(new: NewTarget) -> PlannedTarget:
+def validate_new_target(new: NewTarget, limits: KeyLimits = KeyLimits()) -> PlannedTarget:
     """Every rule that needs no database; raises ValidationError naming the offending input."""
     name = _clean_name(new.name)
     os_type = _clean_os_type(new.os_type)
@@ -756,7 +840,7 @@ def validate_new_target(new: NewTarget) -> PlannedTarget:
     primary = flagged[0] if flagged else 0
     methods: list[PlannedMethod] = []
     for i, m in enumerate(new.methods):
-        planned = validate_method(m, f"methods[{i}]", i + 1)
+        planned = validate_method(m, f"methods[{i}]", i + 1, limits)
         planned.is_primary = i == primary
         methods.append(planned)
     return PlannedTarget(
@@ -876,7 +960,13 @@ async def fetch_host_key(host: str, port: int, timeout_s: float) -> asyncssh.SSH
     """The server's host key, read from the key exchange (no authentication is attempted)."""
     try:
         key = await asyncio.wait_for(asyncssh.get_server_host_key(host, port, config=None), timeout_s)
-    except (OSError, asyncssh.Error, TimeoutError) as exc:
+    except TimeoutError:
+        raise HostKeyProblem(
+            f"could not read the host key of {host}:{port}: timed out after {timeout_s:g}s"
+        ) from None
+    except ConnectionRefusedError:
+        raise HostKeyProblem(f"could not read the host key of {host}:{port}: connection refused") from None
+    except (OSError, asyncssh.Error) as exc:
         raise HostKeyProblem(
             f"could not read the host key of {host}:{port}: {type(exc).__name__}: {exc}"
         ) from None
@@ -940,6 +1030,39 @@ class TargetService:
         self._grants_issued: MetricCounter | None = None
         self._learn_pending: set[str] = set()
         self._learner: asyncio.Task[None] | None = None
+        self.netpolicy = NetPolicy(settings)
+        self.key_limits = KeyLimits(settings.ssh_key_max_kdf_rounds, settings.ssh_key_max_pbkdf2_iterations)
+
+    # -- validation that may parse private keys: off the event loop, bounded (review H8) --------
+
+    async def _off_loop(self, fn: Any, *args: Any, field: str) -> Any:
+        return await keyparse.off_loop(
+            fn, *args, timeout=self.settings.ssh_key_check_timeout_seconds, field=field
+        )
+
+    async def plan_target(self, new: NewTarget) -> PlannedTarget:
+        if any(m.credential is not None and m.credential.private_key for m in new.methods):
+            return await self._off_loop(validate_new_target, new, self.key_limits, field="methods")
+        return validate_new_target(new, self.key_limits)
+
+    async def plan_method(self, new: NewMethod, prefix: str, default_priority: int) -> PlannedMethod:
+        if new.credential is not None and new.credential.private_key:
+            return await self._off_loop(
+                validate_method,
+                new,
+                prefix,
+                default_priority,
+                self.key_limits,
+                field=f"{prefix}.credential.privateKey",
+            )
+        return validate_method(new, prefix, default_priority, self.key_limits)
+
+    async def check_credential(self, cred: NewCredential, method_type: str, prefix: str) -> dict[str, Any]:
+        if cred.private_key:
+            return await self._off_loop(
+                validate_credential, cred, method_type, prefix, self.key_limits, field=f"{prefix}.privateKey"
+            )
+        return validate_credential(cred, method_type, prefix, self.key_limits)
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Count issued connection grants by purpose on the service's ``/metrics``."""
@@ -1058,7 +1181,7 @@ class TargetService:
                 return serial
 
     async def create_target(self, new: NewTarget, *, actor: str | None = None) -> Target:
-        plan = validate_new_target(new)
+        plan = await self.plan_target(new)
         await self._check_os_type(plan.os_type)
         if new.serial is not None:  # importer path: keep the legacy serial, advance the counter past it
             serial = new.serial.strip()
@@ -1206,7 +1329,7 @@ class TargetService:
         target = await self._target(target_id)
         if len(target.methods) >= MAX_METHODS:
             raise ValidationError(f"at most {MAX_METHODS} communication methods", field="methods")
-        planned = validate_method(new, "method", len(target.methods) + 1)
+        planned = await self.plan_method(new, "method", len(target.methods) + 1)
         await self._lock()
         if planned.type != "sqlite":
             await self._check_hosts([planned.host], except_target=target.id)
@@ -1244,9 +1367,12 @@ class TargetService:
             if not 1 <= patch.priority <= 1000:
                 raise ValidationError("priority must be between 1 and 1000", field="method.priority")
             priority = patch.priority
+        if patch.config is not None:
+            check_winrm_security(method.type, config, "method.config")
         is_active = method.is_active if patch.is_active is None else patch.is_active
         if not is_active and not any(m.is_active for m in target.methods if m.id != method.id):
             raise ValidationError("a target needs at least one active communication method", field="isActive")
+        self._require_secret_to_move(method, host, port, config, patch.credential)
         if patch.credential is not None:
             await self._replace_credential(method, patch.credential)
         if is_active and method.type != "sqlite" and (host != method.host or not method.is_active):
@@ -1262,6 +1388,36 @@ class TargetService:
             await self._promote(target, exclude=method.id)
         await self._event("target_updated", target, actor, {"changed": ["methods"], "methodId": method.id})
         return (await self.get_targets([target.id]))[0]
+
+    @staticmethod
+    def _require_secret_to_move(
+        method: CommunicationMethod, host: str, port: int, config: dict[str, Any], new: NewCredential | None
+    ) -> None:
+        """Re-pointing a method that holds a secret needs the secret again (review H2): else
+        ``targets:write`` could send the stored password/token to a host of its choosing."""
+        current = active_credential(method)
+        if current is None:
+            return
+        changed = [
+            name
+            for name, old, now in (("host", method.host, host), ("port", method.port, port))
+            if old != now
+        ]
+        changed += [f"config.{key}" for key in endpoint_changes(method.type, method.config or {}, config)]
+        if not changed:
+            return
+        if new is not None and any(
+            v not in (None, "", SECRET_PLACEHOLDER) for v in (new.password, new.private_key)
+        ):
+            return
+        secret_field = (
+            "privateKey" if (new.type if new is not None else current.type) == "ssh_key" else "password"
+        )
+        raise ValidationError(
+            f"changing {', '.join(changed)} of a method that holds a secret needs the secret again: "
+            f"send the credential's {secret_field} with the change",
+            field=f"method.credential.{secret_field}",
+        )
 
     async def _replace_credential(self, method: CommunicationMethod, new: NewCredential) -> None:
         current = active_credential(method)
@@ -1286,7 +1442,7 @@ class TargetService:
         if new.passphrase == SECRET_PLACEHOLDER:
             keep = self.decrypt(current) if current is not None and current.type == "ssh_key" else {}
             new = NewCredential(new.type, new.username, new.password, new.private_key, keep.get("passphrase"))
-        secret = validate_credential(new, method.type, "method.credential")
+        secret = await self.check_credential(new, method.type, "method.credential")
         await Credential.filter(method_id=method.id).delete()
         cred_id = str(new_uuid7())
         await Credential.create(
@@ -1640,7 +1796,17 @@ class TargetService:
             if method is None or credential is None:
                 refused[tid] = "target has no credential for its communication method"
                 continue
+            if method.type == "winrm":  # rows written before the L5 rule are refused, not served
+                problem = winrm_insecurity(method.config or {})
+                if problem is not None:
+                    refused[tid] = problem[1]
+                    continue
             chosen[tid] = (target, method, credential)
+        for tid, why in (
+            await self._denied_addresses([m for _, m, _ in chosen.values()], list(chosen))
+        ).items():
+            refused[tid] = why
+            del chosen[tid]
         ssh = [(target, method) for target, method, _ in chosen.values() if method.type == "ssh"]
         known = await self._known_hosts_many(ssh)
         answers: dict[str, dict[str, Any]] = {}
@@ -1648,6 +1814,10 @@ class TargetService:
             host_keys = known.get(method.id)
             if isinstance(host_keys, GrantRejected):
                 refused[tid] = host_keys.message
+                continue
+            if method.type == "ssh" and not isinstance(host_keys, str):
+                # never an SSH credential without the host key to verify (review H3)
+                refused[tid] = "no verified SSH host key for this target"
                 continue
             try:
                 secret = self.decrypt(credential)
@@ -1671,7 +1841,7 @@ class TargetService:
                 answer["transport"] = str(cfg["transport"])
                 answer["scheme"] = str(cfg["scheme"])
                 answer["serverCertValidation"] = str(cfg["server_cert_validation"])
-            if host_keys is not None:
+            if isinstance(host_keys, str):
                 answer["knownHosts"] = host_keys
             answers[tid] = answer
         log.info(
@@ -1684,6 +1854,25 @@ class TargetService:
         )
         return answers, refused
 
+    async def _denied_addresses(
+        self, methods: Sequence[CommunicationMethod], keys: Sequence[str]
+    ) -> dict[str, str]:
+        """By key: why the method's address may not be connected to (network policy, M11)."""
+        limit = asyncio.Semaphore(16)
+        out: dict[str, str] = {}
+
+        async def one(key: str, method: CommunicationMethod) -> None:
+            if method.type == "sqlite":
+                return
+            async with limit:
+                try:
+                    await self.netpolicy.check(method.host, method.port)
+                except AddressDenied as exc:
+                    out[key] = exc.message
+
+        await asyncio.gather(*(one(k, m) for k, m in zip(keys, methods, strict=True)))
+        return out
+
     # -- SSH host keys -------------------------------------------------------------------------
 
     def strict_host_keys(self, environment: str) -> bool:
@@ -1691,9 +1880,9 @@ class TargetService:
 
     async def _known_hosts_many(
         self, pairs: Sequence[tuple[Target, CommunicationMethod]]
-    ) -> dict[str, str | GrantRejected | None]:
-        """By method id: the known_hosts text the engine must verify against, None when the key
-        could not be read (the engine then connects unchecked), or the refusal.
+    ) -> dict[str, str | GrantRejected]:
+        """By method id: the known_hosts text the engine must verify against, or the refusal
+        (strict environment, or the key could not be read: never a credential without a key).
 
         Trust on first use: with no key recorded, fetch the server's key now (a bounded number at
         once) and record it, unless the target's environment is strict, then refuse until an
@@ -1703,7 +1892,7 @@ class TargetService:
             return {}
         rows = await KnownHostKey.filter(method_id__in=[m.id for _, m in pairs])
         recorded = {(r.method_id, r.host, r.port): r for r in rows}
-        out: dict[str, str | GrantRejected | None] = {}
+        out: dict[str, str | GrantRejected] = {}
         unknown: list[tuple[Target, CommunicationMethod]] = []
         for target, method in pairs:
             row = recorded.get((method.id, method.host, method.port))
@@ -1721,18 +1910,19 @@ class TargetService:
         async def first_use(target: Target, method: CommunicationMethod) -> None:
             async with limit:
                 try:
-                    key = await fetch_host_key(
-                        method.host, method.port, self.settings.host_key_timeout_seconds
-                    )
-                except HostKeyProblem as exc:
-                    # Unreachable from here: nothing to record. The engine's connect will most likely
-                    # fail the same way; if it does reach the host, that is an unrecorded first use.
+                    key = await self._fetch_host_key(method)
+                except (HostKeyProblem, AddressDenied) as exc:
+                    # Fail closed (review H3): no key, no credential. The engine would otherwise
+                    # connect unchecked, and whoever answers there gets the password.
                     log.warning(
                         "host key not readable for trust on first use",
                         target_id=target.id,
                         reason=exc.message,
                     )
-                    out[method.id] = None
+                    out[method.id] = GrantRejected(
+                        f"{exc.message}; the SSH host key must be known before the credential is "
+                        "released (it is read on first use, or run acceptHostKey)"
+                    )
                     return
             async with in_transaction():
                 row, _ = await self._record_host_key(target, method, key, "tofu", None)
@@ -1740,6 +1930,11 @@ class TargetService:
 
         await asyncio.gather(*(first_use(t, m) for t, m in unknown))
         return out
+
+    async def _fetch_host_key(self, method: CommunicationMethod) -> asyncssh.SSHKey:
+        """The server's key, read from the address the network policy checked (M11)."""
+        address = await self.netpolicy.check(method.host, method.port)
+        return await fetch_host_key(address, method.port, self.settings.host_key_timeout_seconds)
 
     def learn_host_keys_soon(self, target_ids: Sequence[str]) -> None:
         """Record, in the background, the host keys of these targets' SSH methods that have none
@@ -1829,7 +2024,10 @@ class TargetService:
         method = self._method(target, method_id)
         if method.type != "ssh":
             raise ValidationError("host keys exist for ssh methods only", field="methodId")
-        key = await fetch_host_key(method.host, method.port, self.settings.host_key_timeout_seconds)
+        try:
+            key = await self._fetch_host_key(method)
+        except AddressDenied as exc:
+            raise HostKeyProblem(exc.message) from None
         presented = key.get_fingerprint("sha256")
         if fingerprint and fingerprint.strip() != presented:
             raise HostKeyProblem(

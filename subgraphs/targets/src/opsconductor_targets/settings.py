@@ -41,6 +41,46 @@ class Settings(ServiceSettings):
         "re-pointed SSH method in the background (not in strict environments), so a first run does not "
         "pay an extra handshake per target and the fingerprint shows at once.",
     )
+    # -- private keys (keyparse.py) --
+    ssh_key_max_kdf_rounds: int = Field(
+        1024,
+        description="Most bcrypt KDF rounds an encrypted OpenSSH private key may ask for (ssh-keygen -a; "
+        "OpenSSH's default is 16). Read from the key's header and refused before any KDF work: the "
+        "rounds are the key author's choice and cost ~10 ms of CPU each.",
+    )
+    ssh_key_max_pbkdf2_iterations: int = Field(
+        1_000_000,
+        description="Most PBKDF2 iterations an encrypted PKCS#8 private key may ask for (refused before "
+        "any KDF work, like ssh_key_max_kdf_rounds).",
+    )
+    ssh_key_check_timeout_seconds: float = Field(
+        20.0,
+        description="Bound on importing (checking) one private key; it runs in a small thread pool, "
+        "never on the event loop.",
+    )
+    # -- network policy for probes, connection tests and credential release (netpolicy.py) --
+    allow_networks: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "OPSC_TARGETS_ALLOW_NETWORKS", "OPSC_TARGETS_PROBE_ALLOW_NETWORKS", "allow_networks"
+        ),
+        description="Comma-separated CIDRs (or single addresses) that probes, connection tests and runs "
+        "may reach although they are denied by default: loopback, link-local (169.254.0.0/16, "
+        "fe80::/10), cloud metadata, unspecified/multicast addresses, and the platform's own endpoints "
+        "(service ports, database, Redis, Ray). Empty (default): all of those are denied. An allowed "
+        "network also allows the platform endpoints in it, e.g. 127.0.0.0/8 for a single-machine lab.",
+    )
+    platform_endpoints: str = Field(
+        "",
+        description="Extra 'host:port' endpoints of the platform itself (comma-separated) that targets "
+        "may never be, on top of those this service knows (its database, Redis, JWKS/auth, the "
+        "OPSC_<SERVICE>_URL / OPSC_RAY_ADDRESS wiring).",
+    )
+    sqlite_probe_directory: str = Field(
+        "",
+        description="The sqlite method's file check may only look at files under this directory (on the "
+        "targets service's host). Empty (default): sqlite checks are refused.",
+    )
     # -- probes and health monitoring (health.py) --
     probe_default_timeout_seconds: float = Field(
         10.0,
@@ -58,6 +98,15 @@ class Settings(ServiceSettings):
     )
     health_failures_for_critical: int = Field(
         1, description="Consecutive failures that make a target critical (fewer: warning). Legacy: 1."
+    )
+    health_history_retention_days: float = Field(
+        30.0, description="Health-check rows (healthHistory) older than this are deleted. 0: keep by age."
+    )
+    health_history_max_per_target: int = Field(
+        1000, description="Most health-check rows kept per target (the newest). 0: no per-target cap."
+    )
+    health_prune_interval_seconds: float = Field(
+        600.0, description="How often the periodic checker prunes the health history."
     )
     health_intervals: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {

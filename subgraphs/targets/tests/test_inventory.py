@@ -219,7 +219,7 @@ async def test_methods_add_update_remove_primary(platform: Any, admin_token: str
     assert PASSWORD not in json.dumps(kept)
     # re-pointing it (port, scheme) needs the password again (H2); ignoring the server's
     # certificate needs an explicit opt-in (L5)
-    https = {"transport": "kerberos", "scheme": "https", "server_cert_validation": "ignore"}
+    https = {"transport": "kerberos", "scheme": "https"}
     moved = await update({"port": 5986, "config": https, "credential": placeholder})
     assert moved == {
         "__typename": "ValidationFailed",
@@ -227,6 +227,7 @@ async def test_methods_add_update_remove_primary(platform: Any, admin_token: str
         "field": "method.credential.password",
     }, moved
     sent = {**placeholder, "password": PASSWORD}
+    https["server_cert_validation"] = "ignore"
     unsafe = await update({"port": 5986, "config": https, "credential": sent})
     assert unsafe["field"] == "method.config.server_cert_validation", unsafe
     https["allow_unverified_tls"] = True
@@ -250,10 +251,8 @@ async def test_methods_add_update_remove_primary(platform: Any, admin_token: str
     assert changed["updateCommunicationMethod"]["__typename"] == "TargetUpdated"
     assert (await secret_of(platform, admin_token, t["id"]))["password"] == "n3w-" + PASSWORD
     # a host change is checked against other active targets
-    moved = await q(
-        platform, admin_token, UPDATE_METHOD, {"id": t["id"], "m": first["id"], "input": {"host": other}}
-    )
-    assert moved["updateCommunicationMethod"]["__typename"] == "HostAlreadyInUse"
+    moved = await update({"host": other, "credential": {**placeholder, "password": PASSWORD}})
+    assert moved["__typename"] == "HostAlreadyInUse", moved
     no_secret = await q(
         platform,
         admin_token,

@@ -647,7 +647,7 @@ class KeyLimits:
 
 
 def _check_private_key(private_key: str, passphrase: str | None, prefix: str, limits: KeyLimits) -> None:
-    """Import the key (CPU work: call it off the event loop, see TargetService.validated)."""
+    """Import the key (CPU work: call it off the event loop, see TargetService.plan_method)."""
     try:  # refuse attacker-sized KDF work before any of it is done (review H8)
         keyparse.check_kdf_cost(
             private_key, max_rounds=limits.max_rounds, max_iterations=limits.max_iterations

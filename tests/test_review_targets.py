@@ -92,7 +92,9 @@ async def silent_listener(host: str, counter: dict[str, int] | None = None) -> A
             counter["open"] += 1
             counter["max"] = max(counter["max"], counter["open"])
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(reader.read(1), 30)  # until the client hangs up
+            async with asyncio.timeout(30):
+                while await reader.read(4096):  # read what the client says, answer nothing
+                    pass
         if counter is not None:
             counter["open"] -= 1
         writer.close()

@@ -214,7 +214,12 @@ def test_config_is_typed_per_method_with_legacy_defaults() -> None:
         if method_type == "ssh":
             method = ssh(config=config)
         assert field_of(target(method)) == field, (method_type, config)
-    good = {"transport": "kerberos", "server_cert_validation": "ignore", "scheme": "https"}
+    good = {
+        "transport": "kerberos",
+        "server_cert_validation": "ignore",
+        "allow_unverified_tls": True,  # review L5: ignoring the certificate is an explicit choice
+        "scheme": "https",
+    }
     plan = validate_new_target(target(NewMethod(type="winrm", host="10.0.0.7", config=good)))
     assert plan.methods[0].config["transport"] == "kerberos"
     assert plan.methods[0].config["timeout"] == 30

@@ -278,6 +278,25 @@ async def test_h8_normal_encrypted_key_still_accepted(router: Any, admin_token: 
     assert wrong["data"]["testMethodConfig"]["field"] == "input.credential.passphrase", wrong
 
 
+def test_h8_pkcs8_iteration_count_is_capped_before_any_kdf_work() -> None:
+    """H8, PKCS#8 variant: an EncryptedPrivateKeyInfo asking for 5,000,000 PBKDF2 iterations is
+    refused from its header (PEM and DER); a normal one passes the check."""
+    from asyncssh.asn1 import der_decode, der_encode
+    from asyncssh.misc import wrap_base64
+
+    from opsconductor_targets.keyparse import KeyCostError, check_kdf_cost
+
+    normal = asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-der", passphrase="x")
+    (alg, (kdf, enc)), data = der_decode(normal)
+    costly = der_encode(((alg, ((kdf[0], (kdf[1][0], 5_000_000, *kdf[1][2:])), enc)), data))
+    for key in (costly, wrap_base64(costly, b"ENCRYPTED PRIVATE KEY").decode()):
+        started = time.monotonic()
+        with pytest.raises(KeyCostError, match="5000000 PBKDF2 iterations"):
+            check_kdf_cost(key, max_rounds=1024, max_iterations=1_000_000)
+        assert time.monotonic() - started < 1
+    check_kdf_cost(normal, max_rounds=1024, max_iterations=1_000_000)
+
+
 # -- M11 -----------------------------------------------------------------------------------------
 
 

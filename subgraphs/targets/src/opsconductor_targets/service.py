@@ -38,6 +38,12 @@ from opsconductor_shared.errors import DomainError, NotFoundError, ValidationErr
 from opsconductor_shared.events import EventEnvelope, new_uuid7, record_event
 from opsconductor_shared.logging import get_logger
 from opsconductor_targets import keyparse
+from opsconductor_targets.exposure import (
+    WINRM_DEFAULTS,
+    check_winrm_security,
+    endpoint_changes,
+    winrm_insecurity,
+)
 from opsconductor_targets.models import (
     CommunicationMethod,
     Counter,
@@ -87,7 +93,7 @@ METHOD_TYPES = tuple(METHOD_PORTS)
 # minus host/port/secrets; legacy winrm said transport "plaintext" but always spoke NTLM).
 METHOD_CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "ssh": {"timeout": 30, "key_algorithm": "rsa"},
-    "winrm": {"timeout": 30, "transport": "ntlm", "scheme": "http", "server_cert_validation": "validate"},
+    "winrm": dict(WINRM_DEFAULTS),
     "snmp": {"timeout": 10, "version": "2c", "retries": 3},
     "telnet": {"timeout": 30, "encoding": "utf-8", "newline": "CRLF"},
     "rest_api": {"timeout": 30, "protocol": "http", "base_path": "/", "verify_ssl": True},
@@ -555,63 +561,6 @@ def _validate_config(config: dict[str, Any] | None, method_type: str, field_name
             )
         merged[key] = _check_config_value(value, rule, f"{field_name}.{key}")
     return merged
-
-
-# Config keys that decide where (or how protected) a method's secret is sent: changing one of
-# them, like the host or port, needs the secret again (review H2). Per method type.
-ENDPOINT_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
-    "winrm": ("scheme", "path", "server_cert_validation", "ca_trust_path", "allow_unverified_tls"),
-    "rest_api": ("protocol", "verify_ssl"),
-    "elasticsearch": ("ssl", "verify_certs"),
-    "smtp": ("use_ssl", "use_tls", "encryption", "connection_security"),
-    "postgresql": ("ssl_mode",),
-    "mysql": ("ssl_mode",),
-    "redis": ("ssl",),
-    "mongodb": ("ssl",),
-    "mssql": ("encrypt", "trust_server_certificate"),
-    "sqlite": ("database_path",),
-}
-
-
-def endpoint_changes(method_type: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The endpoint-defining config keys whose effective value differs between two configs."""
-    defaults = METHOD_CONFIG_DEFAULTS.get(method_type, {})
-    return [
-        key
-        for key in ENDPOINT_CONFIG_KEYS.get(method_type, ())
-        if {**defaults, **old}.get(key) != {**defaults, **new}.get(key)
-    ]
-
-
-def winrm_insecurity(config: dict[str, Any]) -> tuple[str, str] | None:
-    """(config key, reason) when a WinRM config would expose its credential without an explicit
-    opt-in (review L5): Basic over plain HTTP sends the password in clear text, and
-    ``server_cert_validation: ignore`` lets anyone on the path impersonate the host."""
-    cfg = {**METHOD_CONFIG_DEFAULTS["winrm"], **config}
-    if (
-        cfg.get("transport") == "basic"
-        and cfg.get("scheme") == "http"
-        and not cfg.get("allow_insecure_basic")
-    ):
-        return (
-            "transport",
-            "basic authentication over http sends the password in clear text: use scheme https or "
-            "another transport (ntlm, kerberos), or set allow_insecure_basic: true to accept that",
-        )
-    if cfg.get("server_cert_validation") == "ignore" and not cfg.get("allow_unverified_tls"):
-        return (
-            "server_cert_validation",
-            "server_cert_validation ignore lets anyone on the path impersonate the host: set "
-            "allow_unverified_tls: true to accept that",
-        )
-    return None
-
-
-def check_winrm_security(method_type: str, config: dict[str, Any], field_name: str) -> None:
-    if method_type == "winrm":
-        problem = winrm_insecurity(config)
-        if problem is not None:
-            raise ValidationError(problem[1], field=f"{field_name}.{problem[0]}")
 
 
 def _check_config_value(value: Any, rule: tuple[Any, ...], field_name: str) -> Any:
@@ -1403,7 +1352,12 @@ class TargetService:
             for name, old, now in (("host", method.host, host), ("port", method.port, port))
             if old != now
         ]
-        changed += [f"config.{key}" for key in endpoint_changes(method.type, method.config or {}, config)]
+        changed += [
+            f"config.{key}"
+            for key in endpoint_changes(
+                method.type, method.config or {}, config, METHOD_CONFIG_DEFAULTS.get(method.type, {})
+            )
+        ]
         if not changed:
             return
         if new is not None and any(

@@ -101,11 +101,10 @@ async def test_m6_every_snapshot_carries_a_version_one_higher(
 
 
 async def _lock_waiters(conn: asyncpg.Connection, database: str) -> int:
-    return int(
-        await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", database
-        )
+    found = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", database
     )
+    return int(found or 0)
 
 
 async def test_m6_update_role_waits_for_a_concurrent_set_user_roles(

@@ -44,7 +44,7 @@ from opsconductor_auth.types import (
     User,
 )
 from opsconductor_shared.app import RequestContext, build_schema
-from opsconductor_shared.auth import Authenticated, Identity, Public, requires
+from opsconductor_shared.auth import Authenticated, Identity, Public, require_identity, requires
 from opsconductor_shared.errors import (
     DomainError,
     NotFound,
@@ -87,6 +87,18 @@ def _identity(info: Info) -> Identity:
     if identity is None or identity.kind != "user" or identity.session_id is None:
         raise StrawberryGraphQLError("a user session is required", extensions={"code": "UNAUTHENTICATED"})
     return identity
+
+
+def _not_held(identity: Identity, user_id: str, permissions: list[str]) -> str | None:
+    """H6: the first permission of user ``user_id`` (auth's replica of their claims) the caller does
+    not hold (``*`` only with ``*``); None when the caller covers them all, or acts on itself."""
+    if identity.subject == user_id:
+        return None
+    for perm in permissions:
+        held = "*" in identity.permissions if perm == "*" else identity.has(perm)
+        if not held:
+            return perm
+    return None
 
 
 def _session_info(auth: service.AuthService, row: Session, current: str | None) -> SessionInfo:
@@ -336,14 +348,24 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[requires("users:write")],
-        description="Set a user's password (admin); all of that user's sessions end.",
+        description="Set a user's password (admin); all of that user's sessions end. Only of a user "
+        "whose permissions you all hold (PermissionDenied otherwise).",
     )
     async def reset_password(
         self, info: Info, user_id: strawberry.ID, new_password: str
     ) -> ResetPasswordResult:
         policy = service.PasswordPolicy.from_settings(info.context.runtime.settings)
+        identity = require_identity(info.context)
         try:
             async with in_transaction():
+                target = await Credential.get_or_none(user_id=str(user_id))
+                missing = _not_held(identity, str(user_id), list(target.permissions) if target else [])
+                if missing is not None:
+                    return PermissionDenied(
+                        message=f"you cannot reset the password of a user who holds permission "
+                        f"'{missing}', which you do not hold",
+                        permission=missing,
+                    )
                 await service.reset_password(str(user_id), new_password, policy)
                 revoked = await _auth(info).revoke_all(str(user_id), "password_reset")
         except NotFoundError as exc:

@@ -179,7 +179,7 @@ ChangePasswordResult = Annotated[
     PasswordChanged | InvalidCredentials | ValidationFailed, strawberry.union("ChangePasswordResult")
 ]
 ResetPasswordResult = Annotated[
-    PasswordChanged | NotFound | ValidationFailed, strawberry.union("ResetPasswordResult")
+    PasswordChanged | NotFound | ValidationFailed | PermissionDenied, strawberry.union("ResetPasswordResult")
 ]
 
 

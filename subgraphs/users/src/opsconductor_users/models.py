@@ -23,6 +23,9 @@ class User(models.Model):
     last_login_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # Bumped in the same transaction as every change that emits a users.* snapshot event (the
+    # event carries it as ``version``), so a consumer can drop a snapshot older than one applied.
+    version = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "users"

@@ -160,7 +160,8 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[requires("users:write")],
         description="Activate or deactivate a user. Deactivation ends their sessions at once "
-        "(auth revokes them); you cannot deactivate yourself or the last active admin.",
+        "(auth revokes them); you cannot deactivate yourself or the last active admin, nor anyone "
+        "holding a permission you do not hold (PermissionDenied).",
     )
     async def set_user_active(self, info: Info, id: strawberry.ID, active: bool) -> SetUserActiveResult:
         try:
@@ -168,7 +169,7 @@ class Mutation:
                 record = await service.set_user_active(
                     user_id=str(id), active=active, actor=info.context.identity
                 )
-        except (NotFoundError, ValidationError) as exc:
+        except (NotFoundError, ValidationError, PermissionError_) as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
         info.context.runtime.events_committed()
         return UserUpdated(user=User.from_record(record))
@@ -193,7 +194,8 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
         description="Change a custom role. Holders get the new permissions in their next token "
-        "(refreshSession); system roles cannot be changed.",
+        "(refreshSession); system roles cannot be changed; its permissions not while a holder "
+        "holds a permission you do not hold.",
     )
     async def update_role(self, info: Info, name: str, input: UpdateRoleInput) -> UpdateRoleResult:
         try:
@@ -229,7 +231,8 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
-        description="Replace a user's roles (legacy names map). Refuses to demote the last active admin.",
+        description="Replace a user's roles (legacy names map). Refuses to demote the last active admin, "
+        "to grant more than you hold, or to change a user holding a permission you do not hold.",
     )
     async def set_user_roles(
         self, info: Info, user_id: strawberry.ID, roles: list[str]
@@ -246,7 +249,8 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[requires("users:write")],
-        description="Change a user's profile (email, display name, department, time zone).",
+        description="Change a user's profile (email, display name, department, time zone); not of "
+        "a user holding a permission you do not hold (PermissionDenied).",
     )
     async def update_user(self, info: Info, id: strawberry.ID, input: UpdateUserInput) -> UpdateUserResult:
         return await _update_profile(info, str(id), input)
@@ -264,13 +268,14 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[requires("users:write")],
         description="Soft-delete a user: deactivated (auth revokes their sessions and API keys) and "
-        "hidden from users/user; references in history still resolve. Not yourself, not the last admin.",
+        "hidden from users/user. Not yourself, not the last admin, not a user holding a permission you "
+        "do not hold (PermissionDenied).",
     )
     async def delete_user(self, info: Info, id: strawberry.ID) -> DeleteUserResult:
         try:
             async with in_transaction():
                 record = await service.delete_user(user_id=str(id), actor=info.context.identity)
-        except (NotFoundError, ValidationError) as exc:
+        except (NotFoundError, ValidationError, PermissionError_) as exc:
             return to_graphql_error(exc)  # type: ignore[return-value]
         info.context.runtime.events_committed()
         return UserDeleted(id=strawberry.ID(record.id))
@@ -288,7 +293,7 @@ async def _update_profile(info: Info, user_id: str, input: UpdateUserInput) -> U
     try:
         async with in_transaction():
             record = await service.update_user(user_id=user_id, changes=changes, actor=info.context.identity)
-    except (NotFoundError, ValidationError) as exc:
+    except (NotFoundError, ValidationError, PermissionError_) as exc:
         return to_graphql_error(exc)  # type: ignore[return-value]
     info.context.runtime.events_committed()
     return UserUpdated(user=User.from_record(record))

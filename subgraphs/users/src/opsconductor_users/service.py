@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q, Subquery
+from tortoise.expressions import F, Q, Subquery
 
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, Identity
 from opsconductor_shared.client import ServiceCallError, ServiceClient
@@ -163,11 +163,16 @@ class UserRecord:
     deleted: bool = False
     department: str | None = None
     timezone: str = "UTC"
+    version: int = 0
 
     def event_data(self) -> dict[str, Any]:
-        """The snapshot every users.* event carries (auth keeps its token claims from it). No secrets."""
+        """The snapshot every users.* event carries (auth keeps its token claims from it). No secrets.
+
+        ``version`` grows by one with every change of the user (same transaction as the change):
+        a consumer ignores a snapshot whose version is lower than the last one it applied (M6)."""
         return {
             "id": self.id,
+            "version": self.version,
             "username": self.username,
             "email": self.email,
             "displayName": self.display_name,
@@ -222,6 +227,7 @@ async def _records(users: Sequence[User]) -> list[UserRecord]:
                 deleted=u.deleted_at is not None,
                 department=u.department,
                 timezone=u.timezone,
+                version=u.version,
             )
         )
     return out
@@ -356,6 +362,28 @@ def _can_grant(actor: Identity | None, permissions: Iterable[str]) -> str | None
     return None
 
 
+def check_may_act_on(
+    actor: Identity | None, target_id: str, target_permissions: Iterable[str], action: str
+) -> None:
+    """H6: act on another user (reset their password, (de)activate, delete, edit, re-role them) only
+    when holding every permission they hold (``*`` only with ``*``): nobody takes over a user more
+    privileged than themselves. Acting on oneself is exempt (own-account rules apply instead)."""
+    if actor is None or actor.subject == target_id:
+        return
+    missing = _can_grant(actor, target_permissions)
+    if missing is not None:
+        raise PermissionError_(
+            f"you cannot {action} a user who holds permission '{missing}', which you do not hold",
+            permission=missing,
+        )
+
+
+def _bump(user: User) -> str:
+    """Next snapshot version of ``user`` (row locked by the caller); returns the field to save."""
+    user.version = (user.version or 0) + 1
+    return "version"
+
+
 def _event(kind: str, record: UserRecord, actor: Identity | None) -> EventEnvelope:
     return EventEnvelope(
         type=kind,
@@ -381,7 +409,11 @@ async def create_user(new: NewUser, *, actor: Identity | None) -> UserRecord:
         raise ValidationError(f"email '{new.email}' is already in use", field="email")
     try:
         user = await User.create(
-            id=str(new_uuid7()), username=new.username, email=new.email, display_name=new.display_name
+            id=str(new_uuid7()),
+            username=new.username,
+            email=new.email,
+            display_name=new.display_name,
+            version=1,
         )
     except IntegrityError as exc:  # a concurrent create won the race on a unique column
         if "email" in str(exc).lower():
@@ -390,6 +422,9 @@ async def create_user(new: NewUser, *, actor: Identity | None) -> UserRecord:
     for role in new.roles:
         await UserRole.create(user_id=user.id, role_id=role)
     (record,) = await _records([user])
+    # Again on the permissions as stored now: the link rows lock the roles against a concurrent
+    # updateRole, which may have widened one since the check above.
+    _check_grant(actor, record.permissions)
     await record_event(Outbox, _event("users.user_created", record, actor))
     return record
 
@@ -405,13 +440,14 @@ async def set_user_active(*, user_id: str, active: bool, actor: Identity | None)
         raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
     if not active and actor is not None and actor.subject == user_id:
         raise ValidationError("you cannot deactivate your own account", field="id")
+    (before,) = await _records([user])
+    check_may_act_on(actor, before.id, before.permissions, "activate" if active else "deactivate")
     if user.is_active == active:
-        (record,) = await _records([user])
-        return record
+        return before
     if not active and user.id in admins and len(admins) <= 1:
         raise ValidationError("cannot deactivate the last active admin", field="id")
     user.is_active = active
-    await user.save(update_fields=["is_active", "updated_at"])
+    await user.save(update_fields=["is_active", _bump(user), "updated_at"])
     (record,) = await _records([user])
     await record_event(
         Outbox, _event("users.user_updated" if active else "users.user_deactivated", record, actor)
@@ -456,6 +492,8 @@ async def update_user(*, user_id: str, changes: ProfileChanges, actor: Identity 
     user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
     if user is None:
         raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    (before,) = await _records([user])
+    check_may_act_on(actor, before.id, before.permissions, "edit")
     updates: dict[str, Any] = {}
     if changes.email is not None:
         email = changes.email.strip().lower()
@@ -480,12 +518,11 @@ async def update_user(*, user_id: str, changes: ProfileChanges, actor: Identity 
         updates["timezone"] = valid_timezone(changes.timezone)
     updates = {k: v for k, v in updates.items() if getattr(user, k) != v}
     if not updates:
-        (record,) = await _records([user])
-        return record
+        return before
     for key, value in updates.items():
         setattr(user, key, value)
     try:
-        await user.save(update_fields=[*updates, "updated_at"])
+        await user.save(update_fields=[*updates, _bump(user), "updated_at"])
     except IntegrityError as exc:  # a concurrent update took the email
         raise ValidationError(f"email '{user.email}' is already in use", field="email") from exc
     (record,) = await _records([user])
@@ -503,11 +540,13 @@ async def delete_user(*, user_id: str, actor: Identity | None) -> UserRecord:
     user = await User.filter(id=user_id, deleted_at=None).select_for_update().first()
     if user is None:
         raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
+    (before,) = await _records([user])
+    check_may_act_on(actor, before.id, before.permissions, "delete")
     if user.id in admins and len(admins) <= 1:
         raise ValidationError("cannot delete the last active admin", field="id")
     user.deleted_at = now_utc()
     user.is_active = False
-    await user.save(update_fields=["deleted_at", "is_active", "updated_at"])
+    await user.save(update_fields=["deleted_at", "is_active", _bump(user), "updated_at"])
     (record,) = await _records([user])
     await record_event(Outbox, _event("users.user_deactivated", record, actor))
     return record
@@ -592,8 +631,13 @@ async def _locked_custom_role(name: str) -> Role:
     return role
 
 
-async def _holders(role_name: str) -> list[User]:
-    return await User.filter(deleted_at=None, role_links__role_id=role_name).order_by("id")
+async def _lock_holders(role_name: str) -> list[str]:
+    """Lock the (not deleted) holders of a role in id order, after the active admins (the lock order
+    every multi-user write follows: roles, then admins, then other users)."""
+    await _lock_active_admins()
+    return [
+        u.id for u in await _holding(role_name).filter(deleted_at=None).order_by("id").select_for_update()
+    ]
 
 
 async def update_role(
@@ -604,7 +648,12 @@ async def update_role(
     actor: Identity | None,
 ) -> RoleRecord:
     """Change a custom role; when its permissions change, every holder gets a
-    ``users.user_roles_changed`` event with their new permissions (auth's token claims follow)."""
+    ``users.user_roles_changed`` event with their new permissions (auth's token claims follow).
+
+    The role row is locked first (createUser/setUserRoles adding it wait for us, or we for them),
+    then the holders, whose versions are bumped: each holder's snapshot is computed after every
+    concurrent change of that user committed. Changing the permissions needs every permission each
+    other holder holds (H6: no editing the rights of a user more privileged than oneself)."""
     role = await _locked_custom_role(name)
     fields_: list[str] = []
     if description is not None:
@@ -620,10 +669,16 @@ async def update_role(
         changed = perms != sorted(role.permissions)
         role.permissions = perms
         fields_.append("permissions")
+    holders: list[str] = []
+    if changed:
+        holders = await _lock_holders(role.name)
+        for holder in await _records(await User.filter(id__in=holders).order_by("id")):
+            check_may_act_on(actor, holder.id, holder.permissions, "change the role of")
     if fields_:
         await role.save(update_fields=fields_)
-    if changed:
-        for record in await _records(await _holders(role.name)):
+    if holders:
+        await User.filter(id__in=holders).update(version=F("version") + 1)
+        for record in await _records(await User.filter(id__in=holders).order_by("id")):
             await record_event(Outbox, _event("users.user_roles_changed", record, actor))
     return _role_record(role)
 
@@ -640,12 +695,15 @@ async def delete_role(*, name: str) -> str:
 
 async def _lock_active_admins() -> list[str]:
     """Lock the active admins' rows: two concurrent demotions cannot both see 'another admin left'."""
-    return [
-        str(i)
-        for i in await User.filter(deleted_at=None, is_active=True, role_links__role_id="admin")
-        .select_for_update()
-        .values_list("id", flat=True)
-    ]
+    # Whole rows without a join: tortoise drops FOR UPDATE from values_list() queries, and PostgreSQL
+    # refuses it on the outer join a role_links filter makes.
+    rows = await _holding("admin").filter(deleted_at=None, is_active=True).order_by("id").select_for_update()
+    return [u.id for u in rows]
+
+
+def _holding(role_name: str) -> Any:
+    """Users holding the role (a subquery on the links, so the query can lock the users rows)."""
+    return User.filter(id__in=Subquery(UserRole.filter(role_id=role_name).values("user_id")))
 
 
 async def set_user_roles(*, user_id: str, roles: Sequence[str], actor: Identity | None) -> UserRecord:
@@ -653,7 +711,10 @@ async def set_user_roles(*, user_id: str, roles: Sequence[str], actor: Identity 
     wanted = canonical_roles(roles)
     if not wanted:
         raise ValidationError("a user needs at least one role", field="roles")
-    perms = await _role_permissions()
+    # The wanted roles first (name order), as updateRole does: a concurrent permission change of
+    # one of them either commits before we read it or waits for our snapshot (M6).
+    locked = await Role.filter(name__in=wanted).order_by("name").select_for_update(no_key=True)
+    perms = {r.name: list(r.permissions) for r in locked}
     unknown = [r for r in wanted if r not in perms]
     if unknown:
         raise ValidationError(f"unknown role(s): {', '.join(unknown)}", field="roles")
@@ -663,6 +724,7 @@ async def set_user_roles(*, user_id: str, roles: Sequence[str], actor: Identity 
     if user is None:
         raise NotFoundError(f"no user with id '{user_id}'", id=user_id)
     (before,) = await _records([user])
+    check_may_act_on(actor, before.id, before.permissions, "change the roles of")
     if set(before.roles) == set(wanted):
         return before
     if user.id in admins and "admin" not in wanted and len(admins) <= 1:
@@ -671,6 +733,7 @@ async def set_user_roles(*, user_id: str, roles: Sequence[str], actor: Identity 
     for role in wanted:
         if role not in before.roles:
             await UserRole.create(user_id=user.id, role_id=role)
+    await user.save(update_fields=[_bump(user), "updated_at"])
     (record,) = await _records([user])
     await record_event(Outbox, _event("users.user_roles_changed", record, actor))
     return record
@@ -716,6 +779,7 @@ async def import_legacy_user(
         display_name=username,
         is_active=is_active,
         last_login_at=last_login_at,
+        version=1,
     )
     await UserRole.create(user_id=user.id, role_id=name)
     (record,) = await _records([user])
@@ -741,6 +805,7 @@ async def ensure_bootstrap_admin() -> bool:
         username=BOOTSTRAP_ADMIN_USERNAME,
         email="admin@localhost",
         display_name="Administrator",
+        version=1,
     )
     await UserRole.create(user_id=user.id, role_id="admin")
     (record,) = await _records([user])

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
-from opsconductor_shared.auth import AUTHENTICATED, entity_permission, require_identity
+from opsconductor_shared.auth import AUTHENTICATED, check_permission, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
 
@@ -55,11 +55,15 @@ class User:
     @classmethod
     @entity_permission(AUTHENTICATED)
     async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
-        """Entity lookup for other subgraphs (``me``, ``createdBy``...): any verified caller; batched
-        through the request's DataLoader; soft-deleted users still resolve (history keeps names)."""
-        require_identity(info.context)
+        """Entity lookup (``me``, ``Session.user``, ``LoginAttempt.user``...), as the root fields
+        allow (M10): yourself (``me``), anyone else only with ``users:read`` (``user``); a
+        soft-deleted or unknown user is null (``user`` hides them too). Batched through the
+        request's DataLoader."""
+        identity = require_identity(info.context)
+        if identity.subject != str(id):
+            check_permission(info.context, "users:read")
         record = await info.context.deps.load_user(info.context, str(id))
-        return cls.from_record(record) if record is not None else None
+        return cls.from_record(record) if record is not None and not record.deleted else None
 
 
 @strawberry.type(description="A named set of permissions.")
@@ -121,7 +125,7 @@ CreateUserResult = Annotated[
     UserCreated | ValidationFailed | UsernameTaken | PermissionDenied, strawberry.union("CreateUserResult")
 ]
 SetUserActiveResult = Annotated[
-    UserUpdated | NotFound | ValidationFailed, strawberry.union("SetUserActiveResult")
+    UserUpdated | NotFound | ValidationFailed | PermissionDenied, strawberry.union("SetUserActiveResult")
 ]
 
 
@@ -197,7 +201,9 @@ class UpdateUserInput:
     timezone: str | None = strawberry.field(default=None, description="IANA time zone, e.g. Europe/Berlin.")
 
 
-UpdateUserResult = Annotated[UserUpdated | NotFound | ValidationFailed, strawberry.union("UpdateUserResult")]
+UpdateUserResult = Annotated[
+    UserUpdated | NotFound | ValidationFailed | PermissionDenied, strawberry.union("UpdateUserResult")
+]
 
 
 @strawberry.type(
@@ -207,4 +213,6 @@ class UserDeleted:
     id: strawberry.ID
 
 
-DeleteUserResult = Annotated[UserDeleted | NotFound | ValidationFailed, strawberry.union("DeleteUserResult")]
+DeleteUserResult = Annotated[
+    UserDeleted | NotFound | ValidationFailed | PermissionDenied, strawberry.union("DeleteUserResult")
+]

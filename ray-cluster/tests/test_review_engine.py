@@ -1,0 +1,177 @@
+"""Security-review fixes in the engine (issue 14): H3 and L15 (host-key policy of the SSH pool),
+H8 and M12 (bounded key parsing and key cache), M12 (per-host handshake limits dropped),
+through real Ray actors, the fake resolver and the test sshd where a pool is involved."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+import uuid
+
+import asyncssh
+import pytest
+
+from opsconductor_ray.client import EngineClient
+from opsconductor_ray.credentials import KeyCache, KeyTooCostly, fetch_credential, openssh_kdf_rounds
+from opsconductor_ray.errors import CredentialUnavailable
+from opsconductor_ray.protocol import CredentialRef, EventType, ExecutionPlan, Status, StepSpec, TargetSpec
+from opsconductor_ray.testing import FakeCredentialVault, collect_events
+from tests.support.sshd import SshServer
+
+
+def _target(sshd: SshServer, host: str | None = None) -> TargetSpec:
+    target_id = f"t-{uuid.uuid4().hex[:10]}"
+    return TargetSpec(target_id=target_id, name=target_id, host=host or sshd.host, port=sshd.port)
+
+
+def _plan(ref: CredentialRef, target: TargetSpec, command: str = "echo ok") -> ExecutionPlan:
+    return ExecutionPlan(
+        execution_id=f"review-{uuid.uuid4().hex[:12]}",
+        steps=(StepSpec(name="s", command=command, timeout_s=30),),
+        targets=(target,),
+        credentials=ref,
+        connect_timeout_s=10,
+    )
+
+
+async def _finished(engine: EngineClient, plan: ExecutionPlan) -> tuple[str | None, str | None]:
+    await engine.start(plan)
+    events = await collect_events(engine, plan.execution_id, timeout_s=60)
+    (finished,) = [e for e in events if e.type == EventType.TARGET_FINISHED]
+    return finished.status, finished.data
+
+
+# ----------------------------------------------------------------- H3: fail closed without a host key
+
+
+async def test_h3_a_credential_without_known_hosts_is_refused(
+    engine: EngineClient, sshd: SshServer, vault: FakeCredentialVault
+) -> None:
+    """H3: no knownHosts from the resolver and no pool known_hosts file → the target fails with
+    a clear host-key error and no connection is made (asyncssh would have accepted any key)."""
+    ref = vault.issue(username=sshd.username, private_key=sshd.private_key_pem, known_hosts="")
+    before = (await engine.pool_stats())["connects"]
+
+    status, message = await _finished(engine, _plan(ref, _target(sshd, sshd.hosts[14])))
+
+    assert status == Status.FAILED
+    assert message is not None and "no trusted host key is known" in message
+    assert (await engine.pool_stats())["connects"] == before
+    result = await engine.test_connection(_target(sshd, sshd.hosts[14]), ref)
+    assert not result.ok and "no trusted host key is known" in result.message
+
+
+async def test_h3_the_fixture_host_key_lets_the_run_connect(
+    engine: EngineClient, sshd: SshServer, vault: FakeCredentialVault
+) -> None:
+    ref = vault.issue(username=sshd.username, private_key=sshd.private_key_pem, known_hosts=sshd.known_hosts)
+    assert await _finished(engine, _plan(ref, _target(sshd, sshd.hosts[13]))) == (Status.SUCCEEDED, None)
+
+
+# ----------------------------------------------------------------- L15: warm connections and the host-key policy
+
+
+async def test_l15_a_warm_connection_is_not_reused_under_another_host_key_policy(
+    engine: EngineClient, sshd: SshServer, vault: FakeCredentialVault
+) -> None:
+    """L15: same host and credential, but the resolver now pins another host key: the warm
+    connection (verified under the old policy) must not be reused; the new pin is enforced."""
+    host = sshd.hosts[12]
+    target = _target(sshd, host)
+    good = vault.issue(username=sshd.username, private_key=sshd.private_key_pem)
+    assert await _finished(engine, _plan(good, target)) == (Status.SUCCEEDED, None)
+
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode().strip()
+    pinned_elsewhere = vault.issue(
+        username=sshd.username,
+        private_key=sshd.private_key_pem,
+        known_hosts=f"[{host}]:{sshd.port} {other}\n",
+    )
+    status, message = await _finished(engine, _plan(pinned_elsewhere, target))
+    assert status == Status.FAILED
+    assert message is not None and "host key" in message and "rejected" in message
+
+
+# ----------------------------------------------------------------- M12: per-host handshake limits
+
+
+async def test_m12_per_host_handshake_limits_are_dropped_when_unused(
+    engine: EngineClient, sshd: SshServer, vault: FakeCredentialVault
+) -> None:
+    """M12: the pool's per-host handshake semaphores do not accumulate per host ever seen."""
+    ref = vault.issue(username=sshd.username, private_key=sshd.private_key_pem)
+    assert await _finished(engine, _plan(ref, _target(sshd, sshd.hosts[11]))) == (Status.SUCCEEDED, None)
+    assert (await engine.pool_stats())["host_handshake_limits"] == 0
+
+
+# ----------------------------------------------------------------- H8 / M12: key parsing and the key cache
+
+
+def _with_rounds(pem: str, rounds: int) -> str:
+    """The same encrypted OpenSSH key with its bcrypt rounds field rewritten (header only)."""
+    lines = pem.strip().splitlines()
+    raw = bytearray(base64.b64decode("".join(lines[1:-1])))
+    offset = len(b"openssh-key-v1\x00")
+    for _ in range(2):  # cipher name, kdf name
+        (length,) = struct.unpack_from(">I", raw, offset)
+        offset += 4 + length
+    offset += 4  # kdf options length
+    (salt_length,) = struct.unpack_from(">I", raw, offset)
+    struct.pack_into(">I", raw, offset + 4 + salt_length, rounds)
+    body = base64.b64encode(bytes(raw)).decode()
+    return "\n".join([lines[0], *(body[i : i + 70] for i in range(0, len(body), 70)), lines[-1]]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def encrypted_pem() -> str:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    return key.export_private_key("openssh", passphrase="right", rounds=16).decode()
+
+
+async def test_h8_costly_kdf_rounds_are_refused_before_parsing(encrypted_pem: str) -> None:
+    """H8: an encrypted OpenSSH key asking for many bcrypt rounds is refused at once (it used to
+    run every round, ~15 ms each, even for a wrong passphrase)."""
+    hostile = _with_rounds(encrypted_pem, 4096)
+    assert openssh_kdf_rounds(encrypted_pem) == 16
+    assert openssh_kdf_rounds(hostile) == 4096
+    started = time.monotonic()
+    with pytest.raises(KeyTooCostly, match="4096 bcrypt KDF rounds; at most 1024"):
+        await KeyCache().load(hostile, "x")
+    assert time.monotonic() - started < 1.0
+
+
+async def test_h8_the_resolver_path_reports_the_refusal(
+    vault: FakeCredentialVault, encrypted_pem: str
+) -> None:
+    ref = vault.issue(username="deploy", private_key=_with_rounds(encrypted_pem, 100_000), passphrase="x")
+    with pytest.raises(CredentialUnavailable, match="bcrypt KDF rounds"):
+        await fetch_credential(ref, "t-1", key_cache=KeyCache())
+
+
+async def test_h8_parsing_is_given_up_after_its_timeout(encrypted_pem: str) -> None:
+    """H8: parsing runs in a thread and its wait is bounded."""
+    cache = KeyCache(parse_timeout_s=0.05, max_kdf_rounds=10**6)
+    with pytest.raises(CredentialUnavailable, match=r"took longer than 0\.05s"):
+        await cache.load(_with_rounds(encrypted_pem, 256), "x")
+
+
+async def test_m12_the_key_cache_is_bounded_and_expires(sshd: SshServer) -> None:
+    """M12: parsed private keys are evicted (least recently used first, and after their TTL)."""
+    pems = [
+        asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh").decode() for _ in range(3)
+    ]
+    cache = KeyCache(max_keys=2, ttl_s=3600)
+    first = await cache.load(pems[0], None)
+    await cache.load(pems[1], None)
+    assert await cache.load(pems[0], None) is first  # a hit, and now the most recently used
+    await cache.load(pems[2], None)  # evicts pems[1]
+    assert len(cache) == 2
+    assert await cache.load(pems[0], None) is first
+
+    short = KeyCache(ttl_s=0.05)
+    key = await short.load(pems[0], None)
+    await asyncio.sleep(0.1)
+    assert short.expire() == 1 and len(short) == 0
+    assert await short.load(pems[0], None) is not key

@@ -175,3 +175,128 @@ async def test_m12_the_key_cache_is_bounded_and_expires(sshd: SshServer) -> None
     await asyncio.sleep(0.1)
     assert short.expire() == 1 and len(short) == 0
     assert await short.load(pems[0], None) is not key
+
+
+# ----------------------------------------------------------------- M12: bounded event retention in the coordinator
+
+
+def _run_with(budget: object, targets: int = 1) -> object:
+    from opsconductor_ray.coordinator import _Run
+
+    plan = ExecutionPlan(
+        execution_id=f"retention-{uuid.uuid4().hex[:8]}",
+        steps=(StepSpec(name="s", command="x"),),
+        targets=tuple(TargetSpec(target_id=f"t{i}", name=f"t{i}", host="127.0.0.1") for i in range(targets)),
+        credentials=CredentialRef(resolver_url="http://127.0.0.1:1/x", grant="g"),
+    )
+    return _Run(plan, {}, 1, budget)  # type: ignore[arg-type]
+
+
+def _output(target: str, text: str, type: EventType = EventType.STDOUT) -> object:
+    from opsconductor_ray.protocol import EngineEvent
+
+    return EngineEvent(
+        seq=0, type=type, at=0.0, target_id=target, target_seq=0, step_index=0, step_name="s", data=text
+    )
+
+
+def _done(run: object, target: str) -> None:
+    from opsconductor_ray.protocol import EngineEvent
+
+    run.push(  # type: ignore[attr-defined]
+        [
+            EngineEvent(
+                seq=0,
+                type=EventType.STEP_FINISHED,
+                at=0.0,
+                target_id=target,
+                target_seq=0,
+                step_index=0,
+                status=Status.SUCCEEDED,
+                exit_code=0,
+            ),
+            EngineEvent(
+                seq=0,
+                type=EventType.TARGET_FINISHED,
+                at=0.0,
+                target_id=target,
+                target_seq=0,
+                status=Status.SUCCEEDED,
+            ),
+        ]
+    )
+
+
+async def test_m12_an_unread_run_keeps_its_completion_events_and_marks_dropped_output() -> None:
+    """M12: a run whose output nobody reads stays within its byte budget: the first chunk over
+    it becomes a marker, later ones are dropped, completion events are all kept, seq and
+    target_seq stay gapless."""
+    from opsconductor_ray.retention import OUTPUT_DROPPED_MARKER, EventBudget, RetentionLimits
+    from opsconductor_ray.testing import check_sequence
+
+    budget = EventBudget(
+        RetentionLimits(run_bytes=20_000, run_events=1000, total_bytes=10**9, total_events=10**6)
+    )
+    run = _run_with(budget, targets=2)
+    for _ in range(50):
+        run.push([_output("t0", "x" * 1000), _output("t1", "y" * 1000, EventType.STDERR)])  # type: ignore[attr-defined]
+    _done(run, "t0")
+    _done(run, "t1")
+    run.finish()  # type: ignore[attr-defined]
+
+    events = run.log.read(0, 10_000)  # type: ignore[attr-defined]
+    check_sequence(events)
+    assert run.log.bytes <= 20_000 + 4 * 400  # type: ignore[attr-defined]
+    markers = [e for e in events if e.data == OUTPUT_DROPPED_MARKER]
+    assert [(e.target_id, e.type) for e in markers] == [("t0", EventType.STDOUT), ("t1", EventType.STDERR)]
+    kinds = [e.type for e in events]
+    assert kinds.count(EventType.STEP_FINISHED) == 2 and kinds.count(EventType.TARGET_FINISHED) == 2
+    assert kinds[-1] == EventType.EXECUTION_FINISHED
+    assert sum(len(e.data or "") for e in events if e.type == EventType.STDOUT) < 20_000
+
+
+async def test_m12_delivered_events_are_released_before_output_is_dropped() -> None:
+    """M12: once a reader has (twice) asked past events, they are released to make room, so a
+    run whose follower keeps up loses no output; what it has not stored is still readable."""
+    from opsconductor_ray.retention import OUTPUT_DROPPED_MARKER, EventBudget, RetentionLimits
+
+    budget = EventBudget(
+        RetentionLimits(run_bytes=30_000, run_events=1000, total_bytes=10**9, total_events=10**6)
+    )
+    run = _run_with(budget)
+    log = run.log  # type: ignore[attr-defined]
+    stored = 0
+    for round_ in range(20):
+        run.push([_output("t0", f"{round_:02d}" + "z" * 2000) for _ in range(4)])  # type: ignore[attr-defined]
+        log.acknowledge(stored)  # the follower asks after what it has; the batch before is stored
+        batch = log.read(stored, 5000)
+        assert batch and batch[0].seq == stored + 1  # nothing unread was released
+        stored = batch[-1].seq
+    assert log.dropped == 0
+    assert all(e.data != OUTPUT_DROPPED_MARKER for e in log.read(log.first_seq - 1, 5000))
+    assert log.bytes <= 30_000 and log.first_seq > 1  # delivered ones went
+
+
+async def test_m12_the_total_budget_releases_finished_runs_first() -> None:
+    """M12: over the coordinator-wide budget, delivered events of finished runs (oldest first)
+    make room for a running one."""
+    from opsconductor_ray.retention import EventBudget, RetentionLimits
+
+    budget = EventBudget(
+        RetentionLimits(run_bytes=10**9, run_events=10**6, total_bytes=40_000, total_events=10**6)
+    )
+    old = _run_with(budget)
+    for _ in range(15):
+        old.push([_output("t0", "o" * 2000)])  # type: ignore[attr-defined]
+    _done(old, "t0")
+    old.finish()  # type: ignore[attr-defined]
+    last = old.log.last_seq  # type: ignore[attr-defined]
+    old.log.acknowledge(last)  # type: ignore[attr-defined]
+    old.log.acknowledge(last + 1)  # type: ignore[attr-defined]  # all of it delivered and stored
+
+    new = _run_with(budget)
+    for _ in range(15):
+        new.push([_output("t0", "n" * 2000)])  # type: ignore[attr-defined]
+    assert new.log.dropped == 0  # type: ignore[attr-defined]
+    assert old.log.count < 15  # type: ignore[attr-defined]
+    assert budget.bytes <= 40_000

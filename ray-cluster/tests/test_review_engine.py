@@ -300,3 +300,55 @@ async def test_m12_the_total_budget_releases_finished_runs_first() -> None:
     assert new.log.dropped == 0  # type: ignore[attr-defined]
     assert old.log.count < 15  # type: ignore[attr-defined]
     assert budget.bytes <= 40_000
+
+
+# ----------------------------------------------------------------- L11: deploy templates
+
+
+def _deploy(name: str) -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parent.parent / "deploy" / name).read_text())
+
+
+def test_l11_cluster_yaml_turns_on_token_auth_and_keeps_the_dashboard_local() -> None:
+    """L11: every `ray start` of the `ray up` template runs with RAY_AUTH_MODE=token and a token
+    file, and the dashboard is not bound to 0.0.0.0."""
+    config = _deploy("cluster.yaml")
+    starts = [
+        c for c in config["head_start_ray_commands"] + config["worker_start_ray_commands"] if "ray start" in c
+    ]
+    assert len(starts) == 2
+    for command in starts:
+        assert "RAY_AUTH_MODE=token" in command
+        assert "RAY_AUTH_TOKEN_PATH=" in command
+        assert "0.0.0.0" not in command
+    assert "--dashboard-host=127.0.0.1" in starts[0]
+    token_path = "~/.opsconductor/ray_auth_token"
+    assert token_path in config["file_mounts"]
+    assert any("chmod 600" in c and token_path in c for c in config["setup_commands"])
+
+
+def test_l11_raycluster_yaml_turns_on_token_auth_from_a_secret() -> None:
+    """L11: head and worker pods run with RAY_AUTH_MODE=token and the token from a Secret; the
+    dashboard binds loopback and its port is not published."""
+    spec = _deploy("raycluster.yaml")["spec"]
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    containers = head["template"]["spec"]["containers"] + [
+        c for group in spec["workerGroupSpecs"] for c in group["template"]["spec"]["containers"]
+    ]
+    assert len(containers) == 2
+    for container in containers:
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "opsconductor-ray-auth",
+            "key": "token",
+        }
+        assert "value" not in env["RAY_AUTH_TOKEN"]
+        assert all(p["containerPort"] != 8265 for p in container.get("ports", []))
+    for group in [head, *spec["workerGroupSpecs"]]:
+        assert "0.0.0.0" not in str(group["rayStartParams"])

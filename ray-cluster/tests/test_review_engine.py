@@ -142,6 +142,28 @@ async def test_h8_costly_kdf_rounds_are_refused_before_parsing(encrypted_pem: st
     assert time.monotonic() - started < 1.0
 
 
+async def test_h8_costly_pkcs8_iterations_are_refused_before_parsing() -> None:
+    """H8: the same for an encrypted PKCS#8 key whose PBKDF2 iteration count is the author's."""
+    from asyncssh.asn1 import der_decode, der_encode
+
+    from opsconductor_ray.credentials import pkcs8_kdf_iterations
+
+    pem = (
+        asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", passphrase="p").decode()
+    )
+    lines = pem.strip().splitlines()
+    (oid, ((kdf, (salt, _, *rest)), cipher)), data = der_decode(base64.b64decode("".join(lines[1:-1])))
+    costly = der_encode(((oid, ((kdf, (salt, 50_000_000, *rest)), cipher)), data))
+    body = base64.b64encode(costly).decode()
+    hostile = "\n".join([lines[0], *(body[i : i + 64] for i in range(0, len(body), 64)), lines[-1]]) + "\n"
+    assert pkcs8_kdf_iterations(pem) == 2048
+    assert pkcs8_kdf_iterations(hostile) == 50_000_000
+    started = time.monotonic()
+    with pytest.raises(KeyTooCostly, match="50000000 PBKDF iterations"):
+        await KeyCache().load(hostile, "x")
+    assert time.monotonic() - started < 1.0
+
+
 async def test_h8_the_resolver_path_reports_the_refusal(
     vault: FakeCredentialVault, encrypted_pem: str
 ) -> None:

@@ -725,3 +725,22 @@ def test_m12_clean_clixml_is_linear() -> None:
         '#< CLIXML<S S="Info">no</S>',
     ):
         assert clean_clixml(sample) == by_regex(sample)
+
+
+@pytest.mark.parametrize("source", ['C:\\a" & whoami & "', "C:\\%COMSPEC%", "C:\\a\r\nwhoami"])
+async def test_h7_download_source_cannot_leave_its_quotes(
+    runner: WinRMRunner, double: WSManTestDouble, source: str
+) -> None:
+    """H7 (related): the download runs through cmd.exe; a source that could end the quoted path,
+    expand a variable or end the command line is refused before anything runs."""
+    commands = len(double.commands)
+    step = StepSpec(
+        name="down",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="download", destination="x", source=source),
+        timeout_s=20,
+    )
+    exit_code, reason, _ = await run(runner, double, step)
+    assert exit_code is None and reason is not None and "download needs a source path" in reason
+    assert len(double.commands) == commands

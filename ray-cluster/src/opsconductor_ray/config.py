@@ -50,7 +50,9 @@ class PoolConfig:
     key_cache_ttl_s: float = 3600.0
     """...and for at most this long after parsing (deleted or rotated keys leave memory)."""
     max_kdf_rounds: int = 1024
-    """Encrypted OpenSSH keys asking for more bcrypt rounds are refused before parsing (H8)."""
+    """Encrypted OpenSSH keys asking for more bcrypt rounds are refused before parsing (H8)..."""
+    max_pbkdf_iterations: int = 1_000_000
+    """...and encrypted PKCS#8 keys asking for more PBKDF iterations."""
     key_parse_timeout_s: float = 30.0
 
 

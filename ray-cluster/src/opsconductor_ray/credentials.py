@@ -63,6 +63,8 @@ class Credential:
 MAX_KDF_ROUNDS = 1024
 """Most bcrypt rounds an encrypted OpenSSH key may ask for (ssh-keygen's default is 16; each
 round costs ~10-20 ms of CPU, and the count is the key author's choice: review H8)."""
+MAX_PBKDF_ITERATIONS = 1_000_000
+"""Most PBKDF iterations an encrypted PKCS#8 key may ask for (OpenSSL's default is 2048)."""
 KEY_PARSE_TIMEOUT_S = 30.0
 KEY_CACHE_SIZE = 256
 KEY_CACHE_TTL_S = 3600.0
@@ -123,13 +125,42 @@ def openssh_kdf_rounds(pem: str) -> int | None:
     return int(rounds)
 
 
+_PKCS8_BEGIN = "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+_PKCS8_END = "-----END ENCRYPTED PRIVATE KEY-----"
+
+
+def pkcs8_kdf_iterations(pem: str) -> int | None:
+    """The PBKDF iteration count an encrypted PKCS#8 PEM key asks for (PBES2/PBKDF2 or PBES1);
+    None if it is not such a key or its parameters are not in a form we know."""
+    from asyncssh.asn1 import ASN1DecodeError, der_decode
+
+    start = pem.find(_PKCS8_BEGIN)
+    if start < 0:
+        return None
+    end = pem.find(_PKCS8_END, start)
+    body = pem[start + len(_PKCS8_BEGIN) : end if end >= 0 else len(pem)]
+    try:
+        decoded = der_decode(base64.b64decode("".join(body.split())))
+    except (ValueError, binascii.Error, ASN1DecodeError):
+        return None
+    try:
+        algorithm, _ = decoded
+        _, params = algorithm
+        # PBES2: ((kdf oid, (salt, iterations, ...)), cipher); PBES1 / PKCS#12 PBE: (salt, iterations)
+        iterations = params[0][1][1] if isinstance(params[0], tuple) else params[1]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return iterations if isinstance(iterations, int) else None
+
+
 class KeyCache:
     """Parsed private keys by digest of (key text, passphrase); one per pool actor.
 
     Bounded (M12): at most `max_keys`, least recently used evicted first, and none kept longer
     than `ttl_s` after it was parsed (so deleted or rotated keys leave the pool's memory).
     Parsing is bounded too (H8): an encrypted OpenSSH key asking for more than
-    `max_kdf_rounds` bcrypt rounds is refused before any KDF runs, and parsing (in a small
+    `max_kdf_rounds` bcrypt rounds (an encrypted PKCS#8 key more than `max_pbkdf_iterations`)
+    is refused before any KDF runs, and parsing (in a small
     thread pool, never on the event loop) is given up after `parse_timeout_s`."""
 
     def __init__(
@@ -138,6 +169,7 @@ class KeyCache:
         max_keys: int = KEY_CACHE_SIZE,
         ttl_s: float = KEY_CACHE_TTL_S,
         max_kdf_rounds: int = MAX_KDF_ROUNDS,
+        max_pbkdf_iterations: int = MAX_PBKDF_ITERATIONS,
         parse_timeout_s: float = KEY_PARSE_TIMEOUT_S,
     ) -> None:
         self._keys: OrderedDict[str, tuple[asyncssh.SSHKey, float]] = OrderedDict()
@@ -145,6 +177,7 @@ class KeyCache:
         self._max_keys = max(1, max_keys)
         self._ttl_s = ttl_s
         self._max_kdf_rounds = max_kdf_rounds
+        self._max_pbkdf_iterations = max_pbkdf_iterations
         self._parse_timeout_s = parse_timeout_s
 
     def digest(self, *parts: str | None) -> str:
@@ -168,6 +201,12 @@ class KeyCache:
             raise KeyTooCostly(
                 f"the private key asks for {rounds} bcrypt KDF rounds; at most {self._max_kdf_rounds} "
                 "are accepted (re-export it with fewer, e.g. ssh-keygen -p -a 64)"
+            )
+        iterations = pkcs8_kdf_iterations(pem)
+        if iterations is not None and iterations > self._max_pbkdf_iterations:
+            raise KeyTooCostly(
+                f"the private key asks for {iterations} PBKDF iterations; at most "
+                f"{self._max_pbkdf_iterations} are accepted"
             )
         # Parsing (and decrypting) is CPU work: keep it off the actor's event loop, bounded.
         loop = asyncio.get_running_loop()

@@ -426,6 +426,7 @@ class ConnectionPool:
             max_keys=self._config.key_cache_size,
             ttl_s=self._config.key_cache_ttl_s,
             max_kdf_rounds=self._config.max_kdf_rounds,
+            max_pbkdf_iterations=self._config.max_pbkdf_iterations,
             parse_timeout_s=self._config.key_parse_timeout_s,
         )
         self._http: httpx.AsyncClient | None = None

@@ -607,8 +607,14 @@ class WinRMRunner:
             if transfer is None:
                 return None, "file_transfer step without a transfer"
             if transfer.direction == "download":
-                if not transfer.source or '"' in transfer.source:
-                    return None, "download needs a source path (without double quotes)"
+                source = transfer.source
+                # cmd.exe: a double quote would end the quoted path, % expands variables, and a
+                # control character could end the command line
+                if not source or any(c in source for c in '"%') or any(ord(c) < 32 for c in source):
+                    return (
+                        None,
+                        "download needs a source path (without double quotes, % or control characters)",
+                    )
                 return _Prepared(f'type "{transfer.source}"'), None
             if transfer.direction == "upload":
                 data = (transfer.content or "").encode("utf-8")

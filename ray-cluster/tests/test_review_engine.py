@@ -18,7 +18,7 @@ from opsconductor_ray.credentials import KeyCache, KeyTooCostly, fetch_credentia
 from opsconductor_ray.errors import CredentialUnavailable
 from opsconductor_ray.protocol import CredentialRef, EventType, ExecutionPlan, Status, StepSpec, TargetSpec
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
-from tests.support.sshd import SshServer
+from tests.support.sshd import SshServer, closed_port
 
 
 def _target(sshd: SshServer, host: str | None = None) -> TargetSpec:
@@ -50,7 +50,8 @@ async def test_h3_a_credential_without_known_hosts_is_refused(
     engine: EngineClient, sshd: SshServer, vault: FakeCredentialVault
 ) -> None:
     """H3: no knownHosts from the resolver and no pool known_hosts file → the target fails with
-    a clear host-key error and no connection is made (asyncssh would have accepted any key)."""
+    a clear host-key error before logging in (asyncssh used to accept any key); an unreachable
+    host still fails as refused."""
     ref = vault.issue(username=sshd.username, private_key=sshd.private_key_pem, known_hosts="")
     before = (await engine.pool_stats())["connects"]
 
@@ -61,6 +62,9 @@ async def test_h3_a_credential_without_known_hosts_is_refused(
     assert (await engine.pool_stats())["connects"] == before
     result = await engine.test_connection(_target(sshd, sshd.hosts[14]), ref)
     assert not result.ok and "no trusted host key is known" in result.message
+    closed = TargetSpec(target_id="t-closed", name="c", host=sshd.hosts[14], port=closed_port())
+    status, message = await _finished(engine, _plan(ref, closed))
+    assert status == Status.FAILED and message is not None and "refused" in message
 
 
 async def test_h3_the_fixture_host_key_lets_the_run_connect(

@@ -1106,13 +1106,6 @@ class ConnectionPool:
         """A channel slot on a connection for this target and credential: a warm one if
         any has room, else one being opened, else a new connection."""
         key = self._key(target, credential)
-        if not key[4]:
-            # H3: never connect without a trusted host key (asyncssh would accept any key and
-            # send the password to whoever answers): fail closed for this target.
-            raise HostKeyUnknown(
-                f"no trusted host key is known for {target.host}:{target.port}: the credential came "
-                "without knownHosts and the pool has no known_hosts file; refusing to connect"
-            )
         connections = self._connections.setdefault(key, [])
         for connection in connections:
             if not connection.lost and connection.leases < self._config.max_channels_per_connection:
@@ -1158,11 +1151,15 @@ class ConnectionPool:
                 self._forget(connection)
 
         try:
-            known_hosts = (
-                asyncssh.import_known_hosts(policy.removeprefix("text:"))
-                if policy.startswith("text:")
-                else policy.removeprefix("file:")
-            )
+            # H3: with no trusted key at all, trust none (an empty list; None would make asyncssh
+            # accept any key and send the secret to whoever answers). Unreachable hosts still
+            # fail as refused/timed out; one that answers fails its host-key check before any
+            # authentication.
+            known_hosts: Any = ([], [], [])
+            if policy.startswith("text:"):
+                known_hosts = asyncssh.import_known_hosts(policy.removeprefix("text:"))
+            elif policy.startswith("file:"):
+                known_hosts = policy.removeprefix("file:")
             async with contextlib.AsyncExitStack() as limits:
                 await self._enter_limit(limits, self._handshakes)
                 await self._enter_limit(limits, host_limit.semaphore)
@@ -1192,16 +1189,19 @@ class ConnectionPool:
             self._fail_open(connection, ConnectError(f"connect to {target.host}:{target.port} was cancelled"))
             raise
         except Exception as exc:
-            self._fail_open(
-                connection,
-                map_exception(
-                    exc,
-                    host=target.host,
-                    port=target.port,
-                    username=credential.username,
-                    timeout_s=connect_timeout_s,
-                ),
+            error = map_exception(
+                exc,
+                host=target.host,
+                port=target.port,
+                username=credential.username,
+                timeout_s=connect_timeout_s,
             )
+            if not policy and isinstance(exc, asyncssh.HostKeyNotVerifiable):
+                error = HostKeyUnknown(
+                    f"no trusted host key is known for {target.host}:{target.port}: the credential came "
+                    "without knownHosts and the pool has no known_hosts file; refused before logging in"
+                )
+            self._fail_open(connection, error)
             return
         finally:
             host_limit.users -= 1

@@ -13,8 +13,10 @@ from tests.support.sshd import SshServer
 
 
 @pytest.fixture(scope="session")
-async def vault() -> AsyncIterator[FakeCredentialVault]:
-    server = FakeCredentialVault()
+async def vault(sshd: SshServer) -> AsyncIterator[FakeCredentialVault]:
+    # Every grant trusts the test sshd's host key unless a test says otherwise (H3: the pool
+    # refuses SSH credentials that come without one).
+    server = FakeCredentialVault(known_hosts=sshd.known_hosts)
     await server.start()
     try:
         yield server

@@ -493,7 +493,11 @@ async def test_the_strict_sshd_really_drops_and_refuses(strict_sshd: StrictSshd,
 async def test_handshake_and_channel_limits_keep_a_strict_sshd_happy(
     strict_engine: EngineClient, strict_sshd: StrictSshd, sshd: SshServer, vault: FakeCredentialVault
 ) -> None:
-    cred = vault.issue(username=sshd.username, private_key=sshd.private_key_pem)
+    cred = vault.issue(
+        username=sshd.username,
+        private_key=sshd.private_key_pem,
+        known_hosts=f"[{strict_sshd.host}]:{strict_sshd.port} {sshd.host_public_key}\n",  # same host key
+    )
     targets = [target_on(sshd, host=strict_sshd.host, port=strict_sshd.port) for _ in range(16)]
     p = plan(
         cred,

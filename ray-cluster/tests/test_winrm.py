@@ -66,6 +66,8 @@ def target_of(server: WSManTestDouble, port: int | None = None) -> TargetSpec:
 
 def credential(password: str = PASSWORD, user: str = USER, **options: str) -> Credential:
     options.setdefault("transport", "basic")
+    # The test double speaks Basic over plain http: allowed here explicitly (L5 refuses it otherwise).
+    options.setdefault("allowInsecure", "true")
     return Credential(username=user, password=password, fingerprint=f"{user}:{password}", options=options)
 
 
@@ -539,3 +541,206 @@ async def test_abandoned_step_still_terminates_the_command(
     with pytest.raises(asyncio.CancelledError):
         await task
     await wait_until(lambda: double.running_commands == 0)
+
+
+# ----------------------------------------------------------------------------- security review
+
+
+def _single_quoted_literals(text: str) -> list[str]:
+    """The words of `text` when every one must be a PowerShell single-quoted literal, parsed by
+    PowerShell's rule: any of ' U+2018 U+2019 U+201A U+201B closes the string unless the next
+    character is one of them too (that pair stands for one quote). Anything else fails."""
+    quotes = "'\u2018\u2019\u201a\u201b"
+    words: list[str] = []
+    index = 0
+    while index < len(text):
+        if text[index] == " ":
+            index += 1
+            continue
+        assert text[index] in quotes, f"not a single-quoted literal at {index}: {text[index:]!r}"
+        index += 1
+        word: list[str] = []
+        while True:
+            assert index < len(text), "unterminated literal"
+            char = text[index]
+            if char in quotes:
+                if index + 1 < len(text) and text[index + 1] in quotes:
+                    word.append(char)
+                    index += 2
+                    continue
+                index += 1
+                break
+            word.append(char)
+            index += 1
+        words.append("".join(word))
+    return words
+
+
+def _decoded(line: str) -> str:
+    import base64
+
+    assert line.split()[-2] == "-EncodedCommand"
+    return base64.b64decode(line.split()[-1]).decode("utf-16-le")
+
+
+@pytest.mark.parametrize("quote", ["'", "\u2018", "\u2019", "\u201a", "\u201b"])
+def test_h7_typographic_quotes_in_powershell_arguments_stay_literal(quote: str) -> None:
+    """H7: every single-quote character PowerShell accepts is doubled, so an argument like
+    `a\u2019; evil; \u2019` stays one literal instead of closing the string and running `evil`."""
+    hostile = f"a{quote}; evil; {quote}"
+    script = _decoded(powershell_command_line("echo $args", (hostile, "second")))
+
+    assert script.startswith("& {\necho $args\n} ")
+    arguments = script.removeprefix("& {\necho $args\n} ")
+    assert arguments == f"'a{quote}{quote}; evil; {quote}{quote}' 'second'"
+    assert _single_quoted_literals(arguments) == [hostile, "second"]
+
+
+def test_h7_upload_destination_stays_literal() -> None:
+    """H7: the upload destination inside WriteAllBytes('...') cannot close its literal."""
+    from opsconductor_ray.winrm import upload_script
+
+    destination = "C:\\a\u2019+(evil)+\u2019"
+    script = upload_script(destination)
+    line = next(line for line in script.splitlines() if line.startswith("[IO.File]::WriteAllBytes("))
+    literal = line.removeprefix("[IO.File]::WriteAllBytes(").removesuffix(
+        ", [Convert]::FromBase64String($data))"
+    )
+    assert literal == "'C:\\a\u2019\u2019+(evil)+\u2019\u2019'"
+    assert _single_quoted_literals(literal) == [destination]
+
+
+async def test_h7_hostile_argument_and_path_arrive_literally(
+    runner: WinRMRunner, double: WSManTestDouble
+) -> None:
+    """H7 through the WS-Man double (which tokenizes with PowerShell's quote rules)."""
+    hostile = "a\u2019; Write-Output injected; \u2019"
+    exit_code, _, output = await run(runner, double, ps('Write-Output "[$($args[0])]"', hostile))
+    assert (exit_code, output.text()) == (0, f"[{hostile}]\r\n")
+
+    path = "C:\\temp\\x\u2018; Write-Output injected; \u2018.txt"
+    upload = StepSpec(
+        name="up",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="upload", destination=path, content="data"),
+        timeout_s=20,
+    )
+    exit_code, _, output = await run(runner, double, upload)
+    assert exit_code == 0 and "injected" not in output.text()
+    assert double.files[path.lower()] == "data"
+
+
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        ({"transport": "basic", "scheme": "http"}, "basic authentication over plain http"),
+        ({"transport": "basic", "scheme": "https", "serverCertValidation": "ignore"}, "without certificate"),
+        ({"transport": "ntlm", "scheme": "https", "serverCertValidation": "ignore"}, "without certificate"),
+        ({"transport": "basic", "scheme": "https"}, None),
+        ({"transport": "ntlm", "scheme": "http"}, None),
+        ({"transport": "basic", "scheme": "http", "allowInsecure": "true"}, None),
+        ({"scheme": "https", "serverCertValidation": "ignore", "allowInsecure": "true"}, None),
+    ],
+)
+def test_l5_insecure_winrm_transport_needs_an_explicit_allowance(
+    options: dict[str, str], refused: str | None
+) -> None:
+    """L5: Basic over http and serverCertValidation ignore are refused unless `allowInsecure`."""
+    from opsconductor_ray.errors import InsecureTransportRefused
+    from opsconductor_ray.winrm import endpoint_of
+
+    cred = Credential(username=USER, password=PASSWORD, fingerprint="f", options=options)
+    target = TargetSpec(target_id="w", name="w", host="127.0.0.1", port=5985, method="winrm")
+    if refused is None:
+        endpoint = endpoint_of(target, cred)
+        assert endpoint.allow_insecure == (options.get("allowInsecure") == "true")
+    else:
+        with pytest.raises(InsecureTransportRefused, match=refused):
+            endpoint_of(target, cred)
+
+
+async def test_l5_basic_over_http_is_refused_before_the_password_is_sent(
+    runner: WinRMRunner, double: WSManTestDouble
+) -> None:
+    """L5: the refusal happens before any request reaches the host."""
+    requests = len(double.commands)
+    result = await runner.test_connection(target_of(double), credential(allowInsecure="false"))
+    assert not result.ok and "clear text" in result.message
+    assert len(double.commands) == requests
+
+
+async def test_m12_idle_sessions_are_reaped_in_the_background(double: WSManTestDouble) -> None:
+    """M12: an idle Protocol (holding the password) is closed by the reaper after
+    idle_timeout_s, without waiting for the next checkout of its endpoint; the per-host slot
+    dict is empty once no step uses the host."""
+    engine = WinRMRunner(
+        max_workers=2, operation_timeout_s=1, read_timeout_s=3, idle_timeout_s=0.3, reap_interval_s=0.1
+    )
+    try:
+        exit_code, _, _ = await run(engine, double, cmd("echo x"))
+        assert exit_code == 0
+        assert engine.stats()["winrm_idle_sessions"] == 1
+        assert len(engine._host_slots) == 0
+        await wait_until(lambda: engine.stats()["winrm_idle_sessions"] == 0, timeout_s=10)
+        assert engine._idle == {}
+    finally:
+        engine.close()
+
+
+async def test_m12_powershell_stderr_is_capped(double: WSManTestDouble) -> None:
+    """M12: a PowerShell step's CLIXML stderr is kept only up to a bound, then marked."""
+    engine = WinRMRunner(max_workers=2, operation_timeout_s=1, read_timeout_s=3, max_powershell_stderr=1000)
+    try:
+        body = "\n".join(f"Write-Error {'e' * 100}-{i}" for i in range(20))
+        exit_code, reason, output = await run(engine, double, ps(body))
+        assert (exit_code, reason) == (1, None)
+        stderr = output.text("STDERR")
+        assert "output truncated at 1000 bytes" in stderr
+        assert len(stderr) < 1000 + 100
+        assert "-0" in stderr and "-19" not in stderr
+    finally:
+        engine.close()
+
+
+def test_m12_clean_clixml_is_linear() -> None:
+    """M12: many unclosed error records no longer make the scan quadratic (the lazy regex took
+    ~7 s for this input); the result is what the regex gave."""
+    import re
+
+    hostile = "#< CLIXML" + '<S S="Error">x' * 10_000
+    started = time.monotonic()
+    assert clean_clixml(hostile) == hostile
+    assert time.monotonic() - started < 1.0
+
+    def by_regex(text: str) -> str:
+        import html
+
+        found = re.findall(r'<S S="Error">(.*?)</S>', text, flags=re.DOTALL)
+        return "".join(html.unescape(m).replace("_x000D__x000A_", "\n") for m in found) if found else text
+
+    for sample in (
+        '#< CLIXML<S S="Error">a</S><S S="Error">b &lt;c&gt;</S>tail<S S="Error">unclosed',
+        '#< CLIXML<S S="Error"><S S="Error">nested</S></S>',
+        '#< CLIXML<S S="Info">no</S>',
+    ):
+        assert clean_clixml(sample) == by_regex(sample)
+
+
+@pytest.mark.parametrize("source", ['C:\\a" & whoami & "', "C:\\%COMSPEC%", "C:\\a\r\nwhoami"])
+async def test_h7_download_source_cannot_leave_its_quotes(
+    runner: WinRMRunner, double: WSManTestDouble, source: str
+) -> None:
+    """H7 (related): the download runs through cmd.exe; a source that could end the quoted path,
+    expand a variable or end the command line is refused before anything runs."""
+    commands = len(double.commands)
+    step = StepSpec(
+        name="down",
+        command="",
+        type="file_transfer",
+        transfer=TransferSpec(direction="download", destination="x", source=source),
+        timeout_s=20,
+    )
+    exit_code, reason, _ = await run(runner, double, step)
+    assert exit_code is None and reason is not None and "download needs a source path" in reason
+    assert len(double.commands) == commands

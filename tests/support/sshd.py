@@ -53,6 +53,14 @@ class SshServer:
     """The listening sshd; each connection is served by a child of it."""
     hosts: tuple[str, ...] = EXTRA_HOSTS
     """Further addresses the same sshd listens on (never 127.0.0.1, where blackhole_address binds)."""
+    host_public_key: str = ""
+    """The sshd's host key, OpenSSH public-key format (`ssh-ed25519 AAAA...`)."""
+
+    @property
+    def known_hosts(self) -> str:
+        """known_hosts text trusting this sshd's host key on every address it listens on."""
+        names = ",".join(f"[{host}]:{self.port}" for host in (self.host, *self.hosts))
+        return f"{names} {self.host_public_key}\n"
 
 
 closed_port = free_port  # nothing listens there, so connects are refused
@@ -237,6 +245,7 @@ def sshd() -> Iterator[SshServer]:
             wrong_private_key_pem=wrong_key.export_private_key("openssh").decode(),
             log_path=base / "sshd.log",
             pid=process.pid,
+            host_public_key=host_key.export_public_key("openssh").decode().strip(),
         )
     finally:
         _stop(process)

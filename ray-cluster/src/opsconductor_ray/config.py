@@ -36,13 +36,24 @@ class PoolConfig:
     max_credential_fetches: int = 32
     """Concurrent credential requests to the resolver per pool actor."""
     known_hosts: str | None = None
-    """Host-key policy handed to asyncssh: None accepts any host key; otherwise the path
-    of a known_hosts file that the server's key must match (else `HostKeyRejected`)."""
+    """Pool-wide host-key policy: the path of a known_hosts file the server's key must match
+    (else `HostKeyRejected`), used for credentials that come without their own `knownHosts`.
+    None (the default): such credentials are refused with `HostKeyUnknown` before any
+    connection is made. There is no "accept any key" setting (review H3: fail closed)."""
     flush_interval_s: float = 0.05
     """Events are pushed to the coordinator at least this often while a batch runs..."""
     flush_bytes: int = 64 * 1024
     """...and as soon as this much output is waiting."""
     reap_interval_s: float = 15.0
+    key_cache_size: int = 256
+    """Parsed private keys kept per pool actor (least recently used evicted first)..."""
+    key_cache_ttl_s: float = 3600.0
+    """...and for at most this long after parsing (deleted or rotated keys leave memory)."""
+    max_kdf_rounds: int = 1024
+    """Encrypted OpenSSH keys asking for more bcrypt rounds are refused before parsing (H8)..."""
+    max_pbkdf_iterations: int = 1_000_000
+    """...and encrypted PKCS#8 keys asking for more PBKDF iterations."""
+    key_parse_timeout_s: float = 30.0
 
 
 DEFAULT_NUM_SHARDS = 2

@@ -33,6 +33,7 @@ from opsconductor_ray.protocol import (
     TargetSpec,
     plan_batches,
 )
+from opsconductor_ray.retention import EventBudget, EventLog, RetentionLimits
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +92,18 @@ def split_parallelism(max_parallel: int, sizes: dict[int, int]) -> dict[int, int
 class _Run:
     """One execution inside a coordinator: its plan, event log and the task running it."""
 
-    def __init__(self, plan: ExecutionPlan, pools: dict[int, ActorHandle], num_shards: int) -> None:
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        pools: dict[int, ActorHandle],
+        num_shards: int,
+        budget: EventBudget | None = None,
+    ) -> None:
         self.plan = plan
         self.pools = pools
         self.num_shards = num_shards
-        self.events: list[EngineEvent] = []
+        self.log = EventLog(budget if budget is not None else EventBudget())
+        """The run's events, bounded (retention.py, review M12)."""
         self.changed = asyncio.Event()
         self.done = asyncio.Event()
         """Set with EXECUTION_FINISHED (or on release): ends a gathering long poll at once."""
@@ -119,10 +127,16 @@ class _Run:
         self.append(EngineEvent(seq=0, type=type, at=time.time(), **fields))
 
     def append(self, event: EngineEvent) -> None:
-        event = replace(event, seq=len(self.events) + 1)
-        self.events.append(event)
-        if event.target_id is not None and event.target_seq is not None:
-            self.target_seq[event.target_id] = event.target_seq
+        admitted = self.log.admit(event)
+        if admitted is None:
+            return  # output over the retention limits (a marker was kept in its place)
+        target_seq = admitted.target_seq
+        if admitted.target_id is not None:
+            # numbered here, so that dropped output leaves no gap
+            target_seq = self.target_seq.get(admitted.target_id, 0) + 1
+            self.target_seq[admitted.target_id] = target_seq
+        event = replace(admitted, seq=self.log.last_seq + 1, target_seq=target_seq)
+        self.log.append(event)
         if event.type == EventType.TARGET_FINISHED and event.target_id is not None:
             self.target_status[event.target_id] = event.status or Status.FAILED
             if event.status == Status.FAILED:
@@ -165,7 +179,7 @@ class _Run:
             "state": self.state(),
             "status": self.final_status,
             "cancel_requested": self.cancel_requested,
-            "last_seq": len(self.events),
+            "last_seq": self.log.last_seq,
             "targets_total": len(self.plan.targets),
             "targets_finished": len(self.target_status),
             "started_at": self.started_at,
@@ -309,6 +323,7 @@ class _Run:
         self.append_new(EventType.EXECUTION_FINISHED, status=status, data=json.dumps(counts))
         self.final_status = status
         self.finished_at = time.time()
+        self.log.finished_at = time.monotonic()
         self.done.set()
 
 
@@ -326,6 +341,8 @@ class ExecutionCoordinator:
         self._pool_config = pool_config
         self._namespace = namespace
         self._runs: dict[str, _Run] = {}
+        self._budget = EventBudget(RetentionLimits.from_env())
+        """Bounds the events all runs here keep (M12)."""
         self._released: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._me: ActorHandle | None = None
@@ -349,7 +366,7 @@ class ExecutionCoordinator:
         pools = {shard: self._handles[handle._actor_id.hex()] for shard, handle in pools.items()}
         # The shards of the client that started the run (it hands over every pool it has):
         # its targets' shards are computed with that count, whatever this coordinator was made with.
-        run = _Run(plan, dict(pools), len(pools) or self._num_shards)
+        run = _Run(plan, dict(pools), len(pools) or self._num_shards, self._budget)
         if self._me is None:
             self._me = ray.get_runtime_context().current_actor
         run.me = self._me
@@ -376,18 +393,19 @@ class ExecutionCoordinator:
         run = self._runs.get(execution_id)
         if run is None:
             return None
-        if len(run.events) <= after_seq and run.final_status is None and wait_s > 0:
+        run.log.acknowledge(after_seq)
+        if run.log.last_seq <= after_seq and run.final_status is None and wait_s > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.changed.wait(), min(wait_s, MAX_WAIT_S))
         if (
             gather_s > 0
-            and len(run.events) > after_seq
+            and run.log.last_seq > after_seq
             and run.final_status is None
-            and len(run.events) - after_seq < MAX_EVENTS_PER_CALL
+            and run.log.last_seq - after_seq < MAX_EVENTS_PER_CALL
         ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.done.wait(), min(gather_s, MAX_WAIT_S))
-        return run.events[max(0, after_seq) : max(0, after_seq) + MAX_EVENTS_PER_CALL]
+        return run.log.read(after_seq, MAX_EVENTS_PER_CALL)
 
     async def cancel(self, execution_id: str) -> bool:
         """Running commands get SIGTERM, pending targets end CANCELLED. False: unknown run."""
@@ -414,6 +432,7 @@ class ExecutionCoordinator:
         run.changed.set()  # let long polls return
         run.done.set()
         self._runs.pop(execution_id, None)
+        self._budget.forget(run.log)
         self._released[execution_id] = time.monotonic()
 
     async def runs(self) -> list[dict[str, Any]]:
@@ -443,6 +462,7 @@ class ExecutionCoordinator:
                 if run.finished_at is not None and wall - run.finished_at > FINISHED_RETENTION_S:
                     logger.warning("dropping finished execution %s that nobody released", eid)
                     self._runs.pop(eid, None)
+                    self._budget.forget(run.log)
                     self._released[eid] = mono
             self._released = {e: at for e, at in self._released.items() if mono - at < RELEASED_MEMORY_S}
 

@@ -9,10 +9,16 @@ encrypted key runs a deliberately slow KDF.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
+import struct
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -39,7 +45,8 @@ class Credential:
     """Stable within the process for equal secrets, meaningless outside it (keyed digest)."""
     options: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     """Non-secret transport options from the resolver (WinRM: transport, serverCertValidation, scheme;
-    SSH: knownHosts, the target's trusted host key in known_hosts format, which replaces the pool's)."""
+    SSH: knownHosts, the target's trusted host key in known_hosts format, which replaces the pool's;
+    without it (and without a pool-wide known_hosts file) the pool refuses to connect)."""
 
     def __repr__(self) -> str:
         hidden = "***"
@@ -53,12 +60,125 @@ class Credential:
         raise TypeError("a Credential holds secrets and must not be serialized")
 
 
-class KeyCache:
-    """Parsed private keys by digest of (key text, passphrase); one per pool actor."""
+MAX_KDF_ROUNDS = 1024
+"""Most bcrypt rounds an encrypted OpenSSH key may ask for (ssh-keygen's default is 16; each
+round costs ~10-20 ms of CPU, and the count is the key author's choice: review H8)."""
+MAX_PBKDF_ITERATIONS = 1_000_000
+"""Most PBKDF iterations an encrypted PKCS#8 key may ask for (OpenSSL's default is 2048)."""
+KEY_PARSE_TIMEOUT_S = 30.0
+KEY_CACHE_SIZE = 256
+KEY_CACHE_TTL_S = 3600.0
+_KEY_PARSERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsc-key-parse")
+"""Key parsing runs here, never on an event loop; two threads at most, so a key that takes
+long (up to MAX_KDF_ROUNDS) can hold at most these, whatever happens to its waiter."""
+_OPENSSH_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
+_OPENSSH_END = "-----END OPENSSH PRIVATE KEY-----"
+_OPENSSH_MAGIC = b"openssh-key-v1\x00"
 
-    def __init__(self) -> None:
-        self._keys: dict[str, asyncssh.SSHKey] = {}
+
+class KeyTooCostly(CredentialUnavailable):
+    """An encrypted private key asks for more KDF work than the pool allows (H8)."""
+
+
+def openssh_kdf_rounds(pem: str) -> int | None:
+    """The bcrypt rounds an OpenSSH-format private key asks for: None if it is not in that
+    format or not encrypted with bcrypt. Reads only the header, no KDF runs."""
+    start = pem.find(_OPENSSH_BEGIN)
+    if start < 0:
+        return None
+    end = pem.find(_OPENSSH_END, start)
+    body = pem[start + len(_OPENSSH_BEGIN) : end if end >= 0 else len(pem)]
+    try:
+        raw = base64.b64decode("".join(body.split()), validate=False)
+    except (ValueError, binascii.Error):
+        return None
+    if not raw.startswith(_OPENSSH_MAGIC):
+        return None
+    offset = len(_OPENSSH_MAGIC)
+
+    def string() -> bytes:
+        nonlocal offset
+        if offset + 4 > len(raw):
+            raise ValueError("truncated")
+        (length,) = struct.unpack_from(">I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise ValueError("truncated")
+        value = raw[offset : offset + length]
+        offset += length
+        return value
+
+    try:
+        string()  # cipher name
+        kdf_name = string()
+        kdf_options = string()
+    except ValueError:
+        return None
+    if kdf_name != b"bcrypt":
+        return None
+    if len(kdf_options) < 4:
+        return None
+    (salt_length,) = struct.unpack_from(">I", kdf_options, 0)
+    if 4 + salt_length + 4 > len(kdf_options):
+        return None
+    (rounds,) = struct.unpack_from(">I", kdf_options, 4 + salt_length)
+    return int(rounds)
+
+
+_PKCS8_BEGIN = "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+_PKCS8_END = "-----END ENCRYPTED PRIVATE KEY-----"
+
+
+def pkcs8_kdf_iterations(pem: str) -> int | None:
+    """The PBKDF iteration count an encrypted PKCS#8 PEM key asks for (PBES2/PBKDF2 or PBES1);
+    None if it is not such a key or its parameters are not in a form we know."""
+    from asyncssh.asn1 import ASN1DecodeError, der_decode
+
+    start = pem.find(_PKCS8_BEGIN)
+    if start < 0:
+        return None
+    end = pem.find(_PKCS8_END, start)
+    body = pem[start + len(_PKCS8_BEGIN) : end if end >= 0 else len(pem)]
+    try:
+        decoded = der_decode(base64.b64decode("".join(body.split())))
+    except (ValueError, binascii.Error, ASN1DecodeError):
+        return None
+    try:
+        algorithm, _ = decoded
+        _, params = algorithm
+        # PBES2: ((kdf oid, (salt, iterations, ...)), cipher); PBES1 / PKCS#12 PBE: (salt, iterations)
+        iterations = params[0][1][1] if isinstance(params[0], tuple) else params[1]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return iterations if isinstance(iterations, int) else None
+
+
+class KeyCache:
+    """Parsed private keys by digest of (key text, passphrase); one per pool actor.
+
+    Bounded (M12): at most `max_keys`, least recently used evicted first, and none kept longer
+    than `ttl_s` after it was parsed (so deleted or rotated keys leave the pool's memory).
+    Parsing is bounded too (H8): an encrypted OpenSSH key asking for more than
+    `max_kdf_rounds` bcrypt rounds (an encrypted PKCS#8 key more than `max_pbkdf_iterations`)
+    is refused before any KDF runs, and parsing (in a small
+    thread pool, never on the event loop) is given up after `parse_timeout_s`."""
+
+    def __init__(
+        self,
+        *,
+        max_keys: int = KEY_CACHE_SIZE,
+        ttl_s: float = KEY_CACHE_TTL_S,
+        max_kdf_rounds: int = MAX_KDF_ROUNDS,
+        max_pbkdf_iterations: int = MAX_PBKDF_ITERATIONS,
+        parse_timeout_s: float = KEY_PARSE_TIMEOUT_S,
+    ) -> None:
+        self._keys: OrderedDict[str, tuple[asyncssh.SSHKey, float]] = OrderedDict()
         self._salt = secrets.token_bytes(16)
+        self._max_keys = max(1, max_keys)
+        self._ttl_s = ttl_s
+        self._max_kdf_rounds = max_kdf_rounds
+        self._max_pbkdf_iterations = max_pbkdf_iterations
+        self._parse_timeout_s = parse_timeout_s
 
     def digest(self, *parts: str | None) -> str:
         """A keyed digest of secret parts: equal within this process only, never reversible."""
@@ -70,12 +190,45 @@ class KeyCache:
 
     async def load(self, pem: str, passphrase: str | None) -> asyncssh.SSHKey:
         digest = self.digest(pem, passphrase)
-        key = self._keys.get(digest)
-        if key is None:
-            # Parsing (and decrypting) is CPU work: keep it off the actor's event loop.
-            key = await asyncio.to_thread(asyncssh.import_private_key, pem, passphrase)
-            self._keys[digest] = key
+        now = time.monotonic()
+        self.expire(now)
+        entry = self._keys.get(digest)
+        if entry is not None:
+            self._keys.move_to_end(digest)
+            return entry[0]
+        rounds = openssh_kdf_rounds(pem)
+        if rounds is not None and rounds > self._max_kdf_rounds:
+            raise KeyTooCostly(
+                f"the private key asks for {rounds} bcrypt KDF rounds; at most {self._max_kdf_rounds} "
+                "are accepted (re-export it with fewer, e.g. ssh-keygen -p -a 64)"
+            )
+        iterations = pkcs8_kdf_iterations(pem)
+        if iterations is not None and iterations > self._max_pbkdf_iterations:
+            raise KeyTooCostly(
+                f"the private key asks for {iterations} PBKDF iterations; at most "
+                f"{self._max_pbkdf_iterations} are accepted"
+            )
+        # Parsing (and decrypting) is CPU work: keep it off the actor's event loop, bounded.
+        loop = asyncio.get_running_loop()
+        parsing = loop.run_in_executor(_KEY_PARSERS, asyncssh.import_private_key, pem, passphrase)
+        try:
+            key = await asyncio.wait_for(parsing, self._parse_timeout_s)
+        except TimeoutError:
+            raise CredentialUnavailable(
+                f"parsing the private key took longer than {self._parse_timeout_s:g}s"
+            ) from None
+        self._keys[digest] = (key, time.monotonic())
+        while len(self._keys) > self._max_keys:
+            self._keys.popitem(last=False)
         return key
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop keys parsed more than `ttl_s` ago; returns how many."""
+        now = time.monotonic() if now is None else now
+        stale = [digest for digest, (_, at) in self._keys.items() if now - at >= self._ttl_s]
+        for digest in stale:
+            del self._keys[digest]
+        return len(stale)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -221,6 +374,10 @@ async def _credential(body: Any, cache: KeyCache) -> Credential:
         for name in ("transport", "serverCertValidation", "scheme", "knownHosts")
         if isinstance(value := body.get(name), str)
     }
+    # WinRM: the method explicitly allows Basic over http / no certificate validation (L5).
+    allow_insecure = body.get("allowInsecure")
+    if allow_insecure is True or (isinstance(allow_insecure, str) and allow_insecure.lower() == "true"):
+        options["allowInsecure"] = "true"
     return Credential(
         options=options,
         username=username,

@@ -9,6 +9,8 @@ credentials). A command that runs and exits non-zero is a result, never an excep
     │   └── ConnectionRefused
     ├── AuthenticationFailed
     ├── HostKeyRejected
+    │   └── HostKeyUnknown
+    ├── InsecureTransportRefused
     ├── CommandTimeout
     ├── CredentialUnavailable
     └── ExecutionNotFound
@@ -47,6 +49,17 @@ class AuthenticationFailed(EngineError):
 
 class HostKeyRejected(EngineError):
     """The server's host key did not match the configured known hosts."""
+
+
+class HostKeyUnknown(HostKeyRejected):
+    """No trusted host key is known for the target (the credential came without `knownHosts`
+    and the pool has no known_hosts file): the pool refuses to connect rather than accept any
+    key (fail closed, review H3)."""
+
+
+class InsecureTransportRefused(EngineError):
+    """A WinRM endpoint asks for an insecure transport (Basic over plain HTTP, or HTTPS without
+    certificate validation) that its communication method did not explicitly allow (review L5)."""
 
 
 class CommandTimeout(EngineError):

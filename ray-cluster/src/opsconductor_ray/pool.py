@@ -32,6 +32,7 @@ from opsconductor_ray.errors import (
     ConnectError,
     CredentialUnavailable,
     EngineError,
+    HostKeyUnknown,
     map_exception,
 )
 from opsconductor_ray.protocol import (
@@ -189,9 +190,22 @@ class _Client(asyncssh.SSHClient):
         self._on_lost()
 
 
+ConnectionKey = tuple[str, int, str, str, str]
+"""(host, port, username, credential fingerprint, host-key policy): a warm connection is only
+reused by a target whose host-key policy is the one it was verified with (L15)."""
+
+
+@dataclass(eq=False)
+class _HostLimit:
+    """Concurrent handshakes to one host; dropped once no handshake uses it (M12)."""
+
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
 @dataclass(eq=False)
 class _Connection:
-    key: tuple[str, int, str, str]
+    key: ConnectionKey
     ready: asyncio.Future[None]
     conn: asyncssh.SSHClientConnection | None = None
     leases: int = 0
@@ -397,9 +411,9 @@ class ConnectionPool:
     def __init__(self, shard: int, config: PoolConfig | None = None) -> None:
         self._shard = shard
         self._config = config or PoolConfig()
-        self._connections: dict[tuple[str, int, str, str], list[_Connection]] = {}
+        self._connections: dict[ConnectionKey, list[_Connection]] = {}
         self._handshakes: asyncio.Semaphore | None = None
-        self._host_handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._host_handshakes: dict[tuple[str, int], _HostLimit] = {}
         self._batches: dict[str, set[_Batch]] = {}
         self._cancelled: dict[str, tuple[float, str | None, bool]] = {}
         """execution id -> (when, reason, kill running commands) for cancel and fail-fast."""
@@ -408,7 +422,13 @@ class ConnectionPool:
         """Coordinator handles kept for good (see ExecutionCoordinator._handles)."""
         self._fetches: asyncio.Semaphore | None = None
         self._winrm: Any = None
-        self._keys = KeyCache()
+        self._keys = KeyCache(
+            max_keys=self._config.key_cache_size,
+            ttl_s=self._config.key_cache_ttl_s,
+            max_kdf_rounds=self._config.max_kdf_rounds,
+            max_pbkdf_iterations=self._config.max_pbkdf_iterations,
+            parse_timeout_s=self._config.key_parse_timeout_s,
+        )
         self._http: httpx.AsyncClient | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._connects = 0
@@ -575,6 +595,7 @@ class ConnectionPool:
             "reuses": self._reuses,
             "active_targets": self._active_targets,
             "cached_keys": len(self._keys),
+            "host_handshake_limits": len(self._host_handshakes),
         }
 
     # ----------------------------------------------------------------- one target
@@ -1046,9 +1067,28 @@ class ConnectionPool:
         async with self._fetches:
             return await fetch_credential(ref, target_id, client=self._http, key_cache=self._keys)
 
+    def _key(self, target: TargetSpec, credential: Credential) -> ConnectionKey:
+        return (
+            target.host,
+            target.port,
+            credential.username,
+            credential.fingerprint,
+            self._policy(credential),
+        )
+
+    def _policy(self, credential: Credential) -> str:
+        """The host-key policy a connection for this credential is verified with: the
+        credential's own known_hosts text, else the pool's known_hosts file ("" = none: refused)."""
+        known = credential.options.get("knownHosts")
+        if known:
+            return "text:" + known
+        if self._config.known_hosts:
+            return "file:" + self._config.known_hosts
+        return ""
+
     def _acquire_warm(self, target: TargetSpec, credential: Credential) -> _Lease | None:
         """A channel slot on an open connection with room, without waiting; else None."""
-        key = (target.host, target.port, credential.username, credential.fingerprint)
+        key = self._key(target, credential)
         for connection in self._connections.get(key, ()):
             if (
                 not connection.lost
@@ -1065,7 +1105,7 @@ class ConnectionPool:
     async def _acquire(self, target: TargetSpec, credential: Credential, connect_timeout_s: float) -> _Lease:
         """A channel slot on a connection for this target and credential: a warm one if
         any has room, else one being opened, else a new connection."""
-        key = (target.host, target.port, credential.username, credential.fingerprint)
+        key = self._key(target, credential)
         connections = self._connections.setdefault(key, [])
         for connection in connections:
             if not connection.lost and connection.leases < self._config.max_channels_per_connection:
@@ -1096,9 +1136,14 @@ class ConnectionPool:
         self, connection: _Connection, target: TargetSpec, credential: Credential, connect_timeout_s: float
     ) -> None:
         assert self._handshakes is not None
-        host_limit = self._host_handshakes.setdefault(
-            (target.host, target.port), asyncio.Semaphore(self._config.max_handshakes_per_host)
-        )
+        host = (target.host, target.port)
+        host_limit = self._host_handshakes.get(host)
+        if host_limit is None:
+            host_limit = self._host_handshakes[host] = _HostLimit(
+                asyncio.Semaphore(self._config.max_handshakes_per_host)
+            )
+        host_limit.users += 1
+        policy = connection.key[4]
 
         def lost() -> None:
             connection.lost = True
@@ -1106,21 +1151,26 @@ class ConnectionPool:
                 self._forget(connection)
 
         try:
+            # H3: with no trusted key at all, trust none (an empty list; None would make asyncssh
+            # accept any key and send the secret to whoever answers). Unreachable hosts still
+            # fail as refused/timed out; one that answers fails its host-key check before any
+            # authentication.
+            known_hosts: Any = ([], [], [])
+            if policy.startswith("text:"):
+                known_hosts = asyncssh.import_known_hosts(policy.removeprefix("text:"))
+            elif policy.startswith("file:"):
+                known_hosts = policy.removeprefix("file:")
             async with contextlib.AsyncExitStack() as limits:
                 await self._enter_limit(limits, self._handshakes)
-                await self._enter_limit(limits, host_limit)
+                await self._enter_limit(limits, host_limit.semaphore)
                 conn = await asyncssh.connect(
                     target.host,
                     target.port,
                     username=credential.username,
                     password=credential.password,
                     client_keys=[credential.private_key] if credential.private_key is not None else None,
-                    # the targets service's recorded key for this target wins (host-key policy)
-                    known_hosts=(
-                        asyncssh.import_known_hosts(credential.options["knownHosts"])
-                        if credential.options.get("knownHosts")
-                        else self._config.known_hosts
-                    ),
+                    # the targets service's recorded key for this target wins, else the pool's file
+                    known_hosts=known_hosts,
                     connect_timeout=connect_timeout_s,
                     keepalive_interval=self._config.keepalive_interval_s,
                     keepalive_count_max=self._config.keepalive_count_max,
@@ -1139,17 +1189,24 @@ class ConnectionPool:
             self._fail_open(connection, ConnectError(f"connect to {target.host}:{target.port} was cancelled"))
             raise
         except Exception as exc:
-            self._fail_open(
-                connection,
-                map_exception(
-                    exc,
-                    host=target.host,
-                    port=target.port,
-                    username=credential.username,
-                    timeout_s=connect_timeout_s,
-                ),
+            error = map_exception(
+                exc,
+                host=target.host,
+                port=target.port,
+                username=credential.username,
+                timeout_s=connect_timeout_s,
             )
+            if not policy and isinstance(exc, asyncssh.HostKeyNotVerifiable):
+                error = HostKeyUnknown(
+                    f"no trusted host key is known for {target.host}:{target.port}: the credential came "
+                    "without knownHosts and the pool has no known_hosts file; refused before logging in"
+                )
+            self._fail_open(connection, error)
             return
+        finally:
+            host_limit.users -= 1
+            if host_limit.users == 0 and self._host_handshakes.get(host) is host_limit:
+                del self._host_handshakes[host]
         self._connects += 1
         connection.conn = conn
         connection.ready.set_result(None)

@@ -39,6 +39,9 @@ class FakeCredentialVault:
     requests: list[dict[str, Any]] = field(default_factory=list)
     drop_next: int = 0
     """This many coming requests are read, then the connection is closed without an answer."""
+    known_hosts: str | None = None
+    """Handed out as `knownHosts` with every grant `issue` makes without its own (the pool
+    refuses SSH credentials without a trusted host key, review H3)."""
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -62,11 +65,23 @@ class FakeCredentialVault:
         password: str | None = None,
         private_key: str | None = None,
         passphrase: str | None = None,
+        known_hosts: str | None = None,
+        **options: Any,
     ) -> CredentialRef:
+        """`known_hosts` defaults to the vault's; pass "" for none. `options`: further
+        resolver fields (WinRM `transport`, `scheme`, `serverCertValidation`, `allowInsecure`)."""
         grant = secrets.token_urlsafe(12)
-        self.grants[grant] = _Grant(
-            {"username": username, "password": password, "privateKey": private_key, "passphrase": passphrase}
-        )
+        body: dict[str, Any] = {
+            "username": username,
+            "password": password,
+            "privateKey": private_key,
+            "passphrase": passphrase,
+            **options,
+        }
+        known = self.known_hosts if known_hosts is None else known_hosts
+        if known:
+            body["knownHosts"] = known
+        self.grants[grant] = _Grant(body)
         return CredentialRef(resolver_url=self.url, grant=grant)
 
     def refuse(self, status: int, message: str) -> CredentialRef:

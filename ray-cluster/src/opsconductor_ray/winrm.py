@@ -21,6 +21,7 @@ import base64
 import codecs
 import contextlib
 import html
+import logging
 import re
 import threading
 import time
@@ -48,8 +49,15 @@ from opsconductor_ray.errors import (
     CredentialUnavailable,
     EngineError,
     HostKeyRejected,
+    InsecureTransportRefused,
 )
-from opsconductor_ray.protocol import MAX_UPLOAD_BYTES, ConnectionTestResult, StepSpec, TargetSpec
+from opsconductor_ray.protocol import (
+    MAX_UPLOAD_BYTES,
+    ConnectionTestResult,
+    StepSpec,
+    TargetSpec,
+    truncation_marker,
+)
 
 TRANSPORTS = ("basic", "ntlm", "credssp", "kerberos")
 DEFAULT_TRANSPORT = "ntlm"
@@ -59,10 +67,14 @@ MAX_COMMAND_LINE = 8000
 """cmd.exe refuses command lines over 8191 characters; an encoded PowerShell script must fit."""
 STDIN_CHUNK = 64 * 1024
 """Bytes of stdin per WS-Man Send: base64 again in the envelope, well under 150 KiB."""
+MAX_POWERSHELL_STDERR = 2 * 1024 * 1024
+"""Characters of a PowerShell step's (CLIXML) stderr kept for unwrapping; the rest is dropped
+with a marker (the pool cuts the step's output at `max_output_bytes` anyway)."""
 SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
 SHELL_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 
 OnOutput = Callable[[str, str], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class _Endpoint:
     fingerprint: str
     transport: str
     cert_validation: str
+    allow_insecure: bool = False
 
     @property
     def url(self) -> str:
@@ -90,6 +103,12 @@ class _Endpoint:
 class _Idle:
     protocol: Protocol
     since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _HostSlots:
+    slots: asyncio.Semaphore
+    users: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,11 @@ class _Decoder:
 
 def endpoint_of(target: TargetSpec, credential: Credential) -> _Endpoint:
     """The WinRM endpoint for a target: transport and TLS options come with the credential
-    (`transport`, `scheme`, `serverCertValidation`); port 5986 means HTTPS by convention."""
+    (`transport`, `scheme`, `serverCertValidation`, `allowInsecure`); port 5986 means HTTPS by
+    convention.
+
+    Basic over plain HTTP (the password in clear text) and HTTPS without certificate validation
+    are refused unless the method explicitly allows them (`allowInsecure`, review L5)."""
     if not credential.password:
         raise CredentialUnavailable(
             f"WinRM needs a password; the credential of user '{credential.username}' has none"
@@ -141,9 +164,43 @@ def endpoint_of(target: TargetSpec, credential: Credential) -> _Endpoint:
     validation = options.get("serverCertValidation", "validate").lower()
     if validation not in ("validate", "ignore"):
         raise CredentialUnavailable(f"serverCertValidation '{validation}' is not validate or ignore")
+    allow_insecure = options.get("allowInsecure", "").lower() == "true"
+    if not allow_insecure:
+        if transport == "basic" and scheme == "http":
+            raise InsecureTransportRefused(
+                f"WinRM basic authentication over plain http would send the password of "
+                f"'{credential.username}' in clear text to {target.host}:{target.port}; use https or "
+                "ntlm/kerberos, or allow insecure transport explicitly on the communication method"
+            )
+        if validation == "ignore":
+            raise InsecureTransportRefused(
+                f"WinRM over https without certificate validation (serverCertValidation: ignore) "
+                f"to {target.host}:{target.port} is refused unless the communication method "
+                "explicitly allows insecure transport"
+            )
     return _Endpoint(
-        scheme, target.host, target.port, credential.username, credential.fingerprint, transport, validation
+        scheme,
+        target.host,
+        target.port,
+        credential.username,
+        credential.fingerprint,
+        transport,
+        validation,
+        allow_insecure,
     )
+
+
+_PS_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+"""Every character PowerShell's tokenizer accepts as a single quote (ASCII U+0027 and the
+typographic U+2018 U+2019 U+201A U+201B): each one ends a '...' literal unless doubled."""
+
+
+def ps_quote(value: str) -> str:
+    """`value` as a single-quoted PowerShell literal: no expansion, no way out (H7).
+
+    PowerShell's own rule (CodeGeneration.EscapeSingleQuotedStringContent): every single-quote
+    character, ASCII or typographic, is doubled; a doubled one is that character, literally."""
+    return "'" + "".join(c + c if c in _PS_SINGLE_QUOTES else c for c in value) + "'"
 
 
 def powershell_command_line(body: str, arguments: tuple[str, ...] = ()) -> str:
@@ -151,7 +208,7 @@ def powershell_command_line(body: str, arguments: tuple[str, ...] = ()) -> str:
     script block (each one a single-quoted PowerShell literal: no expansion, no injection)."""
     script = body
     if arguments:
-        quoted = " ".join("'" + argument.replace("'", "''") + "'" for argument in arguments)
+        quoted = " ".join(ps_quote(argument) for argument in arguments)
         script = f"& {{\n{body}\n}} {quoted}"
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
     return f"powershell -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
@@ -162,24 +219,36 @@ def upload_script(destination: str) -> str:
 
     The content goes through WinRS stdin (Send), not the command line, so it is not bound
     by the 8191-character limit. Windows has no POSIX mode: `TransferSpec.mode` is ignored."""
-    path = destination.replace("'", "''")
     return (
         "$ErrorActionPreference = 'Stop'\n"
         "$data = [Console]::In.ReadToEnd()\n"
-        f"[IO.File]::WriteAllBytes('{path}', [Convert]::FromBase64String($data))\n"
+        f"[IO.File]::WriteAllBytes({ps_quote(destination)}, [Convert]::FromBase64String($data))\n"
     )
+
+
+_CLIXML_ERROR_OPEN = '<S S="Error">'
+_CLIXML_CLOSE = "</S>"
 
 
 def clean_clixml(text: str) -> str:
     """PowerShell writes errors to stderr as CLIXML when driven remotely; keep the messages.
 
-    Matched with a regex, not an XML parser: the text comes from the remote host."""
+    Scanned with `str.find`, not an XML parser (the text comes from the remote host) nor a lazy
+    regex (quadratic on many unclosed records, M12): one pass, linear in the text."""
     if not text.startswith("#< CLIXML"):
         return text
-    messages = [
-        html.unescape(match).replace("_x000D__x000A_", "\n")
-        for match in re.findall(r'<S S="Error">(.*?)</S>', text, flags=re.DOTALL)
-    ]
+    messages: list[str] = []
+    position = 0
+    while True:
+        start = text.find(_CLIXML_ERROR_OPEN, position)
+        if start < 0:
+            break
+        start += len(_CLIXML_ERROR_OPEN)
+        end = text.find(_CLIXML_CLOSE, start)
+        if end < 0:
+            break  # no record closes after this one: none of the later ones can either
+        messages.append(html.unescape(text[start:end]).replace("_x000D__x000A_", "\n"))
+        position = end + len(_CLIXML_CLOSE)
     return "".join(messages) if messages else text
 
 
@@ -277,15 +346,21 @@ class WinRMRunner:
         operation_timeout_s: int = 5,
         read_timeout_s: int | None = None,
         idle_timeout_s: float = 300.0,
+        reap_interval_s: float = 15.0,
+        max_powershell_stderr: int = MAX_POWERSHELL_STDERR,
     ) -> None:
         self._max_workers = max_workers
         self._max_per_host = max_commands_per_host
         self._operation_timeout_s = operation_timeout_s
         self._read_timeout_s = read_timeout_s or operation_timeout_s + 10
         self._idle_timeout_s = idle_timeout_s
+        self._reap_interval_s = reap_interval_s
+        self._max_powershell_stderr = max_powershell_stderr
         self._executor: ThreadPoolExecutor | None = None
         self._idle: dict[_Endpoint, list[_Idle]] = {}
-        self._host_slots: dict[tuple[str, int, str], asyncio.Semaphore] = {}
+        self._host_slots: dict[tuple[str, int, str], _HostSlots] = {}
+        """Per host and user while any step uses it; dropped when the last one is done (M12)."""
+        self._reaper: asyncio.Task[None] | None = None
         self.created = 0
         self.reused = 0
 
@@ -314,9 +389,32 @@ class WinRMRunner:
             return None, unsupported
         if cancel.is_set():
             return None, "cancelled before the step started"
-        slots = self._host_slots.setdefault(
-            (target.host, target.port, credential.username), asyncio.Semaphore(self._max_per_host)
-        )
+        self._ensure_reaper()
+        host_key = (target.host, target.port, credential.username)
+        host = self._host_slots.get(host_key)
+        if host is None:
+            host = self._host_slots[host_key] = _HostSlots(asyncio.Semaphore(self._max_per_host))
+        host.users += 1
+        try:
+            return await self._run_in_slot(
+                host.slots, endpoint, credential, step, command, on_output, cancel, on_started
+            )
+        finally:
+            host.users -= 1
+            if host.users == 0 and self._host_slots.get(host_key) is host:
+                del self._host_slots[host_key]
+
+    async def _run_in_slot(
+        self,
+        slots: asyncio.Semaphore,
+        endpoint: _Endpoint,
+        credential: Credential,
+        step: StepSpec,
+        command: _Prepared,
+        on_output: OnOutput,
+        cancel: asyncio.Event,
+        on_started: Callable[[bool], None] | None,
+    ) -> tuple[int | None, str | None]:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         if not await _acquire(slots, cancel, step.timeout_s):
@@ -432,10 +530,47 @@ class WinRMRunner:
             "winrm_sessions_created": self.created,
             "winrm_sessions_reused": self.reused,
             "winrm_idle_sessions": sum(len(idle) for idle in self._idle.values()),
+            "winrm_hosts_in_use": len(self._host_slots),
         }
+
+    def reap_idle(self) -> int:
+        """Close the sessions idle for longer than `idle_timeout_s` (they hold the password and,
+        for NTLM, a live authenticated connection); returns how many. The background reaper
+        calls this every `reap_interval_s` (M12)."""
+        now = time.monotonic()
+        closed = 0
+        for endpoint, idle in list(self._idle.items()):
+            expired = [entry for entry in idle if now - entry.since >= self._idle_timeout_s]
+            if not expired:
+                continue
+            kept = [entry for entry in idle if now - entry.since < self._idle_timeout_s]
+            if kept:
+                self._idle[endpoint] = kept
+            else:
+                del self._idle[endpoint]
+            for entry in expired:
+                closed += 1
+                with contextlib.suppress(Exception):
+                    entry.protocol.transport.close_session()
+        return closed
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._reap_interval_s)
+            try:
+                self.reap_idle()
+            except Exception:  # never let the reaper die: log and keep reaping
+                logger.exception("reaping idle WinRM sessions failed")
 
     def close(self) -> None:
         """Close idle sessions and stop the threads (running steps finish first)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         for idle in self._idle.values():
             for entry in idle:
                 with contextlib.suppress(Exception):
@@ -472,8 +607,14 @@ class WinRMRunner:
             if transfer is None:
                 return None, "file_transfer step without a transfer"
             if transfer.direction == "download":
-                if not transfer.source or '"' in transfer.source:
-                    return None, "download needs a source path (without double quotes)"
+                source = transfer.source
+                # cmd.exe: a double quote would end the quoted path, % expands variables, and a
+                # control character could end the command line
+                if not source or any(c in source for c in '"%') or any(ord(c) < 32 for c in source):
+                    return (
+                        None,
+                        "download needs a source path (without double quotes, % or control characters)",
+                    )
                 return _Prepared(f'type "{transfer.source}"'), None
             if transfer.direction == "upload":
                 data = (transfer.content or "").encode("utf-8")
@@ -512,13 +653,17 @@ class WinRMRunner:
     def _checkout(self, endpoint: _Endpoint, credential: Credential) -> Protocol:
         idle = self._idle.get(endpoint, [])
         now = time.monotonic()
-        while idle:
-            entry = idle.pop()
-            if now - entry.since < self._idle_timeout_s:
-                self.reused += 1
-                return entry.protocol
-            with contextlib.suppress(Exception):
-                entry.protocol.transport.close_session()
+        try:
+            while idle:
+                entry = idle.pop()
+                if now - entry.since < self._idle_timeout_s:
+                    self.reused += 1
+                    return entry.protocol
+                with contextlib.suppress(Exception):
+                    entry.protocol.transport.close_session()
+        finally:
+            if not idle:
+                self._idle.pop(endpoint, None)
         self.created += 1
         return self._new_protocol(endpoint, credential)
 
@@ -569,6 +714,8 @@ class WinRMRunner:
                     )
             decode_out, decode_err = _Decoder(), _Decoder()
             stderr_parts: list[str] = []
+            stderr_kept = 0
+            stderr_cut = False
             while True:
                 if run.stop.is_set():
                     if not run.signalled:
@@ -582,12 +729,20 @@ class WinRMRunner:
                     continue  # no output within the operation timeout: ask again
                 emit("STDOUT", decode_out(stdout, done))
                 if command.powershell:  # CLIXML error records only make sense whole
-                    stderr_parts.append(decode_err(stderr, done))
+                    text = decode_err(stderr, done)
+                    room = self._max_powershell_stderr - stderr_kept
+                    if len(text) > room:  # a flooding host pins neither memory nor this thread
+                        text, stderr_cut = text[: max(0, room)], stderr_cut or bool(text)
+                    if text:
+                        stderr_parts.append(text)
+                        stderr_kept += len(text)
                 else:
                     emit("STDERR", decode_err(stderr, done))
                 if done:
                     if stderr_parts:
                         emit("STDERR", clean_clixml("".join(stderr_parts)))
+                    if stderr_cut:
+                        emit("STDERR", truncation_marker(self._max_powershell_stderr))
                     with contextlib.suppress(Exception):
                         protocol.cleanup_command(shell_id, command_id)
                     return exit_code

@@ -268,11 +268,7 @@ class _Interpreter:
         word, _, rest = statement.partition(" ")
         name = word.lower()
         assignment = re.match(r"^\$(\w+)\s*=\s*(.*)$", statement)
-        write_bytes = re.match(
-            r"^\[IO\.File\]::WriteAllBytes\('((?:[^']|'')*)',\s*\[Convert\]::FromBase64String\(\$(\w+)\)\)$",
-            statement,
-            flags=re.IGNORECASE,
-        )
+        write_bytes = _write_all_bytes(statement)
         if assignment and not name.startswith("$env:"):
             variable, value = assignment.groups()
             if variable.lower() == "erroractionpreference":
@@ -282,9 +278,9 @@ class _Interpreter:
             else:
                 self.variables[variable.lower()] = self.ps_value(value)
         elif write_bytes:
-            path, variable = write_bytes.groups()
+            path, variable = write_bytes
             data = base64.b64decode(self.variables.get(variable.lower(), ""))
-            self.double.files[path.replace("''", "'").lower()] = data.decode("utf-8", "replace")
+            self.double.files[path.lower()] = data.decode("utf-8", "replace")
         elif name in ("write-output", "echo", "write-host"):
             self.out(self.ps_value(rest) + "\r\n")
         elif statement[:1] in ("'", '"'):
@@ -330,21 +326,92 @@ def _split_cmd(line: str) -> Iterator[tuple[str, str]]:
             yield piece, joiner
 
 
+def _write_all_bytes(statement: str) -> tuple[str, str] | None:
+    """`[IO.File]::WriteAllBytes('P', [Convert]::FromBase64String($x))` → (P, x), else None."""
+    prefix = "[io.file]::writeallbytes("
+    if not statement.lower().startswith(prefix) or statement[len(prefix) : len(prefix) + 1] not in _PS_QUOTES:
+        return None
+    try:
+        path, end = _ps_single_quoted(statement, len(prefix))
+    except ValueError:
+        return None
+    rest = re.match(r"^,\s*\[Convert\]::FromBase64String\(\$(\w+)\)\)$", statement[end:], re.IGNORECASE)
+    return (path, rest.group(1)) if rest else None
+
+
 def _ps_statements(script: str) -> Iterator[str]:
+    """Statements split on new lines and on `;` outside quoted strings (PowerShell's quote rules)."""
     for line in script.replace("\r\n", "\n").split("\n"):
-        for statement in re.split(r";(?=(?:[^'\"]|'[^']*'|\"[^\"]*\")*$)", line):
+        pieces: list[str] = []
+        start = index = 0
+        while index < len(line):
+            char = line[index]
+            if char in _PS_QUOTES:
+                try:
+                    index = _ps_single_quoted(line, index)[1]
+                except ValueError:
+                    index = len(line)
+                continue
+            if char == '"':
+                end = line.find('"', index + 1)
+                index = len(line) if end < 0 else end + 1
+                continue
+            if char == ";":
+                pieces.append(line[start:index])
+                start = index + 1
+            index += 1
+        pieces.append(line[start:])
+        for statement in pieces:
             statement = statement.strip()
             if statement and not statement.startswith("#"):
                 yield statement
 
 
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+"""The characters PowerShell's tokenizer treats as a single quote (ASCII and typographic)."""
+
+
+def _ps_single_quoted(text: str, start: int) -> tuple[str, int]:
+    """The literal of the '...' string opening at `start`, and the index after its close.
+
+    PowerShell's rule: any single-quote character ends the string unless the next one is also a
+    single-quote character (of any kind); such a pair stands for the first one."""
+    out: list[str] = []
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if char in _PS_QUOTES:
+            if index + 1 < len(text) and text[index + 1] in _PS_QUOTES:
+                out.append(char)
+                index += 2
+                continue
+            return "".join(out), index + 1
+        out.append(char)
+        index += 1
+    raise ValueError("unterminated single-quoted string")
+
+
 def _ps_words(text: str) -> list[str]:
     words: list[str] = []
-    for match in re.finditer(r"'((?:[^']|'')*)'|\"([^\"]*)\"|(\S+)", text):
-        if match.group(1) is not None:
-            words.append(match.group(1).replace("''", "'"))
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isspace():
+            index += 1
+        elif char in _PS_QUOTES:
+            word, index = _ps_single_quoted(text, index)
+            words.append(word)
+        elif char == '"':
+            end = text.find('"', index + 1)
+            end = len(text) if end < 0 else end
+            words.append(text[index + 1 : end])
+            index = end + 1
         else:
-            words.append(match.group(2) if match.group(2) is not None else match.group(3))
+            end = index
+            while end < len(text) and not text[end].isspace():
+                end += 1
+            words.append(text[index:end])
+            index = end
     return words
 
 

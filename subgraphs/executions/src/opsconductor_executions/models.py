@@ -23,7 +23,7 @@ class Execution(models.Model):
     waiting = fields.BooleanField(default=False)  # QUEUED behind another run of the job (concurrency=queue)
     # cancelExecution was asked: the run ends CANCELLED once the engine confirms (or settles that it
     # never started); until then it keeps its status (CANCELLING in the API).
-    cancel_requested = fields.BooleanField(default=False)
+    cancel_requested = fields.BooleanField(default=False, db_default=False)
     # Which replica follows the run, until when: a replica adopts runs whose lease expired.
     lease_owner = fields.CharField(max_length=100, null=True)
     lease_until = fields.DatetimeField(null=True)

@@ -245,6 +245,23 @@ class Mutation:
 MAX_EVENT_BATCH = 5000
 
 
+class LiveInbox:
+    """The live messages one subscription has not read yet, at most ``size`` (M9): a reader slower
+    than the run loses the oldest live messages, never memory; the gap this leaves is filled from
+    the database (which holds every event before it is published), so it still gets every event."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, size))
+        self.dropped = 0
+
+    def put(self, message: str) -> None:
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+                self.dropped += 1
+        self.queue.put_nowait(message)
+
+
 async def _event_batches(
     info: Info, execution_id: str, after_seq: int
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
@@ -297,16 +314,12 @@ async def _event_batches(
         # Subscribed before replaying, so nothing published in between is missed. The live
         # iterator is drained by its own task into a queue: timing out on the queue is safe,
         # whereas cancelling the iterator's __anext__ would close it for good.
-        # Bounded (M9): a reader slower than the run loses live messages, never memory; the gap
-        # this leaves is filled from the database (which holds every event before it is sent).
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, deps.settings.subscription_queue_messages))
+        inbox = LiveInbox(deps.settings.subscription_queue_messages)
+        queue = inbox.queue
 
         async def pump() -> None:
             async for message in live:
-                if queue.full():
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        queue.get_nowait()  # the oldest goes: the reader replays from the database
-                queue.put_nowait(message)
+                inbox.put(message)
 
         pumping = asyncio.create_task(pump())
         try:

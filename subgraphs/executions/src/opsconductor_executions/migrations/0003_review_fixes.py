@@ -24,6 +24,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Execution',
             name='cancel_requested',
-            field=fields.BooleanField(default=False),
+            field=fields.BooleanField(default=False, db_default=False),
         ),
     ]

@@ -452,28 +452,36 @@ class _SlowStartEngine:
 async def test_l9_a_start_racing_the_stale_sweep_never_runs_a_run_recorded_failed(
     platform: Any, admin_token: str, targets: list[str]
 ) -> None:
-    """L9: the engine's start outlives the follower's lease and `stale_after`; the sweep may end the
+    """L9: replica A's engine start outlives A's lease and `stale_after`; replica B's sweep ends the
     run FAILED "stale", but only after the engine settled it never starts: the late start runs
     nothing (before the fix the commands ran while the run was recorded FAILED)."""
     marker = _marker()
     job = await create_job(platform, admin_token, targets[2:3], f"touch {marker}; echo ran")
     engine = _SlowStartEngine(platform.engine, 6.0)
-    async with _executions_replica(
-        engine,
-        lease_seconds=1,
-        stale_after_seconds=1,
-        sweep_interval_seconds=0.3,
-        engine_start_timeout_seconds=30,
-    ) as url:
-        run = await _run(url, admin_token, job)
+    async with contextlib.AsyncExitStack() as stack:
+        url_a = await stack.enter_async_context(
+            _executions_replica(
+                engine, lease_seconds=1, sweep_interval_seconds=3600, engine_start_timeout_seconds=30
+            )
+        )
+        url_b = await stack.enter_async_context(
+            _executions_replica(
+                platform.engine, lease_seconds=1, stale_after_seconds=1, sweep_interval_seconds=0.3
+            )
+        )
+        run = await _run(url_a, admin_token, job)
         execution_id = run["execution"]["id"]
-        done = await _until(url, admin_token, execution_id, _terminal, timeout=60)
+        done = await _until(url_b, admin_token, execution_id, _terminal, timeout=60)
         late = await asyncio.wait_for(engine.started[0], 30)
         await asyncio.sleep(2)
-        final = await _state(url, admin_token, execution_id)
+        final = await _state(url_a, admin_token, execution_id)
     ran = marker.exists()
     assert not (ran and final["status"] == "FAILED"), f"the run executed while recorded FAILED: {final}"
-    assert done["status"] == final["status"] == "FAILED" and late is False and not ran, (done, final, late)
+    assert done["status"] == final["status"] == "FAILED" and done["message"].startswith("stale:"), (
+        done,
+        final,
+    )
+    assert late is False and not ran, (late, ran)
     assert await _engine_has_no_run(platform.engine, execution_id)
 
 

@@ -1077,6 +1077,10 @@ class Deps:
                 await self._start_next(job_id)
         with contextlib.suppress(Exception):
             await prune_keys(self._retention())
+        # bookkeeping of runs this replica no longer follows (another one finished them)
+        for eid in [e for e in self.grant_clocks if e not in self.followers]:
+            self.grant_clocks.pop(eid, None)
+        self.cancel_sent &= set(self.followers)
 
     async def run_sweeper(self) -> None:
         """Periodic sweep; errors are logged, never fatal."""

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, num_shards_from_env, shard_of
 from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
@@ -30,6 +30,27 @@ from opsconductor_ray.protocol import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "opsconductor"
+DEFAULT_CALL_TIMEOUT_S = 30.0
+"""Default bound of one Ray call (env OPSC_RAY_CALL_TIMEOUT_SECONDS)."""
+SLOW_CALL_TIMEOUT_S = 120.0
+"""Bound of calls that create actors or test a connection (env OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS)."""
+
+
+class EngineTimeout(EngineError):
+    """The engine did not answer in time: what the call did (if anything) is unknown."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine could not be asked (an actor temporarily unreachable): nothing is known."""
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = default
+    return value if value > 0 else default
 
 
 class EngineClient:
@@ -52,6 +73,8 @@ class EngineClient:
         num_coordinators: int = 2,
         pool_resource: str | None = None,
         coordinator_resource: str | None = None,
+        call_timeout_s: float | None = None,
+        slow_call_timeout_s: float | None = None,
     ) -> None:
         if num_shards is None:
             num_shards = num_shards_from_env()
@@ -67,6 +90,15 @@ class EngineClient:
         )
         self.namespace = namespace
         self.pool_config = pool_config or PoolConfig()
+        # Every Ray call is bounded (a stuck or unschedulable actor never hangs a caller); a
+        # timeout raises EngineTimeout. Ray never retries our calls (max_task_retries=0 on the
+        # coordinator and pool actors): a start or a batch is never run twice by Ray.
+        self.call_timeout_s = call_timeout_s or _env_seconds(
+            "OPSC_RAY_CALL_TIMEOUT_SECONDS", DEFAULT_CALL_TIMEOUT_S
+        )
+        self.slow_call_timeout_s = slow_call_timeout_s or _env_seconds(
+            "OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS", SLOW_CALL_TIMEOUT_S
+        )
         self._owns_ray = False
         self._hosts: dict[int, ActorHandle] = {}
         self._pools: dict[int, ActorHandle] = {}
@@ -80,9 +112,14 @@ class EngineClient:
             await self._init_ray(dashboard=dashboard, num_cpus=num_cpus)
         pools = [await self._pool(shard) for shard in range(self.num_shards)]
         hosts = [await self._host(index) for index in range(self.num_coordinators)]
-        await asyncio.gather(*(p.stats.remote() for p in pools), *(h.ping.remote() for h in hosts))
+        slow = self.slow_call_timeout_s
+        await self._bounded(
+            asyncio.gather(*(p.stats.remote() for p in pools), *(h.ping.remote() for h in hosts)),
+            "connect",
+            slow,
+        )
         handles = dict(enumerate(pools))
-        await asyncio.gather(*(h.prepare.remote(handles) for h in hosts))
+        await self._bounded(asyncio.gather(*(h.prepare.remote(handles) for h in hosts)), "prepare", slow)
 
     async def _init_ray(self, *, dashboard: bool, num_cpus: int | None) -> None:
         if self.address is not None:
@@ -99,22 +136,77 @@ class EngineClient:
             )
         self._owns_ray = True
 
-    async def start(self, plan: ExecutionPlan) -> None:
+    async def start(self, plan: ExecutionPlan) -> bool:
         """Hand the run to its coordinator and start it. Idempotent per execution id: a
-        second start of a known id runs nothing."""
+        second start of a known (or `forbid`den) id runs nothing and returns False.
+
+        EngineTimeout / EngineError: whether it started is unknown; `forbid` settles it."""
         pools = await self._live_pools()
         host = await self._host(coordinator_index(plan.execution_id, self.num_coordinators))
         try:
-            await host.start.remote(plan, pools)
-        except RayActorError as exc:
+            return bool(await self._bounded(host.start.remote(plan, pools), "start"))
+        except RayError as exc:
             raise EngineError(f"the execution coordinator is unavailable: {type(exc).__name__}") from exc
+
+    async def forbid(self, execution_id: str) -> str:
+        """Settle, for good, whether the run was started: "known" (a coordinator has it),
+        "released" (it ran and was released), or "forbidden" (no coordinator ever started it,
+        and none will: a `start` still on its way runs nothing). Never a guess: EngineTimeout /
+        EngineUnavailable / EngineError when a coordinator cannot be asked."""
+        answers = []
+        for index in self._candidates(execution_id):
+            host = await self._host(index)
+            try:
+                answer = await self._bounded(host.forbid.remote(execution_id), "forbid")
+            except ActorUnavailableError as exc:
+                raise EngineUnavailable(f"an execution coordinator is unreachable: {exc}") from exc
+            except RayError as exc:
+                self._hosts.pop(index, None)
+                raise EngineError(f"an execution coordinator failed: {type(exc).__name__}") from exc
+            if answer == "known":
+                return "known"
+            answers.append(answer)
+        return "released" if "released" in answers else "forbidden"
+
+    async def cancel_run(self, execution_id: str) -> str:
+        """Cancel the run whatever its state on the engine: "cancelling" (its coordinator got
+        the request and ends it CANCELLED), "released" (it had ended and was released) or
+        "never-started" (no coordinator has it and none will start it). Raises EngineTimeout /
+        EngineError when the engine cannot be asked: then nothing is known."""
+        for _ in range(3):
+            try:
+                await self.cancel(execution_id)
+                return "cancelling"
+            except ExecutionNotFound:
+                pass
+            settled = await self.forbid(execution_id)
+            if settled == "forbidden":
+                return "never-started"
+            if settled == "released":
+                return "released"
+            # "known": it started between the two calls; cancel it now
+        raise EngineError(f"could not settle the cancellation of execution {execution_id}")
+
+    async def update_credentials(self, execution_id: str, credentials: CredentialRef) -> bool:
+        """Hand the run's coordinator a renewed connection grant for its later batches."""
+        try:
+            return bool(await self._ask(execution_id, "update_credentials", credentials))
+        except ExecutionNotFound:
+            return False
 
     async def events(
         self, execution_id: str, after_seq: int, wait_s: float = 1.0, gather_s: float = 0.0
     ) -> list[EngineEvent]:
         """Events with seq > `after_seq` (long poll: waits up to `wait_s` if none yet; then, with
         `gather_s`, collects for up to that long, returning at once when the run finishes)."""
-        return await self._ask(execution_id, "events", after_seq, wait_s, gather_s)
+        return await self._ask(
+            execution_id,
+            "events",
+            after_seq,
+            wait_s,
+            gather_s,
+            timeout_s=self.call_timeout_s + max(0.0, wait_s) + max(0.0, gather_s),
+        )
 
     async def status(self, execution_id: str) -> dict[str, Any]:
         """The run's summary: state (CREATED/RUNNING/FINISHED), status, last_seq..."""
@@ -127,7 +219,12 @@ class EngineClient:
         """Let the coordinator forget the run (call once its events are persisted). Idempotent."""
         for index in self._candidates(execution_id):
             with contextlib.suppress(RayActorError):
-                await (await self._host(index)).release.remote(execution_id)
+                # a still running run is cancelled and awaited (up to 30 s) by the coordinator
+                await self._bounded(
+                    (await self._host(index)).release.remote(execution_id),
+                    "release",
+                    self.call_timeout_s + 30,
+                )
 
     async def reattach(self, execution_id: str) -> dict[str, Any]:
         """Find a run again after this process restarted: its summary (`last_seq` tells how
@@ -137,7 +234,9 @@ class EngineClient:
     async def runs(self) -> list[dict[str, Any]]:
         """Every run the coordinators host (running, or finished and not yet released)."""
         hosts = [await self._host(index) for index in range(self.num_coordinators)]
-        found: list[list[dict[str, Any]]] = await asyncio.gather(*(h.runs.remote() for h in hosts))
+        found: list[list[dict[str, Any]]] = await self._bounded(
+            asyncio.gather(*(h.runs.remote() for h in hosts)), "runs"
+        )
         return [run for runs in found for run in runs]
 
     async def is_running(self, execution_id: str) -> bool:
@@ -151,17 +250,23 @@ class EngineClient:
     async def test_connection(self, target: TargetSpec, cred: CredentialRef) -> ConnectionTestResult:
         pool = await self._pool(shard_of(target.target_id, self.num_shards))
         try:
-            return await pool.test_connection.remote(target, cred)
+            return await self._bounded(
+                pool.test_connection.remote(target, cred), "test_connection", self.slow_call_timeout_s
+            )
         except RayActorError as exc:
             return ConnectionTestResult(
                 ok=False, latency_ms=None, message=f"execution pool died: {type(exc).__name__}"
             )
+        except EngineTimeout as exc:
+            return ConnectionTestResult(ok=False, latency_ms=None, message=str(exc))
 
     async def pool_stats(self) -> dict[str, Any]:
         """Totals over all shards (`open_connections`, `connects`, `reuses`, ...) and the
         per-shard figures under `shards`."""
         pools = [await self._pool(shard) for shard in range(self.num_shards)]
-        shards: list[dict[str, int]] = await asyncio.gather(*(pool.stats.remote() for pool in pools))
+        shards: list[dict[str, int]] = await self._bounded(
+            asyncio.gather(*(pool.stats.remote() for pool in pools)), "stats"
+        )
         totals: dict[str, Any] = {
             key: sum(stats[key] for stats in shards) for key in shards[0] if key != "shard"
         }
@@ -186,13 +291,30 @@ class EngineClient:
         home = coordinator_index(execution_id, self.num_coordinators)
         return [home, *(i for i in range(self.num_coordinators) if i != home)]
 
-    async def _ask(self, execution_id: str, method: str, *args: Any) -> Any:
+    async def _bounded(self, awaitable: Any, what: str, timeout_s: float | None = None) -> Any:
+        """Await a Ray call at most `timeout_s` (default: call_timeout_s); EngineTimeout after."""
+        limit = timeout_s if timeout_s is not None else self.call_timeout_s
+        try:
+            return await asyncio.wait_for(awaitable, limit)
+        except TimeoutError as exc:
+            raise EngineTimeout(f"the execution engine did not answer {what} within {limit:g}s") from exc
+
+    async def _ask(self, execution_id: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """Call `method(execution_id, *args)` on the run's coordinator. Its home first; the
-        others too, in case the run was started with another `num_coordinators`."""
+        others too, in case the run was started with another `num_coordinators`.
+
+        ExecutionNotFound only when every coordinator answered (or died: a restarted one knows
+        no runs); EngineTimeout / EngineUnavailable when one could not be asked."""
         for index in self._candidates(execution_id):
             host = await self._host(index)
             try:
-                answer = await getattr(host, method).remote(execution_id, *args)
+                answer = await self._bounded(
+                    getattr(host, method).remote(execution_id, *args), method, timeout_s
+                )
+            except ActorUnavailableError as exc:
+                raise EngineUnavailable(
+                    f"the coordinator of execution {execution_id} is unreachable"
+                ) from exc
             except RayActorError as exc:
                 self._hosts.pop(index, None)
                 raise ExecutionNotFound(f"the coordinator of execution {execution_id} is gone") from exc
@@ -204,7 +326,9 @@ class EngineClient:
         host = self._hosts.get(index)
         if host is None:
             self._require_ray()
-            host = await asyncio.to_thread(self._get_host, index)
+            host = await self._bounded(
+                asyncio.to_thread(self._get_host, index), "coordinator lookup", self.slow_call_timeout_s
+            )
             self._hosts[index] = host
         return host
 
@@ -238,8 +362,10 @@ class EngineClient:
         pool = self._pools.get(shard)
         if pool is None:
             self._require_ray()
-            pool = await asyncio.to_thread(
-                get_pool, shard, self.pool_config, self.namespace, self.pool_resource
+            pool = await self._bounded(
+                asyncio.to_thread(get_pool, shard, self.pool_config, self.namespace, self.pool_resource),
+                "pool lookup",
+                self.slow_call_timeout_s,
             )
             self._pools[shard] = pool
         return pool

@@ -26,6 +26,7 @@ from ray.exceptions import RayActorError
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
 from opsconductor_ray.protocol import (
+    CredentialRef,
     EngineEvent,
     EventType,
     ExecutionPlan,
@@ -345,6 +346,8 @@ class ExecutionCoordinator:
         """Bounds the events all runs here keep (M12)."""
         self._released: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._forbidden: dict[str, float] = {}
+        """Execution ids `forbid` settled as never started here (kept RELEASED_MEMORY_S)."""
         self._me: ActorHandle | None = None
         self._handles: dict[str, ActorHandle] = {}
         """Every pool handle seen, kept for good: when a process drops its last handle of an
@@ -418,6 +421,34 @@ class ExecutionCoordinator:
     async def status(self, execution_id: str) -> dict[str, Any] | None:
         run = self._runs.get(execution_id)
         return None if run is None else run.summary()
+
+    async def forbid(self, execution_id: str) -> str:
+        """Settle whether the run exists here, for good: "known" (started here: running or
+        finished), "released", or "forbidden" (it never started here and now never will: a later
+        `start` of this id returns False). The executions service asks this instead of guessing
+        when a `start` of its own may still be on its way (cancel, a start that timed out)."""
+        forbidden = self._forbidden
+        mono = time.monotonic()
+        for eid in [e for e, at in forbidden.items() if mono - at > RELEASED_MEMORY_S]:
+            forbidden.pop(eid, None)
+        if execution_id in forbidden:
+            return "forbidden"
+        if execution_id in self._runs:
+            return "known"
+        if execution_id in self._released:
+            return "released"
+        forbidden[execution_id] = mono
+        self._released[execution_id] = mono  # what `start` refuses (and the reaper forgets)
+        return "forbidden"
+
+    async def update_credentials(self, execution_id: str, credentials: CredentialRef) -> bool:
+        """A renewed connection grant for the run's later batches (each batch's pool call takes
+        the plan's credentials when it starts). False: unknown or finished run."""
+        run = self._runs.get(execution_id)
+        if run is None or run.final_status is not None:
+            return False
+        run.plan = replace(run.plan, credentials=credentials)
+        return True
 
     async def release(self, execution_id: str) -> None:
         """Forget the run (cancelling it first if it is still going). Idempotent."""

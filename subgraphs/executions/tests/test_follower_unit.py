@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 from opsconductor_executions.service import TRUNCATED_MARKER, _Follower
@@ -43,3 +44,37 @@ def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
     assert [[e["seq"] for e in c] for c in chunk_events(big, 100, max_bytes=10)] == [[1], [2, 3]]
     assert [e for c in chunk_events(events, 3, max_bytes=350) for e in c] == events  # order, nothing lost
     assert chunk_events([], 5) == []
+
+
+def test_m12_buffers_of_unfinished_steps_stay_within_the_budget() -> None:
+    """M12: the follower's per-(target, step, stream) buffers together stay under its budget; a
+    step that did not fit gets a marker in its result, and a finished target's leftovers go."""
+    from opsconductor_executions.service import SPILLED_MARKER
+
+    execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
+    follower = _Follower(execution, 1000, buffer_budget=100)  # type: ignore[arg-type]
+    for target in range(50):
+        for step in range(3):
+            follower._append(f"t{target}", step, "STDOUT", "0123456789")
+    assert follower.buffered <= 100
+    assert sum(len(p) for parts in follower.output.values() for p in parts) <= 100
+    kept = follower._take(("t0", 0, "STDOUT"))
+    assert kept == "0123456789"
+    spilled = follower._take(("t40", 0, "STDOUT"))
+    assert spilled.endswith(SPILLED_MARKER) and ("t40", 0) in follower.cut
+    follower._drop_target("t1")
+    assert not any(k[0] == "t1" for k in follower.output) and follower.buffered == 90 - 30
+    follower._append("t99", 0, "STDERR", "x" * 40)  # room again after the releases
+    assert follower.output[("t99", 0, "STDERR")] == ["x" * 40]
+
+
+def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:
+    """M9: a reader that never reads holds at most `size` live messages (the rest come from the
+    database when it reads on), not every message of the run."""
+    from opsconductor_executions.schema import LiveInbox
+
+    inbox = LiveInbox(8)
+    for i in range(10_000):
+        inbox.put(json.dumps([{"seq": i}]))
+    assert inbox.queue.qsize() == 8 and inbox.dropped == 10_000 - 8
+    assert json.loads(inbox.queue.get_nowait()) == [{"seq": 10_000 - 8}]  # the newest are kept

@@ -21,6 +21,9 @@ class Execution(models.Model):
     parameters = fields.JSONField(default=dict)  # effective job parameters (defaults applied)
     retry_of = fields.CharField(max_length=36, null=True)  # the execution this one retries
     waiting = fields.BooleanField(default=False)  # QUEUED behind another run of the job (concurrency=queue)
+    # cancelExecution was asked: the run ends CANCELLED once the engine confirms (or settles that it
+    # never started); until then it keeps its status (CANCELLING in the API).
+    cancel_requested = fields.BooleanField(default=False, db_default=False)
     # Which replica follows the run, until when: a replica adopts runs whose lease expired.
     lease_owner = fields.CharField(max_length=100, null=True)
     lease_until = fields.DatetimeField(null=True)
@@ -92,6 +95,22 @@ class ExecutionEvent(models.Model):
     class Meta:
         table = "execution_events"
         unique_together = (("execution", "seq"),)
+
+
+class IdempotencyKey(models.Model):
+    """runJob's idempotencyKey: a retried request (same caller, job and key) gets the run the
+    first one created. Rows expire after ``idempotency_key_hours`` (the sweep deletes them)."""
+
+    id = fields.BigIntField(primary_key=True)
+    key = fields.CharField(max_length=200)
+    actor = fields.CharField(max_length=100)
+    job_id = fields.CharField(max_length=36)
+    execution_id = fields.CharField(max_length=36)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "idempotency_keys"
+        unique_together = (("actor", "job_id", "key"),)
 
 
 class Outbox(OutboxBase):

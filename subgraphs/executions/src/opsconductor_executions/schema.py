@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
@@ -48,7 +48,7 @@ from opsconductor_executions.types import (
 )
 from opsconductor_shared.app import RequestContext, build_schema
 from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import DomainError, ValidationError, to_graphql_error
+from opsconductor_shared.errors import DomainError, PermissionDenied, ValidationError, to_graphql_error
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor, paginate
 
 Info = strawberry.Info[RequestContext, None]
@@ -165,6 +165,13 @@ class Mutation:
         parameters: JSON | None = None,
         dry_run: bool | None = False,
         confirm_dangerous: bool | None = False,
+        idempotency_key: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Retry-safe: a repeat of this request (same caller, job and key, within "
+                "24 h) returns the run the first one created instead of running the job again."
+            ),
+        ] = None,
     ) -> RunJobResult:
         identity = info.context.identity
         deps = _deps(info)
@@ -172,6 +179,13 @@ class Mutation:
         try:
             params = _parameters(parameters)
             if dry_run:
+                # L17: a dry run shows targets (names, hosts): only with the caller's own
+                # targets:read, not the executions service's.
+                if identity is None or not identity.has("targets:read"):
+                    return PermissionDenied(  # type: ignore[return-value]
+                        message="a dry run shows the job's targets: it needs targets:read",
+                        permission="targets:read",
+                    )
                 plan = await deps.dry_run(job_id=str(job_id), target_ids=subset, parameters=params)
                 return ExecutionPlanned(plan=ExecutionPlanPreview.from_plan(plan))  # type: ignore[return-value]
             row = await deps.run_job(
@@ -182,6 +196,7 @@ class Mutation:
                 notify=info.context.runtime.events_committed,
                 may_run_dangerous=bool(identity and identity.has("jobs:execute-dangerous")),
                 confirm_dangerous=bool(confirm_dangerous),
+                idempotency_key=idempotency_key,
             )
         except DomainError as exc:
             return _error(exc)  # type: ignore[no-any-return]
@@ -215,7 +230,9 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[requires("executions:cancel")],
-        description="Stop a running execution: remote processes are signalled, the rest cancelled.",
+        description="Stop a running execution: remote processes are signalled, the rest cancelled. "
+        "The answer is ExecutionCancelling (cancelRequested: true) until the engine confirms; the run "
+        "then ends CANCELLED (or as it ended, if it finished first).",
     )
     async def cancel_execution(self, info: Info, id: strawberry.ID) -> CancelExecutionResult:
         try:
@@ -226,6 +243,23 @@ class Mutation:
 
 
 MAX_EVENT_BATCH = 5000
+
+
+class LiveInbox:
+    """The live messages one subscription has not read yet, at most ``size`` (M9): a reader slower
+    than the run loses the oldest live messages, never memory; the gap this leaves is filled from
+    the database (which holds every event before it is published), so it still gets every event."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=max(1, size))
+        self.dropped = 0
+
+    def put(self, message: str) -> None:
+        if self.queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+                self.dropped += 1
+        self.queue.put_nowait(message)
 
 
 async def _event_batches(
@@ -280,11 +314,12 @@ async def _event_batches(
         # Subscribed before replaying, so nothing published in between is missed. The live
         # iterator is drained by its own task into a queue: timing out on the queue is safe,
         # whereas cancelling the iterator's __anext__ would close it for good.
-        queue: asyncio.Queue[str] = asyncio.Queue()
+        inbox = LiveInbox(deps.settings.subscription_queue_messages)
+        queue = inbox.queue
 
         async def pump() -> None:
             async for message in live:
-                queue.put_nowait(message)
+                inbox.put(message)
 
         pumping = asyncio.create_task(pump())
         try:

@@ -35,6 +35,17 @@ from tortoise.expressions import Q
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
+from opsconductor_executions.lifecycle import (
+    GrantClock,
+    check_idempotency_key,
+    engine_call,
+    engine_has,
+    prune_keys,
+    remember_key,
+    remembered_execution,
+    renew_grant,
+    settle,
+)
 from opsconductor_executions.models import Execution, ExecutionEvent, Outbox, StepResult, TargetRun
 from opsconductor_executions.settings import Settings
 from opsconductor_ray import protocol
@@ -56,6 +67,10 @@ ACTIVE = ("QUEUED", "RUNNING")
 TRUNCATED_MARKER = "\n[... output truncated by OpsConductor: over {limit} bytes ...]\n"
 CONCURRENCY = ("allow", "skip", "queue")
 ENGINE_MARKER_SLACK = 256  # bytes above the limit the follower lets through for the engine's marker
+SPILLED_MARKER = (
+    "\n[... output not kept in this step result (the service's output buffer was full): "
+    "read it with targetOutput ...]\n"
+)
 
 STEP_FIELDS = """order name type command timeoutSeconds continueOnError workingDirectory
   env { name value } expectedExitCodes script { interpreter body arguments }
@@ -74,7 +89,7 @@ JOB_PLAN_QUERY = f"""query($id: ID!, $parameters: JSON, $targetIds: [ID!]) {{
 JOB_QUERY = """query($id: ID!) { job(id: $id) { id serial name version targetIds
   steps { order name command timeoutSeconds continueOnError } policy { maxParallel } } }"""
 GRANT_MUTATION = """mutation($ids: [ID!]!) { issueConnectionGrant(targetIds: $ids) {
-  __typename ... on ConnectionGrant { grant resolverUrl targets { id name host port method } }
+  __typename ... on ConnectionGrant { grant resolverUrl expiresAt targets { id name host port method } }
   ... on Error { message } } }"""
 TARGETS_QUERY = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { id name
   communicationMethods { type host port isPrimary isActive } } }"""
@@ -302,6 +317,16 @@ class Deps:
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     )
     sweeper: asyncio.Task[None] | None = None
+    grant_clocks: dict[str, GrantClock] = field(default_factory=dict)
+    """When the connection grant of a run this replica started must be renewed (M3)."""
+    cancel_sent: set[str] = field(default_factory=set)
+    """Runs whose coordinator got our cancel request (no need to send it again)."""
+
+    def _timeout(self) -> float:
+        return self.settings.engine_call_timeout_seconds
+
+    def _retention(self) -> timedelta:
+        return timedelta(hours=self.settings.idempotency_key_hours)
 
     # -- resolving the plan --------------------------------------------------------------------
 
@@ -422,9 +447,16 @@ class Deps:
         parameters: dict[str, Any] | None = None,
         may_run_dangerous: bool = False,
         confirm_dangerous: bool = False,
+        idempotency_key: str | None = None,
     ) -> Execution:
         if self.engine is None:
             raise DependencyUnavailableError("execution engine (Ray) is not available", "engine")
+        key = check_idempotency_key(idempotency_key)
+        if key is not None:
+            # a retried request: the run the first one created, nothing runs twice (L10)
+            known = await remembered_execution(actor, job_id, key, self._retention())
+            if known is not None:
+                return known
         plan = await self.resolve_plan(job_id, parameters, target_ids)
         return await self._launch(
             plan,
@@ -432,6 +464,7 @@ class Deps:
             notify=notify,
             may_run_dangerous=may_run_dangerous,
             confirm_dangerous=confirm_dangerous,
+            idempotency_key=key,
         )
 
     async def retry(
@@ -487,6 +520,7 @@ class Deps:
         may_run_dangerous: bool,
         confirm_dangerous: bool,
         retry_of: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Execution:
         if not plan["targetIds"]:
             raise ValidationError("the job has no targets to run on", field="targetIds")
@@ -501,10 +535,13 @@ class Deps:
         }
         execution_id = str(uuid.uuid4())
         engine_plan = self._engine_plan(execution_id, stored, grant)  # refuses what the engine cannot run
-        execution = await self._create_rows(plan, stored, actor, retry_of, execution_id)
+        execution = await self._create_rows(plan, stored, actor, retry_of, execution_id, idempotency_key)
+        if execution.id != execution_id:
+            return execution  # a concurrent request with the same idempotency key created it
         notify()
         if execution.waiting:
             return execution
+        self.grant_clocks[execution.id] = GrantClock.of(grant, self.settings.grant_renew_fraction)
         # Handing the run to the coordinator takes Ray a moment: the caller gets the QUEUED run now,
         # and the follower starts it (EXECUTION_STARTED then streams to subscribers as usual).
         self.follow(execution.id, engine_plan)
@@ -586,12 +623,22 @@ class Deps:
         actor: str | None,
         retry_of: str | None,
         execution_id: str,
+        idempotency_key: str | None = None,
     ) -> Execution:
         concurrency = plan["policy"].get("concurrency", "allow")
         for attempt in range(5):
             try:
                 async with in_transaction() as conn:
                     await _advisory_lock(conn, plan["jobId"])
+                    if idempotency_key is not None:
+                        known = await remembered_execution(
+                            actor, plan["jobId"], idempotency_key, self._retention()
+                        )
+                        if known is not None:
+                            return known
+                        await remember_key(
+                            actor, plan["jobId"], idempotency_key, execution_id, self._retention()
+                        )
                     waiting = False
                     message = None
                     if concurrency in ("skip", "queue"):
@@ -676,8 +723,10 @@ class Deps:
             await _advisory_lock(conn, job_id)
             if await Execution.filter(job_id=job_id, status__in=ACTIVE, waiting=False).exists():
                 return
+            # locked and re-checked: a cancel of this queued run either wins or sees it started
             nxt = (
-                await Execution.filter(job_id=job_id, status="QUEUED", waiting=True)
+                await Execution.select_for_update()
+                .filter(job_id=job_id, status="QUEUED", waiting=True)
                 .order_by("number")
                 .first()
             )
@@ -695,16 +744,19 @@ class Deps:
             await self._finish_without_engine(nxt.id, f"could not start the queued run: {exc.message}")
             return
         log.info("starting queued execution", execution_id=nxt.id, job_id=job_id)
+        self.grant_clocks[nxt.id] = GrantClock.of(grant, self.settings.grant_renew_fraction)
         self.follow(nxt.id, plan)
 
     async def _finish_without_engine(
-        self, execution_id: str, message: str, *, status: str = "FAILED"
-    ) -> None:
-        """End a run the engine cannot report on (never started, or its coordinator is gone)."""
+        self, execution_id: str, message: str, *, status: str = "FAILED", only_waiting: bool = False
+    ) -> bool:
+        """End a run the engine settled it does not run (it never started and never will, or its
+        coordinator is gone). ``only_waiting``: only if it still waits behind another run (never
+        handed to the engine). False: nothing done (already ended, or no longer waiting)."""
         async with in_transaction():
             execution = await Execution.select_for_update().get(id=execution_id)
-            if execution.status in TERMINAL:
-                return
+            if execution.status in TERMINAL or (only_waiting and not execution.waiting):
+                return False
             execution.status = status
             execution.message = message
             execution.finished_at = now()
@@ -747,9 +799,12 @@ class Deps:
                     },
                 ),
             )
+        self.grant_clocks.pop(execution_id, None)
+        self.cancel_sent.discard(execution_id)
         await publish_events(self.broadcaster, execution_id, [event_payload(row)])
         with contextlib.suppress(Exception):
             await self._start_next(execution.job_id)
+        return True
 
     # -- leases --------------------------------------------------------------------------------
 
@@ -797,34 +852,45 @@ class Deps:
 
     async def _follow(self, execution_id: str, plan: ExecutionPlan | None = None) -> None:
         assert self.engine is not None
-        if plan is not None:
-            try:
-                await self.engine.start(plan)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("engine refused the run", execution_id=execution_id)
-                await self._finish_without_engine(
-                    execution_id, f"execution engine failed to start the run: {exc}"
-                )
-                return
+        if plan is not None and not await self._start(execution_id, plan):
+            return
         execution = await Execution.get(id=execution_id)
         limit = self.settings.max_output_bytes_per_step
         # The engine cuts output itself (ExecutionPlan.max_output_bytes): ours is the safety net,
         # with room for the engine's marker line so that one is never cut in half.
-        follower = _Follower(execution, limit, slack=ENGINE_MARKER_SLACK if engine_truncates() else 0)
+        follower = _Follower(
+            execution,
+            limit,
+            slack=ENGINE_MARKER_SLACK if engine_truncates() else 0,
+            buffer_budget=self.settings.follower_buffer_bytes,
+        )
         await follower.load_partial_output()
         failures = 0
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
         renewed_at = asyncio.get_running_loop().time()
         engine = self.engine
+        timeout = self._timeout()
+        # A rolling run (several batches) fetches credentials per batch: its grant is renewed
+        # before it expires (M3). A run adopted from another replica gets a fresh one at once.
+        rolling = (
+            len(
+                batches(
+                    [t["id"] for t in execution.plan.get("targets", [])], execution.plan.get("policy") or {}
+                )
+            )
+            > 1
+        )
+        clock = self.grant_clocks.get(execution_id) or GrantClock(renew_at=0.0)
 
         def fetch(after_seq: int) -> asyncio.Task[list[EngineEvent]]:
             # The coordinator collects for event_batch_wait_seconds after the first new event
             # and answers at once when the run ends.
+            gather = self.settings.event_batch_wait_seconds
             return asyncio.ensure_future(
-                engine.events(
-                    execution_id, after_seq, wait_s=1.0, gather_s=self.settings.event_batch_wait_seconds
+                engine_call(
+                    engine.events(execution_id, after_seq, wait_s=1.0, gather_s=gather),
+                    timeout + 1.0 + gather,
+                    "events",
                 )
             )
 
@@ -838,6 +904,10 @@ class Deps:
                         log.warning("another replica took over the execution", execution_id=execution_id)
                         return
                     renewed_at = loop_time
+                    await self._forward_cancel(execution_id)
+                if rolling and not follower.finished and clock.due():
+                    clock = await renew_grant(self, follower.execution, clock)
+                    self.grant_clocks[execution_id] = clock
                 pending, ahead = ahead or fetch(follower.last_seq), None
                 try:
                     batch = await pending
@@ -846,11 +916,20 @@ class Deps:
                     raise
                 except Exception as exc:
                     failures += 1
-                    if failures >= 3 or not await self._coordinator_exists(execution_id):
+                    exists = await engine_has(engine, execution_id, timeout)
+                    if exists is False:
+                        # settled: no coordinator has the run (it restarted): nothing runs it any more
                         log.error("lost the execution coordinator", execution_id=execution_id, error=str(exc))
                         await self._finish_without_engine(execution_id, f"execution coordinator lost: {exc}")
                         return
-                    await asyncio.sleep(0.5)
+                    # unknown (timeout, Ray error) or a passing failure: never a guess, ask again
+                    log.warning(
+                        "could not read the run's events; retrying",
+                        execution_id=execution_id,
+                        error=str(exc),
+                        failures=failures,
+                    )
+                    await asyncio.sleep(min(0.5 * failures, 5.0))
                     continue
                 if not batch:
                     continue
@@ -859,8 +938,10 @@ class Deps:
                 rows = await follower.persist(batch)
                 await publish_events(self.broadcaster, execution_id, rows)
                 if follower.finished:
+                    self.grant_clocks.pop(execution_id, None)
+                    self.cancel_sent.discard(execution_id)
                     with contextlib.suppress(Exception):
-                        await self.engine.release(execution_id)
+                        await engine_call(engine.release(execution_id), timeout + 30, "release")
                     with contextlib.suppress(Exception):
                         await self._start_next(follower.execution.job_id)
                     return
@@ -869,21 +950,81 @@ class Deps:
                 ahead.cancel()
                 ahead.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, not logged
 
-    async def _engine_knows(self, execution_id: str) -> bool:
+    async def _start(self, execution_id: str, plan: ExecutionPlan) -> bool:
+        """Hand the run to the engine. True: follow it. A start whose outcome is unknown (timeout,
+        Ray error) is settled with the engine (`forbid`): either it runs (follow it) or it never
+        will (end it) — never recorded as ended while it might run (L9, M2)."""
+        assert self.engine is not None
+        error: str | None = None
         try:
-            return bool(await self.engine.is_running(execution_id))  # type: ignore[union-attr]
-        except Exception:
-            return False
+            started = await engine_call(
+                self.engine.start(plan), self.settings.engine_start_timeout_seconds, "start"
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "the engine start did not answer cleanly; settling", execution_id=execution_id, error=str(exc)
+            )
+            started, error = False, str(exc)
+        if started:
+            await self._forward_cancel(execution_id)
+            return True
+        # Not started by this call (a repeat, a forbidden id, or an unknown outcome): ask the engine.
+        for attempt in range(5):
+            settled = await settle(self.engine, execution_id, self._timeout())
+            if settled == "known":
+                await self._forward_cancel(execution_id)
+                return True
+            if settled in ("forbidden", "released"):
+                cancelled = await Execution.filter(id=execution_id, cancel_requested=True).exists()
+                if cancelled:
+                    await self._finish_without_engine(
+                        execution_id, "cancelled before it ran", status="CANCELLED"
+                    )
+                else:
+                    reason = error or "the engine did not take the run"
+                    await self._finish_without_engine(
+                        execution_id, f"execution engine failed to start the run: {reason}"
+                    )
+                return False
+            await asyncio.sleep(min(1.0 * (attempt + 1), 5.0))
+        # Still unknown: stop renewing the lease; the sweep settles the run once it is stale.
+        log.error("could not settle the run's start with the engine", execution_id=execution_id)
+        return False
 
-    async def _coordinator_exists(self, execution_id: str) -> bool:
-        """The coordinator still exists (running, or finished with events not yet released)."""
-        if self.engine is None:
-            return False
+    async def _forward_cancel(self, execution_id: str) -> None:
+        """Send a recorded cancel request to the engine (again) until its coordinator got it."""
+        if execution_id in self.cancel_sent or self.engine is None:
+            return
+        if await Execution.filter(id=execution_id, cancel_requested=True).exists():
+            await self._send_cancel(execution_id)
+
+    async def _send_cancel(self, execution_id: str) -> str | None:
+        """Ask the engine to cancel the run. "cancelling": its coordinator ends it (the follower
+        persists CANCELLED); "never-started": settled that it never ran and never will, so it ends
+        CANCELLED now; None: the engine could not be asked — the request stays recorded and the
+        follower (or the sweep's adoption) sends it again."""
+        assert self.engine is not None
         try:
-            await self.engine.status(execution_id)
-        except Exception:
-            return False
-        return True
+            outcome = str(
+                await engine_call(self.engine.cancel_run(execution_id), self._timeout() * 2, "cancel")
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "cancel request not delivered to the engine yet", execution_id=execution_id, error=str(exc)
+            )
+            return None
+        if outcome == "never-started":
+            task = self.followers.get(execution_id)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()  # its start can no longer run anything
+            await self._finish_without_engine(execution_id, "cancelled before it ran", status="CANCELLED")
+        else:
+            self.cancel_sent.add(execution_id)
+        return outcome
 
     async def reattach(self) -> None:
         """On start-up: adopt what no live replica follows, end what is stale."""
@@ -891,8 +1032,9 @@ class Deps:
 
     async def sweep(self) -> None:
         """Adopt active runs whose lease expired while their coordinator lives; end runs whose
-        coordinator is gone (beyond ``stale_after_seconds``) as FAILED "stale: ..."; start queued
-        runs whose predecessors ended."""
+        coordinator is gone (beyond ``stale_after_seconds``, and only once the engine settled that
+        none has or will start them) as FAILED "stale: ..."; start queued runs whose predecessors
+        ended; forget expired idempotency keys."""
         t = now()
         orphans = await Execution.filter(status__in=ACTIVE, waiting=False).filter(
             Q(lease_until__isnull=True) | Q(lease_until__lt=t) | Q(lease_owner=self.replica)
@@ -901,7 +1043,12 @@ class Deps:
             task = self.followers.get(execution.id)
             if task is not None and not task.done():
                 continue
-            if await self._coordinator_exists(execution.id):
+            if self.engine is None:
+                continue
+            exists = await engine_has(self.engine, execution.id, self._timeout())
+            if exists is None:
+                continue  # the engine cannot be asked: next sweep
+            if exists:
                 if await self._claim(execution.id):
                     log.info(
                         "re-attaching to running execution",
@@ -913,16 +1060,27 @@ class Deps:
             since = execution.lease_until or execution.started_at or execution.created_at
             idle = (t - since).total_seconds()
             if idle >= self.settings.stale_after_seconds and await self._claim(execution.id):
-                await self._finish_without_engine(
-                    execution.id,
-                    f"stale: no live execution coordinator for {int(idle)}s (service or cluster restarted)",
-                )
+                # a start may still be on its way to the engine: settle it before judging (L9)
+                settled = await settle(self.engine, execution.id, self._timeout())
+                if settled == "known":
+                    self.follow(execution.id)
+                elif settled is not None:
+                    await self._finish_without_engine(
+                        execution.id,
+                        f"stale: no live execution coordinator for {int(idle)}s (service or cluster restarted)",
+                    )
         waiting_jobs = (
             await Execution.filter(status="QUEUED", waiting=True).distinct().values_list("job_id", flat=True)
         )
         for job_id in set(waiting_jobs):
             with contextlib.suppress(Exception):
                 await self._start_next(job_id)
+        with contextlib.suppress(Exception):
+            await prune_keys(self._retention())
+        # bookkeeping of runs this replica no longer follows (another one finished them)
+        for eid in [e for e in self.grant_clocks if e not in self.followers]:
+            self.grant_clocks.pop(eid, None)
+        self.cancel_sent &= set(self.followers)
 
     async def run_sweeper(self) -> None:
         """Periodic sweep; errors are logged, never fatal."""
@@ -936,28 +1094,27 @@ class Deps:
                 log.exception("execution sweep failed")
 
     async def cancel(self, execution_id: str) -> Execution:
-        execution = await Execution.get_or_none(id=execution_id)
-        if execution is None:
-            raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
-        if execution.status in TERMINAL:
-            raise ValidationError(f"execution already {execution.status.lower()}", field="id")
-        if execution.waiting:
-            await self._finish_without_engine(execution_id, "cancelled while queued", status="CANCELLED")
-            return execution
-        if self.engine is not None and execution_id in self.followers:
-            # The follower may still be creating the coordinator: give it the time that takes.
-            for _ in range(100):
-                if await self._engine_knows(execution_id):
-                    break
-                await asyncio.sleep(0.1)
-        if self.engine is None or not await self._engine_knows(execution_id):
-            task = self.followers.get(execution_id)
-            if task is not None:
-                task.cancel()
-            await self._finish_without_engine(execution_id, "cancelled before it ran", status="CANCELLED")
-        else:
-            await self.engine.cancel(execution_id)
-        return execution
+        """Cancel a run (M2). A run waiting behind another (never handed to the engine) ends
+        CANCELLED at once. Otherwise the request is recorded (``cancel_requested``: CANCELLING)
+        and sent to the engine; the run ends CANCELLED only when the engine ends it so, or settles
+        that it never started (and never will). If the engine cannot be asked now, the run stays
+        CANCELLING and the follower sends the request again: never a guess."""
+        async with in_transaction():
+            execution = await Execution.select_for_update().get_or_none(id=execution_id)
+            if execution is None:
+                raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
+            if execution.status in TERMINAL:
+                raise ValidationError(f"execution already {execution.status.lower()}", field="id")
+            if not execution.cancel_requested:
+                execution.cancel_requested = True
+                await execution.save(update_fields=["cancel_requested"])
+        if execution.waiting and await self._finish_without_engine(
+            execution_id, "cancelled while queued", status="CANCELLED", only_waiting=True
+        ):
+            return await Execution.get(id=execution_id)
+        if self.engine is not None:
+            await self._send_cancel(execution_id)
+        return await Execution.get(id=execution_id)
 
 
 RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
@@ -1084,7 +1241,9 @@ class _Follower:
     (empty) event so the sequence numbers stay gapless.
     """
 
-    def __init__(self, execution: Execution, max_output: int, slack: int = 0) -> None:
+    def __init__(
+        self, execution: Execution, max_output: int, slack: int = 0, buffer_budget: int | None = None
+    ) -> None:
         self.execution = execution
         self.limit = max_output  # what the marker reports
         self.max_output = max_output + slack
@@ -1093,6 +1252,11 @@ class _Follower:
         self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
         self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
         self.cut: set[tuple[str, int]] = set()
+        # M12: all unfinished steps' buffers together stay under this; a step whose output did
+        # not fit keeps what it had plus a marker in its result (its events keep every chunk).
+        self.buffer_budget = buffer_budget if buffer_budget is not None else 32 * 1024 * 1024
+        self.buffered = 0
+        self.spilled: set[tuple[str, int, str]] = set()
         self.runs: dict[str, TargetRun] | None = None
         """The run's target rows, read once and kept while only this follower writes them."""
 
@@ -1112,11 +1276,41 @@ class _Follower:
             ):
                 key = (row.target_id, row.step_index, row.type)
                 text = row.data or ""
-                self.output[key].append(text)
+                self._buffer(key, text)
                 self.sizes[key] += len(text.encode())
                 if TRUNCATED_MARKER.format(limit=self.limit) in text:
                     self.sizes[key] = self.max_output
                     self.cut.add((row.target_id, row.step_index))
+
+    def _buffer(self, key: tuple[str, int, str], text: str) -> None:
+        """Keep ``text`` for the step's result, within the follower's budget (M12)."""
+        if key in self.spilled:
+            return
+        cost = len(text)
+        if self.buffered + cost > self.buffer_budget:
+            self.spilled.add(key)
+            self.cut.add((key[0], key[1]))
+            return
+        self.output[key].append(text)
+        self.buffered += cost
+
+    def _take(self, key: tuple[str, int, str]) -> str:
+        """The step's buffered output (released from the budget), with a marker if it spilled."""
+        parts = self.output.pop(key, [])
+        self.buffered -= sum(len(p) for p in parts)
+        text = "".join(parts)
+        if key in self.spilled:
+            self.spilled.discard(key)
+            text += SPILLED_MARKER
+        return text
+
+    def _drop_target(self, target_id: str) -> None:
+        """A finished target's leftover buffers (steps that never reported) are released."""
+        for key in [k for k in self.output if k[0] == target_id]:
+            self._take(key)
+        for key in [k for k in self.sizes if k[0] == target_id]:
+            del self.sizes[key]
+        self.spilled = {k for k in self.spilled if k[0] != target_id}
 
     def _append(self, target_id: str, step_index: int, kind: str, text: str) -> str:
         """Keep ``text`` within the step's limit; returns what is stored and streamed."""
@@ -1131,7 +1325,7 @@ class _Follower:
             self.cut.add((target_id, step_index))
         else:
             self.sizes[key] += len(raw)
-        self.output[key].append(text)
+        self._buffer(key, text)
         return text
 
     async def persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
@@ -1227,8 +1421,8 @@ class _Follower:
             dirty.add(run.target_id)
         elif e.type == "STEP_FINISHED" and run is not None and e.step_index is not None:
             spec = steps.get(e.step_index, {})
-            out = "".join(self.output.pop((run.target_id, e.step_index, "STDOUT"), []))
-            err = "".join(self.output.pop((run.target_id, e.step_index, "STDERR"), []))
+            out = self._take((run.target_id, e.step_index, "STDOUT"))
+            err = self._take((run.target_id, e.step_index, "STDERR"))
             results[(run.id, e.step_index)] = {
                 "name": e.step_name or spec.get("name", ""),
                 "command": spec.get("command", ""),
@@ -1245,6 +1439,7 @@ class _Follower:
                 run.exit_code = e.exit_code
                 dirty.add(run.target_id)
         elif e.type == "TARGET_FINISHED" and run is not None:
+            self._drop_target(run.target_id)
             run.status = e.status or "FAILED"
             run.finished_at = at
             if e.status != "SUCCEEDED" and e.data:

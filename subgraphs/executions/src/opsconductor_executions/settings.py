@@ -44,3 +44,31 @@ class Settings(ServiceSettings):
     sweep_interval_seconds: float = Field(
         10, description="How often to adopt orphaned runs, end stale ones and start queued ones."
     )
+    engine_call_timeout_seconds: float = Field(
+        30,
+        description="Longest wait for one answer of the execution engine (Ray); then the caller gets a "
+        "typed error and nothing is assumed about what the call did.",
+    )
+    engine_start_timeout_seconds: float = Field(
+        60,
+        description="Longest wait for the engine to take a run; a start that did not answer is settled "
+        "with the engine (started or never will), never guessed.",
+    )
+    grant_renew_fraction: float = Field(
+        0.5,
+        description="A multi-batch run's connection grant is renewed (and handed to its coordinator) "
+        "after this fraction of its lifetime.",
+    )
+    idempotency_key_hours: float = Field(
+        24, description="How long runJob remembers an idempotencyKey (then a retry runs again)."
+    )
+    follower_buffer_bytes: int = Field(
+        32 * 1024 * 1024,
+        description="Output of unfinished steps a follower keeps in memory per run (for their "
+        "step results); beyond it a step result gets a marker (the event log keeps every chunk).",
+    )
+    subscription_queue_messages: int = Field(
+        256,
+        description="Live messages an event subscription buffers for a slow reader; beyond, it drops "
+        "them and reads the database instead (nothing is lost, memory stays bounded).",
+    )

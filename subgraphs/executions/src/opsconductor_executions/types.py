@@ -7,14 +7,29 @@ from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
 from opsconductor_shared.auth import AUTHENTICATED, entity_permission, requires
-from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
-from opsconductor_shared.paging import Connection, paginate
+from opsconductor_shared.errors import (
+    DependencyUnavailable,
+    Error,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    ValidationFailed,
+)
+from opsconductor_shared.paging import (
+    Connection,
+    build_connection,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+)
 
 
 @strawberry.enum(description="Lifecycle of a run.")
@@ -45,6 +60,46 @@ class TargetRunFilter:
     job_id: strawberry.ID | None = None
     created_after: datetime | None = strawberry.field(default=None, description="Runs created at or after.")
     created_before: datetime | None = strawberry.field(default=None, description="Runs created before.")
+
+
+def _loader(info: strawberry.Info, name: str, load: Any) -> DataLoader[Any, Any]:
+    """A per-request DataLoader (RequestContext.loaders)."""
+    loaders: dict[str, Any] = info.context.loaders
+    loader = loaders.get(name)
+    if loader is None:
+        loader = loaders[name] = DataLoader(load_fn=load)
+    return loader
+
+
+async def _load_steps(run_ids: list[int]) -> list[list[StepRun]]:
+    by_run: dict[int, list[StepRun]] = {i: [] for i in run_ids}
+    for chunk in range(0, len(run_ids), 1000):
+        part = run_ids[chunk : chunk + 1000]
+        for row in await StepRow.filter(target_run_id__in=part).order_by("target_run_id", "step_index"):
+            by_run[row.target_run_id].append(StepRun.from_row(row))  # type: ignore[attr-defined]
+    return [by_run[i] for i in run_ids]
+
+
+async def _load_executions(ids: list[str]) -> list[Execution]:
+    rows = {r.id: r for r in await ExecutionRow.filter(id__in=list(set(ids)))}
+    return [Execution.from_row(rows[i]) for i in ids]
+
+
+TARGET_RUNS_DEFAULT = 1000
+TARGET_RUNS_MAX = 1000
+"""Execution.targetRuns returns at most this many rows per call (M8); page with `after`."""
+
+
+def _target_runs_query(execution_id: str, after: str | None, status: str | None) -> Any:
+    query = TargetRunRow.filter(execution_id=execution_id)
+    key = decode_cursor(after, "tr")
+    if key is not None:
+        if not key.isdigit():
+            raise ValidationError("invalid cursor", field="after")
+        query = query.filter(id__gt=int(key))
+    if status:
+        query = query.filter(status=status)
+    return query.order_by("id")
 
 
 @strawberry.federation.type(keys=["id"], description="Owned by the targets subgraph; adds its runs.")
@@ -124,18 +179,22 @@ class TargetRun:
     finished_at: datetime | None
     _row: strawberry.Private[TargetRunRow]
 
+    @strawberry.field(description="This row's position: pass it as Execution.targetRuns(after:) to read on.")
+    def cursor(self) -> str:
+        return encode_cursor(str(self._row.id), "tr")
+
     @strawberry.field(description="The target (resolved by the targets subgraph).")
     def target(self) -> Target:
         return Target(id=self.target_id)
 
     @strawberry.field(description="The run this belongs to.")
-    async def execution(self) -> Execution:
-        return Execution.from_row(await ExecutionRow.get(id=str(self.execution_id)))
+    async def execution(self, info: strawberry.Info) -> Execution:
+        # one query per request for all the runs asked for, not one (with its plan) per row (M8)
+        return await _loader(info, "executions.by_id", _load_executions).load(str(self.execution_id))
 
     @strawberry.field(description="Per-step results in order.")
-    async def steps(self) -> list[StepRun]:
-        rows = await StepRow.filter(target_run_id=self._row.id).order_by("step_index")
-        return [StepRun.from_row(r) for r in rows]
+    async def steps(self, info: strawberry.Info) -> list[StepRun]:
+        return await _loader(info, "executions.steps", _load_steps).load(self._row.id)
 
     @classmethod
     def from_row(cls, row: TargetRunRow) -> TargetRun:
@@ -314,6 +373,10 @@ class Execution:
     failed_targets: int
     cancelled_targets: int
     last_seq: int = strawberry.field(description="Highest event sequence number recorded so far.")
+    cancel_requested: bool = strawberry.field(
+        description="cancelExecution was asked and the run has not ended yet (CANCELLING): it ends "
+        "CANCELLED once the engine confirms."
+    )
     _plan: strawberry.Private[dict[str, Any]]
 
     @strawberry.field(description="The steps exactly as run (parameters substituted).")
@@ -332,10 +395,41 @@ class Execution:
     def job(self) -> Job:
         return Job(id=self.job_id)
 
-    @strawberry.field(description="Per-target runs.")
-    async def target_runs(self) -> list[TargetRun]:
-        rows = await TargetRunRow.filter(execution_id=str(self.id)).order_by("id")
+    @strawberry.field(
+        description=f"Per-target runs in order, at most `first` (default and maximum "
+        f"{TARGET_RUNS_MAX}); `after`: the cursor of targetRunsConnection's pageInfo.endCursor (or "
+        "of a TargetRun's position) to read on. For paging through big runs use targetRunsConnection."
+    )
+    async def target_runs(
+        self, first: int | None = TARGET_RUNS_DEFAULT, after: str | None = None
+    ) -> list[TargetRun]:
+        limit = check_first(first, default=TARGET_RUNS_DEFAULT, maximum=TARGET_RUNS_MAX)
+        rows = await _target_runs_query(str(self.id), after, None).limit(limit)
         return [TargetRun.from_row(r) for r in rows]
+
+    @strawberry.field(
+        description="Per-target runs as a Relay connection (first: 1-1000, default 100), optionally "
+        "of one status (PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED)."
+    )
+    async def target_runs_connection(
+        self, first: int | None = 100, after: str | None = None, status: str | None = None
+    ) -> Connection[TargetRun]:
+        limit = check_first(first, default=100, maximum=TARGET_RUNS_MAX)
+        base = TargetRunRow.filter(execution_id=str(self.id))
+        if status:
+            base = base.filter(status=status)
+        total = await base.count()
+        rows = await _target_runs_query(str(self.id), after, status).limit(limit + 1)
+        page = list(rows[:limit])
+        return build_connection(
+            page,
+            node=TargetRun.from_row,
+            key=lambda r: str(r.id),
+            has_next=len(rows) > limit,
+            total=total,
+            after=after,
+            kind="tr",
+        )
 
     @classmethod
     def from_row(cls, row: ExecutionRow) -> Execution:
@@ -360,6 +454,8 @@ class Execution:
             failed_targets=row.failed_targets,
             cancelled_targets=row.cancelled_targets,
             last_seq=row.last_seq,
+            cancel_requested=bool(row.cancel_requested)
+            and row.status not in ("SUCCEEDED", "FAILED", "CANCELLED"),
             _plan=row.plan or {},
         )
 
@@ -474,7 +570,8 @@ RunJobResult = Annotated[
     | JobAlreadyRunning
     | NotFound
     | ValidationFailed
-    | DependencyUnavailable,
+    | DependencyUnavailable
+    | PermissionDenied,
     strawberry.union("RunJobResult"),
 ]
 RetryExecutionResult = Annotated[

@@ -20,6 +20,7 @@ from opsconductor_auth.service import (
     AuthService,
     KeyManager,
     LoginFailed,
+    check_admin_password,
     ensure_bootstrap_admin,
 )
 from opsconductor_auth.settings import Settings
@@ -42,6 +43,8 @@ def create_app(settings: Settings, platform: Platform):
     keys = KeyManager(keyring)
     # Each service's own secret (hashes): a published default or a too short one stops auth here.
     service_secrets = ServiceSecrets.from_settings(settings, SERVICE_PERMISSIONS)
+    if settings.admin_password is not None:
+        check_admin_password(settings)  # the password policy applies to OPSC_ADMIN_PASSWORD too
     runtime = build_runtime(
         name="auth",
         settings=settings,
@@ -96,7 +99,7 @@ def create_app(settings: Settings, platform: Platform):
                 token, expires = await runtime.deps.auth.service_token(
                     str(body["service"]), str(body["secret"])
                 )
-        except (LoginFailed, KeyError, ValueError):
+        except (LoginFailed, KeyError, ValueError, TypeError):
             return JSONResponse({"message": "service credentials rejected"}, status_code=401)
         return JSONResponse({"token": token, "expiresAt": expires})
 

@@ -777,6 +777,18 @@ async def reset_password(user_id: str, new: str, policy: PasswordPolicy) -> Cred
     return cred
 
 
+def check_admin_password(settings: Settings) -> str:
+    """OPSC_ADMIN_PASSWORD, if it meets the password policy; else InsecureSettings (auth does not start)."""
+    password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    try:
+        PasswordPolicy.from_settings(settings).check(password)
+    except ValidationError as exc:
+        raise InsecureSettings(
+            f"OPSC_ADMIN_PASSWORD does not meet the password policy: {exc.message}"
+        ) from exc
+    return password
+
+
 async def ensure_bootstrap_admin(settings: Settings) -> str | None:
     """Create the admin credential once; returns a generated password to print, if one was made."""
     existing = await Credential.get_or_none(user_id=BOOTSTRAP_ADMIN_ID)
@@ -785,13 +797,7 @@ async def ensure_bootstrap_admin(settings: Settings) -> str | None:
     generated = None
     policy = PasswordPolicy.from_settings(settings)
     if settings.admin_password is not None:
-        password = settings.admin_password.get_secret_value()
-        try:
-            policy.check(password)
-        except ValidationError as exc:
-            raise InsecureSettings(
-                f"OPSC_ADMIN_PASSWORD does not meet the password policy: {exc.message}"
-            ) from exc
+        password = check_admin_password(settings)
     else:
         for _ in range(20):  # random text nearly always mixes classes; retry the rare one that does not
             password = generated = secrets.token_urlsafe(max(18, policy.min_length))

@@ -141,7 +141,7 @@ async def e2e_session(fleet: SshdFleet, ns: list[int], results: Results) -> Asyn
         {
             "OPSC_DATA_DIR": str(data_dir),
             "OPSC_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "OPSC_SERVICE_SECRET": uuid.uuid4().hex,
+            **{f"OPSC_SERVICE_SECRET_{name.upper()}": uuid.uuid4().hex for name in SERVICES},
             "OPSC_LOG_LEVEL": "WARNING",
             "OPSC_TARGETS_ALLOW_NETWORKS": "127.0.0.0/8",  # the bench fleet's sshd is on loopback
         }

@@ -7,11 +7,9 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export OPSC_DATA_DIR="${OPSC_DATA_DIR:-$PWD/.data}"
 export OPSC_LOG_JSON="${OPSC_LOG_JSON:-0}"
 mkdir -p "$OPSC_DATA_DIR"
-# One service secret per checkout, kept beside the SQLite files.
-if [[ -z "${OPSC_SERVICE_SECRET:-}" ]]; then
-  [[ -f "$OPSC_DATA_DIR/service-secret" ]] || (umask 077; head -c 32 /dev/urandom | base64 > "$OPSC_DATA_DIR/service-secret")
-  OPSC_SERVICE_SECRET="$(cat "$OPSC_DATA_DIR/service-secret")"; export OPSC_SERVICE_SECRET
-fi
+# Service secrets: `opsconductor dev` generates one per service at each start and keeps them in
+# memory (OPSC_SERVICE_SECRET_<NAME> set here wins). The old shared OPSC_SERVICE_SECRET is refused.
+unset OPSC_SERVICE_SECRET
 
 pids=()
 cleanup() {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from opsconductor_shared.settings import ServiceSettings
+from opsconductor_shared.settings import InsecureSettings, ServiceSettings, secret_sha256
 
 
 class ThingsSettings(ServiceSettings):
@@ -27,6 +28,7 @@ PLATFORM_VARS = (
     "OPSC_JWT_ISSUER",
     "OPSC_JWT_AUDIENCE",
     "OPSC_SERVICE_SECRET",
+    "OPSC_API_KEY_CHECK_SECONDS",
     "OPSC_LOG_LEVEL",
     "OPSC_LOG_JSON",
     "OPSC_MAX_REQUEST_BYTES",
@@ -40,6 +42,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     for name in ("PORT", "PAGE_LIMIT", "DATABASE_URL", "HOST", "REDIS_URL"):
         monkeypatch.delenv(f"OPSC_THINGS_{name}", raising=False)
+    for name in list(os.environ):
+        if name.startswith("OPSC_SERVICE_SECRET_"):
+            monkeypatch.delenv(name)
 
 
 def test_defaults_are_the_embedded_platform() -> None:
@@ -70,7 +75,8 @@ def test_platform_wide_values_keep_their_opsc_names(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OPSC_AUTH_INTERNAL_URL", "http://auth:3000")
     monkeypatch.setenv("OPSC_JWT_ISSUER", "issuer-x")
     monkeypatch.setenv("OPSC_JWT_AUDIENCE", "aud-x")
-    monkeypatch.setenv("OPSC_SERVICE_SECRET", "shh")
+    monkeypatch.setenv("OPSC_SERVICE_SECRET_THINGS", "things-own-secret-0123456789")
+    monkeypatch.setenv("OPSC_SERVICE_SECRET_SHA256_USERS", "ab" * 32)
     monkeypatch.setenv("OPSC_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("OPSC_LOG_JSON", "false")
     monkeypatch.setenv("OPSC_MAX_REQUEST_BYTES", "2048")
@@ -80,7 +86,10 @@ def test_platform_wide_values_keep_their_opsc_names(monkeypatch: pytest.MonkeyPa
         assert settings.jwks_url == "http://auth:3000/.well-known/jwks.json"
         assert settings.auth_internal_url == "http://auth:3000"
         assert (settings.jwt_issuer, settings.jwt_audience) == ("issuer-x", "aud-x")
-        assert settings.service_secret.get_secret_value() == "shh"
+        assert settings.service_secrets["things"].get_secret_value() == "things-own-secret-0123456789"
+        assert settings.own_service_secret("things") == "things-own-secret-0123456789"
+        assert settings.service_secret_hashes == {"users": "ab" * 32}
+        assert "things-own-secret" not in repr(settings)
         assert settings.log_level == "DEBUG"
         assert settings.log_json is False
         assert settings.max_request_bytes == 2048
@@ -111,3 +120,38 @@ def test_resolved_database_url_prefers_the_configured_one(tmp_path: Path) -> Non
     s = ThingsSettings(data_dir=tmp_path / "unused", database_url="postgres://postgres@db:5432/things")
     assert s.resolved_database_url("things") == "postgres://postgres@db:5432/things"
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (None, "is not set"),
+        ("dev-service-secret-change-me", "published default"),
+        ("short", "shorter than 16"),
+    ],
+    ids=["missing", "old-default", "short"],
+)
+def test_h1_a_service_refuses_a_missing_or_known_default_secret(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, why: str
+) -> None:
+    """H1: no service starts with the old published default (or no secret of its own)."""
+    if value is not None:
+        monkeypatch.setenv("OPSC_SERVICE_SECRET_THINGS", value)
+    with pytest.raises(InsecureSettings, match=why):
+        ThingsSettings().own_service_secret("things")
+
+
+def test_h1_the_old_shared_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSC_SERVICE_SECRET", "a-long-enough-shared-secret-0123")
+    monkeypatch.setenv("OPSC_SERVICE_SECRET_THINGS", "things-own-secret-0123456789")
+    with pytest.raises(InsecureSettings, match="no longer accepted"):
+        ThingsSettings().own_service_secret("things")
+
+
+def test_h1_each_service_has_its_own_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSC_SERVICE_SECRET_USERS", "users-secret-0123456789abcdef")
+    monkeypatch.setenv("OPSC_SERVICE_SECRET_JOBS", "jobs-secret-0123456789abcdef")
+    s = ServiceSettings(service_secrets={"jobs": "given-jobs-secret-0123456789"})
+    assert s.own_service_secret("users") == "users-secret-0123456789abcdef"
+    assert s.own_service_secret("jobs") == "given-jobs-secret-0123456789"  # given beats env
+    assert secret_sha256("x") == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"

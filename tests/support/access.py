@@ -42,7 +42,15 @@ ROLE_PASSWORD = "Matrix-Pass-1"
 
 
 def supergraph() -> GraphQLSchema:
-    return build_schema((ROOT / "router" / "supergraph.graphql").read_text(), assume_valid=True)
+    """What the router serves: the composed schema without its ``@inaccessible`` root fields
+    (service-only operations, reached only on their subgraph)."""
+    schema = build_schema((ROOT / "router" / "supergraph.graphql").read_text(), assume_valid=True)
+    for root in (schema.query_type, schema.mutation_type, schema.subscription_type):
+        for name, field in list((root.fields if root else {}).items()):
+            directives = getattr(field.ast_node, "directives", None) or []
+            if any(d.name.value == "inaccessible" for d in directives):
+                del root.fields[name]  # type: ignore[union-attr]
+    return schema
 
 
 OWNERS: dict[str, set[str]] = {}

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import importlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import uvicorn
 
 from opsconductor_shared.app import Platform
 from opsconductor_shared.logging import get_logger
-from opsconductor_shared.settings import ServiceSettings
+from opsconductor_shared.settings import InsecureSettings, ServiceSettings
 
 log = get_logger("opsconductor.launcher")
 
@@ -48,10 +49,34 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
-def build_app(name: str, platform: Platform, engine: Any | None) -> tuple[Any, ServiceSettings]:
+def service_secrets(services: tuple[str, ...], base: ServiceSettings) -> dict[str, str]:
+    """Each service's own secret: OPSC_SERVICE_SECRET_<NAME> where set; when this process runs every
+    service (`opsconductor dev`), a random one, kept in memory only, for each one not set (nothing
+    outside the process needs them: the services meet auth here). ``serve NAME`` generates none."""
+    if base.legacy_service_secret is not None:
+        raise InsecureSettings(
+            "OPSC_SERVICE_SECRET (one secret for every service) is no longer accepted: "
+            "set OPSC_SERVICE_SECRET_<NAME> for each service, or leave them unset under `opsconductor dev`"
+        )
+    given = {name: secret.get_secret_value() for name, secret in base.service_secrets.items()}
+    if set(SERVICES) <= set(services):
+        for name in SERVICES:
+            given.setdefault(name, secrets.token_urlsafe(32))
+    return given
+
+
+def build_app(
+    name: str, platform: Platform, engine: Any | None, secrets_by_service: dict[str, str] | None = None
+) -> tuple[Any, ServiceSettings]:
+    """The service's app; refuses (InsecureSettings) a service without a usable secret of its own."""
     module = importlib.import_module(f"opsconductor_{name}.app")
     settings_module = importlib.import_module(f"opsconductor_{name}.settings")
-    settings = settings_module.Settings()
+    settings = (
+        settings_module.Settings(service_secrets=secrets_by_service)
+        if secrets_by_service
+        else settings_module.Settings()
+    )
+    settings.own_service_secret(name)
     kwargs: dict[str, Any] = {"engine": engine} if SERVICES[name] else {}
     return module.create_app(settings, platform, **kwargs), settings
 
@@ -77,15 +102,19 @@ class EmbeddedPlatform:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     engine: Any | None = None
     platform: Platform | None = None
+    _secrets: dict[str, str] = field(default_factory=dict, repr=False)
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         os.environ.update(wiring_env(self.ports))
         base = ServiceSettings()
+        self._secrets = service_secrets(self.services, base)
+        for name in self.services:  # refuse before anything starts
+            ServiceSettings(service_secrets=self._secrets).own_service_secret(name)
         self.platform = Platform.from_settings(base, consumer="embedded")
         for name in self.services:
-            app, settings = build_app(name, self.platform, self.engine)
+            app, settings = build_app(name, self.platform, self.engine, self._secrets)
             config = uvicorn.Config(
                 app,
                 host=settings.host,

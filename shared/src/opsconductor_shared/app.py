@@ -40,12 +40,14 @@ from strawberry.types.execution import ExecutionResult
 from opsconductor_shared.auth import (
     UNAUTHENTICATED,
     AuthenticationError,
+    CachedApiKeyStatus,
     Identity,
     InMemoryRevocationStore,
     RedisRevocationStore,
     RevocationStore,
     TokenVerifier,
     bearer_token,
+    http_api_key_fetch,
 )
 from opsconductor_shared.client import ServiceClient, ServiceTokenProvider
 from opsconductor_shared.db import BindDatabaseMiddleware, ServiceDatabase
@@ -487,9 +489,15 @@ def build_runtime(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         revocations=platform.revocations,
+        api_keys=CachedApiKeyStatus(
+            http_api_key_fetch(settings.auth_internal_url), ttl=settings.api_key_check_seconds
+        ),
     )
+    own_secret = settings.service_secrets.get(name)
     tokens = ServiceTokenProvider(
-        auth_url=settings.auth_internal_url, service=name, secret=settings.service_secret.get_secret_value()
+        auth_url=settings.auth_internal_url,
+        service=name,
+        secret=own_secret.get_secret_value() if own_secret else None,
     )
     return Runtime(
         name=name,

@@ -11,12 +11,15 @@ reached through ``_entities``) declare theirs with :func:`entity_permission`, fo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import httpx
 import jwt
 import strawberry
 from jwt import PyJWKClient
@@ -101,8 +104,70 @@ class RedisRevocationStore:
         return bool(await self.redis.exists(f"opsc:revoked:session:{session_id}"))
 
 
+API_KEY_SID_PREFIX = "apikey:"
+
+ApiKeyFetch = Callable[[str, str], Awaitable[bool]]
+"""``(key_id, token_sha256) -> still valid?``: auth's stored state of one API key."""
+
+
+class CachedApiKeyStatus:
+    """Whether an API key is still valid (not revoked or expired, owner active, permissions still
+    held), as auth's database says, cached per token for ``ttl`` seconds.
+
+    The revocation list stops a revoked key at once where it is shared; this check is what keeps it
+    stopped when the list is lost (embedded mode restarts with an empty one; Redis can evict) or
+    not shared (a service without Redis). Failures are not cached; concurrent checks of one token
+    share one request.
+    """
+
+    def __init__(self, fetch: ApiKeyFetch, *, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self._fetch = fetch
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._known: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[bool]] = {}
+
+    async def is_active(self, key_id: str, token_hash: str) -> bool:
+        cached = self._known.get(token_hash)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        pending = self._pending.get(token_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[token_hash] = future
+        try:
+            active = await self._fetch(key_id, token_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._pending.pop(token_hash, None)
+        future.set_result(active)
+        self._known[token_hash] = (time.monotonic() + self.ttl, active)
+        self._known.move_to_end(token_hash)
+        while len(self._known) > self.max_entries:
+            self._known.popitem(last=False)
+        return active
+
+
+def http_api_key_fetch(auth_url: str, *, timeout: float = 5.0) -> ApiKeyFetch:
+    """Ask auth (``POST /internal/api-key-status``); only a holder of the token can ask about it."""
+    url = f"{auth_url.rstrip('/')}/internal/api-key-status"
+
+    async def fetch(key_id: str, token_hash: str) -> bool:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            resp = await http.post(url, json={"id": key_id, "tokenHash": token_hash})
+        resp.raise_for_status()
+        return resp.json().get("active") is True
+
+    return fetch
+
+
 class TokenVerifier:
-    """Checks signature (JWKS, by ``kid``), expiry, issuer, audience, and session revocation."""
+    """Checks signature (JWKS, by ``kid``), expiry, issuer, audience, session revocation and, for
+    API keys, their stored state in auth (:class:`CachedApiKeyStatus`)."""
 
     def __init__(
         self,
@@ -112,10 +177,12 @@ class TokenVerifier:
         audience: str,
         revocations: RevocationStore,
         cache_seconds: float = 300,
+        api_keys: CachedApiKeyStatus | None = None,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.revocations = revocations
+        self.api_keys = api_keys
         self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=cache_seconds, timeout=5)
 
     async def verify(self, token: str) -> Identity:
@@ -148,6 +215,17 @@ class TokenVerifier:
         identity = Identity.from_claims(claims)
         if identity.session_id and await self.revocations.is_session_revoked(identity.session_id):
             raise AuthenticationError("session revoked")
+        sid = identity.session_id or ""
+        if self.api_keys is not None and (identity.kind == "api_key" or sid.startswith(API_KEY_SID_PREFIX)):
+            key_id = sid.removeprefix(API_KEY_SID_PREFIX)
+            try:
+                active = await self.api_keys.is_active(key_id, hashlib.sha256(token.encode()).hexdigest())
+            except Exception as exc:
+                raise AuthenticationError(
+                    "cannot verify the API key: the auth service did not answer"
+                ) from exc
+            if not active:
+                raise AuthenticationError("API key revoked")
         return identity
 
 

@@ -25,7 +25,7 @@ class ServiceCallError(Exception):
 
 
 class ServiceTokenProvider:
-    def __init__(self, *, auth_url: str, service: str, secret: str, timeout: float = 5.0) -> None:
+    def __init__(self, *, auth_url: str, service: str, secret: str | None, timeout: float = 5.0) -> None:
         self.auth_url = auth_url.rstrip("/")
         self.service = service
         self._secret = secret
@@ -38,6 +38,10 @@ class ServiceTokenProvider:
         async with self._lock:
             if self._token and time.time() < self._expires - 30:
                 return self._token
+            if not self._secret:
+                raise ServiceCallError(
+                    f"no service secret for {self.service}: set OPSC_SERVICE_SECRET_{self.service.upper()}"
+                )
             async with httpx.AsyncClient(timeout=self.timeout) as http:
                 resp = await http.post(
                     f"{self.auth_url}/internal/service-token",

@@ -8,14 +8,51 @@ through explicit aliases so one environment configures every service the same wa
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _alias(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
+
+
+SERVICE_SECRET_ENV = "OPSC_SERVICE_SECRET_"  # noqa: S105 - a variable name
+"""Each service's own secret: ``OPSC_SERVICE_SECRET_<NAME>`` (``OPSC_SERVICE_SECRET_USERS`` ...)."""
+SERVICE_SECRET_HASH_ENV = "OPSC_SERVICE_SECRET_SHA256_"  # noqa: S105 - a variable name
+"""What auth may hold instead of a service's secret: its SHA-256, hex (``OPSC_SERVICE_SECRET_SHA256_<NAME>``)."""
+KNOWN_DEFAULT_SECRETS = frozenset({"dev-service-secret-change-me", "change-me", "changeme", "secret"})
+"""Secrets published in code or docs: refused wherever a service secret is configured."""
+MIN_SERVICE_SECRET_LENGTH = 16
+
+
+class InsecureSettings(RuntimeError):
+    """A setting that must not be used to start a service (missing or well-known secret ...)."""
+
+
+def secret_sha256(secret: str) -> str:
+    """How auth stores and compares service secrets (random, long: a plain hash is enough)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_service_secret(service: str, secret: str | None) -> str:
+    """The secret, if a service may start with it; else :class:`InsecureSettings` saying why."""
+    var = f"{SERVICE_SECRET_ENV}{service.upper()}"
+    if not secret:
+        raise InsecureSettings(f"{var} is not set: every service needs its own secret")
+    if secret.strip().lower() in KNOWN_DEFAULT_SECRETS:
+        raise InsecureSettings(f"{var} is a published default secret; generate a random one")
+    if len(secret) < MIN_SERVICE_SECRET_LENGTH:
+        raise InsecureSettings(f"{var} is shorter than {MIN_SERVICE_SECRET_LENGTH} characters")
+    return secret
+
+
+def _prefixed_env(prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :].lower(): v for k, v in os.environ.items() if k.startswith(prefix) and v}
 
 
 SQLITE_PRAGMAS = "synchronous=NORMAL"
@@ -59,10 +96,28 @@ class ServiceSettings(BaseSettings):
     )
     jwt_issuer: str = Field("opsconductor-auth", validation_alias=_alias("OPSC_JWT_ISSUER"))
     jwt_audience: str = Field("opsconductor", validation_alias=_alias("OPSC_JWT_AUDIENCE"))
-    service_secret: SecretStr = Field(
-        SecretStr("dev-service-secret-change-me"),
+    service_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Each service's own secret, by service name, from OPSC_SERVICE_SECRET_<NAME>: a "
+        "service presents its own to auth (POST /internal/service-token) for a short-lived token "
+        "carrying only that service's permissions; auth accepts a secret only for its own service. "
+        "`opsconductor dev` generates random ones in memory for the variables not set.",
+    )
+    service_secret_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="For auth in a distributed deployment: the SHA-256 (hex) of each service's secret, "
+        "from OPSC_SERVICE_SECRET_SHA256_<NAME>, so auth need not hold the secrets themselves.",
+    )
+    legacy_service_secret: SecretStr | None = Field(
+        None,
         validation_alias=_alias("OPSC_SERVICE_SECRET"),
-        description="Shared secret a service presents to auth to obtain short-lived service tokens.",
+        description="Removed: one secret shared by every service. A service refuses to start while it is set.",
+    )
+    api_key_check_seconds: float = Field(
+        5.0,
+        validation_alias=_alias("OPSC_API_KEY_CHECK_SECONDS"),
+        description="How long a service trusts auth's answer that an API key is still valid (not "
+        "revoked or expired, owner active) before asking again.",
     )
     log_level: str = Field("INFO", validation_alias=_alias("OPSC_LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_alias("OPSC_LOG_JSON"))
@@ -78,6 +133,29 @@ class ServiceSettings(BaseSettings):
         description="How often a running subscription re-checks that its caller's session is not "
         "revoked (ended with an UNAUTHENTICATED error when it is). 0 turns the check off.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _service_secrets_from_env(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        hashes = _prefixed_env(SERVICE_SECRET_HASH_ENV)
+        secrets = {k: v for k, v in _prefixed_env(SERVICE_SECRET_ENV).items() if not k.startswith("sha256_")}
+        data = dict(data)
+        data["service_secrets"] = {**secrets, **(data.get("service_secrets") or {})}
+        data["service_secret_hashes"] = {**hashes, **(data.get("service_secret_hashes") or {})}
+        return data
+
+    def own_service_secret(self, service: str) -> str:
+        """This service's secret, checked (:func:`check_service_secret`); the launcher calls it
+        before starting a service, so none starts without a secret of its own."""
+        if self.legacy_service_secret is not None:
+            raise InsecureSettings(
+                "OPSC_SERVICE_SECRET (one secret for every service) is no longer accepted: "
+                "set OPSC_SERVICE_SECRET_<NAME> for each service instead"
+            )
+        secret = self.service_secrets.get(service.lower())
+        return check_service_secret(service, secret.get_secret_value() if secret else None)
 
     def sqlite_path(self, service: str) -> Path:
         return self.data_dir / f"{service}.sqlite3"

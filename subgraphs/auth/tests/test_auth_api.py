@@ -372,14 +372,16 @@ async def test_anonymous_and_forged_callers_are_refused(platform: RunningPlatfor
 )
 async def test_service_token_refused(platform: RunningPlatform, payload: Any) -> None:
     if isinstance(payload, dict) and payload.get("secret") == "<right>":
-        payload = {**payload, "secret": os.environ["OPSC_SERVICE_SECRET"]}
+        payload = {**payload, "secret": os.environ["OPSC_SERVICE_SECRET_USERS"]}
     resp = await service_token(platform, payload)
     assert resp.status_code == 401
     assert resp.json() == {"message": "service credentials rejected"}
 
 
 async def test_service_token_issued(platform: RunningPlatform) -> None:
-    resp = await service_token(platform, {"service": "users", "secret": os.environ["OPSC_SERVICE_SECRET"]})
+    resp = await service_token(
+        platform, {"service": "users", "secret": os.environ["OPSC_SERVICE_SECRET_USERS"]}
+    )
     assert resp.status_code == 200
     body = resp.json()
     claims = await verified_claims(platform, body["token"])
@@ -401,7 +403,7 @@ async def test_set_user_credential_requires_the_permission(
     user = await create_user(platform, admin_token, roles=["viewer"])
     user_token = (await login_ok(platform, user["username"]))["accessToken"]
     targets = await service_token(
-        platform, {"service": "targets", "secret": os.environ["OPSC_SERVICE_SECRET"]}
+        platform, {"service": "targets", "secret": os.environ["OPSC_SERVICE_SECRET_TARGETS"]}
     )
 
     for token in (user_token, targets.json()["token"]):
@@ -420,7 +422,9 @@ async def test_set_user_credential_requires_the_permission(
 
 
 async def test_set_user_credential_as_the_users_service(platform: RunningPlatform) -> None:
-    resp = await service_token(platform, {"service": "users", "secret": os.environ["OPSC_SERVICE_SECRET"]})
+    resp = await service_token(
+        platform, {"service": "users", "secret": os.environ["OPSC_SERVICE_SECRET_USERS"]}
+    )
     token = resp.json()["token"]
     user_id, username = str(uuid.uuid4()), f"svc{uuid.uuid4().hex[:8]}"
 

@@ -98,7 +98,7 @@ async def call(
 
 async def service_token(platform: RunningPlatform, name: str) -> str:
     provider = ServiceTokenProvider(
-        auth_url=platform.base("auth"), service=name, secret=os.environ["OPSC_SERVICE_SECRET"]
+        auth_url=platform.base("auth"), service=name, secret=os.environ[f"OPSC_SERVICE_SECRET_{name.upper()}"]
     )
     return await provider.token()
 

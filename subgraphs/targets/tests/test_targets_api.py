@@ -614,7 +614,7 @@ async def service_token(platform: Any, service: str) -> str:
     async with httpx.AsyncClient(timeout=10) as http:
         resp = await http.post(
             f"{platform.base('auth')}/internal/service-token",
-            json={"service": service, "secret": os.environ["OPSC_SERVICE_SECRET"]},
+            json={"service": service, "secret": os.environ[f"OPSC_SERVICE_SECRET_{service.upper()}"]},
         )
     assert resp.status_code == 200, resp.text
     return str(resp.json()["token"])

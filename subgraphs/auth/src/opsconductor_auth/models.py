@@ -20,6 +20,9 @@ class Credential(models.Model):
     locked_until = fields.DatetimeField(null=True)
     last_login_at = fields.DatetimeField(null=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # The users service's version of the snapshot the claims came from (users.* events' `version`):
+    # an older snapshot arriving later (redelivery, a race between two changes) is ignored.
+    claims_version = fields.BigIntField(null=True)
 
     class Meta:
         table = "credentials"

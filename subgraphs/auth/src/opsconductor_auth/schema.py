@@ -216,9 +216,12 @@ class Mutation:
     )
     async def login(self, info: Info, username: str, password: str) -> LoginResult:
         ip, agent = _client(info)
+        # argon2 first, outside the transaction: no lock (nor SQLite's one connection) is held
+        # while it runs; the transaction then takes the row lock and decides (M1).
+        check = await _auth(info).check_password(username, password)
         async with in_transaction():
             try:
-                tokens = await _auth(info).login(username, password, ip=ip, user_agent=agent)
+                tokens = await _auth(info).login(username, password, ip=ip, user_agent=agent, check=check)
             except (service.AccountLocked, service.AccountDisabled, service.LoginFailed) as exc:
                 failure: DomainError | None = exc  # commit what a failure writes: attempt, lock
             else:
@@ -251,16 +254,21 @@ class Mutation:
         identity = info.context.identity
         if identity is None or identity.session_id is None:
             return NotFound(message="no session to end")
-        async with in_transaction():
-            ok = await _auth(info).logout(identity.session_id)
+        try:
+            async with in_transaction():
+                ok = await _auth(info).logout(identity.session_id)
+        except ValidationError as exc:  # an API key: it has no session (revokeApiKey ends it)
+            return NotFound(message=exc.message, id=strawberry.ID(identity.session_id))
         info.context.runtime.events_committed()
         if not ok:
             return NotFound(message="session not found", id=strawberry.ID(identity.session_id))
         return LoggedOut(session_id=strawberry.ID(identity.session_id))
 
-    @strawberry.mutation(
+    @strawberry.federation.mutation(
         permission_classes=[requires("auth:credentials:write")],
-        description="Service-only (users service): set a user's password and token claims.",
+        description="Service-only (users service): set a user's password and token claims. "
+        "@inaccessible: not part of the public API; the users service calls this subgraph directly.",
+        inaccessible=True,
     )
     async def set_user_credential(self, info: Info, input: SetUserCredentialInput) -> SetUserCredentialResult:
         try:
@@ -339,6 +347,8 @@ class Mutation:
                 revoked = await _auth(info).revoke_all(
                     identity.subject, "password_changed", keep=identity.session_id
                 )
+                # A key made by whoever knew the old password must not outlive it (H5).
+                await _auth(info).revoke_api_keys(identity.subject, "password_changed")
         except service.LoginFailed as exc:
             return InvalidCredentials(message=exc.message)
         except ValidationError as exc:
@@ -368,6 +378,7 @@ class Mutation:
                     )
                 await service.reset_password(str(user_id), new_password, policy)
                 revoked = await _auth(info).revoke_all(str(user_id), "password_reset")
+                await _auth(info).revoke_api_keys(str(user_id), "password_reset")
         except NotFoundError as exc:
             return NotFound(message=exc.message, id=user_id)
         except ValidationError as exc:

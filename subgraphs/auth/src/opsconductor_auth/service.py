@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from opsconductor_auth.guards import ServiceSecrets, not_held, snapshot_version
 from opsconductor_auth.models import (
     ApiKey,
     Credential,
@@ -34,10 +35,19 @@ from opsconductor_auth.models import (
     SigningKey,
 )
 from opsconductor_auth.settings import Settings
-from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME, RevocationStore
+from opsconductor_shared.auth import (
+    API_KEY_SID_PREFIX,
+    BOOTSTRAP_ADMIN_ID,
+    BOOTSTRAP_ADMIN_USERNAME,
+    RevocationStore,
+)
 from opsconductor_shared.crypto import KeyRing
 from opsconductor_shared.errors import DomainError, NotFoundError, ValidationError
 from opsconductor_shared.events import EventEnvelope, record_event
+from opsconductor_shared.logging import get_logger
+from opsconductor_shared.settings import InsecureSettings
+
+log = get_logger("opsconductor.auth")
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -189,11 +199,27 @@ class InvalidRefresh(DomainError):
     pass
 
 
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A login's password verification, done before its transaction (see ``AuthService.check_password``)."""
+
+    hash_seen: str | None  # the stored hash it was verified against (None: no such user)
+    ok: bool
+    new_hash: str | None = None  # argon2id rehash of a legacy/outdated hash, made outside the transaction
+
+
 class AuthService:
-    def __init__(self, settings: Settings, keys: KeyManager, revocations: RevocationStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyManager,
+        revocations: RevocationStore,
+        service_secrets: ServiceSecrets | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.revocations = revocations
+        self.service_secrets = service_secrets or ServiceSecrets.from_settings(settings, SERVICE_PERMISSIONS)
 
     async def _access_claims(self, cred: Credential, session_id: str) -> tuple[str, datetime]:
         issued = now()
@@ -237,14 +263,42 @@ class AuthService:
         await RefreshToken.create(id=uuid.uuid4(), session=session, token_hash=_sha256(raw))
         return raw
 
+    async def check_password(self, username: str, password: str) -> PasswordCheck:
+        """A login's first step, before (outside) its transaction: argon2 runs in a thread while no
+        transaction, row lock or (SQLite) connection lock is held, so one slow login never stalls
+        auth's other database work. Every login verifies exactly one hash, whatever follows
+        (unknown name: a dummy hash; locked account: its own hash), so the answer's timing tells
+        nothing about the name."""
+        cred = await Credential.get_or_none(username=username)
+        hashed = cred.password_hash if cred is not None else None
+        ok = await _verify_async(hashed or _dummy_hash(), password) and hashed is not None
+        new_hash = None
+        if ok and hashed is not None and (is_legacy_hash(hashed) or _hasher.check_needs_rehash(hashed)):
+            # Legacy bcrypt (imported from the monolith) or old argon2 parameters: rehash now,
+            # while the clear password is at hand; the login's commit stores it.
+            new_hash = await asyncio.to_thread(hash_password, password)
+        return PasswordCheck(hashed, ok, new_hash)
+
     async def login(
-        self, username: str, password: str, *, ip: str | None, user_agent: str | None
+        self,
+        username: str,
+        password: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        check: PasswordCheck | None = None,
     ) -> IssuedTokens:
+        """The login's transaction (the caller's), after :meth:`check_password` (done here if not given)."""
+        if check is None:
+            check = await self.check_password(username, password)
         # The row is locked for the login's transaction (the caller's): a deactivation being
         # applied (its sessions already on the revocation list) makes this wait for its commit and
         # see the account disabled, instead of starting a session that revoke_all never saw; and
         # concurrent wrong passwords count one after another towards the lockout.
         cred = await Credential.select_for_update().get_or_none(username=username)
+        if cred is not None and cred.password_hash is not None and cred.password_hash != check.hash_seen:
+            # The password changed between the check and the lock (rare): verify against the new one.
+            check = PasswordCheck(cred.password_hash, await _verify_async(cred.password_hash, password))
 
         async def attempt(success: bool, reason: str) -> None:
             await LoginAttempt.create(
@@ -257,7 +311,6 @@ class AuthService:
             )
 
         if cred is None or cred.password_hash is None:
-            await _verify_async(_dummy_hash(), password)
             until = await self._ghost_lock(username)
             if until is not None:
                 await attempt(False, "locked")
@@ -267,7 +320,7 @@ class AuthService:
         if cred.locked_until and cred.locked_until > now():
             await attempt(False, "locked")
             raise AccountLocked(cred.locked_until)
-        if not await _verify_async(cred.password_hash, password):
+        if not check.ok:
             cred.failed_logins += 1
             if cred.failed_logins >= self.settings.lockout_threshold:
                 cred.locked_until = now() + timedelta(minutes=self.settings.lockout_minutes)
@@ -278,10 +331,8 @@ class AuthService:
         if not cred.is_active:
             await attempt(False, "disabled")
             raise AccountDisabled("account is disabled")
-        if is_legacy_hash(cred.password_hash) or _hasher.check_needs_rehash(cred.password_hash):
-            # Legacy bcrypt (imported from the monolith) or old argon2 parameters: rehash now,
-            # while the clear password is at hand; the login's commit stores it.
-            cred.password_hash = await asyncio.to_thread(hash_password, password)
+        if check.new_hash is not None:
+            cred.password_hash = check.new_hash
         cred.failed_logins = 0
         cred.locked_until = None
         cred.last_login_at = now()
@@ -322,8 +373,13 @@ class AuthService:
         cred = await Credential.get_or_none(user_id=session.user_id)
         if cred is None or not cred.is_active:
             raise InvalidRefresh("account unavailable")
-        token.used_at = now()
-        await token.save(update_fields=["used_at"])
+        # Claim the token atomically: of two concurrent refreshes with one token exactly one
+        # updates the row (the other waits for its commit on PostgreSQL, then matches nothing) and
+        # the loser is treated as the reuse it is.
+        claimed = await RefreshToken.filter(id=token.id, used_at=None).update(used_at=now())
+        if claimed != 1:
+            await self.revoke_session(session, "refresh_token_reuse")
+            raise InvalidRefresh("refresh token reuse detected; the session was revoked")
         session.last_activity_at = now()
         await session.save(update_fields=["last_activity_at"])
         access, expires = await self._access_claims(cred, str(session.id))
@@ -399,10 +455,7 @@ class AuthService:
         wanted = sorted(set(permissions))
         if not wanted:
             raise ValidationError("an API key needs at least one permission", field="permissions")
-        held = set(owner.permissions)
-        beyond = [
-            p for p in wanted if "*" not in held and p not in held and f"{p.split(':')[0]}:*" not in held
-        ]
+        beyond = not_held(wanted, owner.permissions)
         if beyond:
             raise ValidationError(f"you do not hold: {', '.join(beyond)}", field="permissions")
         key_id = uuid.uuid4()
@@ -459,19 +512,54 @@ class AuthService:
             ),
         )
 
+    async def revoke_api_keys(self, user_id: str, reason: str, *, held: list[str] | None = None) -> int:
+        """Revoke the user's live API keys; with ``held``, only those carrying a permission beyond it."""
+        count = 0
+        for api_key in await ApiKey.filter(user_id=user_id, revoked_at=None):
+            if held is None or not_held(api_key.permissions, held):
+                await self.revoke_api_key(api_key, reason)
+                count += 1
+        return count
+
+    async def api_key_active(self, key_id: str, token_hash: str) -> bool:
+        """What every service asks (cached a few seconds) before accepting an API key: the stored
+        key matches the token, is neither revoked nor expired, its owner is active and still holds
+        every permission the key carries."""
+        try:
+            row = await ApiKey.get_or_none(id=uuid.UUID(key_id))
+        except ValueError:
+            return False
+        if row is None or row.revoked_at is not None or row.expires_at <= now():
+            return False
+        if not hmac_equal(row.token_hash, token_hash):
+            return False
+        cred = await Credential.get_or_none(user_id=row.user_id)
+        return cred is not None and cred.is_active and not not_held(row.permissions, cred.permissions)
+
     async def apply_user_event(self, envelope: EventEnvelope) -> None:
         """Keep the claims auth puts in tokens in step with the users service; deactivation ends
-        every session and API key of the user."""
+        every session and API key of the user, losing a permission revokes the keys that carry it.
+        A snapshot older than the one applied (users' ``version``) is ignored."""
         data = envelope.data
         user_id = envelope.subject or data.get("id")
         if not user_id:
             return
-        cred = await Credential.get_or_none(user_id=user_id)
+        version = snapshot_version(data)
+        cred = await Credential.select_for_update().get_or_none(user_id=user_id)
         created = cred is None
         if cred is None:
             if envelope.type != "users.user_created":
                 return
             cred = Credential(user_id=user_id, username=data["username"])
+        elif version is not None and cred.claims_version is not None and version < cred.claims_version:
+            log.info(
+                "stale user snapshot ignored",
+                event_type=envelope.type,
+                user_id=user_id,
+                version=version,
+                applied=cred.claims_version,
+            )
+            return
         changed = []
         for key, attr in (
             ("username", "username"),
@@ -482,24 +570,32 @@ class AuthService:
             if key in data:
                 setattr(cred, attr, data[key])
                 changed.append(attr)
+        if version is not None:
+            cred.claims_version = version
+            changed.append("claims_version")
         # Only the replicated claims: a full-row save would write back a password hash, lockout
         # counter or login time read before a concurrent login or password change committed.
         await (cred.save() if created else cred.save(update_fields=[*changed, "updated_at"]))
         if data.get("isActive") is False:
-            for api_key in await ApiKey.filter(user_id=user_id, revoked_at=None):
-                await self.revoke_api_key(api_key, "user_deactivated")
+            await self.revoke_api_keys(user_id, "user_deactivated")
             await self.revoke_all(user_id, "user_deactivated")
+        elif "permissions" in data and not created:
+            await self.revoke_api_keys(user_id, "permissions_reduced", held=list(cred.permissions))
 
     async def logout(self, session_id: str) -> bool:
-        session = await Session.get_or_none(id=session_id)
+        if session_id.startswith(API_KEY_SID_PREFIX):
+            raise ValidationError("an API key has no session to end: revoke it with revokeApiKey")
+        try:
+            session = await Session.get_or_none(id=uuid.UUID(session_id))
+        except ValueError:
+            return False
         if session is None:
             return False
         await self.revoke_session(session, "logout")
         return True
 
     async def service_token(self, service: str, secret: str) -> tuple[str, float]:
-        expected = self.settings.service_secret.get_secret_value()
-        if service not in SERVICE_PERMISSIONS or not hmac.compare_digest(secret.encode(), expected.encode()):
+        if service not in SERVICE_PERMISSIONS or not self.service_secrets.accepts(service, secret):
             raise LoginFailed("service credentials rejected")
         issued = now()
         expires = issued + timedelta(minutes=SERVICE_TOKEN_MINUTES)
@@ -514,6 +610,10 @@ class AuthService:
             "exp": int(expires.timestamp()),
         }
         return await self.keys.sign(claims), expires.timestamp()
+
+
+def hmac_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 async def _verify_async(hashed: str, password: str) -> bool:
@@ -677,23 +777,41 @@ async def reset_password(user_id: str, new: str, policy: PasswordPolicy) -> Cred
     return cred
 
 
+def check_admin_password(settings: Settings) -> str:
+    """OPSC_ADMIN_PASSWORD, if it meets the password policy; else InsecureSettings (auth does not start)."""
+    password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    try:
+        PasswordPolicy.from_settings(settings).check(password)
+    except ValidationError as exc:
+        raise InsecureSettings(
+            f"OPSC_ADMIN_PASSWORD does not meet the password policy: {exc.message}"
+        ) from exc
+    return password
+
+
 async def ensure_bootstrap_admin(settings: Settings) -> str | None:
     """Create the admin credential once; returns a generated password to print, if one was made."""
     existing = await Credential.get_or_none(user_id=BOOTSTRAP_ADMIN_ID)
     if existing is not None and existing.password_hash:
         return None
     generated = None
+    policy = PasswordPolicy.from_settings(settings)
     if settings.admin_password is not None:
-        password = settings.admin_password.get_secret_value()
+        password = check_admin_password(settings)
     else:
-        password = generated = secrets.token_urlsafe(12)
+        for _ in range(20):  # random text nearly always mixes classes; retry the rare one that does not
+            password = generated = secrets.token_urlsafe(max(18, policy.min_length))
+            try:
+                policy.check(password)
+                break
+            except ValidationError:
+                continue
     await set_credential(
         user_id=BOOTSTRAP_ADMIN_ID,
         username=BOOTSTRAP_ADMIN_USERNAME,
         password=password,
         roles=["admin"],
         permissions=["*"],
-        # The operator chose OPSC_ADMIN_PASSWORD: start regardless of policy; they can change it after.
-        policy=PasswordPolicy(min_length=1, min_classes=1, history=0),
+        policy=PasswordPolicy(policy.min_length, policy.min_classes, history=0),
     )
     return generated

@@ -27,6 +27,12 @@ class Settings(ServiceSettings):
     password_history: int = Field(5, description="Password policy: a new password may not repeat the last N.")
     lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
     lockout_minutes: int = Field(15, description="How long a lockout lasts.")
+    login_attempts_retention_days: int = Field(
+        90, ge=1, description="Login attempts older than this are deleted (pruned periodically)."
+    )
+    housekeeping_seconds: float = Field(
+        3600, gt=0, description="How often auth prunes expired records (login attempts)."
+    )
     encryption_keys: str | None = Field(
         None,
         description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
@@ -35,5 +41,6 @@ class Settings(ServiceSettings):
     admin_password: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
-        description="Bootstrap admin's password; unset: one is generated and printed once.",
+        description="Bootstrap admin's password (must meet the password policy); unset: one is generated "
+        "and shown once on the terminal (no terminal: written to <OPSC_DATA_DIR>/bootstrap-admin-password, 0600).",
     )

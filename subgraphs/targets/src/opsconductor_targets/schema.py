@@ -570,10 +570,12 @@ class Mutation:
         info.context.runtime.events_committed()
         return _test_result(outcome)
 
-    @strawberry.mutation(
+    @strawberry.federation.mutation(
         permission_classes=[requires("targets:connect")],
         description="Service-only (executions): a short-lived grant with which the engine "
-        "fetches these targets' credentials at connect time.",
+        "fetches these targets' credentials at connect time. @inaccessible: not in the public API; "
+        "the executions service calls this subgraph directly.",
+        inaccessible=True,
     )
     async def issue_connection_grant(
         self, info: Info, target_ids: list[strawberry.ID]

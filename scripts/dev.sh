@@ -12,6 +12,8 @@ if [[ -z "${OPSC_SERVICE_SECRET:-}" ]]; then
   [[ -f "$OPSC_DATA_DIR/service-secret" ]] || (umask 077; head -c 32 /dev/urandom | base64 > "$OPSC_DATA_DIR/service-secret")
   OPSC_SERVICE_SECRET="$(cat "$OPSC_DATA_DIR/service-secret")"; export OPSC_SERVICE_SECRET
 fi
+# Router -> auth: signs the client IP the router forwards (L2); a new one each start.
+OPSC_CLIENT_IP_SECRET="${OPSC_CLIENT_IP_SECRET:-$(head -c 32 /dev/urandom | base64)}"; export OPSC_CLIENT_IP_SECRET
 
 pids=()
 cleanup() {

@@ -127,6 +127,7 @@ async def platform(
     os.environ["OPSC_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     os.environ["OPSC_DATA_DIR"] = str(tmp_path_factory.mktemp("opsc-data"))
     os.environ["OPSC_SERVICE_SECRET"] = uuid.uuid4().hex
+    os.environ["OPSC_CLIENT_IP_SECRET"] = uuid.uuid4().hex  # router -> auth client IP signature (L2)
     os.environ["OPSC_EXECUTIONS_CONNECT_TIMEOUT_SECONDS"] = "3"
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
     await running.start()

@@ -14,7 +14,10 @@ import {
   type GatewayPlugin,
 } from '@graphql-hive/gateway';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { clientIp, forwardedIpHeaders } from './client-ip.ts';
+import { costLimitSettingsFromEnv, useCostLimit } from './cost-limit.ts';
 import { rateLimitSettingsFromEnv, useOpscRateLimits } from './rate-limit.ts';
+import { subscriptionLimitSettingsFromEnv, useSubscriptionLimit } from './subscription-limit.ts';
 import opscWsTransport from './ws-transport.ts';
 
 const env = process.env;
@@ -43,6 +46,11 @@ const corsOrigins = (
   .map((s) => s.trim())
   .filter((s) => s && s !== '*');
 const rateLimits = rateLimitSettingsFromEnv(env);
+const costLimit = costLimitSettingsFromEnv(env);
+const subscriptionLimit = subscriptionLimitSettingsFromEnv(env);
+// Shared with auth: signs the client IP the router forwards (client-ip.ts). `make dev` and the
+// test fixtures make a random one per start; unset, subgraphs get the IP unsigned.
+const clientIpSecret = env.OPSC_CLIENT_IP_SECRET || undefined;
 
 // ---------------------------------------------------------------------------
 // Subgraph locations: the supergraph carries the default URLs (127.0.0.1:<port>);
@@ -68,6 +76,7 @@ for (const name of subgraphNames()) {
 // Identity forwarding. After the JWT plugin verified the token, the context gets
 //   opscAuthorization  "Bearer <verified token>" (absent when the client sent none)
 //   opscCorrelationId  the client's x-correlation-id, or a generated UUID
+//   opscClientIp       the client's address (socket peer; see client-ip.ts)
 // which go to subgraphs as HTTP headers (queries/mutations) and as WebSocket
 // connectionParams (subscriptions: Strawberry reads only connectionParams there).
 // ---------------------------------------------------------------------------
@@ -79,6 +88,8 @@ interface OpscContext {
   connectionParams?: Record<string, unknown>;
   opscAuthorization?: string;
   opscCorrelationId?: string;
+  opscClientIp?: string;
+  request?: Request;
 }
 
 function useOpscIdentity(): GatewayPlugin<OpscContext> {
@@ -97,6 +108,7 @@ function useOpscIdentity(): GatewayPlugin<OpscContext> {
         const token = ctx.jwt?.token?.value;
         extendContext({
           opscCorrelationId: correlationId,
+          opscClientIp: clientIp(ctx as Record<string, any>, ctx.request, rateLimits.trustProxy),
           ...(token ? { opscAuthorization: `Bearer ${token}` } : {}),
         } as never);
       };
@@ -223,13 +235,15 @@ export const gatewayConfig = defineConfig({
     '*.http': { options: { subscriptions: { kind: 'ws' } } },
   },
 
-  // Queries and mutations: the verified token and the correlation id as HTTP headers.
+  // Queries and mutations: the verified token, the correlation id and the client IP as HTTP headers.
   propagateHeaders: {
     fromClientToSubgraphs({ context }) {
       const ctx = context as unknown as OpscContext;
       return {
         authorization: ctx.opscAuthorization,
         [CORRELATION_HEADER]: ctx.opscCorrelationId,
+        // L2: the real client address, overwriting anything the client sent.
+        ...forwardedIpHeaders(ctx.opscClientIp, clientIpSecret),
       };
     },
   },
@@ -287,5 +301,7 @@ export const gatewayConfig = defineConfig({
     useOpscRateLimits(rateLimits, (msg) => console.warn(msg)),
     maxAliasesPlugin({ n: maxAliases, exposeLimits: true }),
     useOpscIdentity(),
+    useCostLimit(costLimit),
+    useSubscriptionLimit(subscriptionLimit),
   ],
 });

@@ -6,8 +6,9 @@
 // Without OPSC_REDIS_URL (make dev) or while Redis is unreachable, the counters live in this
 // process: limits still hold per replica, and the log says so once.
 import type { GatewayPlugin } from '@graphql-hive/gateway';
-import { GraphQLError, Kind, parse, type DocumentNode } from 'graphql';
+import { GraphQLError, Kind, parse, type DocumentNode, type SelectionSetNode } from 'graphql';
 import { Redis } from 'ioredis';
+import { clientIp } from './client-ip.ts';
 
 export interface RateLimitSettings {
   enabled: boolean;
@@ -39,9 +40,9 @@ export function rateLimitSettingsFromEnv(env: NodeJS.ProcessEnv): RateLimitSetti
   };
 }
 
-// INCR the window's counter, set its expiry on the first hit, return [count, ms left].
+// INCRBY the window's counter (by ARGV[2]), set its expiry on the first hit, return [count, ms left].
 const HIT_SCRIPT = `
-local c = redis.call('INCR', KEYS[1])
+local c = redis.call('INCRBY', KEYS[1], ARGV[2])
 if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
@@ -75,11 +76,11 @@ class Counters {
     }
   }
 
-  async hit(key: string): Promise<Hit> {
+  async hit(key: string, by = 1): Promise<Hit> {
     const full = this.settings.keyPrefix + key;
     if (this.redis && this.redis.status === 'ready') {
       try {
-        const [count, ttl] = (await (this.redis as any).opscHit(full, this.settings.windowMs)) as [number, number];
+        const [count, ttl] = (await (this.redis as any).opscHit(full, this.settings.windowMs, by)) as [number, number];
         this.warned = false;
         return { count, resetMs: ttl };
       } catch (err) {
@@ -88,10 +89,10 @@ class Counters {
     } else if (this.redis) {
       this.warnOnce('rate limits: Redis not connected; counting in this process until it is');
     }
-    return this.hitLocal(full);
+    return this.hitLocal(full, by);
   }
 
-  private hitLocal(key: string): Hit {
+  private hitLocal(key: string, by: number): Hit {
     const now = Date.now();
     let entry = this.local.get(key);
     if (!entry || entry.until <= now) {
@@ -101,7 +102,7 @@ class Counters {
         for (const [k, v] of this.local) if (v.until <= now) this.local.delete(k);
       }
     }
-    entry.count += 1;
+    entry.count += by;
     return { count: entry.count, resetMs: entry.until - now };
   }
 
@@ -124,34 +125,48 @@ function rateLimited(what: string, hit: Hit) {
   });
 }
 
-/** True when the request's GraphQL document calls the root mutation field `login`. */
-export function callsLogin(query: unknown): boolean {
-  if (typeof query !== 'string' || !query.includes('login')) return false;
+/**
+ * How many times the request's GraphQL document calls the root mutation field `login` (M1).
+ * Every `login` selection counts, aliased or not, also inside inline fragments and fragment
+ * spreads (`... on Mutation { login }`, `...F`), so 30 aliased logins cost 30 of the budget.
+ * With an operationName only that operation counts; without one, the largest mutation does.
+ * Directives (@skip/@include) are ignored: the count is an upper bound.
+ */
+export function countLogins(query: unknown, operationName?: unknown): number {
+  if (typeof query !== 'string' || !query.includes('login')) return 0;
   let doc: DocumentNode;
   try {
     doc = parse(query, { noLocation: true, maxTokens: 10_000 });
   } catch {
-    return false; // the gateway reports the syntax error itself
+    return 0; // the gateway reports the syntax error itself
   }
-  return doc.definitions.some(
-    (d) =>
-      d.kind === Kind.OPERATION_DEFINITION &&
-      d.operation === 'mutation' &&
-      d.selectionSet.selections.some((s) => s.kind === Kind.FIELD && s.name.value === 'login'),
-  );
-}
-
-function clientIp(context: Record<string, any>, request: Request, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = request.headers.get('x-forwarded-for');
-    if (forwarded) return forwarded.split(',')[0].trim();
+  const fragments = new Map<string, SelectionSetNode>();
+  for (const d of doc.definitions) {
+    if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d.selectionSet);
   }
-  return (
-    context?.req?.socket?.remoteAddress ||
-    context?.req?.connection?.remoteAddress ||
-    context?.socket?.remoteAddress ||
-    'unknown'
-  );
+  // Root fields only: `login` is a field of Mutation, so nested fields are never logins.
+  const count = (set: SelectionSetNode, seen: Set<string>): number => {
+    let n = 0;
+    for (const s of set.selections) {
+      if (s.kind === Kind.FIELD) {
+        if (s.name.value === 'login') n += 1;
+      } else if (s.kind === Kind.INLINE_FRAGMENT) {
+        n += count(s.selectionSet, seen);
+      } else if (s.kind === Kind.FRAGMENT_SPREAD) {
+        const name = s.name.value;
+        const target = fragments.get(name);
+        if (target && !seen.has(name)) n += count(target, new Set(seen).add(name)); // cycles fail validation
+      }
+    }
+    return n;
+  };
+  let most = 0;
+  for (const d of doc.definitions) {
+    if (d.kind !== Kind.OPERATION_DEFINITION || d.operation !== 'mutation') continue;
+    if (typeof operationName === 'string' && operationName && d.name?.value !== operationName) continue;
+    most = Math.max(most, count(d.selectionSet, new Set()));
+  }
+  return most;
 }
 
 export function useOpscRateLimits(settings: RateLimitSettings, log: (msg: string) => void): GatewayPlugin {
@@ -166,8 +181,10 @@ export function useOpscRateLimits(settings: RateLimitSettings, log: (msg: string
         setResult({ errors: [rateLimited(`${settings.perIp} requests per IP`, all)] });
         return;
       }
-      if (callsLogin(params.query)) {
-        const login = await counters.hit(`login:${ip}`);
+      const logins = countLogins(params.query, params.operationName);
+      if (logins > 0) {
+        // Every login field costs one (M1): 30 aliased logins are 30 argon2 verifications.
+        const login = await counters.hit(`login:${ip}`, logins);
         if (login.count > settings.loginPerIp) {
           setResult({ errors: [rateLimited(`${settings.loginPerIp} logins per IP`, login)] });
         }

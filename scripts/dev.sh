@@ -10,6 +10,8 @@ mkdir -p "$OPSC_DATA_DIR"
 # Service secrets: `opsconductor dev` generates one per service at each start and keeps them in
 # memory (OPSC_SERVICE_SECRET_<NAME> set here wins). The old shared OPSC_SERVICE_SECRET is refused.
 unset OPSC_SERVICE_SECRET
+# Router -> auth: signs the client IP the router forwards (L2); a new one each start.
+OPSC_CLIENT_IP_SECRET="${OPSC_CLIENT_IP_SECRET:-$(head -c 32 /dev/urandom | base64)}"; export OPSC_CLIENT_IP_SECRET
 
 pids=()
 cleanup() {

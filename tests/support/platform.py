@@ -129,6 +129,7 @@ async def platform(
     os.environ.pop("OPSC_SERVICE_SECRET", None)  # the removed shared secret: refused at start
     for name in SERVICES:  # each service its own secret (tests read them here to act as a service)
         os.environ[f"OPSC_SERVICE_SECRET_{name.upper()}"] = uuid.uuid4().hex
+    os.environ["OPSC_CLIENT_IP_SECRET"] = uuid.uuid4().hex  # router -> auth client IP signature (L2)
     os.environ["OPSC_EXECUTIONS_CONNECT_TIMEOUT_SECONDS"] = "3"
     os.environ["OPSC_TARGETS_ALLOW_NETWORKS"] = "127.0.0.0/8"  # test targets (sshd, doubles) are loopback
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)

@@ -135,7 +135,9 @@ def start_router(
     """Start the router on 127.0.0.1:`port` with `env` on top of os.environ; wait for /readiness.
 
     Useful env keys: OPSC_<NAME>_URL (subgraph locations), OPSC_JWKS_URL, OPSC_JWT_ISSUER,
-    OPSC_JWT_AUDIENCE, OPSC_SUPERGRAPH_PATH, OPSC_ROUTER_LOG_LEVEL (see router/README.md).
+    OPSC_JWT_AUDIENCE, OPSC_SUPERGRAPH_PATH, OPSC_ROUTER_LOG_LEVEL, OPSC_ROUTER_MAX_COST,
+    OPSC_ROUTER_MAX_SUBSCRIPTIONS_PER_USER (see router/README.md). OPSC_CLIENT_IP_SECRET comes from
+    os.environ (the platform fixture sets it for auth too), so auth believes the IP this router forwards.
     """
     ensure_router_installed()
     node = shutil.which("node")

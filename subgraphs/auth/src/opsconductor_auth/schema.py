@@ -9,6 +9,7 @@ from strawberry.exceptions import StrawberryGraphQLError
 from tortoise.transactions import in_transaction
 
 from opsconductor_auth import service
+from opsconductor_auth.client_ip import client_ip
 from opsconductor_auth.models import ApiKey, Credential, LoginAttempt, Session
 from opsconductor_auth.types import (
     AccountDisabled,
@@ -77,8 +78,8 @@ def _client(info: Info) -> tuple[str | None, str | None]:
     request = info.context.request
     if request is None:
         return None, None
-    forwarded = request.headers.get("x-forwarded-for")
-    ip = forwarded.split(",")[0].strip() if forwarded else (request.client.host if request.client else None)
+    # L2: the router's signed x-opsc-client-ip, never a client-written X-Forwarded-For.
+    ip = client_ip(request.headers, request.client.host if request.client else None)
     return ip, request.headers.get("user-agent")
 
 

@@ -143,6 +143,7 @@ async def service(tmp_path_factory: pytest.TempPathFactory, jwks_url: str) -> As
     runtime.consume(
         sources=["things"], types=["things.emitted"], processed_model=ProcessedEvent, handler=on_emitted
     )
+    await runtime.platform.bus.start()  # every consumer subscribed (the launcher does this)
     async with serve(create_service_app(runtime=runtime, schema=schema), lifespan="on") as base:
         holder["service"] = Service(runtime, base)
         yield holder["service"]

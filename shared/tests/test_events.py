@@ -128,10 +128,15 @@ async def test_in_process_bus_a_failing_handler_does_not_stop_others() -> None:
 
     bus.subscribe(group="bad", sources=["things"], handler=boom)
     bus.subscribe(group="good", sources=["things"], handler=ok)
-    await bus.publish(envelope("things"))
-    await bus.publish(envelope("things"))
+    await bus.start()
+    # publish returns only once every group handled the event: the failing one never does.
+    publishing = [asyncio.create_task(bus.publish(envelope("things"))) for _ in range(2)]
     await ok.count(2)
+    assert not any(task.done() for task in publishing)
     await bus.stop()
+    for task in publishing:
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 # ---- Redis Streams bus --------------------------------------------------------------------------
@@ -342,6 +347,7 @@ class SwitchableBus(InProcessEventBus):
 
     def __init__(self, *, down: bool = False, fail_after: int | None = None) -> None:
         super().__init__()
+        self._started.set()  # started: every consumer of these tests subscribed first
         self.down = down
         self.fail_after = fail_after
         self.published: list[EventEnvelope] = []

@@ -10,6 +10,7 @@ import signal
 
 from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
 from opsconductor_shared.logging import configure_logging
+from opsconductor_shared.settings import ServiceSettings
 
 
 async def _run(services: tuple[str, ...], *, with_engine: bool, dashboard: bool) -> None:
@@ -89,6 +90,13 @@ def main() -> None:
     configure_logging(
         os.environ.get("OPSC_LOG_LEVEL", "INFO"), json=os.environ.get("OPSC_LOG_JSON", "1") != "0"
     )
+    if args.command == "serve" and not ServiceSettings().redis_url:
+        # Services in separate processes meet only through Redis (events, revocations, live
+        # updates): without it each would have its own in-process bus and events would be lost.
+        parser.error(
+            "serve runs one service of a distributed deployment and needs Redis: set OPSC_REDIS_URL "
+            "(or run every service in one process with 'opsconductor dev')"
+        )
     services = tuple(SERVICES) if args.command == "dev" else (args.service,)
     with_engine = any(SERVICES[s] for s in services)
     with contextlib.suppress(KeyboardInterrupt):

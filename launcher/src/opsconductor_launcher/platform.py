@@ -14,6 +14,7 @@ import importlib
 import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -21,6 +22,7 @@ import uvicorn
 from opsconductor_shared.app import Platform
 from opsconductor_shared.logging import get_logger
 from opsconductor_shared.settings import InsecureSettings, ServiceSettings
+from opsconductor_shared.settings import secure_data_dir as settings_secure_data_dir
 
 log = get_logger("opsconductor.launcher")
 
@@ -96,6 +98,14 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def secure_data_dir(path: Path) -> None:
+    """L3: the data directory (SQLite files, keys, run output) is private: 0700, its files 0600."""
+    settings_secure_data_dir(path)
+    for file in path.iterdir():
+        if file.is_file() and not file.is_symlink():
+            file.chmod(0o600)
+
+
 @dataclass
 class EmbeddedPlatform:
     services: tuple[str, ...] = tuple(SERVICES)
@@ -109,6 +119,7 @@ class EmbeddedPlatform:
     async def start(self) -> None:
         os.environ.update(wiring_env(self.ports))
         base = ServiceSettings()
+        secure_data_dir(base.data_dir)
         self._secrets = service_secrets(self.services, base)
         for name in self.services:  # refuse before anything starts
             ServiceSettings(service_secrets=self._secrets).own_service_secret(name)

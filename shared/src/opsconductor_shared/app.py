@@ -16,10 +16,10 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,14 +31,8 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-)
-from strawberry.types.execution import ExecutionResult
 
 from opsconductor_shared.auth import (
-    UNAUTHENTICATED,
     AuthenticationError,
     CachedApiKeyStatus,
     Identity,
@@ -64,9 +58,11 @@ from opsconductor_shared.events import (
     RedisBroadcaster,
     RedisStreamsEventBus,
     deduplicating,
+    prune_events,
 )
 from opsconductor_shared.logging import correlation_id, get_logger, new_correlation_id
 from opsconductor_shared.settings import ServiceSettings
+from opsconductor_shared.ws import SERVICE_UNAVAILABLE, RevocationAwareTransportWSHandler
 
 log = get_logger("opsconductor.app")
 
@@ -89,19 +85,25 @@ class Platform:
         if settings.redis_url:
             from redis.asyncio import Redis
 
-            redis = Redis.from_url(settings.redis_url)
+            # A Redis that does not answer fails a request in seconds (SERVICE_UNAVAILABLE), not never.
+            redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
             return cls(
                 bus=RedisStreamsEventBus(redis, consumer=f"{consumer}-{socket.gethostname()}-{os.getpid()}"),
-                broadcaster=RedisBroadcaster(redis),
+                broadcaster=RedisBroadcaster(redis, queue_size=settings.subscription_queue_size),
                 revocations=RedisRevocationStore(redis),
                 redis=redis,
             )
         return cls(
-            bus=InProcessEventBus(), broadcaster=InProcessBroadcaster(), revocations=InMemoryRevocationStore()
+            bus=InProcessEventBus(),
+            broadcaster=InProcessBroadcaster(queue_size=settings.subscription_queue_size),
+            revocations=InMemoryRevocationStore(),
         )
 
     async def close(self) -> None:
         await self.bus.stop()
+        close = getattr(self.broadcaster, "close", None)
+        if close is not None:
+            await close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -121,6 +123,10 @@ class Runtime:
     deps: Any = None  # the service's own collaborators (service clients, engine, keys)
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """What ``/metrics`` serves: the HTTP metrics, and whatever the service registers here."""
+    processed_models: list[type[ProcessedEventBase]] = field(default_factory=list)
+    """The deduplication tables of this service's consumers (pruned with the outbox)."""
+    open_subscriptions: dict[str, int] = field(default_factory=dict)
+    """Running WebSocket operations per caller (subject) in this process, for the per-user cap."""
     _clients: dict[str, ServiceClient] = field(default_factory=dict)
 
     def client(self, url: str, *, timeout: float = 5.0) -> ServiceClient:
@@ -148,6 +154,8 @@ class Runtime:
                 await handler(envelope)
 
         once = deduplicating(processed_model, on_event)
+        if processed_model not in self.processed_models:
+            self.processed_models.append(processed_model)
 
         async def bound(envelope: EventEnvelope) -> None:
             with self.db.bind():
@@ -178,56 +186,14 @@ class RequestContext:
         return self.runtime.deps
 
 
-class RevocationAwareTransportWSHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
-    """graphql-transport-ws handler whose operations end when the caller's session is revoked.
+class ServiceUnavailableError(Exception):
+    """A platform dependency every request needs (Redis, for revocations) is unreachable."""
 
-    The identity is verified once, at ``connection_init``; a subscription can then run for hours.
-    Every ``subscription_revocation_check_seconds`` the session is looked up in the revocation
-    list, and a revoked one ends each running operation with an ``UNAUTHENTICATED`` error followed
-    by ``complete`` (the router passes both on to the client), so logout, revokeSession or a
-    deactivated user stop live streams too, not only new requests.
-    """
 
-    async def _send_result_stream(self, operation: Operation, result_source: Any) -> None:  # type: ignore[type-arg, override]
-        ctx = self.context
-        identity = getattr(ctx, "identity", None)
-        runtime = getattr(ctx, "runtime", None)
-        interval = float(
-            getattr(getattr(runtime, "settings", None), "subscription_revocation_check_seconds", 0) or 0
-        )
-        if identity is None or identity.session_id is None or runtime is None or interval <= 0:
-            await super()._send_result_stream(operation, result_source)
-            return
-        stream = asyncio.create_task(super()._send_result_stream(operation, result_source))
-        watcher = asyncio.create_task(self._until_revoked(runtime, identity.session_id, interval))
-        try:
-            done, _ = await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not stream.done() and not watcher.done():  # we were cancelled (client completed)
-                stream.cancel()
-                watcher.cancel()
-        if stream in done:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            stream.result()
-            return
-        stream.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await stream
-        log.info("subscription ended: session revoked", service=runtime.name, session=identity.session_id)
-        error = GraphQLError("session revoked", extensions={"code": UNAUTHENTICATED})
-        await operation.send_next(ExecutionResult(data=None, errors=[error]))
+def _is_backend_outage(exc: Exception) -> bool:
+    from redis.exceptions import RedisError
 
-    @staticmethod
-    async def _until_revoked(runtime: Runtime, session_id: str, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                if await runtime.platform.revocations.is_session_revoked(session_id):
-                    return
-            except Exception as exc:  # Redis hiccup: keep the stream, check again next time
-                log.warning("revocation check failed", service=runtime.name, error=type(exc).__name__)
+    return isinstance(exc, RedisError | OSError | TimeoutError)
 
 
 class ServiceGraphQL(GraphQL):
@@ -245,6 +211,28 @@ class ServiceGraphQL(GraphQL):
             max_subscriptions_per_connection=50,
         )
         self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, tracking_send)
+        except ServiceUnavailableError as exc:
+            if started:
+                raise
+            body = {
+                "data": None,
+                "errors": [{"message": str(exc), "extensions": {"code": SERVICE_UNAVAILABLE}}],
+            }
+            await JSONResponse(body, status_code=503, headers={"retry-after": "5"})(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> RequestContext:  # type: ignore[override]
         ctx = RequestContext(
@@ -265,11 +253,22 @@ class ServiceGraphQL(GraphQL):
             ctx.identity = await self.runtime.verifier.verify(token)
         except AuthenticationError as exc:
             ctx.auth_error = str(exc)
+        except Exception as exc:
+            if not _is_backend_outage(exc):
+                raise
+            # Fail closed, but say so: the session cannot be checked against the revocation list.
+            log.warning("token check unavailable", service=self.runtime.name, error=type(exc).__name__)
+            raise ServiceUnavailableError(
+                "service temporarily unavailable: cannot check the session (Redis unreachable); retry later"
+            ) from exc
 
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:  # type: ignore[override]
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
-        await self._authenticate(context, str(header) if header else None)
+        try:
+            await self._authenticate(context, str(header) if header else None)
+        except ServiceUnavailableError as exc:
+            raise ConnectionRejectionError({"message": str(exc), "code": SERVICE_UNAVAILABLE}) from exc
         if context.identity is None:
             # Every subscription needs a verified caller: refuse the connection itself (close 4403).
             raise ConnectionRejectionError({"message": context.auth_error or "authentication required"})
@@ -332,13 +331,28 @@ class _RequestMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        cid = (headers.get(b"x-correlation-id") or b"").decode()[:64] or new_correlation_id()
+        problem = None
+        try:
+            cid = (headers.get(b"x-correlation-id") or b"").decode()[:64] or new_correlation_id()
+        except UnicodeDecodeError:
+            cid, problem = new_correlation_id(), "the x-correlation-id header is not valid UTF-8"
         token = correlation_id.set(cid)
         try:
             if scope["type"] == "websocket":
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, send)  # a bad correlation id there: a fresh one
                 return
-            length = int(headers.get(b"content-length", b"0") or 0)
+            try:
+                length = int((headers.get(b"content-length") or b"0").decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                length, problem = 0, problem or "the Content-Length header is not an integer"
+            if problem is not None:
+                log.info("bad request headers", service=self.service, problem=problem)
+                body = {"errors": [{"message": problem, "extensions": {"code": "BAD_REQUEST"}}]}
+                await JSONResponse(body, status_code=400, headers={"x-correlation-id": cid})(
+                    scope, receive, send
+                )
+                self.requests.labels(self.service, scope.get("path", ""), "400").inc()
+                return
             if length > self.max_bytes:
                 await self._too_large(scope, receive, send)
                 return
@@ -379,6 +393,32 @@ class _RequestMiddleware:
 
 
 # ---- factory ----------------------------------------------------------------------------------
+
+
+async def prune_once(runtime: Runtime) -> int:
+    """L16: delete this service's published outbox rows and processed-event ids past retention."""
+    settings = runtime.settings
+    with runtime.db.bind():
+        return await prune_events(
+            runtime.outbox_model,
+            runtime.processed_models,
+            outbox_older_than=timedelta(hours=settings.outbox_retention_hours),
+            processed_older_than=timedelta(hours=settings.processed_events_retention_hours),
+        )
+
+
+async def _prune_periodically(runtime: Runtime) -> None:
+    while True:
+        try:
+            deleted = await prune_once(runtime)
+            if deleted:
+                log.info("pruned old event rows", service=runtime.name, deleted=deleted)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event pruning failed", service=runtime.name, error=type(exc).__name__)
+        await asyncio.sleep(runtime.settings.event_prune_interval_seconds)
+
 
 Hook = Callable[[Runtime], Awaitable[None]]
 
@@ -429,6 +469,12 @@ def create_service_app(
             if runtime.outbox_model is not None:
                 runtime.relay = OutboxRelay(runtime.outbox_model, runtime.platform.bus)
                 background.append(asyncio.create_task(runtime.relay.run(), name=f"{runtime.name}-outbox"))
+            if runtime.settings.event_prune_interval_seconds > 0 and (
+                runtime.outbox_model is not None or runtime.processed_models
+            ):
+                background.append(
+                    asyncio.create_task(_prune_periodically(runtime), name=f"{runtime.name}-prune")
+                )
             for hook in on_startup:
                 await hook(runtime)
         log.info("service started", service=runtime.name, url=runtime.settings.base_url)

@@ -9,8 +9,11 @@ applied on start-up.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,11 +53,32 @@ class ServiceDatabase:
         finally:
             _current_context.reset(token)
 
+    def sqlite_file(self) -> Path | None:
+        """The SQLite file of an embedded database (None for PostgreSQL or in-memory)."""
+        if not self.url.startswith("sqlite://"):
+            return None
+        path = self.url.removeprefix("sqlite://").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+    def _secure_sqlite(self) -> None:
+        """The SQLite file and its -wal/-shm/-journal are private (0600): created so before SQLite
+        opens it (SQLite gives its side files the database file's mode), and fixed if older."""
+        path = self.sqlite_file()
+        if path is None:
+            return
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            with contextlib.suppress(FileNotFoundError):
+                file.chmod(0o600)
+
     async def start(self, *, migrate: bool = True) -> None:
+        self._secure_sqlite()
         with self.bind():
             await self.ctx.init(config=self.config)
             if migrate:
                 await MigrationExecutor(self.ctx.db(self.connection_name), self.config["apps"]).migrate(None)
+        self._secure_sqlite()  # side files SQLite made before a mode fix, from older versions
 
     async def stop(self) -> None:
         with self.bind():

@@ -59,6 +59,12 @@ SQLITE_PRAGMAS = "synchronous=NORMAL"
 """Extra PRAGMAs for the embedded SQLite default (tortoise adds journal_mode=WAL, foreign_keys=ON)."""
 
 
+def secure_data_dir(path: Path) -> None:
+    """Create the embedded data directory private to its owner (0700), or make it so."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 class ServiceSettings(BaseSettings):
     """Base settings: the service's own (prefixed) fields and the platform-wide (``OPSC_*``) ones."""
 
@@ -134,6 +140,34 @@ class ServiceSettings(BaseSettings):
         "revoked (ended with an UNAUTHENTICATED error when it is). 0 turns the check off.",
     )
 
+    max_subscriptions_per_user: int = Field(
+        100,
+        validation_alias=_alias("OPSC_MAX_SUBSCRIPTIONS_PER_USER"),
+        description="Open subscriptions (WebSocket operations) one caller may hold in one service "
+        "process; more are refused with a RATE_LIMITED error. 0 turns the cap off.",
+    )
+    subscription_queue_size: int = Field(
+        1000,
+        validation_alias=_alias("OPSC_SUBSCRIPTION_QUEUE_SIZE"),
+        description="Live messages queued for one subscription; a reader that falls further behind "
+        "is ended with a SLOW_READER error instead of growing memory.",
+    )
+    outbox_retention_hours: float = Field(
+        168,
+        validation_alias=_alias("OPSC_OUTBOX_RETENTION_HOURS"),
+        description="Published outbox rows older than this are deleted (pending ones never are).",
+    )
+    processed_events_retention_hours: float = Field(
+        168,
+        validation_alias=_alias("OPSC_PROCESSED_EVENTS_RETENTION_HOURS"),
+        description="Ids of handled events (deduplication) are kept this long.",
+    )
+    event_prune_interval_seconds: float = Field(
+        3600,
+        validation_alias=_alias("OPSC_EVENT_PRUNE_INTERVAL_SECONDS"),
+        description="How often a service prunes its outbox and processed events. 0 turns it off.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _service_secrets_from_env(cls, data: Any) -> Any:
@@ -163,7 +197,7 @@ class ServiceSettings(BaseSettings):
     def resolved_database_url(self, service: str) -> str:
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(self.data_dir)
         # tortoise opens SQLite in WAL mode; with synchronous=NORMAL a commit appends to the WAL
         # without an fsync each time (fsyncs at checkpoints). A crashed or restarted service loses
         # nothing and the file never corrupts; only a power cut can drop the last commits. The

@@ -1795,6 +1795,11 @@ class TargetService:
                 answer["transport"] = str(cfg["transport"])
                 answer["scheme"] = str(cfg["scheme"])
                 answer["serverCertValidation"] = str(cfg["server_cert_validation"])
+                # the engine refuses basic over http / unvalidated TLS unless told the method
+                # opted in (L5); rows that break the rule were refused above
+                answer["allowInsecure"] = bool(
+                    cfg.get("allow_insecure_basic") or cfg.get("allow_unverified_tls")
+                )
             if isinstance(host_keys, str):
                 answer["knownHosts"] = host_keys
             answers[tid] = answer

@@ -140,7 +140,7 @@ def pkcs8_kdf_iterations(pem: str) -> int | None:
     end = pem.find(_PKCS8_END, start)
     body = pem[start + len(_PKCS8_BEGIN) : end if end >= 0 else len(pem)]
     try:
-        decoded = der_decode(base64.b64decode("".join(body.split())))
+        decoded: Any = der_decode(base64.b64decode("".join(body.split())))
     except (ValueError, binascii.Error, ASN1DecodeError):
         return None
     try:

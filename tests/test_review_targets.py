@@ -363,13 +363,16 @@ async def test_m11_probe_connects_to_the_checked_address(tmp_path: Path) -> None
 async def test_m11_router_probes_and_grants_refuse_denied_addresses(
     router: Any, platform: Any, admin_token: str
 ) -> None:
-    """M11 through the router (the session allows loopback only): a link-local probe, a sqlite
-    path and an SSH target on a link-local address are refused before anything is contacted."""
+    """M11 through the router (the session allows 127.0.0.0/8 only): probes of other local
+    addresses, a sqlite path and an SSH target on a denied address are refused before anything
+    is contacted."""
     started = time.monotonic()
     for method in (
-        {"type": "TELNET", "host": "169.254.169.254", "port": 80},
-        {"type": "REST_API", "host": "169.254.169.254", "port": 80},
-        {"type": "ELASTICSEARCH", "host": "fe80::1", "port": 9200},
+        # loopback outside the allowed 127.0.0.0/8 and the unspecified address: were the policy
+        # to regress, nothing would leave this machine (link-local is covered by the unit test)
+        {"type": "TELNET", "host": "::1", "port": 22},
+        {"type": "REST_API", "host": "::1", "port": 80},
+        {"type": "ELASTICSEARCH", "host": "0.0.0.0", "port": 9200},
     ):
         body = await gql(router.url, TEST_CONFIG, {"input": method}, token=admin_token)
         result = body["data"]["testMethodConfig"]
@@ -386,7 +389,8 @@ async def test_m11_router_probes_and_grants_refuse_denied_addresses(
     raw = uuid.uuid4().bytes
     method = {
         "type": "SSH",
-        "host": f"169.254.{raw[0]}.{max(raw[1], 1)}",
+        "host": "::1",
+        "port": 20000 + int.from_bytes(raw[:2], "big") % 40000,
         "credential": {"type": "PASSWORD", "username": "ops", "password": "pw-" + uuid.uuid4().hex},
     }
     t = await create(router.url, admin_token, [method], environment="development")

@@ -168,6 +168,28 @@ def _rules(info: Info) -> tuple[danger.Rule, ...]:
     )
 
 
+def _scan_timeout(info: Info) -> float:
+    return float(
+        getattr(info.context.runtime.settings, "danger_scan_timeout_seconds", service.SCAN_TIMEOUT_SECONDS)
+    )
+
+
+def _validate_and_scan(
+    draft: service.JobDraft, rules: tuple[danger.Rule, ...], *, deadline: float | None = None
+) -> tuple[service.ValidJob, list[danger.Finding]]:
+    valid = service.validate_job(draft)
+    return valid, service.preview_dangerous(valid, rules, deadline=deadline)
+
+
+async def _checked(info: Info, draft: service.JobDraft) -> tuple[service.ValidJob, list[danger.Finding]]:
+    """Validate a definition and scan it for dangerous commands in a thread, bounded in time (C1).
+
+    createJob and updateJob scan too (and drop the findings): the same input costs the same
+    everywhere, and a definition too large to check is refused when it is saved.
+    """
+    return await service.scan_in_thread(_validate_and_scan, draft, _rules(info), timeout=_scan_timeout(info))
+
+
 def _error(exc: Exception) -> Any:
     """The GraphQL error type for an expected failure of a jobs operation."""
     if isinstance(exc, service.UnknownTargetsError):
@@ -263,6 +285,7 @@ class Query:
                 directory=_targets(info),
                 rules=_rules(info),
                 version=version,
+                scan_timeout=_scan_timeout(info),
             )
         except EXPECTED as exc:
             return _error(exc)
@@ -274,15 +297,13 @@ class Query:
     )
     async def validate_job(self, info: Info, input: CreateJobInput) -> ValidateJobResult:
         try:
-            valid = service.validate_job(_draft(input))
+            valid, findings = await _checked(info, _draft(input))
             await service.check_targets(_targets(info), valid.target_ids)
         except EXPECTED as exc:
             return _error(exc)
         return JobValid(
             target_ids=[strawberry.ID(t) for t in valid.target_ids],
-            dangerous=[
-                DangerousFinding.from_finding(f) for f in service.preview_dangerous(valid, _rules(info))
-            ],
+            dangerous=[DangerousFinding.from_finding(f) for f in findings],
         )
 
     @strawberry.field(
@@ -311,7 +332,7 @@ class Mutation:
     )
     async def create_job(self, info: Info, input: CreateJobInput) -> CreateJobResult:
         try:
-            valid = service.validate_job(_draft(input))
+            valid, _ = await _checked(info, _draft(input))
             # Outside the transaction: no database transaction waits on another service.
             await service.check_targets(_targets(info), valid.target_ids)
         except EXPECTED as exc:
@@ -334,7 +355,7 @@ class Mutation:
             return NotFound(message=f"job {id} not found", id=id)
         try:
             draft = _patched(service.draft_from_valid(service.valid_from_model(current)), input)
-            valid = service.validate_job(draft)
+            valid, _ = await _checked(info, draft)
             await service.check_targets(_targets(info), valid.target_ids)
             async with in_transaction():
                 result = await service.update_job(

@@ -11,11 +11,13 @@ A definition moves through three shapes: a ``JobDraft`` (what the caller sent), 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tortoise.expressions import F, Q
 
@@ -48,6 +50,7 @@ from opsconductor_shared.events import new_uuid7, record_event
 from opsconductor_shared.logging import get_logger
 
 log = get_logger("opsconductor.jobs")
+T = TypeVar("T")
 
 NAME_MAX = 255
 DESCRIPTION_MAX = 10_000
@@ -72,6 +75,7 @@ MAX_STEPS = 100
 MAX_TARGETS = 10_000
 TARGET_ID_MAX = 64
 SELECTOR_VALUES_MAX = 50
+SCAN_TIMEOUT_SECONDS = 2.0  # default bound of one request's dangerous-command scan (settings)
 JOB_COUNTER = "job"
 
 STEP_TYPES = ("command", "script", "file_transfer")
@@ -791,17 +795,37 @@ def danger_texts(step: ValidStep) -> list[tuple[str, str]]:
     return texts
 
 
-def find_dangerous(steps: Sequence[ValidStep], rules: tuple[danger.Rule, ...]) -> list[danger.Finding]:
+def find_dangerous(
+    steps: Sequence[ValidStep], rules: tuple[danger.Rule, ...], *, deadline: float | None = None
+) -> list[danger.Finding]:
+    """Findings on ``steps``; CPU-bound (run it in a thread, see :func:`scan_in_thread`).
+
+    More than ``danger.SCAN_MAX_CHARS`` of text, or past ``deadline`` (``time.monotonic()``), is a
+    ``ValidationError`` (review C1: the scan is bounded per request).
+    """
+    texts = [(step.name, danger_texts(step)) for step in steps]
+    total = sum(len(text) for _, pieces in texts for _, text in pieces)
+    if total > danger.SCAN_MAX_CHARS:
+        raise ValidationError(
+            f"the steps hold {total} characters of commands, scripts and paths; at most "
+            f"{danger.SCAN_MAX_CHARS} can be checked for dangerous commands",
+            field="steps",
+        )
     findings: list[danger.Finding] = []
-    for step in steps:
-        findings += danger.scan_step(step.name, danger_texts(step), rules)
+    try:
+        for name, pieces in texts:
+            findings += danger.scan_step(name, pieces, rules, deadline=deadline)
+    except danger.ScanLimitError as exc:
+        raise ValidationError(f"{exc}; shorten the steps", field="steps") from exc
     return findings
 
 
-def preview_dangerous(job: ValidJob, rules: tuple[danger.Rule, ...]) -> list[danger.Finding]:
+def preview_dangerous(
+    job: ValidJob, rules: tuple[danger.Rule, ...], *, deadline: float | None = None
+) -> list[danger.Finding]:
     """Findings on the definition rendered with defaults (``validateJob``; runs re-check real values)."""
     values = preview_values(job.parameters)
-    return find_dangerous([render_step(s, values) for s in job.steps], rules)
+    return find_dangerous([render_step(s, values) for s in job.steps], rules, deadline=deadline)
 
 
 # ---- the targets service ----------------------------------------------------------------------
@@ -950,6 +974,7 @@ async def plan_job(
     directory: TargetDirectory,
     rules: tuple[danger.Rule, ...],
     version: int | None = None,
+    scan_timeout: float = SCAN_TIMEOUT_SECONDS,
 ) -> Plan:
     """What a run of the job's current version would do: the rendered steps, resolved targets,
     effective parameters and dangerous-command findings. Reads only; no transaction needed.
@@ -970,8 +995,8 @@ async def plan_job(
         job, planned_version = ValidJob.from_snapshot(stored.snapshot), version
     values = resolve_parameters(job.parameters, parameters)
     texts = {name: as_text(value) for name, value in values.items()}
-    steps = [render_step(s, texts) for s in job.steps]
-    check_rendered(steps)
+    # Rendering and the dangerous-command scan are CPU work on up to megabytes: off the loop.
+    steps, findings = await scan_in_thread(_render_and_scan, job, texts, rules, timeout=scan_timeout)
     targets = await resolve_targets(directory, job, target_ids)
     return Plan(
         job_id=str(row.id),
@@ -982,8 +1007,30 @@ async def plan_job(
         target_ids=targets,
         policy=policy_with_defaults(job.policy),
         parameters=values,
-        dangerous=find_dangerous(steps, rules),
+        dangerous=findings,
     )
+
+
+def _render_and_scan(
+    job: ValidJob, values: Mapping[str, str], rules: tuple[danger.Rule, ...], *, deadline: float | None = None
+) -> tuple[list[ValidStep], list[danger.Finding]]:
+    steps = [render_step(s, values) for s in job.steps]
+    check_rendered(steps)
+    return steps, find_dangerous(steps, rules, deadline=deadline)
+
+
+async def scan_in_thread(fn: Callable[..., T], /, *args: Any, timeout: float) -> T:  # noqa: ASYNC109 - a budget for the thread
+    """``fn(*args, deadline=...)`` in a worker thread, so the event loop keeps serving (review C1).
+
+    ``fn`` stops itself at the deadline (``ValidationError``); the ``wait_for`` is a backstop.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, deadline=deadline), timeout + 1.0)
+    except TimeoutError as exc:
+        raise ValidationError(
+            "the dangerous-command check took too long; shorten the steps", field="steps"
+        ) from exc
 
 
 # ---- writes -----------------------------------------------------------------------------------

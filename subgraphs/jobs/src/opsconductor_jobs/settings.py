@@ -25,6 +25,13 @@ class Settings(ServiceSettings):
         description="Per-request timeout of calls to the targets subgraph; past it createJob answers "
         "DependencyUnavailable instead of hanging.",
     )
+    danger_scan_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Bound of one request's dangerous-command scan (validateJob, createJob, updateJob, "
+        "jobPlan); it runs in a worker thread, and past this the request answers ValidationFailed.",
+    )
     danger_disabled_rules: list[str] = Field(
         default_factory=list,
         description="Ids of dangerous-command rules to switch off (JSON list), e.g. "

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from tortoise.expressions import F, Q
 
-from opsconductor_jobs import danger, events
+from opsconductor_jobs import danger, events, paramguard
 from opsconductor_jobs.models import (
     DEFAULT_MAX_PARALLEL,
     DEFAULT_STEP_TIMEOUT_SECONDS,
@@ -995,6 +995,7 @@ async def plan_job(
         job, planned_version = ValidJob.from_snapshot(stored.snapshot), version
     values = resolve_parameters(job.parameters, parameters)
     texts = {name: as_text(value) for name, value in values.items()}
+    paramguard.check_values(job.steps, texts)  # M14, H7: values where quoting cannot help
     # Rendering and the dangerous-command scan are CPU work on up to megabytes: off the loop.
     steps, findings = await scan_in_thread(_render_and_scan, job, texts, rules, timeout=scan_timeout)
     targets = await resolve_targets(directory, job, target_ids)

@@ -201,8 +201,9 @@ def test_h1_make_dev_generates_a_secret_per_service(monkeypatch: pytest.MonkeyPa
 async def test_l14_service_only_mutations_are_not_in_the_public_api(router: Any, admin_token: str) -> None:
     """L14: even an admin cannot reach setUserCredential / issueConnectionGrant through the router."""
     calls = {
-        "setUserCredential": """mutation { setUserCredential(input: {userId: "00000000-0000-4000-8000-000000000001",
-            username: "admin", password: "Xx-planted-1", roles: ["admin"], permissions: ["*"]}) { __typename } }""",
+        "setUserCredential": f"""mutation {{ setUserCredential(input: {{userId: "{uuid.uuid4()}",
+            username: "l14{uuid.uuid4().hex[:8]}", password: "Xx-planted-1", roles: ["admin"],
+            permissions: ["*"]}}) {{ __typename }} }}""",
         "issueConnectionGrant": """mutation { issueConnectionGrant(targetIds: ["x"]) { __typename } }""",
     }
     for field, doc in calls.items():
@@ -499,8 +500,11 @@ async def test_l4_the_generated_password_is_never_in_stdout_or_the_log(
     async with embedded_auth(tmp_path, auth_db, {"OPSC_ADMIN_PASSWORD": ""}) as auth:
         out, err = capfd.readouterr()
         secret_file = tmp_path / "bootstrap-admin-password"
-        if not secret_file.exists():
-            pytest.skip("this test process has a terminal: the password went to /dev/tty")
+        try:
+            with open("/dev/tty", "w"):  # noqa: ASYNC230 - a device open, instant
+                pytest.skip("this test process has a terminal: the password went to /dev/tty")
+        except OSError:
+            pass  # no terminal (CI, these helpers): the file is the only place it may be
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         password = secret_file.read_text().strip()
         assert len(password) >= 16

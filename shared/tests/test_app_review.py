@@ -74,10 +74,12 @@ async def start_ticks(ws: Any, op_id: str) -> dict[str, Any]:
     await ws.send(
         json.dumps({"id": op_id, "type": "subscribe", "payload": {"query": "subscription { ticks }"}})
     )
-    while True:
+    deadline = time.monotonic() + 10  # other operations' ticks arrive meanwhile: bounded
+    while time.monotonic() < deadline:
         msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
         if msg.get("id") == op_id:
             return msg
+    raise AssertionError(f"no answer for operation {op_id}")
 
 
 # ---- M13 -----------------------------------------------------------------------------------------
@@ -202,8 +204,10 @@ async def test_l6_a_subscription_ends_when_its_token_expires(
         assert (await start_ticks(short_ws, "1"))["type"] == "next"
         assert (await start_ticks(long_ws, "1"))["type"] == "next"
         seen: list[dict[str, Any]] = []
-        while not seen or seen[-1]["type"] != "complete":
+        deadline = time.monotonic() + 15  # ticks come every 50 ms: a bounded wait for the end
+        while (not seen or seen[-1]["type"] != "complete") and time.monotonic() < deadline:
             seen.append(json.loads(await asyncio.wait_for(short_ws.recv(), 10)))
+        assert seen[-1]["type"] == "complete", seen[-3:]
         errors = [m["payload"]["errors"] for m in seen if m["type"] == "next" and m["payload"].get("errors")]
         assert errors, seen
         assert errors[-1][0]["message"] == TOKEN_EXPIRED_MESSAGE

@@ -144,6 +144,14 @@ class SshdFleet:
     def private_key_pem(self) -> str:
         return self.client_key.export_private_key("openssh").decode()
 
+    @property
+    def known_hosts(self) -> str:
+        """known_hosts text trusting the fleet's one host key on every endpoint: the engine
+        refuses SSH without a trusted host key (review H3), and the raw baseline checks it too."""
+        public = asyncssh.read_private_key(self.base / "ssh_host_ed25519_key").export_public_key("openssh")
+        key = public.decode().strip()
+        return "".join(f"[{e.host}]:{e.port} {key}\n" for e in self.endpoints)
+
     def connection_count(self) -> int:
         """Per-connection sshd children currently alive (for leak checks)."""
         return sum(len(descendants(proc.pid)) for proc in self.processes)
@@ -248,7 +256,7 @@ def client_options(fleet: SshdFleet) -> dict[str, object]:
     return {
         "username": fleet.username,
         "client_keys": [fleet.client_key],
-        "known_hosts": None,
+        "known_hosts": asyncssh.import_known_hosts(fleet.known_hosts),
         "config": None,
         "agent_path": None,
         "gss_auth": False,

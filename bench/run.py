@@ -102,7 +102,9 @@ async def engine_session(fleet: SshdFleet, ns: list[int], results: Results) -> A
     vault = timed_vault()
     await vault.start()
     try:
-        credentials = vault.issue(username=fleet.username, private_key=fleet.private_key_pem)
+        credentials = vault.issue(
+            username=fleet.username, private_key=fleet.private_key_pem, known_hosts=fleet.known_hosts
+        )
         primers = primer_targets(fleet, max(ns))
 
         async def one(n: int, rep: int) -> None:
@@ -151,7 +153,9 @@ async def e2e_session(fleet: SshdFleet, ns: list[int], results: Results) -> Asyn
     vault = timed_vault()  # only to prime fresh pools (the runs get credentials from targets)
     await vault.start()
     primers = primer_targets(fleet, max(ns))
-    primer_credentials = vault.issue(username=fleet.username, private_key=fleet.private_key_pem)
+    primer_credentials = vault.issue(
+        username=fleet.username, private_key=fleet.private_key_pem, known_hosts=fleet.known_hosts
+    )
     ports = {name: free_port() for name in SERVICES}
     platform = EmbeddedPlatform(services=tuple(SERVICES), ports=ports, engine=engine)
     router = None

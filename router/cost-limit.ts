@@ -3,7 +3,7 @@
 // over OPSC_ROUTER_MAX_COST the operation is refused with COST_LIMIT_EXCEEDED.
 //
 // Cost of a field = 1 + its children's cost, where the children count once per item:
-//   - a paginated field (`first`/`last` argument, given or by default) counts `first` items,
+//   - a paginated field (`first`/`last` argument given by the client) counts `first` items,
 //     and the list inside its connection (`edges`, `nodes`) counts once more (the page);
 //   - any other list field counts OPSC_ROUTER_COST_LIST_SIZE items (default 20);
 //   - introspection (`__schema`, `__type`) is free, so GraphiQL keeps working.
@@ -50,10 +50,13 @@ function pageSize(args: Record<string, unknown>): number | undefined {
 }
 
 function estimator(listSize: number) {
-  return ({ type, field, args, childComplexity }: ComplexityEstimatorArgs): number => {
+  return ({ type, field, node, args, childComplexity }: ComplexityEstimatorArgs): number => {
     if (field.name.startsWith('__') || type.name.startsWith('__')) return 0; // introspection is free
     const returned = getNullableType(field.type);
-    const size = pageSize(args);
+    // Only a page size the client asked for counts: a schema default such as
+    // `targetRuns(first: Int = 1000)` is an upper bound, not what a page of runs costs.
+    const given = new Set((node.arguments ?? []).map((a) => a.name.value));
+    const size = given.has('first') || given.has('last') ? pageSize(args) : undefined;
     if (size !== undefined) return 1 + size * childComplexity;
     // A connection asked for without a page size: as many items as an unpaginated list.
     if (isObjectType(returned) && returned.name.endsWith('Connection')) return 1 + listSize * childComplexity;

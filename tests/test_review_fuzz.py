@@ -53,14 +53,6 @@ EXCLUDED: dict[str, str] = {
     "login": "argon2 per try; lockout (L1)",
     # Findings of this fuzzer in other areas (reported 2026-12-07 for routing; remove each line once
     # its fix is merged). All answer a masked "Internal server error" (HTTP 200, DOWNSTREAM_SERVICE_ERROR):
-    # FUZZ-1 (targets): a filter string longer than the column (environment > 20 characters) reaches
-    #   tortoise, whose field ValidationError is not the typed ValidationFailed.
-    "targets": "FUZZ-1: targets(filter: {environment: <22 chars>}) -> masked 500",
-    "targetStatistics": "FUZZ-1: targetStatistics(filter: {environment: <35 chars>}) -> masked 500",
-    # FUZZ-2 (targets): an id longer than a UUID (210 characters) -> tortoise 'Length of ... > 36'.
-    "activeTargetIds": "FUZZ-2: activeTargetIds(ids: [<210-char string>]) -> masked 500",
-    # FUZZ-3 (targets): deviceTypes(category: <long unicode string>) -> masked 500.
-    "deviceTypes": "FUZZ-3: deviceTypes(category: <long string>) -> masked 500",
     # FUZZ-4 (jobs): a policy/number that does not fit a Float without losing precision (e.g.
     #   retryBackoffSeconds -6.29e16) -> 'Float cannot represent non numeric value ... lose precision'.
     "createJob": "FUZZ-4: createJob with a huge number -> masked 500 (jobs helper fixes)",

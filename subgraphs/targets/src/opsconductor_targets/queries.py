@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from opsconductor_targets.lookups import storable_only
 from opsconductor_targets.models import CommunicationMethod, Credential, Target
 
 
 def _unique(ids: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(str(i) for i in ids))
+    """The distinct ids in the order given, without those no target can have (longer than an id
+    column, or with a NUL): those are unknown ids, never an ORM error (review FUZZ-2)."""
+    return storable_only(Target, "id", ids)
 
 
 async def get_targets(ids: Sequence[str], *, include_inactive: bool = False) -> list[Target]:

@@ -19,11 +19,14 @@ from opsconductor_shared.errors import (
     ValidationFailed,
     to_graphql_error,
 )
+from opsconductor_shared.logging import get_logger
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
 from opsconductor_targets import connectivity, service
 from opsconductor_targets.health import CHANNEL as health_channel
 from opsconductor_targets.health import HealthMonitor
+from opsconductor_targets.lookups import storable_only
 from opsconductor_targets.models import HealthCheck
+from opsconductor_targets.models import Target as TargetRow
 from opsconductor_targets.types import (
     AcceptHostKeyResult,
     AddMethodResult,
@@ -75,6 +78,7 @@ from opsconductor_targets.types import (
 Info = strawberry.Info[RequestContext, None]
 
 MAX_IDS = 1000
+log = get_logger("opsconductor.targets")
 
 
 def _connection_tests(done: list[Any]) -> list[TargetConnectionTest]:
@@ -626,13 +630,17 @@ class HealthQuery:
     ) -> Connection[HealthCheckEntry]:
         size = check_first(first)
         after_key = decode_cursor(after, "h")
-        query = HealthCheck.filter(target_id=str(target_id))
+        known = storable_only(TargetRow, "id", [target_id])  # no target has a longer id (FUZZ-2)
+        query = HealthCheck.filter(target_id__in=known)
         total = await query.count()
         if after_key is not None:
             try:
-                query = query.filter(id__lt=int(after_key))
+                before = int(after_key)
             except ValueError:
                 raise ValidationError("malformed cursor", field="after") from None
+            if not 0 < before < 2**63:  # a BIGINT id (a larger one would fail in the driver)
+                raise ValidationError("malformed cursor", field="after")
+            query = query.filter(id__lt=before)
         rows = await query.order_by("-id").limit(size + 1)
         return build_connection(
             rows[:size],
@@ -720,9 +728,20 @@ class Subscription:
         wanted = {str(i) for i in target_ids} if target_ids else None
         async with info.context.runtime.platform.broadcaster.listen(health_channel) as live:
             async for message in live:
-                payload = json.loads(message)
-                if wanted is None or payload["targetId"] in wanted:
-                    yield TargetHealthChange.from_payload(payload)
+                change = _health_change(message)
+                if change is not None and (wanted is None or str(change.target_id) in wanted):
+                    yield change
+
+
+def _health_change(message: str | bytes) -> TargetHealthChange | None:
+    """A health-channel message as a change, or None (one log line) when it is malformed: one bad
+    payload must not end every subscriber's stream with a traceback (review FUZZ findings)."""
+    try:
+        payload = json.loads(message)
+        return TargetHealthChange.from_payload(payload)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("health_payload_skipped", error=type(exc).__name__, detail=str(exc)[:200])
+        return None
 
 
 @strawberry.type

@@ -44,6 +44,7 @@ from opsconductor_targets.exposure import (
     endpoint_changes,
     winrm_insecurity,
 )
+from opsconductor_targets.lookups import searchable, storable
 from opsconductor_targets.models import (
     CommunicationMethod,
     Counter,
@@ -238,6 +239,7 @@ _SECRET_KEY_RE = re.compile(
 )
 _LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 MAX_TAGS = 50
+MAX_FILTER_TAGS = 50  # tags in one TargetFilter: each is a subquery
 MAX_METHODS = 20
 SECRET_PLACEHOLDER = "[Current Password - Hidden for Security]"  # noqa: S105 - legacy UI: "unchanged"
 
@@ -1467,6 +1469,8 @@ class TargetService:
     async def get_by(*, serial: str | None = None, uuid_text: str | None = None) -> Target | None:
         query = Target.filter(is_active=True)
         if serial is not None:
+            if not storable(Target, "serial", serial.strip()):
+                return None  # no target has such a serial (review FUZZ-1)
             query = query.filter(serial=serial.strip())
         else:
             try:
@@ -1481,9 +1485,14 @@ class TargetService:
 
     @staticmethod
     def _filtered(query: TargetQuery) -> Any:
+        """Active targets matching the filter. A value no row can hold (longer than its column, or
+        with a NUL) matches nothing rather than reaching the ORM's validation (review FUZZ-1)."""
         base = Target.filter(is_active=True)
+        nothing = Target.filter(id__in=[])
         if query.search:
             term = query.search.strip()
+            if not searchable(term):
+                return nothing
             host_match = Subquery(CommunicationMethod.filter(host__icontains=term).values("target_id"))
             base = base.filter(
                 Q(name__icontains=term)
@@ -1492,6 +1501,19 @@ class TargetService:
                 | Q(location__icontains=term)
                 | Q(id__in=host_match)
             )
+        if len(query.tags or []) > MAX_FILTER_TAGS:
+            raise ValidationError(f"at most {MAX_FILTER_TAGS} tags in a filter", field="tags")
+        exact: list[tuple[Any, str, str | None]] = [
+            (Target, "os_type", query.os_type and query.os_type.strip().lower()),
+            (Target, "environment", query.environment and query.environment.strip().lower()),
+            (Target, "status", query.status),
+            (Target, "health_status", query.health),
+            (Target, "location", query.location and query.location.strip()),
+            (CommunicationMethod, "type", query.method_type),
+            *((TargetTag, "tag", tag.strip().lower()) for tag in query.tags or []),
+        ]
+        if any(value and not storable(model, name, value) for model, name, value in exact):
+            return nothing
         if query.os_type:
             base = base.filter(os_type=query.os_type.strip().lower())
         if query.environment:
@@ -1525,6 +1547,8 @@ class TargetService:
         page = base
         if after:
             if col == "id":
+                if not storable(Target, "id", after):
+                    raise ValidationError("invalid cursor", field="after")
                 page = base.filter(id__lt=after) if query.descending else base.filter(id__gt=after)
             else:
                 try:
@@ -1532,6 +1556,8 @@ class TargetService:
                     value: Any = datetime.fromisoformat(raw_value) if col.endswith("_at") else str(raw_value)
                 except (ValueError, TypeError):
                     raise ValidationError("invalid cursor", field="after") from None
+                if not (storable(Target, col, value) and storable(Target, "id", str(after_id))):
+                    raise ValidationError("invalid cursor", field="after")
                 op = "lt" if query.descending else "gt"
                 page = base.filter(
                     Q(**{f"{col}__{op}": value}) | (Q(**{col: value}) & Q(**{f"id__{op}": str(after_id)}))
@@ -1581,6 +1607,8 @@ class TargetService:
         if not include_inactive:
             query = query.filter(is_active=True)
         if category:
+            if not storable(DeviceType, "category", category):
+                return []  # no such category (review FUZZ-3)
             query = query.filter(category=category)
         return await query.order_by("category", "label")
 
@@ -1592,6 +1620,8 @@ class TargetService:
     def _check_device_type_fields(dt: DeviceTypeData) -> None:
         if dt.label is not None and not 1 <= len(dt.label.strip()) <= 100:
             raise ValidationError("label must be 1-100 characters", field="label")
+        if dt.category is not None and not storable(DeviceTypeCategory, "value", dt.category):
+            raise ValidationError(f"unknown category {dt.category[:60]!r}", field="category")
         if dt.description is not None and len(dt.description) > 2000:
             raise ValidationError("description is longer than 2000 characters", field="description")
         for i, mt in enumerate(dt.communication_methods or []):
@@ -1621,7 +1651,11 @@ class TargetService:
         )
 
     async def update_device_type(self, value: str, dt: DeviceTypeData) -> DeviceType:
-        row = await DeviceType.get_or_none(value=value, is_active=True)
+        row = (
+            await DeviceType.get_or_none(value=value, is_active=True)
+            if storable(DeviceType, "value", value)
+            else None
+        )
         if row is None:
             raise NotFoundError(f"device type {value!r} not found", id=value)
         if row.is_system:
@@ -1641,7 +1675,11 @@ class TargetService:
         return row
 
     async def delete_device_type(self, value: str) -> None:
-        row = await DeviceType.get_or_none(value=value, is_active=True)
+        row = (
+            await DeviceType.get_or_none(value=value, is_active=True)
+            if storable(DeviceType, "value", value)
+            else None
+        )
         if row is None:
             raise NotFoundError(f"device type {value!r} not found", id=value)
         if row.is_system:

@@ -10,6 +10,10 @@ mkdir -p "$OPSC_DATA_DIR"
 # Service secrets: `opsconductor dev` generates one per service at each start and keeps them in
 # memory (OPSC_SERVICE_SECRET_<NAME> set here wins). The old shared OPSC_SERVICE_SECRET is refused.
 unset OPSC_SERVICE_SECRET
+# make dev is a single-machine lab: targets on this machine's loopback may be reached, the
+# platform's own ports never (services, database, Redis, router, Ray dashboard, UI; review M11).
+export OPSC_TARGETS_ALLOW_NETWORKS="${OPSC_TARGETS_ALLOW_NETWORKS-127.0.0.0/8}"
+export OPSC_TARGETS_PLATFORM_ENDPOINTS="${OPSC_TARGETS_PLATFORM_ENDPOINTS-127.0.0.1:4000,127.0.0.1:8265,127.0.0.1:8080}"
 # Router -> auth: signs the client IP the router forwards (L2); a new one each start.
 OPSC_CLIENT_IP_SECRET="${OPSC_CLIENT_IP_SECRET:-$(head -c 32 /dev/urandom | base64)}"; export OPSC_CLIENT_IP_SECRET
 

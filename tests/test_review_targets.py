@@ -373,6 +373,9 @@ async def test_m11_router_probes_and_grants_refuse_denied_addresses(
         {"type": "TELNET", "host": "::1", "port": 22},
         {"type": "REST_API", "host": "::1", "port": 80},
         {"type": "ELASTICSEARCH", "host": "0.0.0.0", "port": 9200},
+        # the platform's own Redis and auth port stay denied inside the allowed 127.0.0.0/8
+        {"type": "REDIS", "host": "127.0.0.1", "port": 6379},
+        {"type": "REST_API", "host": "127.0.0.1", "port": platform.ports["auth"]},
     ):
         body = await gql(router.url, TEST_CONFIG, {"input": method}, token=admin_token)
         result = body["data"]["testMethodConfig"]

@@ -132,6 +132,8 @@ async def platform(
     os.environ["OPSC_CLIENT_IP_SECRET"] = uuid.uuid4().hex  # router -> auth client IP signature (L2)
     os.environ["OPSC_EXECUTIONS_CONNECT_TIMEOUT_SECONDS"] = "3"
     os.environ["OPSC_TARGETS_ALLOW_NETWORKS"] = "127.0.0.0/8"  # test targets (sshd, doubles) are loopback
+    # the platform's own endpoints stay denied; tests that monitor the local PostgreSQL say so (M11)
+    os.environ["OPSC_TARGETS_ALLOW_PLATFORM_ENDPOINTS"] = "127.0.0.1:5432"
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
     await running.start()
     try:

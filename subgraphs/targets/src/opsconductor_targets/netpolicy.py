@@ -12,7 +12,8 @@ Denied unless an admin lists the address in ``OPSC_TARGETS_ALLOW_NETWORKS`` (CID
   addresses (fd00:ec2::254, 100.100.100.200), multicast and broadcast;
 - the platform's own endpoints (address *and* port): this service's database and Redis, the
   JWKS/auth URL, its own internal URL, the ``OPSC_<SERVICE>_URL`` wiring, ``OPSC_RAY_ADDRESS``
-  and ``OPSC_TARGETS_PLATFORM_ENDPOINTS``.
+  and ``OPSC_TARGETS_PLATFORM_ENDPOINTS``. These stay denied inside an allowed network; only
+  ``OPSC_TARGETS_ALLOW_PLATFORM_ENDPOINTS`` (``host:port`` entries) opens one of them.
 
 A hostname is resolved first and **every** address it resolves to must be allowed; the probe
 then connects to the checked address (``ProbeTarget.address``), so a second DNS answer cannot
@@ -141,6 +142,12 @@ class NetPolicy:
         self.allowed = parse_networks(settings.allow_networks)
         self.denied = [(ipaddress.ip_network(net), why) for net, why in DENIED]
         self.endpoints = platform_endpoints(settings, environ)
+        self.endpoint_exceptions = [
+            e
+            for item in settings.allow_platform_endpoints.split(",")
+            if (e := _split_host_port(item.strip(), None)) is not None
+        ]
+        self._exception_addresses: set[tuple[IPAddress, int]] | None = None
         self._endpoint_addresses: set[tuple[IPAddress, int]] | None = None
         self._endpoints_at = 0.0
         self._cache: dict[str, tuple[float, list[IPAddress]]] = {}
@@ -158,10 +165,12 @@ class NetPolicy:
     def reason(self, ip: IPAddress, port: int, endpoints: set[tuple[IPAddress, int]]) -> str | None:
         """Why ``ip:port`` is denied, or None when it may be reached."""
         plain = self._unmapped(ip)
+        if (plain, port) in endpoints or (ip, port) in endpoints:
+            if (plain, port) not in (self._exception_addresses or set()):
+                return "it is one of the platform's own endpoints"
+            return None
         if self._is_allowed(ip) or self._is_allowed(plain):
             return None
-        if (plain, port) in endpoints or (ip, port) in endpoints:
-            return "it is one of the platform's own endpoints"
         for net, why in self.denied:
             if ip.version == net.version and ip in net:
                 return f"{why} addresses are denied"
@@ -220,6 +229,17 @@ class NetPolicy:
         AddressDenied naming the reason and the setting that would allow it."""
         addresses = await self._resolve(host, port)
         endpoints = await self._endpoint_set()
+        if self._exception_addresses is None:
+            allowed: set[tuple[IPAddress, int]] = set()
+            for endpoint in self.endpoint_exceptions:
+                try:
+                    allowed.update(
+                        (self._unmapped(a), endpoint.port)
+                        for a in await self._resolve(endpoint.host, endpoint.port)
+                    )
+                except AddressDenied:
+                    continue
+            self._exception_addresses = allowed
         for ip in addresses:
             why = self.reason(ip, port, endpoints)
             if why is not None:

@@ -67,8 +67,13 @@ class Settings(ServiceSettings):
         description="Comma-separated CIDRs (or single addresses) that probes, connection tests and runs "
         "may reach although they are denied by default: loopback, link-local (169.254.0.0/16, "
         "fe80::/10), cloud metadata, unspecified/multicast addresses, and the platform's own endpoints "
-        "(service ports, database, Redis, Ray). Empty (default): all of those are denied. An allowed "
-        "network also allows the platform endpoints in it, e.g. 127.0.0.0/8 for a single-machine lab.",
+        "(service ports, database, Redis, Ray). Empty (default): all of those are denied. The platform's "
+        "own endpoints stay denied inside an allowed network (see allow_platform_endpoints).",
+    )
+    allow_platform_endpoints: str = Field(
+        "",
+        description="Comma-separated 'host:port' platform endpoints that may be probed all the same "
+        "(e.g. the local PostgreSQL in a lab that monitors it as a target). Empty (default): none.",
     )
     platform_endpoints: str = Field(
         "",

@@ -61,10 +61,6 @@ EXCLUDED: dict[str, str] = {
     "activeTargetIds": "FUZZ-2: activeTargetIds(ids: [<210-char string>]) -> masked 500",
     # FUZZ-3 (targets): deviceTypes(category: <long unicode string>) -> masked 500.
     "deviceTypes": "FUZZ-3: deviceTypes(category: <long string>) -> masked 500",
-    # FUZZ-4 (jobs): a policy/number that does not fit a Float without losing precision (e.g.
-    #   retryBackoffSeconds -6.29e16) -> 'Float cannot represent non numeric value ... lose precision'.
-    "createJob": "FUZZ-4: createJob with a huge number -> masked 500 (jobs helper fixes)",
-    "validateJob": "FUZZ-4: validateJob(policy: {retryBackoffSeconds: -6.29e16}) -> masked 500 (jobs helper fixes)",
 }
 
 FORBIDDEN_TEXT = (

@@ -45,7 +45,7 @@ from opsconductor_shared.auth import (
 )
 from opsconductor_shared.client import ServiceClient, ServiceTokenProvider
 from opsconductor_shared.db import BindDatabaseMiddleware, ServiceDatabase
-from opsconductor_shared.errors import mask_errors_extension
+from opsconductor_shared.errors import ClientErrorsQuietSchema, mask_errors_extension
 from opsconductor_shared.events import (
     Broadcaster,
     EventBus,
@@ -279,7 +279,7 @@ def build_schema(
     *, query: type, mutation: type | None = None, subscription: type | None = None, types: Sequence[type] = ()
 ) -> strawberry.federation.Schema:
     """A federation 2.9 schema with our limits and error masking."""
-    return strawberry.federation.Schema(
+    return ClientErrorsQuietSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,

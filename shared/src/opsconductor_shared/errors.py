@@ -8,6 +8,8 @@ Services raise :class:`DomainError` subclasses; resolvers turn them into the mat
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -124,11 +126,32 @@ class PublicGraphQLError(GraphQLError):
     """A top-level GraphQL error whose message is meant for the client (never masked)."""
 
 
+def is_client_error(error: GraphQLError) -> bool:
+    """graphql-core's error about the request itself (syntax, validation, variable coercion): it
+    has no field path and no exception of ours behind it."""
+    original = error.original_error
+    return not error.path and (original is None or isinstance(original, GraphQLError))
+
+
+class ClientErrorsQuietSchema(strawberry.federation.Schema):
+    """Strawberry logs every error with its traceback; the caller's mistakes (:func:`is_client_error`)
+    get the one line `_should_mask` writes instead (review item 6)."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        super().process_errors([e for e in errors if not is_client_error(e)], execution_context)
+
+
 def _should_mask(error: GraphQLError) -> bool:
     original = error.original_error
-    if original is None:  # syntax/validation errors from graphql-core: safe and useful
+    if original is None and error.path:  # graphql-core's own errors in a field: safe and useful
         return False
     if isinstance(original, PublicGraphQLError | DomainError):
+        return False
+    if is_client_error(error):
+        # graphql-core's own client errors outside any field (review item 6): a variable that does not
+        # coerce (NaN, 1e400, 5.5 for an Int, a Float that would lose precision) - the caller's mistake,
+        # answered as a normal GraphQL error; one log line, no traceback.
+        log.info("invalid request", error=error.message[:500], correlation_id=correlation_id.get())
         return False
     from strawberry.exceptions import StrawberryGraphQLError
 

@@ -44,6 +44,7 @@ from opsconductor_shared.errors import (
     DomainError,
     NotFound,
     NotFoundError,
+    PermissionDenied,
     ValidationError,
     to_graphql_error,
 )
@@ -213,6 +214,17 @@ EXPECTED = (
 )
 
 
+def _target_denial(info: Info, what: str) -> PermissionDenied | None:
+    """L17: the answer shows targets the jobs service resolved with its own service token, so the
+    caller must hold targets:read itself (the executions service's token does)."""
+    identity = info.context.identity
+    if identity is not None and identity.has("targets:read"):
+        return None
+    return PermissionDenied(
+        message=f"{what} shows the job's targets: it needs targets:read", permission="targets:read"
+    )
+
+
 def _targets(info: Info) -> service.TargetDirectory:
     runtime = info.context.runtime
     settings = runtime.settings
@@ -277,6 +289,9 @@ class Query:
             strawberry.argument(description="Plan this stored version instead of the current one (retries)."),
         ] = None,
     ) -> JobPlanResult:
+        denied = _target_denial(info, "a job plan")
+        if denied is not None:
+            return denied
         try:
             plan = await service.plan_job(
                 str(job_id),
@@ -298,6 +313,8 @@ class Query:
     async def validate_job(self, info: Info, input: CreateJobInput) -> ValidateJobResult:
         try:
             valid, findings = await _checked(info, _draft(input))
+            if valid.target_ids and (denied := _target_denial(info, "validating target ids")) is not None:
+                return denied
             await service.check_targets(_targets(info), valid.target_ids)
         except EXPECTED as exc:
             return _error(exc)

@@ -13,7 +13,13 @@ from opsconductor_jobs import danger, models, service
 from opsconductor_jobs.render import ParameterDef
 from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import check_permission, entity_permission
-from opsconductor_shared.errors import DependencyUnavailable, Error, NotFound, ValidationFailed
+from opsconductor_shared.errors import (
+    DependencyUnavailable,
+    Error,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -493,10 +499,10 @@ UpdateJobResult = Annotated[
     strawberry.union("UpdateJobResult"),
 ]
 JobPlanResult = Annotated[
-    JobPlan | NotFound | ValidationFailed | UnknownTargets | DependencyUnavailable,
+    JobPlan | NotFound | ValidationFailed | UnknownTargets | DependencyUnavailable | PermissionDenied,
     strawberry.union("JobPlanResult"),
 ]
 ValidateJobResult = Annotated[
-    JobValid | ValidationFailed | UnknownTargets | DependencyUnavailable,
+    JobValid | ValidationFailed | UnknownTargets | DependencyUnavailable | PermissionDenied,
     strawberry.union("ValidateJobResult"),
 ]

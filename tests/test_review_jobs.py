@@ -98,3 +98,69 @@ async def test_c1_viewer_validates_a_990_kb_script_while_others_are_answered(
     assert big_took < 5.0, big_took
     assert mine["data"]["me"]["username"] == username, mine
     assert me_took < 5.0, me_took
+
+
+CREATE_TARGET = """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
+  __typename ... on TargetCreated { target { id } } ... on Error { message } } }"""
+CREATE_JOB = """mutation($input: CreateJobInput!) { createJob(input: $input) {
+  __typename ... on JobCreated { job { id } } ... on Error { message } } }"""
+PLAN_WITH = """query($id: ID!, $p: JSON, $t: [ID!]) { jobPlan(jobId: $id, parameters: $p, targetIds: $t) {
+  __typename ... on JobPlan { targetIds } ... on ValidationFailed { message field } ... on Error { message } } }"""
+
+
+async def _target(router: Any, token: str, os_type: str, method: dict[str, Any]) -> str:
+    payload = {
+        "name": f"h7-{uuid.uuid4().hex[:8]}",
+        "osType": os_type,
+        "environment": "testing",
+        "methods": [method],
+    }
+    body = await gql(router.url, CREATE_TARGET, {"input": payload}, token=token)
+    assert body["data"]["createTarget"]["__typename"] == "TargetCreated", body
+    return str(body["data"]["createTarget"]["target"]["id"])
+
+
+async def test_h7_cmd_metacharacters_in_command_parameters_are_refused_for_windows_targets(
+    router: Any, platform: RunningPlatform, admin_token: str
+) -> None:
+    """H7 (cmd.exe): a `command` step on a Windows target runs through cmd.exe, where POSIX quoting
+    of `{{ name }}` means nothing, so `a & whoami` would run whoami. The plan refuses such a value
+    for Windows targets (ValidationFailed on parameters.name) and keeps it for Linux targets and
+    harmless values."""
+    raw = uuid.uuid4().bytes  # a loopback address of its own (hosts are unique per active target)
+    port = 20000 + raw[0] * 100
+    credential = {"type": "PASSWORD", "username": "ops", "password": "pw-" + uuid.uuid4().hex}
+    windows = await _target(
+        router,
+        admin_token,
+        "windows",
+        {"type": "WINRM", "host": f"127.71.{raw[1]}.{raw[2] or 1}", "port": port, "credential": credential},
+    )
+    linux = await _target(
+        router,
+        admin_token,
+        "linux",
+        {"type": "SSH", "host": f"127.72.{raw[1]}.{raw[2] or 1}", "port": port, "credential": credential},
+    )
+    job = {
+        "name": f"h7-{uuid.uuid4().hex[:8]}",
+        "targetIds": [windows, linux],
+        "parameters": [{"name": "name", "type": "string"}],
+        "steps": [{"name": "greet", "command": "echo {{ name }}"}],
+    }
+    created = await gql(router.url, CREATE_JOB, {"input": job}, token=admin_token)
+    assert created["data"]["createJob"]["__typename"] == "JobCreated", created
+    job_id = created["data"]["createJob"]["job"]["id"]
+
+    async def plan(value: str, targets: list[str]) -> dict[str, Any]:
+        body = await gql(
+            router.url, PLAN_WITH, {"id": job_id, "p": {"name": value}, "t": targets}, token=admin_token
+        )
+        return body["data"]["jobPlan"]
+
+    for value in ("a & whoami", "x | calc", 'say "hi"', "100%PATH%", "line\nbreak"):
+        refused = await plan(value, [windows, linux])
+        assert refused["__typename"] == "ValidationFailed", (value, refused)
+        assert refused["field"] == "parameters.name", refused
+    assert (await plan("a & whoami", [linux]))["__typename"] == "JobPlan"
+    assert (await plan("plain-value_1.2", [windows]))["__typename"] == "JobPlan"

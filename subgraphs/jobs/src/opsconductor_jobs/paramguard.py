@@ -7,6 +7,9 @@
   transfer paths are passed raw to the engine, which quotes them for PowerShell on WinRM targets;
   a value carrying a typographic single quote there is refused, so no engine quoting gap can turn
   it into code. (Script bodies quote every variant themselves: ``render.quote_powershell``.)
+* H7 (cmd.exe): ``command`` steps on Windows targets run through cmd.exe, where the POSIX quoting of
+  substituted values means nothing: a value with a cmd.exe metacharacter is refused there
+  (:func:`cmd_unsafe` names them; the plan refuses them once it knows a target is Windows).
 """
 
 from __future__ import annotations
@@ -85,3 +88,20 @@ def check_values(steps: Sequence[_Step], values: Mapping[str, str]) -> None:
                             "single quotes (\u2018 \u2019 \u201a \u201b)",
                             field=f"parameters.{name}",
                         )
+
+
+CMD_METACHARACTERS = frozenset('&|<>^%"()!\r\n')
+
+
+def cmd_unsafe(steps: Sequence[_Step], values: Mapping[str, str]) -> list[str]:
+    """Names of parameters substituted into ``command`` steps whose values cmd.exe would read as
+    syntax (``& | < > ^ % " ( ) !``, line breaks): refused for runs on Windows targets (H7)."""
+    out: list[str] = []
+    for step in steps:
+        if step.type != "command":
+            continue
+        for name in placeholders(getattr(step, "command", "") or ""):
+            value = values.get(name, "")
+            if name not in out and any(c in CMD_METACHARACTERS for c in value):
+                out.append(name)
+    return out

@@ -838,10 +838,15 @@ class TargetDirectory(Protocol):
 
     async def matching(self, selector: Mapping[str, list[str]], limit: int) -> list[str]: ...
 
+    async def windows(self, target_ids: Sequence[str]) -> set[str]: ...
+
 
 TARGETS_BY_IDS = "query($ids: [ID!]!) { activeTargetIds(ids: $ids) }"
 TARGETS_MATCHING = """query($first: Int!, $after: String, $filter: TargetFilter) {
   targets(first: $first, after: $after, filter: $filter) { pageInfo { hasNextPage endCursor } edges { node { id } } } }"""
+
+
+TARGETS_OS = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { id osType communicationMethods { type } } }"""
 
 
 class TargetsSubgraph:
@@ -862,6 +867,23 @@ class TargetsSubgraph:
                 "targets",
                 "the targets service is unavailable, so the targets could not be checked; try again shortly",
             ) from exc
+
+    async def windows(self, target_ids: Sequence[str]) -> set[str]:
+        """The ids of Windows targets (OS type windows*, or a WinRM method): commands there run
+        through cmd.exe."""
+        found: set[str] = set()
+        for start in range(0, len(target_ids), self.chunk):
+            data = await self._call(TARGETS_OS, {"ids": list(target_ids[start : start + self.chunk])})
+            try:
+                for t in data["targetsByIds"]:
+                    methods = {str(m["type"]).upper() for m in t.get("communicationMethods") or []}
+                    if str(t["osType"]).lower().startswith("windows") or "WINRM" in methods:
+                        found.add(str(t["id"]))
+            except (KeyError, TypeError) as exc:
+                raise DependencyUnavailableError(
+                    "targets", "the targets service answered unexpectedly"
+                ) from exc
+        return found
 
     async def existing(self, target_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -999,6 +1021,14 @@ async def plan_job(
     # Rendering and the dangerous-command scan are CPU work on up to megabytes: off the loop.
     steps, findings = await scan_in_thread(_render_and_scan, job, texts, rules, timeout=scan_timeout)
     targets = await resolve_targets(directory, job, target_ids)
+    unsafe = paramguard.cmd_unsafe(job.steps, texts)
+    if unsafe and targets and await directory.windows(targets):
+        raise ValidationError(
+            f"parameter {unsafe[0]!r}: its value contains a character cmd.exe reads as syntax "
+            '(& | < > ^ % " ( ) ! or a line break) and a command step runs it on a Windows target; '
+            "pass it to a script step as an argument instead",
+            field=f"parameters.{unsafe[0]}",
+        )
     return Plan(
         job_id=str(row.id),
         serial=row.serial,

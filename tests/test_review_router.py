@@ -98,7 +98,9 @@ async def test_m1_thirty_aliased_logins_cost_thirty(platform: RunningPlatform) -
 CYCLE = """query { executions(first: 500) { edges { node { id targetRuns { status execution {
   targetRuns { steps { stdout } } } } } } } }"""
 
-RUN_PAGE = """query { executions(first: 20) { edges { node { id number status job { id name }
+# No `job { name }`: runs of jobs other tests deleted cannot resolve their `Job!` (a known gap,
+# not the cost limit's concern), and this page must pass whatever the session's data.
+RUN_PAGE = """query { executions(first: 20) { edges { node { id number status
   targetRuns { status exitCode target { id name } steps { name status exitCode stdout stderr durationMs } } } }
   pageInfo { hasNextPage endCursor } } }"""
 

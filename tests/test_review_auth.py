@@ -502,6 +502,8 @@ async def test_l4_the_generated_password_is_never_in_stdout_or_the_log(
         secret_file = tmp_path / "bootstrap-admin-password"
         try:
             with open("/dev/tty", "w"):  # noqa: ASYNC230 - a device open, instant
+                # Only in an interactive shell: there the password rightly goes to the terminal,
+                # which this test cannot read. CI and `make test` under CI have no terminal.
                 pytest.skip("this test process has a terminal: the password went to /dev/tty")
         except OSError:
             pass  # no terminal (CI, these helpers): the file is the only place it may be

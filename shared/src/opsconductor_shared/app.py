@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import strawberry
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -108,19 +108,28 @@ class Platform:
             await self.redis.aclose()
 
 
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+DepsT = TypeVar("DepsT")
+
+
 @dataclass
-class Runtime:
-    """Everything one service needs at run time; built in the entry point, passed to resolvers."""
+class Runtime(Generic[SettingsT, DepsT]):
+    """Everything one service needs at run time; built in the entry point, passed to resolvers.
+
+    Generic over the service's own settings class and its collaborators (``deps``), so a
+    subgraph's resolvers see both typed: ``Info = strawberry.Info[RequestContext[Settings, Deps], None]``.
+    """
 
     name: str
-    settings: ServiceSettings
+    settings: SettingsT
     db: ServiceDatabase
     platform: Platform
     verifier: TokenVerifier
     tokens: ServiceTokenProvider
     outbox_model: type[OutboxBase] | None = None
     relay: OutboxRelay | None = None
-    deps: Any = None  # the service's own collaborators (service clients, engine, keys)
+    deps: DepsT = cast(Any, None)  # noqa: RUF009 - a typed "not set yet" (app.py sets it)
+    """The service's own collaborators (service clients, engine, keys), built in its ``app.py``."""
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """What ``/metrics`` serves: the HTTP metrics, and whatever the service registers here."""
     processed_models: list[type[ProcessedEventBase]] = field(default_factory=list)
@@ -169,10 +178,10 @@ class Runtime:
 
 
 @dataclass
-class RequestContext:
+class RequestContext(Generic[SettingsT, DepsT]):
     """Strawberry context for one HTTP request or one WebSocket connection."""
 
-    runtime: Runtime
+    runtime: Runtime[SettingsT, DepsT]
     request: Request | WebSocket | None = None
     response: Response | None = None
     identity: Identity | None = None
@@ -182,8 +191,12 @@ class RequestContext:
     loaders: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def deps(self) -> Any:
+    def deps(self) -> DepsT:
         return self.runtime.deps
+
+    @property
+    def settings(self) -> SettingsT:
+        return self.runtime.settings
 
 
 class ServiceUnavailableError(Exception):
@@ -517,13 +530,13 @@ def create_service_app(
 def build_runtime(
     *,
     name: str,
-    settings: ServiceSettings,
+    settings: SettingsT,
     platform: Platform,
     models_module: str,
     migrations_module: str,
     outbox_model: type[OutboxBase] | None,
-    deps: Any = None,
-) -> Runtime:
+    deps: DepsT = cast(Any, None),
+) -> Runtime[SettingsT, DepsT]:
     db = ServiceDatabase(
         service=name,
         url=settings.resolved_database_url(name),

@@ -93,12 +93,16 @@ class NotFoundError(DomainError):
         self.id = id
 
 
-class PermissionError_(DomainError):
+class ForbiddenError(DomainError):
     code = "FORBIDDEN"
 
     def __init__(self, message: str, permission: str | None = None) -> None:
         super().__init__(message)
         self.permission = permission
+
+
+PermissionError_ = ForbiddenError
+"""The old name (it shadowed the builtin); removed once no subgraph uses it."""
 
 
 class DependencyUnavailableError(DomainError):
@@ -115,7 +119,7 @@ def to_graphql_error(exc: DomainError) -> Error:
         return ValidationFailed(message=exc.message, field=exc.field)
     if isinstance(exc, NotFoundError):
         return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
-    if isinstance(exc, PermissionError_):
+    if isinstance(exc, ForbiddenError):
         return PermissionDenied(message=exc.message, permission=exc.permission)
     if isinstance(exc, DependencyUnavailableError):
         return DependencyUnavailable(message=exc.message, service=exc.service)

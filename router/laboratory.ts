@@ -2,6 +2,7 @@
 // collection (left pane, "Collections"): log in, create a target, create a job, run it, watch it.
 // Passed as `graphiql.defaultCollections` (@graphql-hive/render-laboratory's option); keep in step
 // with README.md (tests/test_router_laboratory.py checks both against the router's schema).
+// The page passes this list on every load (props win over the browser's saved collections).
 
 const CREATED_AT = '2026-12-01T00:00:00.000Z';
 const AUTH_HEADERS = JSON.stringify({ Authorization: 'Bearer <accessToken from 1. Log in>' }, null, 2);

@@ -251,7 +251,13 @@ def test_asyncssh_debug_arguments_are_not_formatted_when_debug_is_off(
 ) -> None:
     import logging
 
-    import opsconductor_ray.pool  # noqa: F401 - installs the level check
+    import opsconductor_ray.pool
+
+    assert "asyncssh" not in vars(opsconductor_ray.pool)  # nothing patched at import
+    from opsconductor_ray.pool.ssh_connections import skip_disabled_asyncssh_logs
+
+    skip_disabled_asyncssh_logs()  # what a pool actor does when it is constructed
+    skip_disabled_asyncssh_logs()  # idempotent
 
     class Loud:
         def __str__(self) -> str:

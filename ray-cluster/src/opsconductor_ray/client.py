@@ -18,7 +18,6 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 from opsconductor_ray.config import ActorHandle, PoolConfig, num_shards_from_env, shard_of
 from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
 from opsconductor_ray.errors import EngineError, ExecutionNotFound
-from opsconductor_ray.pool import get_pool
 from opsconductor_ray.protocol import (
     ConnectionTestResult,
     CredentialRef,
@@ -358,12 +357,18 @@ class EngineClient:
             pool = await self._pool(shard)
         return pool
 
+    def _get_pool(self, shard: int) -> ActorHandle:
+        # imported here: a service that only imports EngineClient never loads asyncssh or httpx
+        from opsconductor_ray.pool.actor import get_pool
+
+        return get_pool(shard, self.pool_config, self.namespace, self.pool_resource)
+
     async def _pool(self, shard: int) -> ActorHandle:
         pool = self._pools.get(shard)
         if pool is None:
             self._require_ray()
             pool = await self._bounded(
-                asyncio.to_thread(get_pool, shard, self.pool_config, self.namespace, self.pool_resource),
+                asyncio.to_thread(self._get_pool, shard),
                 "pool lookup",
                 self.slow_call_timeout_s,
             )

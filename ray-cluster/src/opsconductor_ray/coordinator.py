@@ -25,6 +25,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
+from opsconductor_ray.pool.request import BatchRequest
 from opsconductor_ray.protocol import (
     CredentialRef,
     EngineEvent,
@@ -249,16 +250,19 @@ class _Run:
             pool = self.pools[shard]
             await _answering(pool)
             me = self.me if self.me is not None else ray.get_runtime_context().current_actor
+            request = BatchRequest(
+                execution_id=plan.execution_id,
+                steps=tuple(plan.steps),
+                targets=tuple(targets),
+                credentials=plan.credentials,
+                connect_timeout_s=plan.connect_timeout_s,
+                max_parallel=limit,
+                sink=me,
+                policy=plan.policy,
+                max_output_bytes=plan.max_output_bytes,
+            )
             await pool.run_targets.options(name=f"{coordinator_name(plan.execution_id)}/pool-{shard}").remote(
-                plan.execution_id,
-                plan.steps,
-                tuple(targets),
-                plan.credentials,
-                plan.connect_timeout_s,
-                limit,
-                me,
-                plan.policy,
-                plan.max_output_bytes,
+                request
             )
         except RayActorError as exc:
             reason = f"execution pool died: {_first_line(exc)}"

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
-from opsconductor_ray.config import ActorHandle, PoolConfig, num_shards_from_env, shard_of
+from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
 from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
 from opsconductor_ray.errors import EngineError, ExecutionNotFound
 from opsconductor_ray.protocol import (
@@ -25,14 +24,11 @@ from opsconductor_ray.protocol import (
     ExecutionPlan,
     TargetSpec,
 )
+from opsconductor_ray.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "opsconductor"
-DEFAULT_CALL_TIMEOUT_S = 30.0
-"""Default bound of one Ray call (env OPSC_RAY_CALL_TIMEOUT_SECONDS)."""
-SLOW_CALL_TIMEOUT_S = 120.0
-"""Bound of calls that create actors or test a connection (env OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS)."""
 
 
 class EngineTimeout(EngineError):
@@ -41,15 +37,6 @@ class EngineTimeout(EngineError):
 
 class EngineUnavailable(EngineError):
     """The engine could not be asked (an actor temporarily unreachable): nothing is known."""
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = default
-    return value if value > 0 else default
 
 
 class EngineClient:
@@ -74,30 +61,29 @@ class EngineClient:
         coordinator_resource: str | None = None,
         call_timeout_s: float | None = None,
         slow_call_timeout_s: float | None = None,
+        *,
+        settings: EngineSettings | None = None,
     ) -> None:
+        """Explicit arguments win over `settings` (default: `EngineSettings()`, from `OPSC_RAY_*`)."""
+        if settings is None:
+            settings = EngineSettings()
         if num_shards is None:
-            num_shards = num_shards_from_env()
+            num_shards = settings.pool_shards
         if num_shards < 1 or num_coordinators < 1:
             raise ValueError("num_shards and num_coordinators must be at least 1")
-        self.address = address
+        self.address = address or settings.address
         self.num_shards = num_shards
         self.num_coordinators = num_coordinators
         # Custom Ray resources that place pools / coordinators on chosen workers (deploy/).
-        self.pool_resource = pool_resource or os.environ.get("OPSC_RAY_POOL_RESOURCE") or None
-        self.coordinator_resource = (
-            coordinator_resource or os.environ.get("OPSC_RAY_COORDINATOR_RESOURCE") or None
-        )
+        self.pool_resource = pool_resource or settings.pool_resource
+        self.coordinator_resource = coordinator_resource or settings.coordinator_resource
         self.namespace = namespace
         self.pool_config = pool_config or PoolConfig()
         # Every Ray call is bounded (a stuck or unschedulable actor never hangs a caller); a
         # timeout raises EngineTimeout. Ray never retries our calls (max_task_retries=0 on the
         # coordinator and pool actors): a start or a batch is never run twice by Ray.
-        self.call_timeout_s = call_timeout_s or _env_seconds(
-            "OPSC_RAY_CALL_TIMEOUT_SECONDS", DEFAULT_CALL_TIMEOUT_S
-        )
-        self.slow_call_timeout_s = slow_call_timeout_s or _env_seconds(
-            "OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS", SLOW_CALL_TIMEOUT_S
-        )
+        self.call_timeout_s = call_timeout_s or settings.call_timeout_seconds
+        self.slow_call_timeout_s = slow_call_timeout_s or settings.slow_call_timeout_seconds
         self._owns_ray = False
         self._hosts: dict[int, ActorHandle] = {}
         self._pools: dict[int, ActorHandle] = {}

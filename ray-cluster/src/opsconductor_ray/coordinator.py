@@ -36,6 +36,7 @@ from opsconductor_ray.protocol import (
     plan_batches,
 )
 from opsconductor_ray.retention import EventBudget, EventLog, RetentionLimits
+from opsconductor_ray.settings import EventRetentionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ class ExecutionCoordinator:
         self._pool_config = pool_config
         self._namespace = namespace
         self._runs: dict[str, _Run] = {}
-        self._budget = EventBudget(RetentionLimits.from_env())
+        self._budget = EventBudget(RetentionLimits.from_settings(EventRetentionSettings()))
         """Bounds the events all runs here keep (M12)."""
         self._released: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None

@@ -108,10 +108,10 @@ class EngineClient:
 
     async def _init_ray(self, *, dashboard: bool, num_cpus: int | None) -> None:
         if self.address is not None:
-            await asyncio.to_thread(ray.init, address=self.address, namespace=self.namespace)
+            await asyncio.to_thread(ray.init, address=self.address, namespace=self.namespace)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
         else:
             await asyncio.to_thread(
-                ray.init,
+                ray.init,  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
                 address="local",  # OPSC_RAY_ADDRESS unset means our own local Ray, never a stray cluster
                 num_cpus=num_cpus,
                 include_dashboard=dashboard,
@@ -138,7 +138,7 @@ class EngineClient:
         "released" (it ran and was released), or "forbidden" (no coordinator ever started it,
         and none will: a `start` still on its way runs nothing). Never a guess: EngineTimeout /
         EngineUnavailable / EngineError when a coordinator cannot be asked."""
-        answers = []
+        answers: list[str] = []
         for index in self._candidates(execution_id):
             host = await self._host(index)
             try:
@@ -263,7 +263,7 @@ class EngineClient:
         self._hosts.clear()
         self._pools.clear()
         if self._owns_ray and ray.is_initialized():
-            ray.shutdown()
+            ray.shutdown()  # pyright: ignore[reportUnknownMemberType]
         self._owns_ray = False
 
     # ----------------------------------------------------------------- internals

@@ -96,7 +96,9 @@ class Batch:
     halted: Signal = field(default_factory=Signal)
     """Set by cancel and by fail-fast: targets not started yet do not start."""
     reason: str | None = None
-    prefetched: dict[str, asyncio.Future[CredentialAnswers]] = field(default_factory=dict)
+    prefetched: dict[str, asyncio.Future[CredentialAnswers]] = field(
+        default_factory=dict[str, asyncio.Future[CredentialAnswers]]
+    )
     """Target id -> the resolver request (shared by a chunk of targets, credential_chunks) that
     fetches its credential; queued when the batch arrives."""
 

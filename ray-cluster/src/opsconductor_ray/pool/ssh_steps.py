@@ -10,6 +10,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import asyncssh
 
@@ -301,5 +302,5 @@ async def _sftp_write(conn: asyncssh.SSHClientConnection, path: str, data: bytes
 
 async def _sftp_read(conn: asyncssh.SSHClientConnection, path: str, limit: int) -> bytes:
     async with conn.start_sftp_client() as sftp, sftp.open(path, "rb") as remote:
-        data = await remote.read(limit)
+        data = cast(bytes | str, await remote.read(limit))  # pyright: ignore[reportUnknownMemberType]
     return data if isinstance(data, bytes) else data.encode()

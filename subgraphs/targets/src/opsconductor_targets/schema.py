@@ -472,6 +472,7 @@ class HealthMutation:
         description="Test the primary method of several targets (unknown ids are skipped); "
         "updates each target's health like testConnection.",
     )
+    @maps_errors(ERRORS)
     async def bulk_test_connections(
         self, info: Info, target_ids: list[strawberry.ID]
     ) -> list[TargetConnectionTest]:
@@ -487,6 +488,7 @@ class HealthMutation:
         description="Run one round of the periodic health checker now (batch health check): every "
         "active target whose next check is due (or never checked), optionally only among `targetIds`.",
     )
+    @maps_errors(ERRORS)
     async def run_due_health_checks(
         self, info: Info, target_ids: list[strawberry.ID] | None = None, limit: int = 50
     ) -> list[TargetConnectionTest]:

@@ -2,8 +2,9 @@
 
 Secrets (passwords, private keys, passphrases) leave the service only through the credential
 resolver (``grants.resolve_many``, the engine's ``POST /internal/credentials`` with a connection
-grant) and, for a local probe of a saved method, ``connectivity.test_saved_method``. They never go
-into events, logs or GraphQL types.
+grant). They are also decrypted, and kept for the call only, by a local probe of a saved method
+(``ConnectionTester.test_saved_method``) and by ``methods._replace_credential`` (to keep a stored
+passphrase). They never go into events, logs or GraphQL types.
 """
 
 from __future__ import annotations

@@ -44,7 +44,6 @@ def create_app(settings: Settings, platform: Platform, engine: EngineClient | No
         health=service.HealthMonitor(
             settings=settings, tester=tester, broadcaster=platform.broadcaster, committer=runtime
         ),
-        engine=engine,
     )
     checker: list[asyncio.Task[None]] = []
 

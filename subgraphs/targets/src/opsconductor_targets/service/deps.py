@@ -1,9 +1,9 @@
-"""The targets service's collaborators, built once in ``app.py`` (``runtime.deps``)."""
+"""The targets service's collaborators, built once in ``app.py`` (``runtime.deps``). The engine
+client (None without an engine) is the ``ConnectionTester``'s."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from opsconductor_targets.service.connectivity import ConnectionTester
 from opsconductor_targets.service.grants import GrantSigner
@@ -12,9 +12,6 @@ from opsconductor_targets.service.host_keys import HostKeys
 from opsconductor_targets.service.netpolicy import NetPolicy
 from opsconductor_targets.service.vault import Vault
 from opsconductor_targets.settings import Settings
-
-if TYPE_CHECKING:
-    from opsconductor_ray.client import EngineClient
 
 
 @dataclass
@@ -26,4 +23,3 @@ class Deps:
     host_keys: HostKeys
     tester: ConnectionTester
     health: HealthMonitor
-    engine: EngineClient | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from opsconductor_shared.settings import ServiceSettings
@@ -11,8 +11,8 @@ from opsconductor_shared.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="OPSC_TARGETS_", extra="ignore", populate_by_name=True)
 
-    port: int = 3001
-    encryption_keys: str | None = Field(
+    port: int = Field(3001, description="Port the targets service listens on.")
+    encryption_keys: SecretStr | None = Field(
         None,
         description="Key ring for credentials at rest: 'kid:base64key,...' (first is active). "
         "Unset: a generated key file under OPSC_DATA_DIR (targets.keys). Losing it loses every credential.",

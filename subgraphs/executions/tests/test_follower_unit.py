@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from opsconductor_executions.service import TRUNCATED_MARKER, _Follower
+from opsconductor_executions.service.persist import TRUNCATED_MARKER, RunWriter
 
 
-def _follower(limit: int) -> _Follower:
+def _follower(limit: int) -> RunWriter:
     execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    return _Follower(execution, limit)  # type: ignore[arg-type]
+    return RunWriter(execution, limit)  # type: ignore[arg-type]
 
 
 def test_output_over_the_limit_is_cut_with_a_marker() -> None:
@@ -35,7 +35,7 @@ def test_streams_are_kept_apart() -> None:
 
 
 def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
-    from opsconductor_executions.service import chunk_events
+    from opsconductor_executions.service.live import chunk_events
 
     events = [{"seq": i, "data": "x" * 100} for i in range(1, 11)]
     assert [len(c) for c in chunk_events(events, 4)] == [4, 4, 2]
@@ -49,10 +49,10 @@ def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
 def test_m12_buffers_of_unfinished_steps_stay_within_the_budget() -> None:
     """M12: the follower's per-(target, step, stream) buffers together stay under its budget; a
     step that did not fit gets a marker in its result, and a finished target's leftovers go."""
-    from opsconductor_executions.service import SPILLED_MARKER
+    from opsconductor_executions.service.persist import SPILLED_MARKER
 
     execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    follower = _Follower(execution, 1000, buffer_budget=100)  # type: ignore[arg-type]
+    follower = RunWriter(execution, 1000, buffer_budget=100)  # type: ignore[arg-type]
     for target in range(50):
         for step in range(3):
             follower._append(f"t{target}", step, "STDOUT", "0123456789")
@@ -71,7 +71,7 @@ def test_m12_buffers_of_unfinished_steps_stay_within_the_budget() -> None:
 def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:
     """M9: a reader that never reads holds at most `size` live messages (the rest come from the
     database when it reads on), not every message of the run."""
-    from opsconductor_executions.schema import LiveInbox
+    from opsconductor_executions.service.live import LiveInbox
 
     inbox = LiveInbox(8)
     for i in range(10_000):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
+from opsconductor_executions import service
+from opsconductor_executions.errors import DangerousCommandBlockedError, JobAlreadyRunningError
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
+from opsconductor_executions.settings import Settings
+from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import AUTHENTICATED, entity_permission, requires
 from opsconductor_shared.errors import (
     DependencyUnavailable,
@@ -30,6 +34,8 @@ from opsconductor_shared.paging import (
     encode_cursor,
     paginate,
 )
+from opsconductor_shared.runplan import Step
+from opsconductor_shared.unit_of_work import ErrorTable
 
 
 @strawberry.enum(description="Lifecycle of a run.")
@@ -266,23 +272,27 @@ class PlannedStep:
     )
 
     @classmethod
-    def from_dict(cls, s: dict[str, Any], index: int) -> PlannedStep:
-        transfer = dict(s["transfer"]) if s.get("transfer") else None
+    def from_step(cls, step: Step) -> PlannedStep:
+        transfer = step.transfer.model_dump(mode="json", by_alias=True) if step.transfer else None
         if transfer and transfer.get("content") is not None:
             transfer["content"] = f"<{len(transfer['content'])} characters>"
         return cls(
-            order=s.get("order", index + 1),
-            name=s["name"],
-            type=s.get("type") or "command",
-            command=s.get("command") or "",
-            timeout_seconds=int(s.get("timeoutSeconds") or 300),
-            continue_on_error=bool(s.get("continueOnError")),
-            working_directory=s.get("workingDirectory"),
-            env=[PlannedEnvVar(name=e["name"], value=e["value"]) for e in s.get("env") or []],
-            expected_exit_codes=list(s.get("expectedExitCodes") or [0]),
-            script=s.get("script"),
-            transfer=transfer,
+            order=step.order,
+            name=step.name,
+            type=step.type,
+            command=step.command,
+            timeout_seconds=step.timeout_seconds,
+            continue_on_error=step.continue_on_error,
+            working_directory=step.working_directory,
+            env=[PlannedEnvVar(name=e.name, value=e.value) for e in step.env],
+            expected_exit_codes=list(step.expected_exit_codes),
+            script=cast(JSON, step.script.model_dump(mode="json", by_alias=True)) if step.script else None,
+            transfer=cast(JSON, transfer),
         )
+
+
+def _planned_steps(plan: Any) -> list[PlannedStep]:
+    return [PlannedStep.from_step(s) for s in sorted(plan.steps, key=lambda s: s.order)]
 
 
 @strawberry.type(description="A dangerous-command rule a step matched.")
@@ -327,12 +337,13 @@ class ExecutionPlanPreview:
     )
 
     @classmethod
-    def from_plan(cls, p: dict[str, Any]) -> ExecutionPlanPreview:
+    def from_record(cls, preview: service.PlanPreview) -> ExecutionPlanPreview:
+        plan = preview.job_run.plan
         return cls(
-            job_id=strawberry.ID(p["jobId"]),
-            serial=p.get("serial"),
-            name=p["name"],
-            version=int(p.get("version") or 1),
+            job_id=strawberry.ID(plan.job_id),
+            serial=plan.serial or None,
+            name=plan.name,
+            version=plan.version,
             targets=[
                 PlannedTarget(
                     id=strawberry.ID(t["id"]),
@@ -341,13 +352,13 @@ class ExecutionPlanPreview:
                     port=int(t["port"]),
                     method=t["method"],
                 )
-                for t in p["targets"]
+                for t in preview.targets
             ],
-            steps=[PlannedStep.from_dict(s, i) for i, s in enumerate(p["steps"])],
-            policy=p["policy"],
-            parameters=p.get("parameters") or {},
-            dangerous=[DangerousCommandFinding.from_dict(f) for f in p.get("dangerous", [])],
-            batches=[[strawberry.ID(t) for t in b] for b in p["batches"]],
+            steps=_planned_steps(plan),
+            policy=cast(JSON, plan.policy.model_dump(mode="json", by_alias=True)),
+            parameters=cast(JSON, plan.parameters),
+            dangerous=[DangerousCommandFinding.from_dict(f) for f in preview.job_run.dangerous],
+            batches=[[strawberry.ID(t) for t in b] for b in preview.batches],
         )
 
 
@@ -377,19 +388,19 @@ class Execution:
         description="cancelExecution was asked and the run has not ended yet (CANCELLING): it ends "
         "CANCELLED once the engine confirms."
     )
-    _plan: strawberry.Private[dict[str, Any]]
+    _row: strawberry.Private[ExecutionRow]
 
     @strawberry.field(description="The steps exactly as run (parameters substituted).")
     def steps(self) -> list[PlannedStep]:
-        return [PlannedStep.from_dict(s, i) for i, s in enumerate(self._plan.get("steps", []))]
+        return _planned_steps(service.stored_plan(self._row).plan)
 
     @strawberry.field(description="The run policy as run.")
     def policy(self) -> JSON:
-        return self._plan.get("policy", {})
+        return cast(JSON, service.stored_plan(self._row).plan.policy.model_dump(mode="json", by_alias=True))
 
     @strawberry.field(description="Dangerous-command findings that were confirmed for this run.")
     def dangerous(self) -> list[DangerousCommandFinding]:
-        return [DangerousCommandFinding.from_dict(f) for f in self._plan.get("dangerous", [])]
+        return [DangerousCommandFinding.from_dict(f) for f in service.stored_plan(self._row).dangerous]
 
     @strawberry.field(description="The job this run belongs to.")
     def job(self) -> Job:
@@ -443,7 +454,7 @@ class Execution:
             job_serial=row.job_serial,
             job_name=row.job_name,
             requested_by=row.requested_by,
-            parameters=row.parameters or {},
+            parameters=cast(JSON, row.parameters or {}),
             retry_of=strawberry.ID(row.retry_of) if row.retry_of else None,
             queued=row.waiting,
             created_at=row.created_at,
@@ -456,7 +467,7 @@ class Execution:
             last_seq=row.last_seq,
             cancel_requested=bool(row.cancel_requested)
             and row.status not in ("SUCCEEDED", "FAILED", "CANCELLED"),
-            _plan=row.plan or {},
+            _row=row,
         )
 
     @classmethod
@@ -561,6 +572,20 @@ class OutputChunk:
 class ExecutionCancelling:
     execution: Execution
 
+
+ERRORS = ErrorTable(
+    {
+        DangerousCommandBlockedError: lambda e: DangerousCommandBlocked(
+            message=e.message, findings=[DangerousCommandFinding.from_dict(f) for f in e.findings]
+        ),
+        JobAlreadyRunningError: lambda e: JobAlreadyRunning(
+            message=e.message, execution_id=strawberry.ID(e.execution_id)
+        ),
+    }
+)
+"""Domain errors -> this subgraph's GraphQL error types (the shared ones are in every table)."""
+
+Info = strawberry.Info[RequestContext[Settings, service.ExecutionService], None]
 
 RunJobResult = Annotated[
     ExecutionStarted

@@ -78,3 +78,48 @@ def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:
         inbox.put(json.dumps([{"seq": i}]))
     assert inbox.queue.qsize() == 8 and inbox.dropped == 10_000 - 8
     assert json.loads(inbox.queue.get_nowait()) == [{"seq": 10_000 - 8}]  # the newest are kept
+
+
+def test_live_events_past_a_gap_are_kept_until_it_is_filled() -> None:
+    """Item 5: events are published before they are stored, so a reader may see seq 5 before 3
+    and 4 reach it (from a later message or the database): each seq once, in order, none skipped."""
+    from opsconductor_executions.service.live import Sequencer
+
+    def ev(seq: int, kind: str = "STDOUT") -> dict:
+        return {"seq": seq, "type": kind}
+
+    order = Sequencer(2)
+    assert order.take([ev(5), ev(6)]) == ([], True)
+    assert order.take([ev(1), ev(2), ev(3)]) == ([ev(3)], True)  # old ones dropped, 4 still missing
+    fresh, gap = order.take([ev(4), ev(5)])
+    assert [e["seq"] for e in fresh] == [4, 5, 6] and not gap
+    fresh, gap = order.take([ev(8, "EXECUTION_FINISHED"), ev(7), ev(9)])
+    assert [e["seq"] for e in fresh] == [7, 8] and not gap and order.last == 8
+
+
+def test_a_batch_is_staged_for_publishing_before_it_is_stored() -> None:
+    """Item 5: staging cuts the output and numbers nothing itself (the coordinator did); the same
+    rows are what is published and what is stored, once."""
+    from opsconductor_ray.protocol import EngineEvent
+
+    follower = _follower(4)
+    batch = [
+        EngineEvent(seq=1, type="EXECUTION_STARTED", at=1.0),
+        EngineEvent(seq=2, type="STDOUT", at=1.0, target_id="t", step_index=0, data="abcdef"),
+    ]
+    staged = follower.stage(batch)
+    assert [p["seq"] for p in staged.payloads] == [1, 2]
+    assert staged.payloads[1]["data"].startswith("abcd") and "ef" not in staged.payloads[1]["data"]
+    assert follower.staged_seq == 2 and follower.last_seq == 0  # published, not stored yet
+    assert follower.stage(batch).events == []  # a repeated batch is not staged twice
+
+
+def test_stored_events_win_over_live_ones_of_the_same_seq() -> None:
+    """A stray live message with a seq still missing never replaces what the database holds."""
+    from opsconductor_executions.service.live import Sequencer
+
+    order = Sequencer(0)
+    assert order.take([{"seq": 2, "type": "STDOUT", "data": "stray"}]) == ([], True)
+    real = [{"seq": 1, "type": "STDOUT", "data": "a"}, {"seq": 2, "type": "STDOUT", "data": "b"}]
+    fresh, gap = order.take(real, stored=True)
+    assert [e["data"] for e in fresh] == ["a", "b"] and not gap

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-# pyright: reportIncompatibleVariableOverride=false
-# (Tortoise's `class Meta` per model)
-
 from tortoise import fields, models
 
 from opsconductor_shared.events import OutboxBase, ProcessedEventBase
+
+# pyright: reportIncompatibleVariableOverride=false
+# (Tortoise's `class Meta` per model)
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 """Statuses a run (and a target run) ends in."""

@@ -7,10 +7,9 @@ from enum import Enum
 from typing import Annotated, Any, cast
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
-from opsconductor_executions import service
+from opsconductor_executions import loaders, service
 from opsconductor_executions.errors import DangerousCommandBlockedError, JobAlreadyRunningError
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
@@ -66,29 +65,6 @@ class TargetRunFilter:
     job_id: strawberry.ID | None = None
     created_after: datetime | None = strawberry.field(default=None, description="Runs created at or after.")
     created_before: datetime | None = strawberry.field(default=None, description="Runs created before.")
-
-
-def _loader(info: strawberry.Info, name: str, load: Any) -> DataLoader[Any, Any]:
-    """A per-request DataLoader (RequestContext.loaders)."""
-    loaders: dict[str, Any] = info.context.loaders
-    loader = loaders.get(name)
-    if loader is None:
-        loader = loaders[name] = DataLoader(load_fn=load)
-    return loader
-
-
-async def _load_steps(run_ids: list[int]) -> list[list[StepRun]]:
-    by_run: dict[int, list[StepRun]] = {i: [] for i in run_ids}
-    for chunk in range(0, len(run_ids), 1000):
-        part = run_ids[chunk : chunk + 1000]
-        for row in await StepRow.filter(target_run_id__in=part).order_by("target_run_id", "step_index"):
-            by_run[row.target_run_id].append(StepRun.from_row(row))  # type: ignore[attr-defined]
-    return [by_run[i] for i in run_ids]
-
-
-async def _load_executions(ids: list[str]) -> list[Execution]:
-    rows = {r.id: r for r in await ExecutionRow.filter(id__in=list(set(ids)))}
-    return [Execution.from_row(rows[i]) for i in ids]
 
 
 TARGET_RUNS_DEFAULT = 1000
@@ -196,11 +172,13 @@ class TargetRun:
     @strawberry.field(description="The run this belongs to.")
     async def execution(self, info: strawberry.Info) -> Execution:
         # one query per request for all the runs asked for, not one (with its plan) per row (M8)
-        return await _loader(info, "executions.by_id", _load_executions).load(str(self.execution_id))
+        return Execution.from_row(await loaders.executions(info.context.loaders).load(str(self.execution_id)))
 
     @strawberry.field(description="Per-step results in order.")
     async def steps(self, info: strawberry.Info) -> list[StepRun]:
-        return await _loader(info, "executions.steps", _load_steps).load(self._row.id)
+        return [
+            StepRun.from_row(r) for r in await loaders.step_results(info.context.loaders).load(self._row.id)
+        ]
 
     @classmethod
     def from_row(cls, row: TargetRunRow) -> TargetRun:

@@ -37,7 +37,7 @@ from opsconductor_executions.service.lifecycle import (
     settle,
 )
 from opsconductor_executions.service.live import event_payload, publish_events
-from opsconductor_executions.service.persist import ENGINE_MARKER_SLACK, RunWriter
+from opsconductor_executions.service.persist import ENGINE_MARKER_SLACK, RunWriter, Staged
 from opsconductor_executions.service.plans import PlanSource, credentials, stored_plan
 from opsconductor_executions.settings import Settings
 from opsconductor_ray.protocol import EngineEvent, ExecutionPlan
@@ -47,6 +47,9 @@ from opsconductor_shared.logging import get_logger
 from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
 log = get_logger("opsconductor.executions")
+
+STORE_QUEUE_BATCHES = 64
+"""Batches published but not stored yet, at most (then the follower waits for the database)."""
 
 
 async def _nothing(_job_id: str) -> None:
@@ -129,7 +132,34 @@ class Followers:
             )
 
         ahead: asyncio.Task[list[EngineEvent]] | None = None
-        """The next batch, asked for while this one is stored (no round trip between batches)."""
+        """The next batch, asked for while this one is published and stored (no round trip)."""
+        # Publish first, store behind: each batch goes to live subscribers as soon as it is
+        # staged (its seqs were assigned by the coordinator), and one task stores the batches in
+        # order. Subscribers fill a gap (published, not stored yet) from later live messages or
+        # wait for the database (live.event_batches): nothing is skipped or repeated.
+        storing: asyncio.Queue[Staged | None] = asyncio.Queue(maxsize=STORE_QUEUE_BATCHES)
+
+        async def store_in_order() -> None:
+            while (staged := await storing.get()) is not None:
+                await writer.store(staged)
+
+        store_task = asyncio.create_task(store_in_order(), name=f"store-{execution_id}")
+
+        async def enqueue(item: Staged | None) -> None:
+            """Hand a batch to the store task; its failure (a database error) ends the follower."""
+            put = asyncio.ensure_future(storing.put(item))
+            await asyncio.wait({put, store_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not put.done():
+                put.cancel()
+            if store_task.done() and not (item is None and put.done()):
+                store_task.result()  # raises what failed the store
+                raise RuntimeError("the store task ended early")
+
+        async def drain() -> None:
+            """Everything staged is stored (before writing anything else, e.g. a final event)."""
+            await enqueue(None)
+            await store_task
+
         try:
             while True:
                 loop_time = asyncio.get_running_loop().time()
@@ -142,7 +172,7 @@ class Followers:
                 if rolling and not writer.finished and clock.due():
                     clock = await self._renew_grant(execution_id, run_plan.target_ids)
                     self.grant_clocks[execution_id] = clock
-                pending, ahead = ahead or fetch(writer.last_seq), None
+                pending, ahead = ahead or fetch(writer.staged_seq), None
                 try:
                     batch = await pending
                     failures = 0
@@ -154,6 +184,7 @@ class Followers:
                     if exists is False:
                         # settled: no coordinator has the run (it restarted): nothing runs it any more
                         log.error("lost the execution coordinator", execution_id=execution_id, error=str(exc))
+                        await drain()
                         await self.finish_without_engine(execution_id, f"execution coordinator lost: {exc}")
                         return
                     # unknown (timeout, Ray error) or a passing failure: never a guess, ask again
@@ -167,11 +198,22 @@ class Followers:
                     continue
                 if not batch:
                     continue
-                if batch[-1].type != "EXECUTION_FINISHED":
+                ending = batch[-1].type == "EXECUTION_FINISHED"
+                if not ending:
                     ahead = fetch(batch[-1].seq)
-                rows = await writer.persist(batch)
-                await publish_events(self.broadcaster, execution_id, rows)
-                if writer.finished:
+                staged = writer.stage(batch)
+                payloads = staged.payloads
+                # EXECUTION_FINISHED goes out once the run is stored: a subscriber that saw the
+                # end reads the run's final state (everything before it went out at once).
+                last = payloads[-1:] if ending else []
+                if staged.events:
+                    await publish_events(
+                        self.broadcaster, execution_id, payloads[: len(payloads) - len(last)]
+                    )
+                    await enqueue(staged)
+                if ending:
+                    await drain()
+                    await publish_events(self.broadcaster, execution_id, last)
                     self._forget(execution_id)
                     with contextlib.suppress(Exception):
                         await engine_call(engine.release(execution_id), timeout + 30, "release")
@@ -182,6 +224,9 @@ class Followers:
             if ahead is not None:
                 ahead.cancel()
                 ahead.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, not logged
+            if not store_task.done():
+                store_task.cancel()
+            store_task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _renew_grant(self, execution_id: str, target_ids: tuple[str, ...]) -> GrantClock:
         """Issue a fresh grant for the run's targets and hand it to its coordinator. On failure the

@@ -274,8 +274,8 @@ def start(*, followers: Followers, settings: Settings, execution: Execution, lau
 
 async def start_next(*, followers: Followers, plans: PlanSource, settings: Settings, job_id: str) -> None:
     """Start the oldest run queued behind others of this job, when none is active any more."""
-    async with unit_of_work(followers.runtime) as _, in_transaction() as conn:
-        await advisory_lock(conn, job_id)
+    async with unit_of_work(followers.runtime):
+        await advisory_lock(Execution._choose_db(True), job_id)
         if await Execution.filter(job_id=job_id, status__in=ACTIVE, waiting=False).exists():
             return
         # locked and re-checked: a cancel of this queued run either wins or sees it started

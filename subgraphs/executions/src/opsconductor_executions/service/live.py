@@ -21,6 +21,9 @@ MESSAGE_DATA_BYTES = 1_048_576
 """...and a message carries about this much output at most (more only when one event is larger)."""
 REPLAY_PAGE = 1000
 LIVE_QUIET_SECONDS = 2.0  # then look in the database (a missed message, another replica)
+GAP_RETRY_SECONDS = 0.05  # with a gap in the live events: how soon to look in the database again
+MAX_AHEAD = 100_000
+"""Live events kept past a gap, at most (beyond, they are read from the database)."""
 
 
 def channel(execution_id: str) -> str:
@@ -90,6 +93,41 @@ class LiveInbox:
         self.queue.put_nowait(message)
 
 
+class Sequencer:
+    """Puts a run's events in order for one reader: each seq once, none skipped. Events past a
+    gap (published, their predecessors not read yet) are kept until the gap is filled."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.ahead: dict[int, dict[str, Any]] = {}
+
+    @property
+    def gap(self) -> bool:
+        return bool(self.ahead)
+
+    def take(
+        self, payloads: list[dict[str, Any]], *, stored: bool = False
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The events that continue the sequence (from these and the ones kept ahead), and
+        whether a gap remains. ``stored``: rows from the database, which win over live ones."""
+        for payload in payloads:
+            if payload["seq"] > self.last:
+                if stored:
+                    self.ahead[payload["seq"]] = payload
+                else:
+                    self.ahead.setdefault(payload["seq"], payload)
+        if len(self.ahead) > MAX_AHEAD:
+            self.ahead.clear()  # a reader far behind: the database has them (or will), read from there
+        fresh = []
+        while (payload := self.ahead.pop(self.last + 1, None)) is not None:
+            fresh.append(payload)
+            self.last = payload["seq"]
+            if payload["type"] == "EXECUTION_FINISHED":
+                self.ahead.clear()
+                break
+        return fresh, self.gap
+
+
 async def event_batches(
     *,
     broadcaster: Broadcaster,
@@ -105,32 +143,18 @@ async def event_batches(
     with db.bind():
         if not await Execution.exists(id=execution_id):
             raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
-    last = after_seq
-
-    def take(payloads: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-        """The events that continue the sequence; True if it stopped at a gap."""
-        nonlocal last
-        fresh = []
-        for payload in payloads:
-            if payload["seq"] <= last:
-                continue
-            if payload["seq"] > last + 1:
-                return fresh, True
-            fresh.append(payload)
-            last = payload["seq"]
-            if payload["type"] == "EXECUTION_FINISHED":
-                break
-        return fresh, False
+    order = Sequencer(after_seq)
+    take = order.take
 
     async def replay() -> AsyncGenerator[list[dict[str, Any]], None]:
         while True:
             with db.bind():
                 rows = (
-                    await ExecutionEvent.filter(execution_id=execution_id, seq__gt=last)
+                    await ExecutionEvent.filter(execution_id=execution_id, seq__gt=order.last)
                     .order_by("seq")
                     .limit(REPLAY_PAGE)
                 )
-            fresh, _ = take([event_payload(row) for row in rows])
+            fresh, _ = take([event_payload(row) for row in rows], stored=True)
             if fresh:
                 yield fresh
             if len(rows) < REPLAY_PAGE or not fresh:
@@ -156,9 +180,13 @@ async def event_batches(
                 yield page
                 if finished(page):
                     return
+            gap = False
             while True:
                 try:
-                    messages = [await asyncio.wait_for(queue.get(), timeout=LIVE_QUIET_SECONDS)]
+                    # a gap: its events were published before we listened (or dropped, M9) and
+                    # are being stored: look in the database again soon
+                    wait = GAP_RETRY_SECONDS if gap else LIVE_QUIET_SECONDS
+                    messages = [await asyncio.wait_for(queue.get(), timeout=wait)]
                 except TimeoutError:
                     messages = []  # quiet: check the database in case a live message was missed
                 while not queue.empty():  # what queued up meanwhile goes out together
@@ -167,6 +195,7 @@ async def event_batches(
                 if gap or not messages:
                     async for page in replay():
                         batch += page
+                    gap = order.gap
                 if batch:
                     yield batch
                     if finished(batch):
@@ -174,7 +203,7 @@ async def event_batches(
                 if not messages:
                     with db.bind():
                         row = await Execution.get_or_none(id=execution_id)
-                    if row is not None and row.status in TERMINAL and row.last_seq <= last:
+                    if row is not None and row.status in TERMINAL and row.last_seq <= order.last:
                         return
         finally:
             pumping.cancel()

@@ -5,6 +5,7 @@ target). The payloads it returns are what live subscribers get."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,6 +128,19 @@ async def _save_step_results(results: dict[tuple[int, int], dict[str, Any]]) -> 
     await StepResult.bulk_create(fresh, batch_size=500)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A batch's events ready to store, and their rows (output already cut)."""
+
+    events: list[EngineEvent]
+    rows: list[dict[str, Any]]
+
+    @property
+    def payloads(self) -> list[dict[str, Any]]:
+        """The JSON form live subscribers get (``live.event_payload``'s fields)."""
+        return [{**row, "at": row["at"].isoformat()} for row in self.rows]
+
+
 class _Quiet:
     """No relay to wake (unit tests of the output handling)."""
 
@@ -159,6 +173,9 @@ class RunWriter:
         self.limit = max_output  # what the marker reports
         self.max_output = max_output + slack
         self.last_seq = execution.last_seq
+        """The highest seq stored."""
+        self.staged_seq = execution.last_seq
+        """The highest seq staged (published, maybe not stored yet)."""
         self.finished = execution.status in TERMINAL
         self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
         self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
@@ -239,31 +256,64 @@ class RunWriter:
         self._buffer(key, text)
         return text
 
+    def stage(self, batch: list[EngineEvent]) -> Staged:
+        """The batch's events not staged yet, with their output cut to the limit: the rows to
+        store and (``Staged.payloads``) what live subscribers get, published before it is stored."""
+        events = [e for e in batch if e.seq > self.staged_seq]
+        rows = []
+        for e in events:
+            data = e.data
+            if e.type in ("STDOUT", "STDERR") and e.target_id and e.step_index is not None:
+                data = self._append(e.target_id, e.step_index, e.type, e.data or "")
+            rows.append(
+                {
+                    "seq": e.seq,
+                    "type": str(e.type),
+                    "targetId": e.target_id,
+                    "stepIndex": e.step_index,
+                    "stepName": e.step_name,
+                    "data": data,
+                    "exitCode": e.exit_code,
+                    "status": None if e.status is None else str(e.status),
+                    "at": datetime.fromtimestamp(e.at, UTC),
+                }
+            )
+        if events:
+            self.staged_seq = events[-1].seq
+        return Staged(events=events, rows=rows)
+
     async def persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
-        batch = [e for e in batch if e.seq > self.last_seq]
-        if not batch:
-            return []
+        """Stage and store a batch; its payloads (for callers that publish after storing)."""
+        staged = self.stage(batch)
+        await self.store(staged)
+        return staged.payloads
+
+    async def store(self, staged: Staged) -> None:
+        """Store staged events (in seq order: one batch after the other) in one transaction."""
+        if not staged.events:
+            return
         try:
-            return await self._persist(batch)
+            await self._store(staged)
         except BaseException:
             self.runs = None  # rolled back: the cached rows hold changes that were not stored
             raise
 
-    async def _persist(self, batch: list[EngineEvent]) -> list[dict[str, Any]]:
-        payloads: list[dict[str, Any]] = []
+    async def _store(self, staged: Staged) -> None:
         async with unit_of_work(self.runtime):
             # Row lock: two replicas following one run (a lease taken over) never write a seq twice.
             # Only the columns that tell whether someone else wrote; not the plan (every target).
             locked = (
                 await Execution.select_for_update().only("id", "last_seq", "status").get(id=self.execution.id)
             )
-            batch = [e for e in batch if e.seq > locked.last_seq]
-            if not batch:
+            pairs = [
+                (e, row) for e, row in zip(staged.events, staged.rows, strict=True) if e.seq > locked.last_seq
+            ]
+            if not pairs:
                 # another replica persisted these: its target-run writes are not in our cache
                 self.last_seq = locked.last_seq
                 self.finished = locked.status in TERMINAL
                 self.runs = None
-                return []
+                return
             if (
                 self.runs is None
                 or locked.last_seq != self.last_seq
@@ -275,40 +325,19 @@ class RunWriter:
             else:
                 execution = self.execution  # only we wrote since: what we hold is what is stored
             runs = self.runs
-            rows = []
             dirty: set[str] = set()
             results: dict[tuple[int, int], dict[str, Any]] = {}
-            for e in batch:
-                at = datetime.fromtimestamp(e.at, UTC)
-                data = e.data
-                if e.type in ("STDOUT", "STDERR") and e.target_id and e.step_index is not None:
-                    data = self._append(e.target_id, e.step_index, e.type, e.data or "")
-                rows.append(
-                    {
-                        "seq": e.seq,
-                        "type": str(e.type),
-                        "targetId": e.target_id,
-                        "stepIndex": e.step_index,
-                        "stepName": e.step_name,
-                        "data": data,
-                        "exitCode": e.exit_code,
-                        "status": None if e.status is None else str(e.status),
-                        "at": at,
-                    }
-                )
-                await self._apply(execution, runs, e, at, dirty, results)
+            for e, row in pairs:
+                await self._apply(execution, runs, e, row["at"], dirty, results)
             # A few statements per batch, not per target: hundreds of targets finish together.
-            await _insert_events(execution.id, rows)
+            await _insert_events(execution.id, [row for _, row in pairs])
             await _save_step_results(results)
             await _update_runs([runs[t] for t in sorted(dirty)])
-            self.last_seq = batch[-1].seq
+            self.last_seq = pairs[-1][0].seq
             execution.last_seq = self.last_seq
             # not the whole row: its plan (every target) need not be written again per batch
             await execution.save(update_fields=EXECUTION_FIELDS)
-            for row in rows:
-                payloads.append({**row, "at": row["at"].isoformat()})
         self.execution = execution
-        return payloads
 
     async def _apply(
         self,

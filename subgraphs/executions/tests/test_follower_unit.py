@@ -123,3 +123,24 @@ def test_stored_events_win_over_live_ones_of_the_same_seq() -> None:
     real = [{"seq": 1, "type": "STDOUT", "data": "a"}, {"seq": 2, "type": "STDOUT", "data": "b"}]
     fresh, gap = order.take(real, stored=True)
     assert [e["data"] for e in fresh] == ["a", "b"] and not gap
+
+
+def test_truncated_is_the_engines_marker_not_the_word() -> None:
+    """Review §3.2 point 3: a command that prints "truncated" is not flagged; the engine's marker is."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from opsconductor_ray.protocol import EngineEvent, truncation_marker
+
+    follower = _follower(1000)
+    runs = {t: SimpleNamespace(id=i, target_id=t, exit_code=None) for i, t in enumerate(["t", "u"])}
+    follower._append("t", 0, "STDOUT", "the log was truncated\n")
+    follower._append("u", 0, "STDERR", "abc" + truncation_marker(1000))
+    results: dict = {}
+    for target in runs:
+        done = EngineEvent(
+            seq=1, type="STEP_FINISHED", at=1.0, target_id=target, step_index=0, status="SUCCEEDED"
+        )
+        asyncio.run(follower._apply(None, runs, done, datetime.now(UTC), set(), results))  # type: ignore[arg-type]
+    assert results[(0, 0)]["truncated"] is False
+    assert results[(1, 0)]["truncated"] is True

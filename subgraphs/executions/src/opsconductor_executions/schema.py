@@ -43,8 +43,8 @@ from opsconductor_shared.unit_of_work import maps_errors, unit_of_work
 
 def _started(row: ExecutionRow) -> ExecutionStarted | ExecutionQueued:
     if row.waiting:
-        return ExecutionQueued(execution=Execution.from_row(row))
-    return ExecutionStarted(execution=Execution.from_row(row))
+        return ExecutionQueued(execution=Execution.from_record(row))
+    return ExecutionStarted(execution=Execution.from_record(row))
 
 
 def _parameters(value: Any) -> dict[str, Any] | None:
@@ -89,7 +89,7 @@ class Query:
     @strawberry.field(permission_classes=[requires("executions:read")], description="One run by id.")
     async def execution(self, id: strawberry.ID) -> Execution | None:
         row = await ExecutionRow.get_or_none(id=str(id))
-        return Execution.from_row(row) if row else None
+        return Execution.from_record(row) if row else None
 
     @strawberry.field(
         permission_classes=[requires("executions:read")],
@@ -100,7 +100,7 @@ class Query:
     ) -> Connection[Execution]:
         query = filter_executions(ExecutionRow.all(), filter)
         return await paginate(
-            query.order_by("-created_at", "-number"), first=first, after=after, convert=Execution.from_row
+            query.order_by("-created_at", "-number"), first=first, after=after, convert=Execution.from_record
         )
 
     @strawberry.field(
@@ -231,7 +231,7 @@ class Mutation:
         async with unit_of_work(info.context.runtime):
             row = await service.request_cancel(execution_id=str(id))
         row = await info.context.deps.deliver_cancel(row)
-        return ExecutionCancelling(execution=Execution.from_row(row))
+        return ExecutionCancelling(execution=Execution.from_record(row))
 
 
 MAX_EVENT_BATCH = 5000

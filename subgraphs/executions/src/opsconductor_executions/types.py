@@ -104,7 +104,7 @@ class Target:
                 query = query.filter(execution__created_at__gte=filter.created_after)
             if filter.created_before:
                 query = query.filter(execution__created_at__lt=filter.created_before)
-        return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_row)
+        return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_record)
 
     @classmethod
     @entity_permission(AUTHENTICATED)
@@ -132,7 +132,7 @@ class StepRun:
         return self.finished_at - timedelta(milliseconds=self.duration_ms)
 
     @classmethod
-    def from_row(cls, row: StepRow) -> StepRun:
+    def from_record(cls, row: StepRow) -> StepRun:
         return cls(
             index=row.step_index,
             name=row.name,
@@ -172,16 +172,19 @@ class TargetRun:
     @strawberry.field(description="The run this belongs to.")
     async def execution(self, info: strawberry.Info) -> Execution:
         # one query per request for all the runs asked for, not one (with its plan) per row (M8)
-        return Execution.from_row(await loaders.executions(info.context.loaders).load(str(self.execution_id)))
+        return Execution.from_record(
+            await loaders.executions(info.context.loaders).load(str(self.execution_id))
+        )
 
     @strawberry.field(description="Per-step results in order.")
     async def steps(self, info: strawberry.Info) -> list[StepRun]:
         return [
-            StepRun.from_row(r) for r in await loaders.step_results(info.context.loaders).load(self._row.id)
+            StepRun.from_record(r)
+            for r in await loaders.step_results(info.context.loaders).load(self._row.id)
         ]
 
     @classmethod
-    def from_row(cls, row: TargetRunRow) -> TargetRun:
+    def from_record(cls, row: TargetRunRow) -> TargetRun:
         return cls(
             target_id=strawberry.ID(row.target_id),
             execution_id=strawberry.ID(row.execution_id),  # type: ignore[attr-defined]
@@ -394,7 +397,7 @@ class Execution:
     ) -> list[TargetRun]:
         limit = check_first(first, default=TARGET_RUNS_DEFAULT, maximum=TARGET_RUNS_MAX)
         rows = await _target_runs_query(str(self.id), after, None).limit(limit)
-        return [TargetRun.from_row(r) for r in rows]
+        return [TargetRun.from_record(r) for r in rows]
 
     @strawberry.field(
         description="Per-target runs as a Relay connection (first: 1-1000, default 100), optionally "
@@ -412,7 +415,7 @@ class Execution:
         page = list(rows[:limit])
         return build_connection(
             page,
-            node=TargetRun.from_row,
+            node=TargetRun.from_record,
             key=lambda r: str(r.id),
             has_next=len(rows) > limit,
             total=total,
@@ -421,7 +424,7 @@ class Execution:
         )
 
     @classmethod
-    def from_row(cls, row: ExecutionRow) -> Execution:
+    def from_record(cls, row: ExecutionRow) -> Execution:
         return cls(
             id=strawberry.ID(row.id),
             number=row.number,
@@ -452,7 +455,7 @@ class Execution:
     @entity_permission("executions:read")
     async def resolve_reference(cls, id: strawberry.ID) -> Execution | None:
         row = await ExecutionRow.get_or_none(id=str(id))
-        return cls.from_row(row) if row else None
+        return cls.from_record(row) if row else None
 
 
 @strawberry.federation.type(keys=["id"], description="A job (owned by the jobs subgraph); adds its runs.")
@@ -466,7 +469,9 @@ class Job:
         self, first: int | None = 20, after: str | None = None, filter: ExecutionFilter | None = None
     ) -> Connection[Execution]:
         query = filter_executions(ExecutionRow.filter(job_id=str(self.id)), filter)
-        return await paginate(query.order_by("-number"), first=first, after=after, convert=Execution.from_row)
+        return await paginate(
+            query.order_by("-number"), first=first, after=after, convert=Execution.from_record
+        )
 
     @classmethod
     @entity_permission(AUTHENTICATED)

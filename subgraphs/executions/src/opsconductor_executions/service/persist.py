@@ -11,7 +11,7 @@ from typing import Any
 
 from opsconductor_executions import events
 from opsconductor_executions.models import TERMINAL, Execution, ExecutionEvent, Outbox, StepResult, TargetRun
-from opsconductor_ray.protocol import EngineEvent
+from opsconductor_ray.protocol import EngineEvent, truncation_marker
 from opsconductor_shared.events import record_event
 from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
@@ -171,6 +171,7 @@ class RunWriter:
         """Name and command per step index, as the engine numbers them."""
         self.execution = execution
         self.limit = max_output  # what the marker reports
+        self.engine_marker = truncation_marker(max_output)
         self.max_output = max_output + slack
         self.last_seq = execution.last_seq
         """The highest seq stored."""
@@ -369,8 +370,11 @@ class RunWriter:
                 "stdout": out,
                 "stderr": err,
                 "duration_ms": e.duration_ms,
+                # the engine ends the stream that crossed the limit with its marker (nothing
+                # follows it); no search for the word "truncated" in what the command printed
                 "truncated": (run.target_id, e.step_index) in self.cut
-                or "truncated" in (out[-200:] + err[-200:]),
+                or out.endswith(self.engine_marker)
+                or err.endswith(self.engine_marker),
                 "finished_at": at,
             }
             if e.exit_code is not None:

@@ -15,10 +15,9 @@ def _follower(limit: int) -> RunWriter:
 
 def test_output_over_the_limit_is_cut_with_a_marker() -> None:
     follower = _follower(10)
-    follower._append("t", 0, "STDOUT", "12345")
-    follower._append("t", 0, "STDOUT", "67890abc")
-    follower._append("t", 0, "STDOUT", "more")
-    text = "".join(follower.output[("t", 0, "STDOUT")])
+    kept = [follower._append("t", 0, "STDOUT", chunk) for chunk in ("12345", "67890abc", "more")]
+    text = "".join(kept)  # what is stored and streamed (the event rows)
+    assert kept[2] == ""  # a later chunk keeps its (empty) event
     assert text.startswith("1234567890")
     assert text.endswith(TRUNCATED_MARKER.format(limit=10))
     assert "abc" not in text and "more" not in text
@@ -29,9 +28,9 @@ def test_streams_are_kept_apart() -> None:
     follower._append("t", 0, "STDOUT", "out")
     follower._append("t", 0, "STDERR", "err")
     follower._append("u", 1, "STDOUT", "other")
-    assert follower.output[("t", 0, "STDOUT")] == ["out"]
-    assert follower.output[("t", 0, "STDERR")] == ["err"]
-    assert follower.output[("u", 1, "STDOUT")] == ["other"]
+    assert follower.sizes[("t", 0, "STDOUT")] == 3 and follower.sizes[("t", 0, "STDERR")] == 3
+    assert follower._take(("t", 0, "STDOUT")) == "out" and follower._take(("t", 0, "STDERR")) == "err"
+    assert follower._take(("u", 1, "STDOUT")) == "other"
 
 
 def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
@@ -46,26 +45,22 @@ def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
     assert chunk_events([], 5) == []
 
 
-def test_m12_buffers_of_unfinished_steps_stay_within_the_budget() -> None:
-    """M12: the follower's per-(target, step, stream) buffers together stay under its budget; a
-    step that did not fit gets a marker in its result, and a finished target's leftovers go."""
-    from opsconductor_executions.service.persist import SPILLED_MARKER
+def test_m12_the_follower_keeps_no_step_output_in_memory() -> None:
+    """M12, and item 3 (output stored once): the follower keeps no step output for step results
+    (TargetRun.steps reads it from the event rows), only a short tail per unfinished stream; a
+    finished target's leftovers go."""
+    from opsconductor_executions.service.persist import TAIL
 
-    execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    follower = RunWriter(execution, 1000, buffer_budget=100)  # type: ignore[arg-type]
+    follower = _follower(10_000_000)
     for target in range(50):
         for step in range(3):
-            follower._append(f"t{target}", step, "STDOUT", "0123456789")
-    assert follower.buffered <= 100
-    assert sum(len(p) for parts in follower.output.values() for p in parts) <= 100
-    kept = follower._take(("t0", 0, "STDOUT"))
-    assert kept == "0123456789"
-    spilled = follower._take(("t40", 0, "STDOUT"))
-    assert spilled.endswith(SPILLED_MARKER) and ("t40", 0) in follower.cut
+            for _ in range(100):
+                follower._append(f"t{target}", step, "STDOUT", "0123456789" * 10)
+    assert all(len(tail) <= TAIL for tail in follower.tails.values())
+    assert sum(len(t) for t in follower.tails.values()) <= 50 * 3 * TAIL
+    assert follower._take(("t0", 0, "STDOUT")).endswith("0123456789")
     follower._drop_target("t1")
-    assert not any(k[0] == "t1" for k in follower.output) and follower.buffered == 90 - 30
-    follower._append("t99", 0, "STDERR", "x" * 40)  # room again after the releases
-    assert follower.output[("t99", 0, "STDERR")] == ["x" * 40]
+    assert not any(k[0] == "t1" for k in follower.tails) and not any(k[0] == "t1" for k in follower.sizes)
 
 
 def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:

@@ -59,11 +59,6 @@ class Settings(ServiceSettings):
     idempotency_key_hours: float = Field(
         24, description="How long runJob remembers an idempotencyKey (then a retry runs again)."
     )
-    follower_buffer_bytes: int = Field(
-        32 * 1024 * 1024,
-        description="Output of unfinished steps a follower keeps in memory per run (for their "
-        "step results); beyond it a step result gets a marker (the event log keeps every chunk).",
-    )
     subscription_queue_messages: int = Field(
         256,
         description="Live messages an event subscription buffers for a slow reader; beyond, it drops "

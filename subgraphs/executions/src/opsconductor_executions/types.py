@@ -22,14 +22,12 @@ from opsconductor_shared.errors import (
     Error,
     NotFound,
     PermissionDenied,
-    ValidationError,
     ValidationFailed,
 )
 from opsconductor_shared.paging import (
     Connection,
     build_connection,
     check_first,
-    decode_cursor,
     encode_cursor,
     paginate,
 )
@@ -70,18 +68,6 @@ class TargetRunFilter:
 TARGET_RUNS_DEFAULT = 1000
 TARGET_RUNS_MAX = 1000
 """Execution.targetRuns returns at most this many rows per call (M8); page with `after`."""
-
-
-def _target_runs_query(execution_id: str, after: str | None, status: str | None) -> Any:
-    query = TargetRunRow.filter(execution_id=execution_id)
-    key = decode_cursor(after, "tr")
-    if key is not None:
-        if not key.isdigit():
-            raise ValidationError("invalid cursor", field="after")
-        query = query.filter(id__gt=int(key))
-    if status:
-        query = query.filter(status=status)
-    return query.order_by("id")
 
 
 @strawberry.federation.type(keys=["id"], description="Owned by the targets subgraph; adds its runs.")
@@ -132,15 +118,18 @@ class StepRun:
         return self.finished_at - timedelta(milliseconds=self.duration_ms)
 
     @classmethod
-    def from_record(cls, row: StepRow) -> StepRun:
+    def from_record(cls, row: StepRow, output: loaders.StepOutput | None = None) -> StepRun:
+        """``output``: the target's output from the event rows (rows written before output was
+        stored once keep theirs)."""
+        out = {} if output is None or row.stdout or row.stderr else output
         return cls(
             index=row.step_index,
             name=row.name,
             command=row.command,
             status=row.status,
             exit_code=row.exit_code,
-            stdout=row.stdout,
-            stderr=row.stderr,
+            stdout=out.get((row.step_index, "STDOUT"), row.stdout),
+            stderr=out.get((row.step_index, "STDERR"), row.stderr),
             duration_ms=row.duration_ms,
             finished_at=row.finished_at,
             truncated=row.truncated,
@@ -178,10 +167,12 @@ class TargetRun:
 
     @strawberry.field(description="Per-step results in order.")
     async def steps(self, info: strawberry.Info) -> list[StepRun]:
-        return [
-            StepRun.from_record(r)
-            for r in await loaders.step_results(info.context.loaders).load(self._row.id)
-        ]
+        rows = await loaders.step_results(info.context.loaders).load(self._row.id)
+        output = None
+        if any(not (r.stdout or r.stderr) for r in rows):  # stored once: in the event rows
+            key = (str(self.execution_id), str(self.target_id))
+            output = await loaders.step_output(info.context.loaders).load(key)
+        return [StepRun.from_record(r, output) for r in rows]
 
     @classmethod
     def from_record(cls, row: TargetRunRow) -> TargetRun:
@@ -396,7 +387,7 @@ class Execution:
         self, first: int | None = TARGET_RUNS_DEFAULT, after: str | None = None
     ) -> list[TargetRun]:
         limit = check_first(first, default=TARGET_RUNS_DEFAULT, maximum=TARGET_RUNS_MAX)
-        rows = await _target_runs_query(str(self.id), after, None).limit(limit)
+        rows = await loaders.target_runs_query(str(self.id), after, None).limit(limit)
         return [TargetRun.from_record(r) for r in rows]
 
     @strawberry.field(
@@ -411,7 +402,7 @@ class Execution:
         if status:
             base = base.filter(status=status)
         total = await base.count()
-        rows = await _target_runs_query(str(self.id), after, status).limit(limit + 1)
+        rows = await loaders.target_runs_query(str(self.id), after, status).limit(limit + 1)
         page = list(rows[:limit])
         return build_connection(
             page,

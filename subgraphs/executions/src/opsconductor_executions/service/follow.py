@@ -104,7 +104,6 @@ class Followers:
             execution,
             self.settings.max_output_bytes_per_step,
             slack=ENGINE_MARKER_SLACK,
-            buffer_budget=self.settings.follower_buffer_bytes,
             runtime=self.runtime,
             steps={i: (s.name, s.command) for i, s in enumerate(steps)},
         )

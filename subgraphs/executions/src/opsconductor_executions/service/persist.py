@@ -17,10 +17,8 @@ from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
 TRUNCATED_MARKER = "\n[... output truncated by OpsConductor: over {limit} bytes ...]\n"
 ENGINE_MARKER_SLACK = 256  # bytes above the limit the follower lets through for the engine's marker
-SPILLED_MARKER = (
-    "\n[... output not kept in this step result (the service's output buffer was full): "
-    "read it with targetOutput ...]\n"
-)
+TAIL = 256
+"""Characters kept of each unfinished step's streams: enough for the engine's marker line."""
 
 RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
 """The TargetRun columns events change."""
@@ -151,9 +149,12 @@ class _Quiet:
 class RunWriter:
     """Applies engine events to the run's rows; one instance per followed execution.
 
-    Output beyond ``max_output`` bytes per step and stream is cut with a marker in the event
-    itself, so what is stored, streamed and replayed agree; later chunks of that step keep their
-    (empty) event so the sequence numbers stay gapless.
+    Output is stored once, as the run's event rows (``TargetRun.steps`` reads it from them):
+    the writer keeps no step output in memory, only each stream's size and a short tail (to tell
+    whether the engine cut it). Output beyond ``max_output`` bytes per step and stream is cut
+    with a marker in the event itself (a safety net under the engine's own limit), so what is
+    stored, streamed and replayed agree; later chunks of that step keep their (empty) event so
+    the sequence numbers stay gapless.
     """
 
     def __init__(
@@ -161,7 +162,6 @@ class RunWriter:
         execution: Execution,
         max_output: int,
         slack: int = 0,
-        buffer_budget: int | None = None,
         *,
         runtime: Committer | None = None,
         steps: dict[int, tuple[str, str]] | None = None,
@@ -178,19 +178,15 @@ class RunWriter:
         self.staged_seq = execution.last_seq
         """The highest seq staged (published, maybe not stored yet)."""
         self.finished = execution.status in TERMINAL
-        self.output: dict[tuple[str, int, str], list[str]] = defaultdict(list)
         self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
+        self.tails: dict[tuple[str, int, str], str] = {}
+        """The last TAIL characters per unfinished step and stream (the engine's marker ends it)."""
         self.cut: set[tuple[str, int]] = set()
-        # M12: all unfinished steps' buffers together stay under this; a step whose output did
-        # not fit keeps what it had plus a marker in its result (its events keep every chunk).
-        self.buffer_budget = buffer_budget if buffer_budget is not None else 32 * 1024 * 1024
-        self.buffered = 0
-        self.spilled: set[tuple[str, int, str]] = set()
         self.runs: dict[str, TargetRun] | None = None
         """The run's target rows, read once and kept while only this follower writes them."""
 
     async def load_partial_output(self) -> None:
-        """After a restart, rebuild the output of steps that had not finished yet."""
+        """After a restart, the sizes and tails of steps that had not finished yet."""
         finished = {
             (r.target_id, r.step_index)
             for r in await ExecutionEvent.filter(execution_id=self.execution.id, type="STEP_FINISHED")
@@ -205,41 +201,27 @@ class RunWriter:
             ):
                 key = (row.target_id, row.step_index, row.type)
                 text = row.data or ""
-                self._buffer(key, text)
+                self._keep_tail(key, text)
                 self.sizes[key] += len(text.encode())
                 if TRUNCATED_MARKER.format(limit=self.limit) in text:
                     self.sizes[key] = self.max_output
                     self.cut.add((row.target_id, row.step_index))
 
-    def _buffer(self, key: tuple[str, int, str], text: str) -> None:
-        """Keep ``text`` for the step's result, within the follower's budget (M12)."""
-        if key in self.spilled:
-            return
-        cost = len(text)
-        if self.buffered + cost > self.buffer_budget:
-            self.spilled.add(key)
-            self.cut.add((key[0], key[1]))
-            return
-        self.output[key].append(text)
-        self.buffered += cost
+    def _keep_tail(self, key: tuple[str, int, str], text: str) -> None:
+        if text:
+            self.tails[key] = (self.tails.get(key, "") + text)[-TAIL:]
 
     def _take(self, key: tuple[str, int, str]) -> str:
-        """The step's buffered output (released from the budget), with a marker if it spilled."""
-        parts = self.output.pop(key, [])
-        self.buffered -= sum(len(p) for p in parts)
-        text = "".join(parts)
-        if key in self.spilled:
-            self.spilled.discard(key)
-            text += SPILLED_MARKER
-        return text
+        """The end of the step's output on this stream (forgotten)."""
+        self.sizes.pop(key, None)
+        return self.tails.pop(key, "")
 
     def _drop_target(self, target_id: str) -> None:
-        """A finished target's leftover buffers (steps that never reported) are released."""
-        for key in [k for k in self.output if k[0] == target_id]:
-            self._take(key)
+        """A finished target's leftovers (steps that never reported) are released."""
         for key in [k for k in self.sizes if k[0] == target_id]:
             del self.sizes[key]
-        self.spilled = {k for k in self.spilled if k[0] != target_id}
+        for key in [k for k in self.tails if k[0] == target_id]:
+            del self.tails[key]
 
     def _append(self, target_id: str, step_index: int, kind: str, text: str) -> str:
         """Keep ``text`` within the step's limit; returns what is stored and streamed."""
@@ -254,7 +236,7 @@ class RunWriter:
             self.cut.add((target_id, step_index))
         else:
             self.sizes[key] += len(raw)
-        self._buffer(key, text)
+        self._keep_tail(key, text)
         return text
 
     def stage(self, batch: list[EngineEvent]) -> Staged:
@@ -367,8 +349,8 @@ class RunWriter:
                 "command": command,
                 "status": e.status or "FAILED",
                 "exit_code": e.exit_code,
-                "stdout": out,
-                "stderr": err,
+                "stdout": "",  # read from the event rows (stored once)
+                "stderr": "",
                 "duration_ms": e.duration_ms,
                 # the engine ends the stream that crossed the limit with its marker (nothing
                 # follows it); no search for the word "truncated" in what the command printed

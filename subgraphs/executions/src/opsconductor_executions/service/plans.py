@@ -30,25 +30,19 @@ from opsconductor_shared.runplan import RunPlan, Step
 
 log = get_logger("opsconductor.executions")
 
-STEP_FIELDS = """order name type command timeoutSeconds continueOnError workingDirectory
-  env { name value } expectedExitCodes script { interpreter body arguments }
-  transfer { direction source destination content mode }"""
-POLICY_FIELDS = """maxParallel batchSize batchPercent failFastThreshold retries retryBackoffSeconds
-  timeoutSeconds concurrency allowHostOverlap"""
-JOB_PLAN_QUERY = f"""query($id: ID!, $parameters: JSON, $targetIds: [ID!]) {{
-  jobPlan(jobId: $id, parameters: $parameters, targetIds: $targetIds) {{ __typename
-  ... on JobPlan {{ jobId serial name version targetIds parameters steps {{ {STEP_FIELDS} }}
-      policy {{ {POLICY_FIELDS} }} dangerous {{ stepName rule reason match }} }}
-  ... on UnknownTargets {{ message targetIds }}
-  ... on ValidationFailed {{ message field }}
-  ... on DependencyUnavailable {{ message service }}
-  ... on Error {{ message }} }} }}"""
+# checkTargets: false — the connection grant checks the targets, authoritatively (item 6: once).
+JOB_PLAN_QUERY = """query($id: ID!, $parameters: JSON, $targetIds: [ID!]) {
+  jobPlan(jobId: $id, parameters: $parameters, targetIds: $targetIds, checkTargets: false) { __typename
+  ... on JobPlan { plan dangerous { stepName rule reason match } }
+  ... on UnknownTargets { message targetIds }
+  ... on ValidationFailed { message field }
+  ... on DependencyUnavailable { message service }
+  ... on Error { message } } }"""
 GRANT_MUTATION = """mutation($ids: [ID!]!) { issueConnectionGrant(targetIds: $ids) {
   __typename ... on ConnectionGrant { grant resolverUrl expiresAt targets { id name host port method } }
   ... on Error { message } } }"""
 TARGETS_QUERY = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { id name
   communicationMethods { type host port isPrimary isActive } } }"""
-RUN_PLAN_KEYS = ("jobId", "serial", "name", "version", "steps", "targetIds", "policy", "parameters")
 
 
 @dataclass(frozen=True)
@@ -197,7 +191,7 @@ class PlanSource:
             raise ValidationError(result["message"], field="targetIds")
         if kind != "JobPlan":
             raise ValidationError(result["message"], field=result.get("field"))
-        plan = parse_run_plan({key: result[key] for key in RUN_PLAN_KEYS})
+        plan = parse_run_plan(result["plan"])
         return JobRun(plan=plan, dangerous=list(result.get("dangerous") or []))
 
     async def grant(self, ids: list[str] | tuple[str, ...]) -> Grant:

@@ -254,7 +254,10 @@ class LoginAttemptInfo:
     user: User | None = strawberry.field(description="The user it matched; null for an unknown username.")
     success: bool
     reason: str = strawberry.field(description="ok, bad_password, unknown_user, locked or disabled.")
-    ip_address: str | None = strawberry.field(description="Client address (first X-Forwarded-For hop).")
+    ip_address: str | None = strawberry.field(
+        description="Client address: the router's signed x-opsc-client-ip, else the socket peer "
+        "(X-Forwarded-For is never believed)."
+    )
     user_agent: str | None
     at: datetime
 

@@ -19,7 +19,7 @@ async def rotate_signing_key(settings: Settings | None = None) -> RotationResult
     other services fetch it from JWKS when they first meet its kid. Keys superseded for longer than
     the longest token lifetime are retired in the same transaction.
     """
-    settings = settings or Settings()  # pyright: ignore[reportCallIssue] - pydantic-settings fills the fields
+    settings = settings or Settings()
     db = ServiceDatabase(
         service="auth",
         url=settings.resolved_database_url("auth"),

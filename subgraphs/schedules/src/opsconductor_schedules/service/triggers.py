@@ -226,8 +226,8 @@ def wall_candidates(spec: ScheduleSpec, start_wall: datetime) -> Iterator[dateti
             try:
                 first = date(year, month, recurring.day_of_month)
                 break
-            except ValueError:
-                month += recurring.every
+            except ValueError:  # the first month (from the anchor's) that has the day starts the count
+                month += 1
         trigger = CalendarIntervalTrigger(
             months=recurring.every, hour=hour, minute=minute, start_date=first, timezone=UTC
         )

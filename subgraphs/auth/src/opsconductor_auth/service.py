@@ -57,6 +57,8 @@ SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "targets": ("targets:read",),
     "jobs": ("targets:read",),
     "executions": ("jobs:read", "targets:read", "targets:connect"),
+    # runJob for each fire; the owner's status and permissions (users:read); the job's active runs
+    "schedules": ("jobs:read", "jobs:execute", "executions:read", "users:read"),
     "auth": (),
 }
 SERVICE_TOKEN_MINUTES = 10

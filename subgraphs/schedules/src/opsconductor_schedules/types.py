@@ -64,7 +64,7 @@ class Execution:
 class RecurringInput:
     unit: RecurringUnit  # pyright: ignore[reportInvalidTypeForm]
     every: int = strawberry.field(description="Every N units (1..1000).")
-    at: str | None = strawberry.field(default=None, description='Wall time HH:MM (DAYS, WEEKS, MONTHS).')
+    at: str | None = strawberry.field(default=None, description="Wall time HH:MM (DAYS, WEEKS, MONTHS).")
     weekdays: list[Weekday] | None = strawberry.field(default=None, description="WEEKS: the days.")  # pyright: ignore[reportInvalidTypeForm]
     day_of_month: int | None = strawberry.field(
         default=None, description="MONTHS: 1..31 (months without it are skipped)."

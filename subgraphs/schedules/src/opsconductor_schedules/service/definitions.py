@@ -201,16 +201,15 @@ def _apply(row: Schedule, draft: ScheduleDraft, spec: ScheduleSpec) -> None:
     row.enabled = draft.enabled
 
 
-def refresh_next(row: Schedule, *, now: datetime | None = None) -> None:
+def refresh_next(row: Schedule, *, now: datetime | None = None, fire_count: int | None = None) -> None:
     """Set ``next_fire_at`` (the next nominal time that runs) and ``next_due_at`` (when the loop
     must act: the next slot of any kind, plus jitter) from the cursor. Does not save."""
     row.next_fire_at = row.next_due_at = None
     if not row.enabled or row.is_deleted:
         return
     after = row.cursor_at or now or now_utc()
-    for index, slot in enumerate(
-        slots(spec_of(row), schedule_id=row.id, after=after, fire_count=row.fire_count)
-    ):
+    count = row.fire_count if fire_count is None else fire_count
+    for index, slot in enumerate(slots(spec_of(row), schedule_id=row.id, after=after, fire_count=count)):
         if row.next_due_at is None:
             row.next_due_at = slot.fire_at
         if slot.outcome is None:

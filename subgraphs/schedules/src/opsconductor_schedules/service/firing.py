@@ -53,6 +53,13 @@ class SchedulerConfig:
     batch: int = 100
 
 
+async def _pending(schedule_id: str) -> int:
+    """Fires of the schedule being started or queued (not yet FIRED)."""
+    return await ScheduleFire.filter(
+        schedule_id=schedule_id, outcome__in=[STARTING, FireOutcome.QUEUED.value]
+    ).count()
+
+
 def fire_message(fire: ScheduleFire) -> str:
     return json.dumps({"id": fire.id, "scheduleId": fire.schedule_id, "jobId": fire.job_id})
 
@@ -157,11 +164,13 @@ class Scheduler:
                 return 0  # another replica got here first, or it changed
             spec = spec_of(row)
             after = row.cursor_at or row.created_at
+            # runs being started or queued count towards maxRuns before they settle as FIRED
+            started = row.fire_count + await _pending(row.id)
             # in nominal order; with jitter a later slot may fall due before an earlier one: stop at
             # the first that is not due yet, the rest wait for their turn.
             ready = []
             for slot in islice(
-                slots(spec, schedule_id=row.id, after=after, fire_count=row.fire_count), MAX_SLOTS_PER_PASS
+                slots(spec, schedule_id=row.id, after=after, fire_count=started), MAX_SLOTS_PER_PASS
             ):
                 if slot.fire_at > now:
                     break
@@ -192,7 +201,7 @@ class Scheduler:
                     await record_event(Outbox, events.fire_recorded(fire, owner_id=row.owner_id))
             if ready:
                 row.cursor_at = ready[-1].scheduled_for
-            refresh_next(row, now=now)
+            refresh_next(row, now=now, fire_count=started + len(claimed))
             await row.save(update_fields=["cursor_at", "next_fire_at", "next_due_at", "updated_at"])
         for fire in recorded:
             await self._announce(fire)
@@ -241,6 +250,9 @@ class Scheduler:
                             f"execution {active} of the job is still running",
                             None,
                         )
+                    queued = ScheduleFire.filter(schedule_id=schedule.id, outcome=FireOutcome.QUEUED.value)
+                    if await queued.exclude(id=fire.id).exists():  # one waits; more would pile up
+                        return FireOutcome.SKIPPED_OVERLAP, "a fire of this schedule is already queued", None
                     return FireOutcome.QUEUED, f"waiting for execution {active} to finish", None
             started = await self.runs.run_job(
                 job_id=schedule.job_id,
@@ -285,7 +297,8 @@ class Scheduler:
                 if row is not None:
                     row.fire_count += 1
                     row.last_fire_at = current.scheduled_for
-                    refresh_next(row, now=now)
+                    # this fire is still STARTING/QUEUED in the database until the save below
+                    refresh_next(row, now=now, fire_count=row.fire_count + await _pending(row.id) - 1)
                     await row.save(
                         update_fields=[
                             "fire_count",

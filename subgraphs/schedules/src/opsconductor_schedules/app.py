@@ -34,6 +34,16 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
             max_sleep=timedelta(seconds=settings.max_sleep_seconds),
         ),
     )
+    announce = runtime.events_committed
+
+    def committed() -> None:
+        """After every commit of this service (a schedule changed, a fire was recorded): the relay
+        publishes the events and the firing loop looks again (a wake-up before the commit could
+        miss the change)."""
+        announce()
+        scheduler.wake()
+
+    runtime.events_committed = committed
     runtime.deps = service.Deps(
         jobs=service.JobDirectory(runtime.client(settings.jobs_url, timeout=10)),
         scheduler=scheduler,

@@ -106,10 +106,6 @@ class Query:
         return [UpcomingFire(schedule=Schedule.from_record(f.schedule), fire_at=f.fire_at) for f in found]
 
 
-def _wake(info: Info) -> None:
-    info.context.deps.scheduler.wake()
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -121,7 +117,6 @@ class Mutation:
         row = await service.create_schedule(
             draft=input.to_service(), actor=info.context.identity, jobs=info.context.deps.jobs
         )
-        _wake(info)
         return ScheduleCreated(schedule=Schedule.from_record(row))
 
     @strawberry.mutation(
@@ -138,7 +133,6 @@ class Mutation:
             actor=info.context.identity,
             jobs=info.context.deps.jobs,
         )
-        _wake(info)
         return ScheduleUpdated(schedule=Schedule.from_record(row))
 
     @strawberry.mutation(
@@ -147,14 +141,12 @@ class Mutation:
     @transactional(ERRORS)
     async def delete_schedule(self, info: Info, id: strawberry.ID) -> DeleteScheduleResult:
         row = await service.delete_schedule(schedule_id=str(id), actor=info.context.identity)
-        _wake(info)
         return ScheduleDeleted(id=strawberry.ID(row.id))
 
     @strawberry.mutation(permission_classes=[requires(WRITE)], description="Stop firing until resumed.")
     @transactional(ERRORS)
     async def pause_schedule(self, info: Info, id: strawberry.ID) -> ScheduleResult:
         row = await service.set_enabled(schedule_id=str(id), enabled=False, actor=info.context.identity)
-        _wake(info)
         return ScheduleUpdated(schedule=Schedule.from_record(row))
 
     @strawberry.mutation(
@@ -164,7 +156,6 @@ class Mutation:
     @transactional(ERRORS)
     async def resume_schedule(self, info: Info, id: strawberry.ID) -> ScheduleResult:
         row = await service.set_enabled(schedule_id=str(id), enabled=True, actor=info.context.identity)
-        _wake(info)
         return ScheduleUpdated(schedule=Schedule.from_record(row))
 
     @strawberry.mutation(

@@ -103,6 +103,9 @@ class Scheduler:
 
     async def run(self) -> None:
         while True:
+            # cleared before the pass: a change committed while it runs wakes the next one at once
+            # (our own commits do too: one more cheap pass, which finds nothing due)
+            self._wake.clear()
             try:
                 await self.tick()
                 delay = await self.sleep_for()
@@ -111,7 +114,6 @@ class Scheduler:
             except Exception as exc:  # the loop outlives any one failure (database blip ...)
                 log.warning("firing pass failed", error=f"{type(exc).__name__}: {exc}")
                 delay = 1.0
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.0))
 

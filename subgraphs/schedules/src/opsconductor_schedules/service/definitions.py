@@ -40,6 +40,7 @@ __all__ = [
     "delete_schedule",
     "get_schedule",
     "refresh_next",
+    "save_new_schedule",
     "set_enabled",
     "spec_of",
     "update_schedule",
@@ -240,6 +241,19 @@ def _check_run_at(draft: ScheduleDraft, now: datetime) -> None:
         raise InvalidScheduleError("runAt is in the past", field="runAt")
 
 
+async def save_new_schedule(
+    *, draft: ScheduleDraft, owner_id: str | None, now: datetime, spec: ScheduleSpec | None = None
+) -> Schedule:
+    """Write a new schedule whose history starts at ``now`` (no job check, no event: createSchedule
+    adds those; the legacy importer passes the legacy creation time and writes the history itself)."""
+    spec = spec or draft.spec(anchor=now)
+    row = Schedule(id=str(new_uuid7()), owner_id=owner_id, cursor_at=now)
+    _apply(row, draft, spec)
+    refresh_next(row, now=now)
+    await row.save()
+    return row
+
+
 async def create_schedule(
     *, draft: ScheduleDraft, actor: Identity | None, jobs: JobDirectory, now: datetime | None = None
 ) -> Schedule:
@@ -248,10 +262,7 @@ async def create_schedule(
     spec = draft.spec(anchor=now)
     _check_run_at(draft, now)
     await _check_job(jobs, draft.job_id)
-    row = Schedule(id=str(new_uuid7()), owner_id=owner, cursor_at=now)
-    _apply(row, draft, spec)
-    refresh_next(row, now=now)
-    await row.save()
+    row = await save_new_schedule(draft=draft, owner_id=owner, now=now, spec=spec)
     await record_event(Outbox, events.schedule_changed(events.SCHEDULE_CREATED, row, actor=owner))
     return row
 

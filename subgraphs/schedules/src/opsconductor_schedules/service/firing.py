@@ -151,6 +151,14 @@ class Scheduler:
 
     async def process(self, schedule_id: str) -> int:
         """Claim and record every due nominal time of one schedule, then start the runs."""
+        recorded, claimed = await self.claim(schedule_id)
+        for fire in claimed:
+            await self.start_run(fire)
+        return len(recorded) + len(claimed)
+
+    async def claim(self, schedule_id: str) -> tuple[list[ScheduleFire], list[ScheduleFire]]:
+        """One transaction: a history row for every due nominal time (decided ones final, runs
+        claimed STARTING) and the cursor moved past them. (recorded, claimed)."""
         claimed: list[ScheduleFire] = []
         recorded: list[ScheduleFire] = []
         async with unit_of_work(self.committer):
@@ -163,7 +171,7 @@ class Scheduler:
                 or row.next_due_at is None
                 or row.next_due_at > now
             ):
-                return 0  # another replica got here first, or it changed
+                return [], []  # another replica got here first, or it changed
             spec = spec_of(row)
             after = row.cursor_at or row.created_at
             # runs being started or queued count towards maxRuns before they settle as FIRED
@@ -207,9 +215,7 @@ class Scheduler:
             await row.save(update_fields=["cursor_at", "next_fire_at", "next_due_at", "updated_at"])
         for fire in recorded:
             await self._announce(fire)
-        for fire in claimed:
-            await self.start_run(fire)
-        return len(recorded) + len(claimed)
+        return recorded, claimed
 
     async def retry_pending(self) -> None:
         """QUEUED fires whose job is free now, and claims a crashed replica left STARTING."""

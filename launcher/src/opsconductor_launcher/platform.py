@@ -35,7 +35,14 @@ SERVICES: dict[str, bool] = {
     "executions": True,
     "schedules": False,
 }
-DEFAULT_PORTS = {"auth": 3000, "users": 3002, "targets": 3001, "jobs": 8001, "executions": 8002, "schedules": 8003}
+DEFAULT_PORTS = {
+    "auth": 3000,
+    "users": 3002,
+    "targets": 3001,
+    "jobs": 8001,
+    "executions": 8002,
+    "schedules": 8003,
+}
 
 
 def service_url(name: str, port: int) -> str:

@@ -179,7 +179,9 @@ class ScheduleFire:
     fired_at: datetime | None = strawberry.field(description="When the run was started (FIRED only).")
     outcome: FireOutcome  # pyright: ignore[reportInvalidTypeForm]
     reason: str | None = strawberry.field(description="Why (skips, misses, failures), or a DST note.")
-    late_ms: int | None = strawberry.field(description="Start minus nominal time, in ms (FIRED only).")
+    late_ms: int | None = strawberry.field(
+        description="When the scheduler started the fire minus its nominal time, in ms (FIRED only; a QUEUED fire counts from its start)."
+    )
     schedule_id: strawberry.ID
     execution_id: strawberry.Private[str | None]
 

@@ -85,6 +85,7 @@ class Scheduler:
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._starts: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class Scheduler:
         self._task = asyncio.create_task(self.run(), name="schedules-firing")
 
     async def stop(self) -> None:
+        for start in list(self._starts):  # a cancelled start stays STARTING: resumed by key later
+            start.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -152,8 +155,10 @@ class Scheduler:
     async def process(self, schedule_id: str) -> int:
         """Claim and record every due nominal time of one schedule, then start the runs."""
         recorded, claimed = await self.claim(schedule_id)
-        for fire in claimed:
-            await self.start_run(fire)
+        for fire in claimed:  # concurrently: a slow runJob never delays the next schedule's fire
+            task = asyncio.create_task(self.start_run(fire), name=f"schedules-start-{fire.id}")
+            self._starts.add(task)
+            task.add_done_callback(self._starts.discard)
         return len(recorded) + len(claimed)
 
     async def claim(self, schedule_id: str) -> tuple[list[ScheduleFire], list[ScheduleFire]]:
@@ -199,6 +204,7 @@ class Scheduler:
                     schedule_id=row.id,
                     job_id=row.job_id,
                     scheduled_for=slot.scheduled_for,
+                    fired_at=now if decision.outcome is None else None,  # when the scheduler acted
                     outcome=decision.outcome.value if decision.outcome else STARTING,
                     reason=decision.reason or slot.note,
                     catch_up=decision.catch_up,
@@ -299,8 +305,10 @@ class Scheduler:
             current.reason = reason
             current.execution_id = execution_id
             if outcome is FireOutcome.FIRED:
-                current.fired_at = now
-                current.late_ms = max(0, int((now - current.scheduled_for).total_seconds() * 1000))
+                if current.outcome == FireOutcome.QUEUED.value or current.fired_at is None:
+                    current.fired_at = now  # a queued fire starts now
+                started_at = current.fired_at or now
+                current.late_ms = max(0, int((started_at - current.scheduled_for).total_seconds() * 1000))
                 row = await Schedule.filter(id=schedule.id).select_for_update().first()
                 if row is not None:
                     row.fire_count += 1
@@ -332,6 +340,7 @@ class Scheduler:
                 schedule_id=schedule.id,
                 job_id=schedule.job_id,
                 scheduled_for=self.clock(),
+                fired_at=self.clock(),
                 outcome=STARTING,
                 reason=f"run now by {actor}" if actor else "run now",
             )

@@ -242,12 +242,17 @@ def _check_run_at(draft: ScheduleDraft, now: datetime) -> None:
 
 
 async def save_new_schedule(
-    *, draft: ScheduleDraft, owner_id: str | None, now: datetime, spec: ScheduleSpec | None = None
+    *,
+    draft: ScheduleDraft,
+    owner_id: str | None,
+    now: datetime,
+    spec: ScheduleSpec | None = None,
+    schedule_id: str | None = None,
 ) -> Schedule:
     """Write a new schedule whose history starts at ``now`` (no job check, no event: createSchedule
     adds those; the legacy importer passes the legacy creation time and writes the history itself)."""
     spec = spec or draft.spec(anchor=now)
-    row = Schedule(id=str(new_uuid7()), owner_id=owner_id, cursor_at=now)
+    row = Schedule(id=schedule_id or str(new_uuid7()), owner_id=owner_id, cursor_at=now)
     _apply(row, draft, spec)
     refresh_next(row, now=now)
     await row.save()

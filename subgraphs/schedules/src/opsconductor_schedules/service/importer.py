@@ -93,8 +93,6 @@ async def import_legacy_schedule(
             fired_at=started if outcome is FireOutcome.FIRED else None,
             outcome=outcome.value,
             reason=reason,
-            if outcome is not FireOutcome.FIRED
-            else None,
             execution_id=fire.execution_id if outcome is FireOutcome.FIRED else None,
             late_ms=max(0, int((started - scheduled_for).total_seconds() * 1000))
             if started and outcome is FireOutcome.FIRED

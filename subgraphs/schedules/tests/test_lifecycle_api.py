@@ -183,3 +183,30 @@ async def test_run_now_upcoming_and_the_fires_subscription(platform: Any, admin_
     assert len(rows) == 1 and rows[0]["reason"].startswith("run now by"), rows
     missing = await gql(url, RUN_NOW, {"id": str(uuid.uuid4())}, token=admin_token)
     assert missing["data"]["runScheduleNow"]["__typename"] == "NotFound"
+
+
+async def test_deleting_the_job_deletes_its_schedules(platform: Any, admin_token: str) -> None:
+    url = platform.url("schedules")
+    job = await _job(platform, admin_token, _unique_loopback(), closed_port())
+    body = await gql(
+        url,
+        CREATE,
+        {"i": {"jobId": job, "kind": "CRON", "timezone": "UTC", "cron": "0 3 * * *"}},
+        token=admin_token,
+    )
+    schedule = body["data"]["createSchedule"]["schedule"]["id"]
+    deleted = await gql(
+        platform.url("jobs"),
+        """mutation($id: ID!) { deleteJob(id: $id) { __typename } }""",
+        {"id": job},
+        token=admin_token,
+    )
+    assert deleted["data"]["deleteJob"]["__typename"] == "JobDeleted", deleted
+    for _ in range(100):  # the jobs.job_deleted event reaches the schedules service
+        found = await gql(
+            url, "query($id: ID!) { schedule(id: $id) { id } }", {"id": schedule}, token=admin_token
+        )
+        if found["data"]["schedule"] is None:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the schedule of a deleted job is still there")

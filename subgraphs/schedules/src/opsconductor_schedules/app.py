@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from starlette.applications import Starlette
 
-from opsconductor_schedules import service
-from opsconductor_schedules.models import Outbox
+from opsconductor_schedules import events, service
+from opsconductor_schedules.models import Outbox, ProcessedEvent
 from opsconductor_schedules.schema import schema
 from opsconductor_schedules.settings import Settings
 from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
+from opsconductor_shared.events import EventEnvelope
 
 
 def create_app(settings: Settings, platform: Platform) -> Starlette:
@@ -50,7 +51,18 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
         broadcaster=platform.broadcaster,
     )
 
+    async def on_job_deleted(envelope: EventEnvelope) -> None:
+        job_id = str(envelope.data.get("id") or envelope.subject or "")
+        if job_id:
+            await service.delete_schedules_of_job(job_id=job_id, actor=envelope.actor)
+
     async def startup(rt: Runtime[Settings, service.Deps]) -> None:
+        rt.consume(
+            sources=["jobs"],
+            types=[events.JOB_DELETED],
+            processed_model=ProcessedEvent,
+            handler=on_job_deleted,
+        )
         if rt.settings.scheduler_enabled:
             rt.deps.scheduler.start()  # inherits the bound database context of the lifespan
 

@@ -1,7 +1,8 @@
 """Events the schedules service publishes (``schedules.*`` on ``opsc.events.schedules``).
 
 One per schedule change and one per history row (every nominal time), so audit sees every
-decision: fired, missed, skipped (overlap, blackout, DST), queued, failed. It consumes none yet.
+decision: fired, missed, skipped (overlap, blackout, DST), queued, failed. It consumes
+``jobs.job_deleted`` (a deleted job's schedules are deleted; the wiring is in app.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from opsconductor_schedules.models import Schedule, ScheduleFire
 from opsconductor_shared.events import EventEnvelope
 
 SOURCE = "schedules"
+JOB_DELETED = "jobs.job_deleted"
 SCHEDULE_CREATED = "schedules.schedule_created"
 SCHEDULE_UPDATED = "schedules.schedule_updated"
 SCHEDULE_DELETED = "schedules.schedule_deleted"

@@ -38,6 +38,7 @@ __all__ = [
     "ScheduleDraft",
     "create_schedule",
     "delete_schedule",
+    "delete_schedules_of_job",
     "get_schedule",
     "refresh_next",
     "save_new_schedule",
@@ -336,6 +337,17 @@ async def set_enabled(
     kind = events.SCHEDULE_RESUMED if enabled else events.SCHEDULE_PAUSED
     await record_event(Outbox, events.schedule_changed(kind, row, actor=actor.subject if actor else None))
     return row
+
+
+async def delete_schedules_of_job(*, job_id: str, actor: str | None) -> int:
+    """The job was deleted (``jobs.job_deleted``): its schedules go too (history stays)."""
+    rows = await Schedule.filter(job_id=job_id, is_deleted=False).select_for_update()
+    for row in rows:
+        row.is_deleted, row.enabled = True, False
+        refresh_next(row)
+        await row.save()
+        await record_event(Outbox, events.schedule_changed(events.SCHEDULE_DELETED, row, actor=actor))
+    return len(rows)
 
 
 def draft_of(row: Schedule) -> ScheduleDraft:

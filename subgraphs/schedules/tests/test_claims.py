@@ -1,17 +1,14 @@
 """The claim: one history row per (schedule, nominal time), however often the loop looks.
 
-On the embedded SQLite database (no other service: only the claiming half of the loop runs here;
+On a PostgreSQL database of its own (no other service: only the claiming half of the loop runs here;
 starting runs is covered against the real platform in test_firing_api.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from tortoise.exceptions import IntegrityError
 
 from opsconductor_schedules.models import Schedule, ScheduleFire
@@ -41,22 +38,6 @@ class Commits:
 
     def events_committed(self) -> None:
         self.count += 1
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def db(tmp_path: Path) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(
-        service="schedules",
-        url=f"sqlite://{tmp_path / 'schedules.sqlite3'}",
-        models_module="opsconductor_schedules.models",
-        migrations_module="opsconductor_schedules.migrations",
-    )
-    await database.start()
-    try:
-        with database.bind():
-            yield database
-    finally:
-        await database.stop()
 
 
 def scheduler(clock: datetime) -> Scheduler:

@@ -1,13 +1,10 @@
-"""import_legacy_schedule on the embedded SQLite: a legacy schedule with its history, once."""
+"""import_legacy_schedule on a PostgreSQL database of its own: a legacy schedule with its history, once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from opsconductor_schedules.models import Schedule, ScheduleFire
 from opsconductor_schedules.service.importer import LegacyFire, import_legacy_schedule
@@ -17,22 +14,6 @@ from opsconductor_shared.db import ServiceDatabase
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NOW = datetime(2027, 6, 1, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def db(tmp_path: Path) -> AsyncIterator[ServiceDatabase]:
-    database = ServiceDatabase(
-        service="schedules",
-        url=f"sqlite://{tmp_path / 'schedules.sqlite3'}",
-        models_module="opsconductor_schedules.models",
-        migrations_module="opsconductor_schedules.migrations",
-    )
-    await database.start()
-    try:
-        with database.bind():
-            yield database
-    finally:
-        await database.stop()
 
 
 async def test_a_legacy_schedule_and_its_history_import_once(db: ServiceDatabase) -> None:

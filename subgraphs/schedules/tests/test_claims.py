@@ -110,3 +110,23 @@ async def test_a_dst_skip_is_a_history_row_without_a_run(db: ServiceDatabase) ->
     assert recorded[0].scheduled_for == datetime(2027, 3, 14, 7, tzinfo=UTC)
     assert "02:30 does not exist" in (recorded[0].reason or "")
     assert (await Schedule.get(id=row.id)).next_fire_at == datetime(2027, 3, 15, 6, 30, tzinfo=UTC)
+
+
+async def test_two_replicas_claiming_at_once_never_claim_a_time_twice(db: ServiceDatabase) -> None:
+    """Two loops (each its own transactions and connections) race over the same due schedules, pass
+    after pass: every nominal time gets exactly one row, whichever replica wrote it."""
+    import asyncio
+
+    ids = []
+    for n in range(20):
+        draft = ScheduleDraft(job_id=f"race-{n}", kind=Kind.INTERVAL, timezone="UTC", interval_seconds=1)
+        ids.append((await save_new_schedule(draft=draft, owner_id="u1", now=T0)).id)
+    claimed = 0
+    for second in range(1, 31):
+        now = T0 + timedelta(seconds=second)
+        one, two = scheduler(now), scheduler(now)
+        results = await asyncio.gather(*(s.claim(i) for i in ids for s in (one, two)))
+        claimed += sum(len(rec) + len(cl) for rec, cl in results)
+    rows = await ScheduleFire.filter(schedule_id__in=ids).values_list("schedule_id", "scheduled_for")
+    assert claimed == len(rows) == 20 * 30
+    assert len(set(rows)) == len(rows)

@@ -25,6 +25,7 @@ export const SUBGRAPHS = [
   { name: 'targets', port: 3001 },
   { name: 'jobs', port: 8001 },
   { name: 'executions', port: 8002 },
+  { name: 'schedules', port: 8003 },
 ];
 
 const HEADER =

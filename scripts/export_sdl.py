@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions")
+SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules")
 
 
 def sdl(name: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions")
+SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules")
 FEDERATION_FIELDS = {"_entities", "_service"}
 
 

@@ -33,8 +33,16 @@ SERVICES: dict[str, bool] = {
     "targets": True,
     "jobs": False,
     "executions": True,
+    "schedules": False,
 }
-DEFAULT_PORTS = {"auth": 3000, "users": 3002, "targets": 3001, "jobs": 8001, "executions": 8002}
+DEFAULT_PORTS = {
+    "auth": 3000,
+    "users": 3002,
+    "targets": 3001,
+    "jobs": 8001,
+    "executions": 8002,
+    "schedules": 8003,
+}
 
 
 def service_url(name: str, port: int) -> str:

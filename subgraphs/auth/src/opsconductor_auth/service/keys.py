@@ -41,6 +41,7 @@ SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "targets": ("targets:read",),
     "jobs": ("targets:read",),
     "executions": ("jobs:read", "targets:read", "targets:connect"),
+    "schedules": ("jobs:read", "jobs:execute", "executions:read", "users:read"),
     "auth": (),
 }
 SERVICE_TOKEN_MINUTES = 10

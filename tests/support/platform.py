@@ -109,7 +109,7 @@ async def login(url: str, username: str, password: str) -> str:
 async def platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningPlatform]:
-    from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
+    from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform, wiring_env
 
     wanted = tuple(s for s in os.environ.get("OPSC_TEST_SERVICES", ",".join(SERVICES)).split(",") if s)
     engine = None
@@ -134,6 +134,10 @@ async def platform(
     os.environ["OPSC_TARGETS_ALLOW_NETWORKS"] = "127.0.0.0/8"  # test targets (sshd, doubles) are loopback
     # the platform's own endpoints stay denied; tests that monitor the local PostgreSQL say so (M11)
     os.environ["OPSC_TARGETS_ALLOW_PLATFORM_ENDPOINTS"] = "127.0.0.1:5432"
+    # The launcher hands its services their wiring as settings; tests that start one more instance
+    # of a service (a second replica, a service with a broken dependency) build it from the
+    # environment, as a deployment would: say where this session's services listen.
+    os.environ.update(wiring_env(ports))
     running = EmbeddedPlatform(services=wanted, ports=ports, engine=engine)
     await running.start()
     try:

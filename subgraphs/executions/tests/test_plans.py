@@ -17,7 +17,8 @@ from subgraphs.executions.tests.factories import (
     wait_seq,
     wait_terminal,
 )
-from tests.support.platform import gql, login
+from tests.support.access import create_user, role_login
+from tests.support.platform import gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -53,22 +54,8 @@ async def targets(platform: Any, admin_token: str, sshd: Any) -> list[str]:
 @pytest.fixture(scope="module")
 async def operator_token(platform: Any, admin_token: str) -> str:
     name = f"op{uuid.uuid4().hex[:6]}"
-    created = await gql(
-        platform.url("users"),
-        """mutation($input: CreateUserInput!) { createUser(input: $input) {
-        __typename ... on Error { message } } }""",
-        {
-            "input": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "operator-Pass-123",
-                "roles": ["operator"],
-            }
-        },
-        token=admin_token,
-    )
-    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
-    return await login(platform.url("auth"), name, "operator-Pass-123")
+    await create_user(platform, admin_token, name, ["operator"])
+    return await role_login(platform, name)
 
 
 async def test_dry_run_shows_the_resolved_plan_and_starts_nothing(
@@ -310,20 +297,8 @@ async def test_target_output_pages_through_a_long_log(
 
 async def test_viewer_cannot_retry(platform: Any, admin_token: str) -> None:
     name = f"viewer{uuid.uuid4().hex[:6]}"
-    await gql(
-        platform.url("users"),
-        """mutation($input: CreateUserInput!) { createUser(input: $input) { __typename } }""",
-        {
-            "input": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "viewer-Pass-123",
-                "roles": ["viewer"],
-            }
-        },
-        token=admin_token,
-    )
-    token = await login(platform.url("auth"), name, "viewer-Pass-123")
+    await create_user(platform, admin_token, name, ["viewer"])
+    token = await role_login(platform, name)
     body = await gql(platform.url("executions"), RETRY, {"id": str(uuid.uuid4())}, token=token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
     body = await gql(

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from subgraphs.executions.tests.factories import create_job, create_target, wait_terminal
-from tests.support.platform import SubscriptionError, gql, login, subscribe
+from tests.support.access import create_user, role_login
+from tests.support.platform import SubscriptionError, gql, subscribe
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -213,22 +214,8 @@ async def test_a_live_message_out_of_sequence_is_never_streamed(
 
 async def test_viewer_cannot_run_or_cancel(platform: Any, admin_token: str, setup: dict[str, Any]) -> None:
     name = f"viewer{uuid.uuid4().hex[:6]}"
-    created = await gql(
-        platform.url("users"),
-        """mutation($input: CreateUserInput!) { createUser(input: $input) {
-        __typename ... on Error { message } } }""",
-        {
-            "input": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "viewer-Pass-123",
-                "roles": ["viewer"],
-            }
-        },
-        token=admin_token,
-    )
-    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
-    token = await login(platform.url("auth"), name, "viewer-Pass-123")
+    await create_user(platform, admin_token, name, ["viewer"])
+    token = await role_login(platform, name)
     job = await create_job(platform, admin_token, setup["targets"][:1], "true")
     body = await gql(platform.url("executions"), RUN, {"job": job}, token=token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body

@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-import uvicorn
 
-from subgraphs.executions.tests.test_plans import _target as create_target
-from subgraphs.executions.tests.test_plans import create_job, pg_dsn
+from subgraphs.executions.tests.factories import create_job, create_target, pg_dsn
+from tests.support.access import api_key
 from tests.support.platform import gql
+from tests.support.serve import serve_graphql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -229,31 +229,16 @@ async def test_l10_two_concurrent_runjob_calls_with_one_idempotency_key_make_one
     assert bad["__typename"] == "ValidationFailed", bad
 
 
-# ---- L17 -----------------------------------------------------------------------------------------
-
-
-async def _api_key(router: Any, token: str, permissions: list[str]) -> str:
-    body = await gql(
-        router.url,
-        """mutation($p: [String!]!) { createApiKey(name: "l17", permissions: $p, expiresInDays: 1) {
-        __typename ... on ApiKeyCreated { secret } ... on Error { message } } }""",
-        {"p": permissions},
-        token=token,
-    )
-    assert body["data"]["createApiKey"]["__typename"] == "ApiKeyCreated", body
-    return str(body["data"]["createApiKey"]["secret"])
-
-
 async def test_l17_dry_run_needs_the_callers_own_targets_read(
     router: Any, platform: Any, admin_token: str, targets: list[str]
 ) -> None:
     job = await create_job(platform, admin_token, targets[1:2], "echo dry")
-    blind = await _api_key(router, admin_token, ["jobs:execute", "jobs:read"])
+    blind = await api_key(router.url, admin_token, ["jobs:execute", "jobs:read"], name="l17")
     refused = await gql(router.url, RUN, {"job": job, "dry": True}, token=blind)
     result = refused["data"]["runJob"]
     assert result["__typename"] == "PermissionDenied" and result["permission"] == "targets:read", refused
     assert HOSTS[1] not in json.dumps(refused) and "7f00" not in json.dumps(refused)
-    seeing = await _api_key(router, admin_token, ["jobs:execute", "jobs:read", "targets:read"])
+    seeing = await api_key(router.url, admin_token, ["jobs:execute", "jobs:read", "targets:read"], name="l17")
     planned = (await gql(router.url, RUN, {"job": job, "dry": True}, token=seeing))["data"]["runJob"]
     assert planned["__typename"] == "ExecutionPlanned", planned
     assert [t["id"] for t in planned["plan"]["targets"]] == targets[1:2]
@@ -379,29 +364,6 @@ async def test_m8_target_runs_are_bounded_pageable_and_batch_loaded(
     assert [r["targetId"] for r in tail["data"]["execution"]["targetRuns"]] == seen[2:1002]
 
 
-# ---- replicas with other settings (L9, M3) -------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _serve(app: Any, port: int) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="websockets")
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(600):
-            if server.started:
-                break
-            assert not task.done(), task.result()
-            await asyncio.sleep(0.05)
-        assert server.started, "replica did not start"
-        yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 @contextlib.asynccontextmanager
 async def _executions_replica(engine: Any, **overrides: Any) -> AsyncIterator[str]:
     from opsconductor_executions.app import create_app
@@ -412,7 +374,7 @@ async def _executions_replica(engine: Any, **overrides: Any) -> AsyncIterator[st
     settings = Settings(port=free_port(), **overrides)
     shared = Platform.from_settings(settings, consumer=f"review-{uuid.uuid4().hex[:6]}")
     try:
-        async with _serve(create_app(settings, shared, engine=engine), settings.port) as url:
+        async with serve_graphql(create_app(settings, shared, engine=engine), settings.port) as url:
             yield url
     finally:
         await shared.close()
@@ -432,7 +394,7 @@ async def _targets_replica(**overrides: Any) -> AsyncIterator[str]:
     )
     shared = Platform.from_settings(settings, consumer=f"review-targets-{uuid.uuid4().hex[:6]}")
     try:
-        async with _serve(create_app(settings, shared), port) as url:
+        async with serve_graphql(create_app(settings, shared), port) as url:
             yield url
     finally:
         await shared.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import create_user, role_login
+from tests.support.access import api_key, create_user, role_login
 from tests.support.platform import RunningPlatform, gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -24,18 +24,6 @@ VALIDATE = """query($input: CreateJobInput!) { validateJob(input: $input) { __ty
 PLAN = """query($id: ID!) { jobPlan(jobId: $id) { __typename
   ... on JobPlan { targetIds } ... on PermissionDenied { message permission } ... on Error { message } } }"""
 ME = "query { me { id username } }"
-
-
-async def _api_key(router: Any, token: str, permissions: list[str]) -> str:
-    body = await gql(
-        router.url,
-        """mutation($p: [String!]!) { createApiKey(name: "jobs-l17", permissions: $p, expiresInDays: 1) {
-        __typename ... on ApiKeyCreated { secret } ... on Error { message } } }""",
-        {"p": permissions},
-        token=token,
-    )
-    assert body["data"]["createApiKey"]["__typename"] == "ApiKeyCreated", body
-    return str(body["data"]["createApiKey"]["secret"])
 
 
 def _job_input(target_ids: list[str], body: str = "echo hi\n") -> dict[str, Any]:
@@ -53,7 +41,7 @@ async def test_l17_validate_job_and_job_plan_need_the_callers_targets_read(
     target ids and jobPlan answer PermissionDenied(targets:read) instead of UnknownTargets/JobValid
     or a resolved plan; with targets:read the answers are the usual ones."""
     unknown = str(uuid.uuid4())
-    blind = await _api_key(router, admin_token, ["jobs:read"])
+    blind = await api_key(router.url, admin_token, ["jobs:read"], name="jobs-l17")
     refused = (await gql(router.url, VALIDATE, {"input": _job_input([unknown])}, token=blind))["data"]
     assert refused["validateJob"]["__typename"] == "PermissionDenied", refused
     assert refused["validateJob"]["permission"] == "targets:read"
@@ -64,7 +52,7 @@ async def test_l17_validate_job_and_job_plan_need_the_callers_targets_read(
     plain = (await gql(router.url, VALIDATE, {"input": _job_input([])}, token=blind))["data"]["validateJob"]
     assert plain["__typename"] != "PermissionDenied", plain
 
-    seeing = await _api_key(router, admin_token, ["jobs:read", "targets:read"])
+    seeing = await api_key(router.url, admin_token, ["jobs:read", "targets:read"], name="jobs-l17")
     known = (await gql(router.url, VALIDATE, {"input": _job_input([unknown])}, token=seeing))["data"]
     assert known["validateJob"]["__typename"] == "UnknownTargets", known
     plan = (await gql(router.url, PLAN, {"id": str(uuid.uuid4())}, token=seeing))["data"]["jobPlan"]

@@ -26,6 +26,7 @@ from opsconductor_targets.service.keyparse import OPENSSH_MAGIC
 from opsconductor_targets.service.netpolicy import NetPolicy
 from opsconductor_targets.service.probes import ProbeTarget
 from opsconductor_targets.settings import Settings
+from tests.support.listeners import listening
 from tests.support.platform import gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -76,11 +77,8 @@ async def http_listener(host: str, seen: list[bytes]) -> AsyncIterator[int]:
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, host, 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    async with listening(host, handle) as port:
+        yield port
 
 
 @contextlib.asynccontextmanager
@@ -99,11 +97,8 @@ async def silent_listener(host: str, counter: dict[str, int] | None = None) -> A
             counter["open"] -= 1
         writer.close()
 
-    server = await asyncio.start_server(handle, host, 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    async with listening(host, handle) as port:
+        yield port
 
 
 # -- H2 ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.support.access import create_user, role_login
 from tests.support.platform import RunningPlatform, free_port, gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -208,21 +209,8 @@ async def test_per_user_budget_is_shared_and_per_user(
     a, b = limited_routers
     admin = await login(platform.url("auth"), "admin", platform.admin_password)  # not through the router
     name = f"rl{uuid.uuid4().hex[:8]}"
-    created = await gql(
-        platform.url("users"),
-        """mutation($i: CreateUserInput!) { createUser(input: $i) { __typename ... on Error { message } } }""",
-        {
-            "i": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "Rate-limit-1",
-                "roles": ["viewer"],
-            }
-        },
-        token=admin,
-    )
-    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
-    other = await login(platform.url("auth"), name, "Rate-limit-1")
+    await create_user(platform, admin, name, ["viewer"])
+    other = await role_login(platform, name)
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def me(router: Any, token: str) -> httpx.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from opsconductor_shared.db import ServiceDatabase
+from opsconductor_shared.events import RedisStreamsEventBus
 from shared.tests.support import serve
 
 REDIS_BASE = os.environ.get("OPSC_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -115,3 +116,20 @@ async def outbox_db(tmp_path: Path) -> AsyncIterator[ServiceDatabase]:
         yield db
     finally:
         await db.stop()
+
+
+@pytest_asyncio.fixture
+async def buses(redis_url: str) -> AsyncIterator[Callable[..., RedisStreamsEventBus]]:
+    """Make Redis Streams buses (each with its own connection, like separate processes); stops them all."""
+    made: list[tuple[RedisStreamsEventBus, Redis]] = []
+
+    def make(consumer: str, **kwargs: object) -> RedisStreamsEventBus:
+        client = Redis.from_url(redis_url)
+        bus = RedisStreamsEventBus(client, consumer=consumer, **kwargs)  # type: ignore[arg-type]
+        made.append((bus, client))
+        return bus
+
+    yield make
+    for bus, client in made:
+        await bus.stop()
+        await client.aclose()

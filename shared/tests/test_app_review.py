@@ -26,10 +26,10 @@ from opsconductor_shared.app import Platform, create_service_app
 from opsconductor_shared.auth import TokenVerifier
 from opsconductor_shared.ws import TOKEN_EXPIRED_MESSAGE
 from shared.tests.conftest import AUDIENCE, ISSUER, SigningKey
+from shared.tests.event_helpers import envelope, eventually
 from shared.tests.outbox_models import Outbox
 from shared.tests.support import free_port, serve
 from shared.tests.test_app import make_runtime, schema
-from shared.tests.test_events import envelope, eventually
 
 CAP = 3
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 from tortoise.transactions import in_transaction
 
@@ -27,41 +26,8 @@ from opsconductor_shared.events import (
     record_event,
 )
 from opsconductor_shared.logging import correlation_id
+from shared.tests.event_helpers import Recorder, envelope, eventually, source
 from shared.tests.outbox_models import Outbox, ProcessedEvent
-
-
-def source() -> str:
-    """A source (so a stream, `opsc.events.<source>`) of this test alone."""
-    return f"test{uuid.uuid4().hex[:10]}"
-
-
-def envelope(src: str = "things", **data: object) -> EventEnvelope:
-    return EventEnvelope(type=f"{src}.happened", source=src, subject="thing-1", data=dict(data))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-class Recorder:
-    """A handler that records what it got."""
-
-    def __init__(self) -> None:
-        self.got: list[EventEnvelope] = []
-
-    async def __call__(self, env: EventEnvelope) -> None:
-        self.got.append(env)
-
-    async def count(self, n: int, *, within: float = 5.0) -> None:
-        async def reached() -> bool:
-            return len(self.got) >= n
-
-        await eventually(reached, within=within)
-
 
 # ---- ids and envelope ---------------------------------------------------------------------------
 
@@ -140,23 +106,6 @@ async def test_in_process_bus_a_failing_handler_does_not_stop_others() -> None:
 
 
 # ---- Redis Streams bus --------------------------------------------------------------------------
-
-
-@pytest_asyncio.fixture
-async def buses(redis_url: str) -> AsyncIterator[Callable[[str], RedisStreamsEventBus]]:
-    """Make Redis Streams buses (each with its own connection, like separate processes); stops them all."""
-    made: list[tuple[RedisStreamsEventBus, Redis]] = []
-
-    def make(consumer: str) -> RedisStreamsEventBus:
-        client = Redis.from_url(redis_url)
-        bus = RedisStreamsEventBus(client, consumer=consumer)
-        made.append((bus, client))
-        return bus
-
-    yield make
-    for bus, client in made:
-        await bus.stop()
-        await client.aclose()
 
 
 async def pending_count(redis: Redis, stream: str, group: str) -> int:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 from tortoise.transactions import in_transaction
 
@@ -29,8 +28,8 @@ from opsconductor_shared.events import (
     prune_events,
     record_event,
 )
+from shared.tests.event_helpers import Recorder, envelope, eventually, source
 from shared.tests.outbox_models import Outbox, ProcessedEvent
-from shared.tests.test_events import Recorder, envelope, eventually, source
 
 
 async def record(*envelopes: EventEnvelope) -> None:
@@ -215,22 +214,6 @@ async def test_m4_a_failing_consumer_does_not_hold_back_other_rows(outbox_db: Se
 
 
 # ---- M5: malformed entries go to the dead-letter stream; trimming keeps unread entries ----------
-
-
-@pytest_asyncio.fixture
-async def buses(redis_url: str) -> AsyncIterator[Callable[..., RedisStreamsEventBus]]:
-    made: list[tuple[RedisStreamsEventBus, Redis]] = []
-
-    def make(consumer: str, **kwargs: object) -> RedisStreamsEventBus:
-        client = Redis.from_url(redis_url)
-        bus = RedisStreamsEventBus(client, consumer=consumer, **kwargs)  # type: ignore[arg-type]
-        made.append((bus, client))
-        return bus
-
-    yield make
-    for bus, client in made:
-        await bus.stop()
-        await client.aclose()
 
 
 async def test_m5_a_malformed_entry_is_dead_lettered_and_the_next_event_is_applied(

@@ -238,3 +238,14 @@ async def role_users(platform: RunningPlatform, admin_token: str) -> dict[str, s
 
 async def role_login(platform: RunningPlatform, username: str) -> str:
     return await login(platform.url("auth"), username, ROLE_PASSWORD)
+
+
+CREATE_API_KEY = """mutation($n: String!, $p: [String!]!) { createApiKey(name: $n, permissions: $p, expiresInDays: 1) {
+  __typename ... on ApiKeyCreated { secret } ... on Error { message } } }"""
+
+
+async def api_key(url: str, token: str, permissions: list[str], *, name: str = "test") -> str:
+    """The secret of a new one-day API key holding ``permissions`` (created by ``token``'s user at ``url``)."""
+    body = await gql(url, CREATE_API_KEY, {"n": name, "p": permissions}, token=token)
+    assert body["data"]["createApiKey"]["__typename"] == "ApiKeyCreated", body
+    return str(body["data"]["createApiKey"]["secret"])

@@ -3,16 +3,22 @@ Target.runs and targetOutput, against the real platform (PostgreSQL, Redis, Ray,
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.support.platform import gql, login
+from subgraphs.executions.tests.factories import (
+    create_job,
+    create_target,
+    pg_dsn,
+    wait_seq,
+    wait_terminal,
+)
+from tests.support.access import create_user, role_login
+from tests.support.platform import gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -29,72 +35,9 @@ RUN = """mutation($job: ID!, $targets: [ID!], $params: JSON, $dry: Boolean, $con
 RETRY = """mutation($id: ID!, $only: Boolean) { retryExecution(id: $id, onlyFailed: $only) { __typename
   ... on ExecutionStarted { execution { id jobVersion retryOf totalTargets } } ... on Error { message } } }"""
 CANCEL = """mutation($id: ID!) { cancelExecution(id: $id) { __typename ... on Error { message } } }"""
-EXECUTION = """query($id: ID!) { execution(id: $id) { id number status message jobVersion parameters retryOf
-  startedAt finishedAt totalTargets succeededTargets failedTargets cancelledTargets lastSeq
-  steps { name command }
-  targetRuns { targetId status exitCode message
-    steps { index name command status exitCode stdout stderr durationMs startedAt finishedAt truncated } } } }"""
 OUTPUT = """query($e: ID!, $t: ID!, $first: Int, $after: String) {
   targetOutput(executionId: $e, targetId: $t, first: $first, after: $after) {
   totalCount pageInfo { hasNextPage endCursor } edges { node { seq stream stepIndex text } } } }"""
-
-
-async def _target(platform: Any, token: str, sshd: Any, host: str) -> str:
-    body = await gql(
-        platform.url("targets"),
-        """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
-        __typename ... on TargetCreated { target { id } } ... on Error { message } } }""",
-        {
-            "input": {
-                "name": f"plan-{host}-{uuid.uuid4().hex[:4]}",
-                "osType": "linux",
-                "methods": [
-                    {
-                        "type": "SSH",
-                        "host": host,
-                        "port": sshd.port,
-                        "credential": {
-                            "type": "SSH_KEY",
-                            "username": sshd.username,
-                            "privateKey": sshd.private_key_pem,
-                        },
-                    }
-                ],
-            }
-        },
-        token=token,
-    )
-    assert body["data"]["createTarget"]["__typename"] == "TargetCreated", body
-    return str(body["data"]["createTarget"]["target"]["id"])
-
-
-async def create_job(
-    platform: Any,
-    token: str,
-    targets: list[str],
-    command: str,
-    *,
-    policy: dict[str, Any] | None = None,
-    parameters: list[dict[str, Any]] | None = None,
-) -> str:
-    job_input: dict[str, Any] = {
-        "name": f"plan-{uuid.uuid4().hex[:6]}",
-        "targetIds": targets,
-        "steps": [{"name": "s1", "command": command, "timeoutSeconds": 60}],
-    }
-    if policy:
-        job_input["policy"] = policy
-    if parameters:
-        job_input["parameters"] = parameters
-    body = await gql(
-        platform.url("jobs"),
-        """mutation($input: CreateJobInput!) { createJob(input: $input) {
-        __typename ... on JobCreated { job { id } } ... on Error { message } } }""",
-        {"input": job_input},
-        token=token,
-    )
-    assert body["data"]["createJob"]["__typename"] == "JobCreated", body
-    return str(body["data"]["createJob"]["job"]["id"])
 
 
 async def run(platform: Any, token: str, job: str, **variables: Any) -> dict[str, Any]:
@@ -103,55 +46,16 @@ async def run(platform: Any, token: str, job: str, **variables: Any) -> dict[str
     return body["data"]["runJob"]
 
 
-async def wait_terminal(url: str, token: str, execution_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = await gql(url, EXECUTION, {"id": execution_id}, token=token)
-        execution = body["data"]["execution"]
-        if execution["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            return execution
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"execution {execution_id} did not finish in {timeout}s")
-
-
-async def wait_seq(url: str, token: str, execution_id: str, seq: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = await gql(url, EXECUTION, {"id": execution_id}, token=token)
-        if body["data"]["execution"]["lastSeq"] >= seq:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"execution {execution_id} did not reach seq {seq}")
-
-
-def pg_dsn(platform: Any) -> str:
-    return platform.databases["executions"].replace("postgres://", "postgresql://", 1)
-
-
 @pytest.fixture(scope="module")
 async def targets(platform: Any, admin_token: str, sshd: Any) -> list[str]:
-    return [await _target(platform, admin_token, sshd, h) for h in sshd.hosts[11:14]]
+    return [await create_target(platform, admin_token, sshd, h) for h in sshd.hosts[11:14]]
 
 
 @pytest.fixture(scope="module")
 async def operator_token(platform: Any, admin_token: str) -> str:
     name = f"op{uuid.uuid4().hex[:6]}"
-    created = await gql(
-        platform.url("users"),
-        """mutation($input: CreateUserInput!) { createUser(input: $input) {
-        __typename ... on Error { message } } }""",
-        {
-            "input": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "operator-Pass-123",
-                "roles": ["operator"],
-            }
-        },
-        token=admin_token,
-    )
-    assert created["data"]["createUser"]["__typename"] == "UserCreated", created
-    return await login(platform.url("auth"), name, "operator-Pass-123")
+    await create_user(platform, admin_token, name, ["operator"])
+    return await role_login(platform, name)
 
 
 async def test_dry_run_shows_the_resolved_plan_and_starts_nothing(
@@ -393,20 +297,8 @@ async def test_target_output_pages_through_a_long_log(
 
 async def test_viewer_cannot_retry(platform: Any, admin_token: str) -> None:
     name = f"viewer{uuid.uuid4().hex[:6]}"
-    await gql(
-        platform.url("users"),
-        """mutation($input: CreateUserInput!) { createUser(input: $input) { __typename } }""",
-        {
-            "input": {
-                "username": name,
-                "email": f"{name}@example.com",
-                "password": "viewer-Pass-123",
-                "roles": ["viewer"],
-            }
-        },
-        token=admin_token,
-    )
-    token = await login(platform.url("auth"), name, "viewer-Pass-123")
+    await create_user(platform, admin_token, name, ["viewer"])
+    token = await role_login(platform, name)
     body = await gql(platform.url("executions"), RETRY, {"id": str(uuid.uuid4())}, token=token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
     body = await gql(

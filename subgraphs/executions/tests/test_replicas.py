@@ -18,11 +18,17 @@ from typing import Any
 
 import asyncpg
 import pytest
-import uvicorn
 
-from subgraphs.executions.tests.test_plans import EXECUTION, create_job, pg_dsn, wait_seq, wait_terminal
-from subgraphs.executions.tests.test_plans import _target as create_target
+from subgraphs.executions.tests.factories import (
+    EXECUTION,
+    create_job,
+    create_target,
+    pg_dsn,
+    wait_seq,
+    wait_terminal,
+)
 from tests.support.platform import gql, subscribe
+from tests.support.serve import serve_graphql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -42,24 +48,10 @@ async def replica(platform: Any, **overrides: Any) -> AsyncIterator[str]:
     assert settings.redis_url, "replicas meet through Redis"
     shared = Platform.from_settings(settings, consumer=f"replica-{uuid.uuid4().hex[:6]}")
     app = create_app(settings, shared, engine=platform.engine)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on", ws="websockets"
-        )
-    )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
     try:
-        for _ in range(600):
-            if server.started:
-                break
-            assert not task.done(), task.result()
-            await asyncio.sleep(0.05)
-        assert server.started, "replica did not start"
-        yield f"http://127.0.0.1:{settings.port}/graphql"
+        async with serve_graphql(app, settings.port) as url:
+            yield url
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
         await shared.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import time
 import uuid
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
+from subgraphs.jobs.tests.helpers import make_target
 from tests.support.platform import RunningPlatform, gql
 
 JOB_FIELDS = """id serial name description version createdAt updatedAt
@@ -40,9 +40,6 @@ LIST_JOBS = """query($first: Int, $after: String, $search: String) {
 DELETE_JOB = """mutation($id: ID!) { deleteJob(id: $id) { __typename
   ... on JobDeleted { id } ... on NotFound { message notFoundId: id } } }"""
 
-CREATE_TARGET = """mutation($input: CreateTargetInput!) { createTarget(input: $input) { __typename
-  ... on TargetCreated { target { id } } ... on Error { message } } }"""
-
 
 def job_input(target_ids: list[str], **overrides: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
@@ -63,33 +60,6 @@ async def create_job(platform: RunningPlatform, token: str, data: dict[str, Any]
     body = await gql(platform.url("jobs"), CREATE_JOB, {"input": data}, token=token)
     assert "errors" not in body, body
     return body["data"]["createJob"]
-
-
-async def make_target(platform: RunningPlatform, token: str) -> str:
-    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"  # noqa: S311
-    body = await gql(
-        platform.url("targets"),
-        CREATE_TARGET,
-        {
-            "input": {
-                "name": f"jobs-test-{uuid.uuid4().hex[:8]}",
-                "osType": "linux",
-                "methods": [
-                    {
-                        "type": "SSH",
-                        "host": host,
-                        "port": 22,
-                        "isPrimary": True,
-                        "credential": {"type": "PASSWORD", "username": "opsc", "password": "not-used-1"},
-                    }
-                ],
-            }
-        },
-        token=token,
-    )
-    result = body.get("data", {}) and body["data"]["createTarget"]
-    assert result and result["__typename"] == "TargetCreated", body
-    return str(result["target"]["id"])
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -26,8 +26,9 @@ from opsconductor_jobs.service import (
 )
 from opsconductor_jobs.service.danger import build_rules, scan_text
 from opsconductor_shared.errors import ValidationError
+from subgraphs.jobs.tests.helpers import call, make_target
 from tests.support.loopwatch import LoopBlocked, loop_watch
-from tests.support.platform import RunningPlatform, gql
+from tests.support.platform import RunningPlatform
 
 RULES = build_rules()
 MIB = 1024 * 1024
@@ -171,47 +172,6 @@ CREATE_JOB = """mutation($input: CreateJobInput!) { createJob(input: $input) { _
 JOB_PLAN = """query($jobId: ID!, $parameters: JSON) { jobPlan(jobId: $jobId, parameters: $parameters) {
   __typename ... on JobPlan { targetIds dangerous { stepName rule } }
   ... on ValidationFailed { message field } ... on Error { message } } }"""
-
-CREATE_TARGET = """mutation($input: CreateTargetInput!) { createTarget(input: $input) { __typename
-  ... on TargetCreated { target { id } } ... on Error { message } } }"""
-
-
-async def make_target(
-    platform: RunningPlatform, token: str, *, method: str = "SSH", os_type: str = "linux"
-) -> str:
-    host = f"127.0.{uuid.uuid4().int % 250 + 1}.{uuid.uuid4().int % 250 + 1}"
-    method_input: dict[str, Any] = {
-        "type": method,
-        "host": host,
-        "port": 22 if method == "SSH" else 5985,
-        "isPrimary": True,
-        "credential": {"type": "PASSWORD", "username": "opsc", "password": "not-used-1"},
-    }
-    body = await gql(
-        platform.url("targets"),
-        CREATE_TARGET,
-        {
-            "input": {
-                "name": f"review-{uuid.uuid4().hex[:8]}",
-                "osType": os_type,
-                "environment": "production",
-                "tags": ["review"],
-                "methods": [method_input],
-            }
-        },
-        token=token,
-    )
-    result = body["data"]["createTarget"]
-    assert result["__typename"] == "TargetCreated", body
-    return str(result["target"]["id"])
-
-
-async def call(
-    platform: RunningPlatform, token: str, query: str, variables: dict[str, Any]
-) -> dict[str, Any]:
-    body = await gql(platform.url("jobs"), query, variables, token=token, timeout=60)
-    assert "errors" not in body, body
-    return body["data"]
 
 
 def script_job(target: str, body: str, **extra: Any) -> dict[str, Any]:

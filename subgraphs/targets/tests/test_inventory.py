@@ -1,91 +1,34 @@
-"""Inventory at legacy parity over HTTP: updates, methods, bulk, lookups, statistics, device types,
-the vault's keep-the-secret and rotation rules, and the SSH host-key policy (real PostgreSQL,
-the test sshd and Ray; no mocks)."""
+"""Inventory at legacy parity over HTTP: updates, methods, bulk, lookups, statistics, device types
+and the vault's keep-the-secret rule (real PostgreSQL, the test sshd and Ray; no mocks). Host keys and
+key rotation: test_host_keys.py."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-import asyncssh
 import pytest
 
-from opsconductor_shared.crypto import KeyRing
-from tests.support.platform import gql
-
-from .test_targets_api import (
+from subgraphs.targets.tests.helpers import (
+    ADD,
+    BULK,
+    DELETE,
     PASSWORD,
-    TARGET_FIELDS,
-    TEST_CONNECTION,
+    REMOVE,
+    SET_PRIMARY,
+    UPDATE,
+    UPDATE_METHOD,
     create,
     created,
-    db,
-    resolve,
+    pw_method,
+    q,
+    secret_of,
     ssh_method,
     unique_ip,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-FULL = TARGET_FIELDS + " uuid location dataCenter region isDeleted"
-RESULT = f"""__typename ... on TargetUpdated {{ target {{ {FULL} }} }}
-  ... on ValidationFailed {{ message field }} ... on HostAlreadyInUse {{ message targetId }}
-  ... on NotFound {{ message id }} ... on Error {{ message }}"""
-UPDATE = f"mutation($id: ID!, $input: UpdateTargetInput!) {{ updateTarget(id: $id, input: $input) {{ {RESULT} }} }}"
-ADD = f"""mutation($id: ID!, $input: CommunicationMethodInput!) {{ addCommunicationMethod(targetId: $id, input: $input) {{
-  __typename ... on CommunicationMethodAdded {{ methodId target {{ {FULL} }} }}
-  ... on ValidationFailed {{ message field }} ... on HostAlreadyInUse {{ message targetId }} ... on Error {{ message }} }} }}"""
-UPDATE_METHOD = f"""mutation($id: ID!, $m: ID!, $input: UpdateCommunicationMethodInput!) {{
-  updateCommunicationMethod(targetId: $id, methodId: $m, input: $input) {{ {RESULT} }} }}"""
-REMOVE = f"""mutation($id: ID!, $m: ID!) {{ removeCommunicationMethod(targetId: $id, methodId: $m) {{ __typename
-  ... on CommunicationMethodRemoved {{ promotedMethodId target {{ {FULL} }} }}
-  ... on LastCommunicationMethod {{ message }} ... on Error {{ message }} }} }}"""
-SET_PRIMARY = (
-    f"mutation($id: ID!, $m: ID!) {{ setPrimaryMethod(targetId: $id, methodId: $m) {{ {RESULT} }} }}"
-)
-DELETE = """mutation($id: ID!) { deleteTarget(id: $id) { __typename ... on TargetDeleted { id }
-  ... on Error { message } } }"""
-BULK = f"""mutation($ids: [ID!]!, $input: UpdateTargetInput!) {{ bulkUpdateTargets(targetIds: $ids, input: $input) {{
-  __typename ... on TargetsBulkUpdated {{ notFound targets {{ {FULL} }} }}
-  ... on ValidationFailed {{ message field }} ... on Error {{ message }} }} }}"""
-GRANT = """mutation($ids: [ID!]!) { issueConnectionGrant(targetIds: $ids) { __typename
-  ... on ConnectionGrant { grant } ... on Error { message } } }"""
-ACCEPT = """mutation($id: ID!, $m: ID!, $fp: String) { acceptHostKey(targetId: $id, methodId: $m, fingerprint: $fp) {
-  __typename ... on HostKeyAccepted { previousFingerprint hostKey { fingerprint key trustedBy } }
-  ... on HostKeyRejected { message } ... on ValidationFailed { message field } ... on Error { message } } }"""
-HOST_KEY = """query($id: ID!) { target(id: $id) { communicationMethods { id hostKey { fingerprint trustedBy } } } }"""
-
-
-def pw_method(
-    host: str, method_type: str = "WINRM", password: str = PASSWORD, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "type": method_type,
-        "host": host,
-        "credential": {"type": "PASSWORD", "username": "Administrator", "password": password},
-        **extra,
-    }
-
-
-async def q(platform: Any, token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    body = await gql(platform.url("targets"), query, variables, token=token, timeout=90)
-    assert "errors" not in body, body
-    return body["data"]
-
-
-async def secret_of(platform: Any, token: str, target_id: str) -> dict[str, Any]:
-    grant = (await q(platform, token, GRANT, {"ids": [target_id]}))["issueConnectionGrant"]["grant"]
-    response = await resolve(platform, grant, target_id)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def test_update_basics_lookups_and_soft_delete(platform: Any, admin_token: str) -> None:
@@ -470,134 +413,3 @@ async def test_device_type_catalogue(platform: Any, admin_token: str) -> None:
         t["value"] for t in (await q(platform, admin_token, "{ deviceTypes { value } }", {}))["deviceTypes"]
     }
     assert value not in gone
-
-
-async def test_host_keys_tofu_mismatch_accept_and_strict(platform: Any, admin_token: str, sshd: Any) -> None:
-    host = sshd.hosts[6]  # its own address: active targets never share a host (see tests/support/sshd.py)
-    real = await asyncio.wait_for(asyncssh.get_server_host_key(host, sshd.port), 20)
-    assert real is not None
-    real_fp = real.get_fingerprint("sha256")
-    method = ssh_method(host, port=sshd.port, key=sshd.private_key_pem, username=sshd.username)
-    t = await created(platform, admin_token, [method])
-    mid = t["communicationMethods"][0]["id"]
-    strict = None
-    try:
-        # trust on first use happens right after creation, in the background, before any run
-        deadline = time.monotonic() + 15
-        while True:
-            keys = (await q(platform, admin_token, HOST_KEY, {"id": t["id"]}))["target"][
-                "communicationMethods"
-            ]
-            if keys[0]["hostKey"] is not None or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.1)
-        assert keys[0]["hostKey"] == {"fingerprint": real_fp, "trustedBy": "tofu"}
-        ok = (await q(platform, admin_token, TEST_CONNECTION, {"id": t["id"]}))["testConnection"]
-        assert ok["ok"] is True, ok
-
-        # the server "changes" its key: the engine refuses to connect with the recorded one
-        fake = asyncssh.generate_private_key("ssh-ed25519")
-        conn = await db(platform)
-        try:
-            await conn.execute(
-                "UPDATE target_known_host_keys SET key = $1, fingerprint = $2 WHERE method_id = $3",
-                fake.export_public_key("openssh").decode().strip(),
-                fake.get_fingerprint("sha256"),
-                mid,
-            )
-        finally:
-            await conn.close()
-        refused = (await q(platform, admin_token, TEST_CONNECTION, {"id": t["id"]}))["testConnection"]
-        if refused["ok"]:  # reused a connection that was verified before the change
-            assert "reusing" in refused["message"], refused
-        else:
-            assert "host key" in refused["message"].lower(), refused
-
-        wrong = (
-            await q(
-                platform, admin_token, ACCEPT, {"id": t["id"], "m": mid, "fp": fake.get_fingerprint("sha256")}
-            )
-        )["acceptHostKey"]
-        assert wrong["__typename"] == "HostKeyRejected", wrong
-        accepted = (await q(platform, admin_token, ACCEPT, {"id": t["id"], "m": mid, "fp": real_fp}))[
-            "acceptHostKey"
-        ]
-        assert accepted["__typename"] == "HostKeyAccepted", accepted
-        assert (
-            accepted["hostKey"]["fingerprint"] == real_fp and accepted["hostKey"]["trustedBy"] == "accepted"
-        )
-        assert accepted["previousFingerprint"] == fake.get_fingerprint("sha256")
-        again = (await q(platform, admin_token, TEST_CONNECTION, {"id": t["id"]}))["testConnection"]
-        assert again["ok"] is True, again
-    finally:
-        await q(platform, admin_token, DELETE, {"id": t["id"]})
-
-    # production is strict: no trust on first use, an operator accepts the key first
-    strict = await created(platform, admin_token, [method], environment="production")
-    smid = strict["communicationMethods"][0]["id"]
-    try:
-        await asyncio.sleep(1.0)  # long enough for the background first use, which must not happen here
-        unknown = (await q(platform, admin_token, HOST_KEY, {"id": strict["id"]}))["target"]
-        assert unknown["communicationMethods"][0]["hostKey"] is None
-        blocked = (await q(platform, admin_token, TEST_CONNECTION, {"id": strict["id"]}))["testConnection"]
-        assert blocked["ok"] is False and "acceptHostKey" in blocked["message"], blocked
-        not_ssh = (await q(platform, admin_token, ACCEPT, {"id": strict["id"], "m": str(uuid.uuid4())}))[
-            "acceptHostKey"
-        ]
-        assert not_ssh["__typename"] == "NotFound"
-        accepted = (await q(platform, admin_token, ACCEPT, {"id": strict["id"], "m": smid}))["acceptHostKey"]
-        assert accepted["__typename"] == "HostKeyAccepted" and accepted["previousFingerprint"] is None
-        works = (await q(platform, admin_token, TEST_CONNECTION, {"id": strict["id"]}))["testConnection"]
-        assert works["ok"] is True, works
-    finally:
-        await q(platform, admin_token, DELETE, {"id": strict["id"]})
-
-
-def _reencrypt(keys: str) -> dict[str, int]:
-    env = {**os.environ, "OPSC_TARGETS_ENCRYPTION_KEYS": keys}
-    done = subprocess.run(
-        [sys.executable, "-m", "opsconductor_launcher", "reencrypt-credentials"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert PASSWORD not in done.stdout + done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
-
-
-async def test_reencrypt_command_rotates_keys(platform: Any, admin_token: str) -> None:
-    t = await created(platform, admin_token, [pw_method(unique_ip())])
-    current = (Path(os.environ["OPSC_DATA_DIR"]) / "targets.keys").read_text().strip()
-    old_kid = current.split(":", 1)[0]
-    assert old_kid
-    new = f"rot{uuid.uuid4().hex[:6]}:{base64.urlsafe_b64encode(os.urandom(32)).decode()}"
-    conn = await db(platform)
-    try:
-        done = await asyncio.to_thread(_reencrypt, f"{new},{current}")
-        assert done["credentials"] >= 1 and done["grant_keys"] >= 1
-        rows = await conn.fetch("SELECT id, secret_encrypted FROM target_credentials")
-        new_kid = new.split(":", 1)[0]
-        assert rows and all(r["secret_encrypted"].split(":")[1] == new_kid for r in rows)
-        ring = KeyRing.parse(f"{new},{current}")
-        mine = await conn.fetchval(
-            "SELECT c.secret_encrypted FROM target_credentials c JOIN target_communication_methods m "
-            "ON m.id = c.method_id WHERE m.target_id = $1",
-            t["id"],
-        )
-        cred_id = await conn.fetchval(
-            "SELECT c.id FROM target_credentials c JOIN target_communication_methods m "
-            "ON m.id = c.method_id WHERE m.target_id = $1",
-            t["id"],
-        )
-        assert json.loads(ring.decrypt(mine, aad=cred_id.encode()))["password"] == PASSWORD
-        again = await asyncio.to_thread(_reencrypt, f"{new},{current}")
-        assert again["credentials"] == 0 and again["grant_keys"] == 0
-    finally:
-        # rotate back so the running service (which knows only the old key) keeps working
-        await asyncio.to_thread(_reencrypt, f"{current},{new}")
-        await conn.close()
-    assert (await secret_of(platform, admin_token, t["id"]))["password"] == PASSWORD
-    await q(platform, admin_token, DELETE, {"id": t["id"]})

@@ -20,6 +20,7 @@ from opsconductor_targets.service.probes import (
     run_probe,
     snmp_get_request,
 )
+from tests.support.listeners import listening
 from tests.support.platform import gql
 from tests.support.sshd import closed_port
 
@@ -52,11 +53,8 @@ async def tcp_server(host: str, banner: bytes | None, *, silent: bool = False) -
                 await asyncio.wait_for(reader.read(1), 30)
         writer.close()
 
-    server = await asyncio.start_server(handle, host, 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    async with listening(host, handle) as port:
+        yield port
 
 
 @contextlib.asynccontextmanager
@@ -79,11 +77,8 @@ async def http_server(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, host, 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+    async with listening(host, handle) as port:
+        yield port
 
 
 # -- databases and Redis on this machine ---------------------------------------------------------

@@ -247,9 +247,11 @@ async def bench_live(fleet: SshdFleet, work: Path, log: Callable[[str], None]) -
         jobs = {n: await job(f"live-paced-{n}", n, PACED_COMMAND) for n in PACED_TARGETS}
         loud = await job("live-chatty", CHATTY_TARGETS, CHATTY_COMMAND)
         await stream(client, warm, TARGETS, "executionEventBatches")
+        # each case twice, the subscriptions in turn (A B B A), so neither always goes first
+        turns = [*SUBSCRIPTIONS, *reversed(SUBSCRIPTIONS)]
         plan: list[tuple[str, int, str, Measure]] = [
-            (jobs[n], n, sub, paced) for n in PACED_TARGETS for sub in SUBSCRIPTIONS
-        ] + [(loud, CHATTY_TARGETS, sub, chatty) for sub in SUBSCRIPTIONS]
+            (jobs[n], n, sub, paced) for n in PACED_TARGETS for sub in turns
+        ] + [(loud, CHATTY_TARGETS, sub, chatty) for sub in turns]
         for job_id, n, sub, measure in plan:
             received, messages, wall = await stream(client, job_id, n, sub)
             case = measure(n, sub, received, messages, wall)
@@ -284,8 +286,9 @@ def render(live: LiveResults, machine: dict[str, str], date: str) -> str:
         "(graphql-transport-ws) cuts the lines out of the STDOUT chunks per target and takes "
         "receive time - print time per line, all on this machine's clock. The chatty job is "
         f"{CHATTY_TARGETS} targets x `{CHATTY_COMMAND}`: every line must arrive, in order, once; "
-        "lines/s = lines ÷ (last line received - the first target's TARGET_STARTED). One run per row, after an "
-        "untimed warm-up run (pooled connections).",
+        "lines/s = lines ÷ (last line received - the first target's TARGET_STARTED). One run per row, each case "
+        "twice with the subscriptions in turn (A B B A), after an untimed warm-up run (pooled "
+        "connections).",
         "",
         f"- machine: {machine.get('cpu', '?')}; `{machine.get('uname', '?')}`",
         f"- date: {date}; git commit {machine.get('commit', '?')}",

@@ -8,11 +8,17 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 .PHONY: help install venv router-deps dev test lint sdl bench clean pins
 
 help:
-	@echo "make dev    - run every service, local Ray and the router on this machine (embedded defaults)"
-	@echo "make test   - unit + integration + end-to-end tests (PostgreSQL, Redis, sshd, Ray, router)"
-	@echo "make lint   - ruff, pyright, import contracts"
-	@echo "make sdl    - export each subgraph's SDL and compose router/supergraph.graphql"
-	@echo "make bench  - benchmarks, results in bench/RESULTS.md"
+	@echo "make dev     - run every service, local Ray and the router on this machine (embedded defaults)"
+	@echo "make test    - unit + integration + end-to-end tests (PostgreSQL, Redis, sshd, Ray, router)"
+	@echo "make lint    - ruff, pyright, import contracts (CI runs it before make test)"
+	@echo "make sdl     - export each subgraph's SDL and compose router/supergraph.graphql"
+	@echo "make bench   - benchmarks, results in bench/RESULTS.md"
+	@echo "make install - uv (if missing), the Python workspace in .venv and the router's node modules (dev/test run it)"
+	@echo "make venv    - only the Python workspace (.venv)"
+	@echo "make router-deps - only router/node_modules"
+	@echo "make clean   - remove .venv, router/node_modules and .data (make dev's databases)"
+	@echo "make pins    - regenerate constraints.txt and [tool.uv] constraint-dependencies from the current .venv"
+	@echo "make help    - this list"
 
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"

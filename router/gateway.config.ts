@@ -15,6 +15,7 @@ import {
 } from '@graphql-hive/gateway';
 import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { clientIp, forwardedIpHeaders } from './client-ip.ts';
+import { defaultCollections } from './laboratory.ts';
 import { costLimitSettingsFromEnv, useCostLimit } from './cost-limit.ts';
 import { rateLimitSettingsFromEnv, useOpscRateLimits } from './rate-limit.ts';
 import { subscriptionLimitSettingsFromEnv, useSubscriptionLimit } from './subscription-limit.ts';
@@ -140,6 +141,10 @@ function useBodyLimit(): GatewayPlugin<OpscContext> {
 // Production mode (OPSC_ROUTER_PRODUCTION=1): no GraphiQL/Laboratory page and no introspection.
 const production = ['1', 'true', 'yes'].includes((env.OPSC_ROUTER_PRODUCTION || '').toLowerCase());
 
+// The Laboratory (GraphiQL) page: the README's first five operations as a saved collection
+// (render-laboratory's `defaultCollections`, an option on top of Yoga's GraphiQL options).
+const laboratory = { title: 'OpsConductor GraphQL', defaultCollections };
+
 // Security headers on every HTTP response; the GraphiQL page needs inline scripts and styles.
 const SECURITY_HEADERS: Record<string, string> = {
   'strict-transport-security': 'max-age=31536000; includeSubDomains',
@@ -210,7 +215,7 @@ export const gatewayConfig = defineConfig({
   healthCheckEndpoint: '/healthcheck',
   readinessCheckEndpoint: '/readiness',
   playgroundName: 'OpsConductor GraphQL',
-  graphiql: production ? false : { title: 'OpsConductor GraphQL' },
+  graphiql: production ? false : laboratory,
   ...(production ? { disableIntrospection: { disableIf: () => true } } : {}),
   // Simple (non-preflighted) requests, e.g. a form POST from another site, need this header.
   csrfPrevention: { requestHeaders: ['x-graphql-csrf'] },

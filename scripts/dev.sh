@@ -42,11 +42,21 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
+# Ray (2.59+) turns token auth on for a local cluster: the dashboard asks for the token, which
+# `ray get-auth-token` prints (~/.ray/auth_token unless RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH say otherwise).
+if [[ "${RAY_AUTH_MODE:-}" == disabled ]]; then
+  ray_token_hint="no token needed (RAY_AUTH_MODE=disabled)"
+else
+  ray_token_hint="it asks for a token; this prints it: $PWD/.venv/bin/ray get-auth-token"
+fi
+
 cat <<MSG
 
   OpsConductor is running.
     GraphQL (router, GraphiQL/Laboratory): http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/graphql
+      (Collections: "OpsConductor: first five operations", the README's walk-through)
     Ray dashboard:                          http://127.0.0.1:8265
+      $ray_token_hint
     Subgraphs: auth :3000  users :3002  targets :3001  jobs :8001  executions :8002
     Admin login: username 'admin'; the password is \$OPSC_ADMIN_PASSWORD, or the one printed above on first start.
     Data: $OPSC_DATA_DIR   Ctrl-C stops everything.

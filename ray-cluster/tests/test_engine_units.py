@@ -11,7 +11,7 @@ import asyncssh
 import pytest
 
 from opsconductor_ray.client import EngineClient
-from opsconductor_ray.config import DEFAULT_NUM_SHARDS, num_shards_from_env, shard_of
+from opsconductor_ray.config import DEFAULT_NUM_SHARDS, shard_of
 from opsconductor_ray.coordinator import split_parallelism
 from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential, fetch_credentials
 from opsconductor_ray.errors import (
@@ -33,6 +33,7 @@ from opsconductor_ray.protocol import (
     StepSpec,
     TargetSpec,
 )
+from opsconductor_ray.settings import EngineSettings, EventRetentionSettings
 from opsconductor_ray.testing import FakeCredentialVault
 from tests.support.sshd import SshServer
 
@@ -251,7 +252,13 @@ def test_asyncssh_debug_arguments_are_not_formatted_when_debug_is_off(
 ) -> None:
     import logging
 
-    import opsconductor_ray.pool  # noqa: F401 - installs the level check
+    import opsconductor_ray.pool
+
+    assert "asyncssh" not in vars(opsconductor_ray.pool)  # nothing patched at import
+    from opsconductor_ray.pool.ssh_connections import skip_disabled_asyncssh_logs
+
+    skip_disabled_asyncssh_logs()  # what a pool actor does when it is constructed
+    skip_disabled_asyncssh_logs()  # idempotent
 
     class Loud:
         def __str__(self) -> str:
@@ -271,7 +278,7 @@ def test_pool_shards_come_from_the_argument_then_the_environment_then_the_defaul
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("OPSC_RAY_POOL_SHARDS", raising=False)
-    assert num_shards_from_env() == DEFAULT_NUM_SHARDS == 2
+    assert EngineSettings().pool_shards == DEFAULT_NUM_SHARDS == 2
     assert EngineClient().num_shards == 2
     monkeypatch.setenv("OPSC_RAY_POOL_SHARDS", " 6 ")
     assert EngineClient().num_shards == 6
@@ -280,3 +287,21 @@ def test_pool_shards_come_from_the_argument_then_the_environment_then_the_defaul
         monkeypatch.setenv("OPSC_RAY_POOL_SHARDS", bad)
         with pytest.raises(ValueError, match="OPSC_RAY_POOL_SHARDS"):
             EngineClient()
+
+
+def test_engine_settings_keep_the_documented_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsconductor_ray.retention import RetentionLimits
+
+    monkeypatch.setenv("OPSC_RAY_ADDRESS", "127.0.0.1:6390")
+    monkeypatch.setenv("OPSC_RAY_POOL_RESOURCE", "opsc_pool")
+    monkeypatch.setenv("OPSC_RAY_COORDINATOR_RESOURCE", "")  # empty: unset, as before
+    monkeypatch.setenv("OPSC_RAY_CALL_TIMEOUT_SECONDS", "7")
+    monkeypatch.setenv("OPSC_RAY_EVENTS_MAX_RUN_EVENTS", "1234")
+    client = EngineClient()
+    assert client.address == "127.0.0.1:6390"
+    assert client.pool_resource == "opsc_pool" and client.coordinator_resource is None
+    assert client.call_timeout_s == 7 and client.slow_call_timeout_s == 120
+    explicit = EngineClient(settings=EngineSettings(address=None, call_timeout_seconds=3), call_timeout_s=5)
+    assert explicit.address is None and explicit.call_timeout_s == 5  # an argument wins over settings
+    limits = RetentionLimits.from_settings(EventRetentionSettings())
+    assert limits.run_events == 1234 and limits.run_bytes == RetentionLimits().run_bytes

@@ -14,8 +14,8 @@ import pytest
 from opsconductor_ray.credentials import Credential
 from opsconductor_ray.errors import AuthenticationFailed, ConnectError, ConnectionRefused, HostKeyRejected
 from opsconductor_ray.protocol import ScriptSpec, StepSpec, TargetSpec, TransferSpec
+from opsconductor_ray.testing.wsman import SIGNAL_TERMINATE, WSManTestDouble
 from opsconductor_ray.winrm import WinRMRunner, clean_clixml, powershell_command_line
-from opsconductor_ray.wsman_test_double import SIGNAL_TERMINATE, WSManTestDouble
 from tests.support.net import free_port
 
 USER = "Administrator"

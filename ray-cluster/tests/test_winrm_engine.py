@@ -21,7 +21,7 @@ from opsconductor_ray.protocol import (
     TargetSpec,
 )
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
-from opsconductor_ray.wsman_test_double import WSManTestDouble
+from opsconductor_ray.testing.wsman import WSManTestDouble
 
 PASSWORD = "Win-Passw0rd!"
 

@@ -9,16 +9,18 @@ import os
 import signal
 
 from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
+from opsconductor_ray.settings import EngineSettings
 from opsconductor_shared.logging import configure_logging
 from opsconductor_shared.settings import ServiceSettings
 
 
-async def _run(services: tuple[str, ...], *, with_engine: bool, dashboard: bool) -> None:
+async def _run(services: tuple[str, ...], *, engine_settings: EngineSettings | None, dashboard: bool) -> None:
+    """`engine_settings` None: no service here needs the engine."""
     engine = None
-    if with_engine:
+    if engine_settings is not None:
         from opsconductor_ray.client import EngineClient
 
-        engine = EngineClient(address=os.environ.get("OPSC_RAY_ADDRESS") or None)
+        engine = EngineClient(settings=engine_settings)
         await engine.connect(dashboard=dashboard)
     platform = EmbeddedPlatform(services=services, engine=engine)
     stop = asyncio.Event()
@@ -60,7 +62,9 @@ async def _reencrypt_credentials() -> dict[str, int]:
 
 
 def main() -> None:
-    # Must be set before ray is imported, or Ray binds the machine's external address.
+    # Ray's own switch, not an OpsConductor setting: Ray reads it once when it is imported (so
+    # it cannot be passed to ray.init), and without "0" a local Ray binds the machine's external
+    # address. Set only if the operator did not (scripts/dev.sh exports it too).
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     parser = argparse.ArgumentParser(prog="opsconductor")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,9 +102,10 @@ def main() -> None:
             "(or run every service in one process with 'opsconductor dev')"
         )
     services = tuple(SERVICES) if args.command == "dev" else (args.service,)
-    with_engine = any(SERVICES[s] for s in services)
+    # OPSC_RAY_ADDRESS and the other OPSC_RAY_* settings, read once here and passed down
+    engine_settings = EngineSettings() if any(SERVICES[s] for s in services) else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(services, with_engine=with_engine, dashboard=args.command == "dev"))
+        asyncio.run(_run(services, engine_settings=engine_settings, dashboard=args.command == "dev"))
 
 
 if __name__ == "__main__":

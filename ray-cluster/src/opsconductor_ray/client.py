@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
-from opsconductor_ray.config import ActorHandle, PoolConfig, num_shards_from_env, shard_of
+from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
 from opsconductor_ray.coordinator import ExecutionCoordinator, coordinator_host_name, coordinator_index
 from opsconductor_ray.errors import EngineError, ExecutionNotFound
-from opsconductor_ray.pool import get_pool
 from opsconductor_ray.protocol import (
     ConnectionTestResult,
     CredentialRef,
@@ -26,14 +24,11 @@ from opsconductor_ray.protocol import (
     ExecutionPlan,
     TargetSpec,
 )
+from opsconductor_ray.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "opsconductor"
-DEFAULT_CALL_TIMEOUT_S = 30.0
-"""Default bound of one Ray call (env OPSC_RAY_CALL_TIMEOUT_SECONDS)."""
-SLOW_CALL_TIMEOUT_S = 120.0
-"""Bound of calls that create actors or test a connection (env OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS)."""
 
 
 class EngineTimeout(EngineError):
@@ -42,15 +37,6 @@ class EngineTimeout(EngineError):
 
 class EngineUnavailable(EngineError):
     """The engine could not be asked (an actor temporarily unreachable): nothing is known."""
-
-
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = default
-    return value if value > 0 else default
 
 
 class EngineClient:
@@ -75,30 +61,29 @@ class EngineClient:
         coordinator_resource: str | None = None,
         call_timeout_s: float | None = None,
         slow_call_timeout_s: float | None = None,
+        *,
+        settings: EngineSettings | None = None,
     ) -> None:
+        """Explicit arguments win over `settings` (default: `EngineSettings()`, from `OPSC_RAY_*`)."""
+        if settings is None:
+            settings = EngineSettings()
         if num_shards is None:
-            num_shards = num_shards_from_env()
+            num_shards = settings.pool_shards
         if num_shards < 1 or num_coordinators < 1:
             raise ValueError("num_shards and num_coordinators must be at least 1")
-        self.address = address
+        self.address = address or settings.address
         self.num_shards = num_shards
         self.num_coordinators = num_coordinators
         # Custom Ray resources that place pools / coordinators on chosen workers (deploy/).
-        self.pool_resource = pool_resource or os.environ.get("OPSC_RAY_POOL_RESOURCE") or None
-        self.coordinator_resource = (
-            coordinator_resource or os.environ.get("OPSC_RAY_COORDINATOR_RESOURCE") or None
-        )
+        self.pool_resource = pool_resource or settings.pool_resource
+        self.coordinator_resource = coordinator_resource or settings.coordinator_resource
         self.namespace = namespace
         self.pool_config = pool_config or PoolConfig()
         # Every Ray call is bounded (a stuck or unschedulable actor never hangs a caller); a
         # timeout raises EngineTimeout. Ray never retries our calls (max_task_retries=0 on the
         # coordinator and pool actors): a start or a batch is never run twice by Ray.
-        self.call_timeout_s = call_timeout_s or _env_seconds(
-            "OPSC_RAY_CALL_TIMEOUT_SECONDS", DEFAULT_CALL_TIMEOUT_S
-        )
-        self.slow_call_timeout_s = slow_call_timeout_s or _env_seconds(
-            "OPSC_RAY_SLOW_CALL_TIMEOUT_SECONDS", SLOW_CALL_TIMEOUT_S
-        )
+        self.call_timeout_s = call_timeout_s or settings.call_timeout_seconds
+        self.slow_call_timeout_s = slow_call_timeout_s or settings.slow_call_timeout_seconds
         self._owns_ray = False
         self._hosts: dict[int, ActorHandle] = {}
         self._pools: dict[int, ActorHandle] = {}
@@ -123,10 +108,10 @@ class EngineClient:
 
     async def _init_ray(self, *, dashboard: bool, num_cpus: int | None) -> None:
         if self.address is not None:
-            await asyncio.to_thread(ray.init, address=self.address, namespace=self.namespace)
+            await asyncio.to_thread(ray.init, address=self.address, namespace=self.namespace)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
         else:
             await asyncio.to_thread(
-                ray.init,
+                ray.init,  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
                 address="local",  # OPSC_RAY_ADDRESS unset means our own local Ray, never a stray cluster
                 num_cpus=num_cpus,
                 include_dashboard=dashboard,
@@ -153,7 +138,7 @@ class EngineClient:
         "released" (it ran and was released), or "forbidden" (no coordinator ever started it,
         and none will: a `start` still on its way runs nothing). Never a guess: EngineTimeout /
         EngineUnavailable / EngineError when a coordinator cannot be asked."""
-        answers = []
+        answers: list[str] = []
         for index in self._candidates(execution_id):
             host = await self._host(index)
             try:
@@ -278,7 +263,7 @@ class EngineClient:
         self._hosts.clear()
         self._pools.clear()
         if self._owns_ray and ray.is_initialized():
-            ray.shutdown()
+            ray.shutdown()  # pyright: ignore[reportUnknownMemberType]
         self._owns_ray = False
 
     # ----------------------------------------------------------------- internals
@@ -358,12 +343,18 @@ class EngineClient:
             pool = await self._pool(shard)
         return pool
 
+    def _get_pool(self, shard: int) -> ActorHandle:
+        # imported here: a service that only imports EngineClient never loads asyncssh or httpx
+        from opsconductor_ray.pool.actor import get_pool
+
+        return get_pool(shard, self.pool_config, self.namespace, self.pool_resource)
+
     async def _pool(self, shard: int) -> ActorHandle:
         pool = self._pools.get(shard)
         if pool is None:
             self._require_ray()
             pool = await self._bounded(
-                asyncio.to_thread(get_pool, shard, self.pool_config, self.namespace, self.pool_resource),
+                asyncio.to_thread(self._get_pool, shard),
                 "pool lookup",
                 self.slow_call_timeout_s,
             )

@@ -7,7 +7,6 @@ that importing it (in every coordinator process) stays cheap.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,23 +56,10 @@ class PoolConfig:
 
 
 DEFAULT_NUM_SHARDS = 2
-"""Pool actors when neither `EngineClient(num_shards=...)` nor `OPSC_RAY_POOL_SHARDS` says:
+"""Pool actors when neither `EngineClient(num_shards=...)` nor `EngineSettings.pool_shards`
+(`OPSC_RAY_POOL_SHARDS`) says:
 one per core of the embedded default's 2-core machine (more pools than cores cost CPU in
 process switches: with 4 pools on 2 cores, 500 warm targets end to end took ~6 % longer)."""
-
-
-def num_shards_from_env(default: int = DEFAULT_NUM_SHARDS) -> int:
-    """`OPSC_RAY_POOL_SHARDS` (every client of a cluster must use the same value), else `default`."""
-    raw = os.environ.get("OPSC_RAY_POOL_SHARDS", "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"OPSC_RAY_POOL_SHARDS must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"OPSC_RAY_POOL_SHARDS must be at least 1, not {value}")
-    return value
 
 
 def shard_of(target_id: str, num_shards: int) -> int:

@@ -19,12 +19,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray.exceptions import RayActorError
 
 from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
+from opsconductor_ray.pool.request import BatchRequest
 from opsconductor_ray.protocol import (
     CredentialRef,
     EngineEvent,
@@ -35,6 +36,7 @@ from opsconductor_ray.protocol import (
     plan_batches,
 )
 from opsconductor_ray.retention import EventBudget, EventLog, RetentionLimits
+from opsconductor_ray.settings import EventRetentionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -252,17 +254,20 @@ class _Run:
         try:
             pool = self.pools[shard]
             await _answering(pool)
-            me = self.me if self.me is not None else ray.get_runtime_context().current_actor
+            me = self.me if self.me is not None else _current_actor()
+            request = BatchRequest(
+                execution_id=plan.execution_id,
+                steps=tuple(plan.steps),
+                targets=tuple(targets),
+                credentials=plan.credentials,
+                connect_timeout_s=plan.connect_timeout_s,
+                max_parallel=limit,
+                sink=me,
+                policy=plan.policy,
+                max_output_bytes=plan.max_output_bytes,
+            )
             await pool.run_targets.options(name=f"{coordinator_name(plan.execution_id)}/pool-{shard}").remote(
-                plan.execution_id,
-                plan.steps,
-                tuple(targets),
-                plan.credentials,
-                plan.connect_timeout_s,
-                limit,
-                me,
-                plan.policy,
-                plan.max_output_bytes,
+                request
             )
         except RayActorError as exc:
             reason = f"execution pool died: {_first_line(exc)}"
@@ -336,7 +341,7 @@ class _Run:
 # ExecutionNotFound and pools pushing to it stop their batches), never retried: a second
 # start of a call would run the commands again.
 # (The pyright ignore: ray's typed overload of remote() lacks max_concurrency.)
-@ray.remote(num_cpus=0, max_concurrency=10000, max_restarts=-1, max_task_retries=0)  # pyright: ignore[reportCallIssue]
+@ray.remote(num_cpus=0, max_concurrency=10000, max_restarts=-1, max_task_retries=0)  # pyright: ignore[reportCallIssue, reportUntypedClassDecorator]
 class ExecutionCoordinator:
     """Hosts many runs; every method takes the execution id."""
 
@@ -346,7 +351,7 @@ class ExecutionCoordinator:
         self._pool_config = pool_config
         self._namespace = namespace
         self._runs: dict[str, _Run] = {}
-        self._budget = EventBudget(RetentionLimits.from_env())
+        self._budget = EventBudget(RetentionLimits.from_settings(EventRetentionSettings()))
         """Bounds the events all runs here keep (M12)."""
         self._released: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -375,7 +380,7 @@ class ExecutionCoordinator:
         # its targets' shards are computed with that count, whatever this coordinator was made with.
         run = _Run(plan, dict(pools), len(pools) or self._num_shards, self._budget)
         if self._me is None:
-            self._me = ray.get_runtime_context().current_actor
+            self._me = _current_actor()
         run.me = self._me
         self._runs[eid] = run
         run.started_at = time.time()
@@ -487,7 +492,7 @@ class ExecutionCoordinator:
         """Called by `EngineClient.connect()`: learn the pools and make the first calls both
         ways now, so that no run pays this process's first-contact costs (seconds when busy)."""
         if self._me is None:
-            self._me = ray.get_runtime_context().current_actor
+            self._me = _current_actor()
         for handle in pools.values():
             self._handles[handle._actor_id.hex()] = handle
         await asyncio.gather(*(_answering(h) for h in pools.values()))
@@ -520,6 +525,11 @@ async def _answering(pool: ActorHandle, timeout_s: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+def _current_actor() -> ActorHandle:
+    """This actor's own handle (ray leaves the property untyped)."""
+    return cast(ActorHandle, ray.get_runtime_context().current_actor)  # pyright: ignore[reportUnknownMemberType]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import asyncssh
 import httpx
@@ -43,7 +43,7 @@ class Credential:
     passphrase: str | None = field(default=None)
     fingerprint: str = field(default="", compare=False)
     """Stable within the process for equal secrets, meaningless outside it (keyed digest)."""
-    options: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    options: dict[str, str] = field(default_factory=dict[str, str], compare=False, hash=False)
     """Non-secret transport options from the resolver (WinRM: transport, serverCertValidation, scheme;
     SSH: knownHosts, the target's trusted host key in known_hosts format, which replaces the pool's;
     without it (and without a pool-wide known_hosts file) the pool refuses to connect)."""
@@ -279,7 +279,8 @@ async def _post(
     except ValueError:
         body = None
     if response.status_code != 200:
-        message = body.get("message") if isinstance(body, dict) else None
+        error = _json_object(body)
+        message = error.get("message") if error is not None else None
         _unavailable(str(message) if message else f"credential resolver answered HTTP {response.status_code}")
     return body
 
@@ -325,13 +326,13 @@ async def fetch_credentials(
             timeout_s=RESOLVER_TIMEOUT_S + BATCH_TIMEOUT_PER_TARGET_S * len(ids),
             attempts=2,
         )
-        if not isinstance(body, dict) or not isinstance(body.get("credentials"), dict):
+        batch = _json_object(body)
+        answers = _json_object(batch.get("credentials")) if batch is not None else None
+        if batch is None or answers is None:
             _unavailable("credential resolver returned a body without a credentials object")
     except CredentialUnavailable as exc:
         return dict.fromkeys(ids, exc)
-    answers: dict[str, Any] = body["credentials"]
-    refused_body = body.get("refused")
-    refused: dict[str, Any] = refused_body if isinstance(refused_body, dict) else {}
+    refused = _json_object(batch.get("refused")) or {}
     out: dict[str, Credential | CredentialUnavailable] = {}
     for target_id in ids:
         try:
@@ -346,9 +347,15 @@ async def fetch_credentials(
     return out
 
 
-async def _credential(body: Any, cache: KeyCache) -> Credential:
+def _json_object(value: object) -> dict[str, Any] | None:
+    """`value` if it is a JSON object (a dict, from `response.json()`), else None."""
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
+
+
+async def _credential(answer: Any, cache: KeyCache) -> Credential:
     """A `Credential` from one resolver answer (`CredentialUnavailable` if it is unusable)."""
-    if not isinstance(body, dict):
+    body = _json_object(answer)
+    if body is None:
         _unavailable("credential resolver returned a body that is not a JSON object")
 
     username = body.get("username")

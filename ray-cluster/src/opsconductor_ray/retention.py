@@ -21,11 +21,14 @@ each target's events itself, so target_seq stays gapless too.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opsconductor_ray.protocol import EngineEvent, EventType
+
+if TYPE_CHECKING:
+    from opsconductor_ray.settings import EventRetentionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +37,6 @@ EVENT_OVERHEAD_BYTES = 200
 OUTPUT_DROPPED_MARKER = "\n[opsconductor: output dropped: the engine's event buffer for this run is full]\n"
 _OUTPUT = (EventType.STDOUT, EventType.STDERR)
 _COMPACT_AT = 1024
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -59,15 +49,14 @@ class RetentionLimits:
     total_events: int = 2_000_000
 
     @classmethod
-    def from_env(cls) -> RetentionLimits:
-        """`OPSC_RAY_EVENTS_MAX_RUN_BYTES`, `..._MAX_RUN_EVENTS`, `..._MAX_TOTAL_BYTES`,
-        `..._MAX_TOTAL_EVENTS` (in the coordinators' environment), else the defaults."""
-        default = cls()
+    def from_settings(cls, settings: EventRetentionSettings) -> RetentionLimits:
+        """The limits `OPSC_RAY_EVENTS_MAX_RUN_BYTES`, `..._MAX_RUN_EVENTS`, `..._MAX_TOTAL_BYTES`,
+        `..._MAX_TOTAL_EVENTS` set (see `EventRetentionSettings`)."""
         return cls(
-            run_bytes=_env_int("OPSC_RAY_EVENTS_MAX_RUN_BYTES", default.run_bytes),
-            run_events=_env_int("OPSC_RAY_EVENTS_MAX_RUN_EVENTS", default.run_events),
-            total_bytes=_env_int("OPSC_RAY_EVENTS_MAX_TOTAL_BYTES", default.total_bytes),
-            total_events=_env_int("OPSC_RAY_EVENTS_MAX_TOTAL_EVENTS", default.total_events),
+            run_bytes=settings.max_run_bytes,
+            run_events=settings.max_run_events,
+            total_bytes=settings.max_total_bytes,
+            total_events=settings.max_total_events,
         )
 
 

@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, TypeVar, cast
@@ -86,7 +86,7 @@ class Platform:
             from redis.asyncio import Redis
 
             # A Redis that does not answer fails a request in seconds (SERVICE_UNAVAILABLE), not never.
-            redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+            redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)  # pyright: ignore[reportUnknownMemberType] - redis types **kwargs loosely
             return cls(
                 bus=RedisStreamsEventBus(redis, consumer=f"{consumer}-{socket.gethostname()}-{os.getpid()}"),
                 broadcaster=RedisBroadcaster(redis, queue_size=settings.subscription_queue_size),
@@ -132,16 +132,20 @@ class Runtime(Generic[SettingsT, DepsT]):
     """The service's own collaborators (service clients, engine, keys), built in its ``app.py``."""
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """What ``/metrics`` serves: the HTTP metrics, and whatever the service registers here."""
-    processed_models: list[type[ProcessedEventBase]] = field(default_factory=list)
+    processed_models: list[type[ProcessedEventBase]] = field(default_factory=list[type[ProcessedEventBase]])
     """The deduplication tables of this service's consumers (pruned with the outbox)."""
-    open_subscriptions: dict[str, int] = field(default_factory=dict)
+    open_subscriptions: dict[str, int] = field(default_factory=dict[str, int])
     """Running WebSocket operations per caller (subject) in this process, for the per-user cap."""
-    _clients: dict[str, ServiceClient] = field(default_factory=dict)
+    _clients: dict[str, ServiceClient] = field(default_factory=dict[str, ServiceClient])
 
     def client(self, url: str, *, timeout: float = 5.0) -> ServiceClient:
         if url not in self._clients:
             self._clients[url] = ServiceClient(url, self.tokens, timeout=timeout)
         return self._clients[url]
+
+    async def close_clients(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
 
     def consume(
         self,
@@ -188,7 +192,7 @@ class RequestContext(Generic[SettingsT, DepsT]):
     auth_error: str | None = None
     connection_params: dict[str, Any] | None = None
     correlation_id: str | None = None
-    loaders: dict[str, Any] = field(default_factory=dict)
+    loaders: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def deps(self) -> DepsT:
@@ -214,7 +218,7 @@ class ServiceGraphQL(GraphQL):
 
     graphql_transport_ws_handler_class = RevocationAwareTransportWSHandler
 
-    def __init__(self, schema: strawberry.federation.Schema, runtime: Runtime) -> None:
+    def __init__(self, schema: strawberry.federation.Schema, runtime: Runtime[Any, Any]) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
@@ -247,7 +251,10 @@ class ServiceGraphQL(GraphQL):
             }
             await JSONResponse(body, status_code=503, headers={"retry-after": "5"})(scope, receive, send)
 
-    async def get_context(self, request: Request | WebSocket, response: Any = None) -> RequestContext:  # type: ignore[override]
+    # strawberry types the base as returning None
+    async def get_context(  # pyright: ignore[reportIncompatibleMethodOverride]
+        self, request: Request | WebSocket, response: Any = None
+    ) -> RequestContext[Any, Any]:
         ctx = RequestContext(
             runtime=self.runtime, request=request, response=response, correlation_id=correlation_id.get()
         )
@@ -255,7 +262,7 @@ class ServiceGraphQL(GraphQL):
             await self._authenticate(ctx, request.headers.get("authorization"))
         return ctx
 
-    async def _authenticate(self, ctx: RequestContext, header: str | None) -> None:
+    async def _authenticate(self, ctx: RequestContext[Any, Any], header: str | None) -> None:
         token = bearer_token(header)
         if header and token is None:
             ctx.auth_error = "malformed Authorization header (expected 'Bearer <token>')"
@@ -275,7 +282,7 @@ class ServiceGraphQL(GraphQL):
                 "service temporarily unavailable: cannot check the session (Redis unreachable); retry later"
             ) from exc
 
-    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:  # type: ignore[override]
+    async def on_ws_connect(self, context: RequestContext[Any, Any]) -> dict[str, object] | None:  # type: ignore[override]
         params = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
         try:
@@ -408,7 +415,7 @@ class _RequestMiddleware:
 # ---- factory ----------------------------------------------------------------------------------
 
 
-async def prune_once(runtime: Runtime) -> int:
+async def prune_once(runtime: Runtime[Any, Any]) -> int:
     """L16: delete this service's published outbox rows and processed-event ids past retention."""
     settings = runtime.settings
     with runtime.db.bind():
@@ -420,7 +427,7 @@ async def prune_once(runtime: Runtime) -> int:
         )
 
 
-async def _prune_periodically(runtime: Runtime) -> None:
+async def _prune_periodically(runtime: Runtime[Any, Any]) -> None:
     while True:
         try:
             deleted = await prune_once(runtime)
@@ -433,12 +440,12 @@ async def _prune_periodically(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.event_prune_interval_seconds)
 
 
-Hook = Callable[[Runtime], Awaitable[None]]
+Hook = Callable[[Runtime[Any, Any]], Awaitable[None]]
 
 
 def create_service_app(
     *,
-    runtime: Runtime,
+    runtime: Runtime[Any, Any],
     schema: strawberry.federation.Schema,
     extra_routes: Sequence[BaseRoute] = (),
     on_startup: Sequence[Hook] = (),
@@ -476,7 +483,7 @@ def create_service_app(
         return PlainTextResponse(schema.as_str())
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncGenerator[None, None]:
         with runtime.db.bind():
             await runtime.db.start()
             if runtime.outbox_model is not None:
@@ -503,8 +510,7 @@ def create_service_app(
                 for task in background:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-                for client in runtime._clients.values():
-                    await client.aclose()
+                await runtime.close_clients()
                 await runtime.db.stop()
 
     routes: list[BaseRoute] = [

@@ -38,7 +38,7 @@ class Identity:
     kind: str  # "user" | "service"
     username: str | None = None
     roles: tuple[str, ...] = ()
-    permissions: frozenset[str] = field(default_factory=frozenset)
+    permissions: frozenset[str] = field(default_factory=frozenset[str])
     session_id: str | None = None
     token_id: str | None = None
     expires_at: float | None = None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-from tortoise.context import TortoiseContext, _current_context  # tortoise has no public token API
+from tortoise.context import TortoiseContext, _current_context  # pyright: ignore[reportPrivateUsage] - tortoise has no public token API
 from tortoise.migrations.executor import MigrationExecutor
 
 
@@ -46,7 +46,7 @@ class ServiceDatabase:
         self.ctx = TortoiseContext()
 
     @contextmanager
-    def bind(self) -> Iterator[TortoiseContext]:
+    def bind(self) -> Generator[TortoiseContext, None, None]:
         token = _current_context.set(self.ctx)
         try:
             yield self.ctx
@@ -86,7 +86,7 @@ class ServiceDatabase:
 
     async def ping(self) -> None:
         with self.bind():
-            await self.ctx.db(self.connection_name).execute_query("SELECT 1")
+            await self.ctx.db(self.connection_name).execute_query("SELECT 1")  # pyright: ignore[reportUnknownMemberType]
 
 
 class BindDatabaseMiddleware:

@@ -71,7 +71,7 @@ class EventEnvelope(BaseModel):
 class OutboxBase(models.Model):
     id = fields.UUIDField(primary_key=True)
     stream = fields.CharField(max_length=100)
-    envelope = fields.JSONField()
+    envelope: fields.Field[dict[str, Any]] = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     published_at = fields.DatetimeField(null=True, db_index=True)
 
@@ -264,7 +264,9 @@ class RedisStreamsEventBus:
                             count=100,
                         )
                         await self._handle(group, stream, claimed, handler)
-                batches = await self.redis.xreadgroup(
+                batches: (
+                    list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]] | None
+                ) = await self.redis.xreadgroup(
                     group,
                     self.consumer,
                     dict.fromkeys(streams, ">"),
@@ -279,9 +281,11 @@ class RedisStreamsEventBus:
                 log.exception("event consumer error; retrying", group=group)
                 await asyncio.sleep(1)
 
-    async def _handle(self, group: str, stream: Any, entries: Any, handler: Handler) -> None:
+    async def _handle(
+        self, group: str, stream: Any, entries: list[tuple[Any, dict[Any, Any]]] | None, handler: Handler
+    ) -> None:
         for entry_id, values in entries or []:
-            raw = (values or {}).get(b"envelope") or (values or {}).get("envelope")
+            raw: Any = (values or {}).get(b"envelope") or (values or {}).get("envelope")
             if raw is None and not values:  # deleted from the stream while pending: nothing to deliver
                 await self.redis.xack(stream, group, entry_id)
                 continue
@@ -303,7 +307,9 @@ class RedisStreamsEventBus:
             await self.redis.xack(stream, group, entry_id)
 
     async def _dead_letter(self, group: str, stream: Any, entry_id: Any, values: Any, reason: str) -> None:
-        text = lambda v: v.decode(errors="replace") if isinstance(v, bytes) else str(v)  # noqa: E731
+        def text(v: object) -> str:
+            return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
         log.error("malformed stream entry parked in the dead-letter stream", stream=text(stream), group=group)
         fields: dict[str, Any] = {
             "stream": text(stream),
@@ -311,7 +317,8 @@ class RedisStreamsEventBus:
             "group": group,
             "reason": reason[:2000],
         }
-        for key, value in (values or {}).items():
+        items: dict[Any, Any] = values or {}
+        for key, value in items.items():
             fields[f"field.{text(key)}"] = value
         await self.redis.xadd(DEAD_LETTER_STREAM, fields, maxlen=self.dead_letter_maxlen, approximate=True)
 
@@ -435,7 +442,7 @@ class OutboxRelay:
         if self._in_flight:
             query = query.exclude(id__in=list(self._in_flight))
         rows = await query.order_by("created_at").limit(room)
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         for row in rows:
             task = asyncio.create_task(self._publish_row(row))
             self._in_flight[row.id] = task

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Protocol
 
 from opsconductor_shared.errors import DomainError
@@ -83,7 +83,7 @@ class InProcessBroadcaster:
             listener.put(message)
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+    async def listen(self, channel: str) -> AsyncGenerator[AsyncIterator[str], None]:
         listener = _Listener(channel, self.queue_size)
         self._listeners[channel].add(listener)
         try:
@@ -122,7 +122,7 @@ class RedisBroadcaster:
         return 0 if self._pubsub is None or self._pubsub.connection is None else 1
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+    async def listen(self, channel: str) -> AsyncGenerator[AsyncIterator[str], None]:
         name = f"opsc.live.{channel}"
         listener = _Listener(channel, self.queue_size)
         async with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -175,7 +175,7 @@ class ServiceSettings(BaseSettings):
             return data
         hashes = _prefixed_env(SERVICE_SECRET_HASH_ENV)
         secrets = {k: v for k, v in _prefixed_env(SERVICE_SECRET_ENV).items() if not k.startswith("sha256_")}
-        data = dict(data)
+        data = dict[str, Any](cast(dict[str, Any], data))
         data["service_secrets"] = {**secrets, **(data.get("service_secrets") or {})}
         data["service_secret_hashes"] = {**hashes, **(data.get("service_secret_hashes") or {})}
         return data

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -102,7 +102,7 @@ SHARED_ERRORS = ErrorTable()
 
 
 @asynccontextmanager
-async def unit_of_work(runtime: Committer) -> AsyncIterator[None]:
+async def unit_of_work(runtime: Committer) -> AsyncGenerator[None, None]:
     """One transaction; after it commits, the relay is told that events wait in the outbox."""
     async with in_transaction():
         yield

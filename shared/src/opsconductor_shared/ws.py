@@ -46,7 +46,7 @@ class RevocationAwareTransportWSHandler(BaseGraphQLTransportWSHandler):  # type:
     async def run_operation(self, operation: Operation) -> None:  # type: ignore[type-arg, override]
         ctx = self.context
         identity: Identity | None = getattr(ctx, "identity", None)
-        runtime: Runtime | None = getattr(ctx, "runtime", None)
+        runtime: Runtime[Any, Any] | None = getattr(ctx, "runtime", None)
         cap = int(getattr(getattr(runtime, "settings", None), "max_subscriptions_per_user", 0) or 0)
         if identity is None or runtime is None or cap <= 0:
             await super().run_operation(operation)
@@ -104,7 +104,7 @@ class RevocationAwareTransportWSHandler(BaseGraphQLTransportWSHandler):  # type:
         await operation.send_next(ExecutionResult(data=None, errors=[error]))
 
     @staticmethod
-    async def _until_ended(runtime: Runtime, identity: Identity, interval: float) -> str:
+    async def _until_ended(runtime: Runtime[Any, Any], identity: Identity, interval: float) -> str:
         """Return why the caller's stream must end: its token expired or its session was revoked.
         ``interval`` 0: the token's expiry only."""
         while True:

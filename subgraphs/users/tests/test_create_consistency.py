@@ -83,6 +83,7 @@ async def test_user_is_not_kept_when_auth_is_unreachable(
     assert body["errors"][0]["message"].startswith(
         "user not created: the auth service did not store the password"
     )
+    assert body["errors"][0]["extensions"]["code"] == "DEPENDENCY_UNAVAILABLE"
     listing = await gql(
         url,
         """query($s: String) { users(filter: {search: $s}) {

@@ -10,6 +10,7 @@ from tortoise.transactions import in_transaction
 from opsconductor_shared.db import ServiceDatabase
 from opsconductor_shared.errors import ValidationError
 from opsconductor_users import service
+from opsconductor_users.errors import UsernameTakenError
 from opsconductor_users.models import Outbox
 from tests.support.platform import RunningPlatform
 
@@ -44,7 +45,7 @@ async def test_legacy_user_gets_the_mapped_role_and_a_created_event(platform: Ru
                 async with in_transaction("users"):
                     await service.import_legacy_user(username=f"x{name}", email="a@b.c", role="superhero")
             assert err.value.field == "roles"
-            with pytest.raises(service.UsernameTakenError):
+            with pytest.raises(UsernameTakenError):
                 async with in_transaction("users"):
                     await service.import_legacy_user(username=name, email="other@example.com", role="guest")
     finally:

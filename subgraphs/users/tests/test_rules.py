@@ -78,8 +78,8 @@ def test_nobody_grants_more_than_they_hold() -> None:
     from opsconductor_shared.auth import Identity
 
     manager = Identity(subject="x", kind="user", permissions=frozenset({"users:write", "jobs:*"}))
-    assert service._can_grant(manager, ["jobs:read", "jobs:execute"]) is None
-    assert service._can_grant(manager, ["jobs:read", "targets:read"]) == "targets:read"
-    assert service._can_grant(manager, ["*"]) == "*"
+    assert service.can_grant(manager, ["jobs:read", "jobs:execute"]) is None
+    assert service.can_grant(manager, ["jobs:read", "targets:read"]) == "targets:read"
+    assert service.can_grant(manager, ["*"]) == "*"
     admin = Identity(subject="a", kind="user", permissions=frozenset({"*"}))
-    assert service._can_grant(admin, ["*", "audit:read"]) is None
+    assert service.can_grant(admin, ["*", "audit:read"]) is None

@@ -1,25 +1,45 @@
-"""Events users publishes (users.user_created / user_updated / user_deactivated) and consumes
-(auth.login_succeeded, to keep lastLoginAt)."""
+"""Events users publishes (outbox -> ``opsc.events.users``) and the one it consumes.
+
+Every ``users.*`` event carries the user's full snapshot (``UserRecord.event_data``), never a
+password. The consumer of ``auth.login_succeeded`` is wired in ``app.py``.
+"""
 
 from __future__ import annotations
 
-from opsconductor_shared.app import Runtime
+from typing import Any, Protocol
+
+from opsconductor_shared.auth import Identity
 from opsconductor_shared.events import EventEnvelope
-from opsconductor_users import service
-from opsconductor_users.models import ProcessedEvent
 
-PUBLISHES = (
-    "users.user_created",
-    "users.user_updated",
-    "users.user_deactivated",
-    "users.user_roles_changed",
-)
-CONSUMES = ("auth.login_succeeded",)
+SOURCE = "users"
+
+USER_CREATED = "users.user_created"
+USER_UPDATED = "users.user_updated"
+"""Activation and profile changes."""
+USER_DEACTIVATED = "users.user_deactivated"
+"""Deactivation and soft delete (``deleted: true``): auth revokes every session."""
+USER_ROLES_CHANGED = "users.user_roles_changed"
+"""setUserRoles, and one per holder when updateRole changes a role's permissions."""
+
+LOGIN_SUCCEEDED = "auth.login_succeeded"
+"""Consumed (group ``users``): keeps ``lastLoginAt``."""
 
 
-def subscribe(runtime: Runtime) -> None:
-    async def on_login(envelope: EventEnvelope) -> None:
-        if envelope.subject:
-            await service.record_login(envelope.subject, envelope.time)
+class UserSnapshot(Protocol):
+    """What an event needs of a user (the service's ``UserRecord``)."""
 
-    runtime.consume(sources=["auth"], types=CONSUMES, processed_model=ProcessedEvent, handler=on_login)
+    @property
+    def id(self) -> str: ...
+
+    def event_data(self) -> dict[str, Any]: ...
+
+
+def user_event(type: str, user: UserSnapshot, actor: Identity | None) -> EventEnvelope:
+    """The envelope of one ``users.*`` event: the user's snapshot, subject = the user's id."""
+    return EventEnvelope(
+        type=type,
+        source=SOURCE,
+        subject=user.id,
+        actor=actor.subject if actor else None,
+        data=user.event_data(),
+    )

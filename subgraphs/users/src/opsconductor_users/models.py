@@ -27,7 +27,7 @@ class User(models.Model):
     # event carries it as ``version``), so a consumer can drop a snapshot older than one applied.
     version = fields.IntField(default=0, db_default=0)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "users"
 
 
@@ -39,7 +39,7 @@ class Role(models.Model):
     permissions = fields.JSONField(default=list)
     is_system = fields.BooleanField(default=False)  # seeded from code at start-up; not editable
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "roles"
 
 
@@ -49,16 +49,16 @@ class UserRole(models.Model):
     role = fields.ForeignKeyField("users.Role", related_name="user_links", on_delete=fields.RESTRICT)
     created_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "user_roles"
         unique_together = (("user", "role"),)
 
 
 class Outbox(OutboxBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "outbox"
 
 
 class ProcessedEvent(ProcessedEventBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "processed_events"

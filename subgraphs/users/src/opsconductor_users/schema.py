@@ -1,39 +1,33 @@
-"""Users subgraph: users, user, roles, permissionCatalogue, createUser, setUserActive; User entity."""
+"""Users subgraph resolvers: users, user, roles, permissionCatalogue and the user and role
+mutations; the User entity lives in types.py. Each mutation runs in one transaction
+(``@transactional(ERRORS)``); createUser opens its own to wrap auth's compensation around it."""
 
 from __future__ import annotations
 
 import strawberry
-from tortoise.transactions import in_transaction
 
-from opsconductor_shared.app import RequestContext, build_schema
+from opsconductor_shared.app import build_schema
 from opsconductor_shared.auth import Authenticated, requires
-from opsconductor_shared.errors import (
-    NotFoundError,
-    PermissionError_,
-    PublicGraphQLError,
-    ValidationError,
-    ValidationFailed,
-    to_graphql_error,
-)
-from opsconductor_shared.logging import get_logger
+from opsconductor_shared.errors import ValidationError
 from opsconductor_shared.paging import build_connection, decode_cursor
-from opsconductor_users import service
+from opsconductor_shared.unit_of_work import maps_errors, transactional, unit_of_work
+from opsconductor_users import loaders, service
 from opsconductor_users.types import (
+    ERRORS,
     CreateRoleInput,
     CreateRoleResult,
     CreateUserInput,
     CreateUserResult,
     DeleteRoleResult,
     DeleteUserResult,
+    Info,
     Permission,
     Role,
     RoleCreated,
     RoleDeleted,
-    RoleInUse,
     RoleUpdated,
     SetUserActiveResult,
     SetUserRolesResult,
-    SystemRoleProtected,
     UpdateRoleInput,
     UpdateRoleResult,
     UpdateUserInput,
@@ -43,13 +37,8 @@ from opsconductor_users.types import (
     UserCreated,
     UserDeleted,
     UserFilter,
-    UsernameTaken,
     UserUpdated,
 )
-
-Info = strawberry.Info[RequestContext, None]
-
-log = get_logger("opsconductor.users")
 
 
 @strawberry.type
@@ -88,19 +77,14 @@ class Query:
         description="One user by id; null when unknown or deleted.",
     )
     async def user(self, info: Info, id: strawberry.ID) -> User | None:
-        record = await info.context.deps.load_user(info.context, str(id))
+        record = await loaders.load_user(info.context, str(id))
         if record is None or record.deleted:
             return None
         return User.from_record(record)
 
     @strawberry.field(permission_classes=[requires("roles:read")], description="Every role, by name.")
     async def roles(self, info: Info) -> list[Role]:
-        return [
-            Role(
-                name=r.name, description=r.description, permissions=list(r.permissions), is_system=r.is_system
-            )
-            for r in await service.list_roles()
-        ]
+        return [Role.from_record(r) for r in await service.list_roles()]
 
     @strawberry.field(
         permission_classes=[requires("roles:read")],
@@ -116,45 +100,22 @@ class Mutation:
         permission_classes=[requires("users:write")],
         description="Create a user and their password (in auth). Nothing is kept when either half fails.",
     )
+    @maps_errors(ERRORS)
     async def create_user(self, info: Info, input: CreateUserInput) -> CreateUserResult:
-        actor = info.context.identity
-        try:
-            new = service.validate_new_user(
-                username=input.username,
-                email=input.email,
-                password=input.password,
-                roles=input.roles,
-                display_name=input.display_name,
-            )
-        except ValidationError as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        credentials: service.AuthCredentials = info.context.deps.credentials
-        record: service.UserRecord | None = None
-        auth_may_hold = False
-        try:
-            # The auth call sits inside the transaction: the users row and the users.user_created
-            # event commit only once auth has stored the password, so auth never sees the event
-            # for a user whose creation then fails.
-            async with in_transaction():
-                record = await service.create_user(new, actor=actor)
-                auth_may_hold = True
-                await credentials.set(record, new.password)
-        except service.UsernameTakenError as exc:
-            return UsernameTaken(message=exc.message, username=exc.username)
-        except (ValidationError, PermissionError_) as exc:  # incl. CredentialRejected: auth stored nothing
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        except service.CredentialUnavailable as exc:
-            if record is not None:
-                await credentials.withdraw(record)
-            raise PublicGraphQLError(
-                f"user not created: {exc.message}; nothing was saved, try again"
-            ) from exc
-        except BaseException:
-            # The commit (or something after auth's answer) failed: auth may hold a credential.
-            if record is not None and auth_may_hold:
-                await credentials.withdraw(record)
-            raise
-        info.context.runtime.events_committed()
+        new = service.validate_new_user(
+            username=input.username,
+            email=input.email,
+            password=input.password,
+            roles=input.roles,
+            display_name=input.display_name,
+        )
+        # The auth call sits inside the transaction: the users row and the users.user_created event
+        # commit only once auth has stored the password, so auth never sees the event for a user
+        # whose creation then fails; after a rollback, whatever auth may hold is withdrawn.
+        credentials = info.context.deps.credentials
+        async with credentials.withdrawn_on_failure() as credential, unit_of_work(info.context.runtime):
+            record = await service.create_user(new=new, actor=info.context.identity)
+            await credential.set(record, new.password)
         return UserCreated(user=User.from_record(record))
 
     @strawberry.mutation(
@@ -163,33 +124,24 @@ class Mutation:
         "(auth revokes them); you cannot deactivate yourself or the last active admin, nor anyone "
         "holding a permission you do not hold (PermissionDenied).",
     )
+    @transactional(ERRORS)
     async def set_user_active(self, info: Info, id: strawberry.ID, active: bool) -> SetUserActiveResult:
-        try:
-            async with in_transaction():
-                record = await service.set_user_active(
-                    user_id=str(id), active=active, actor=info.context.identity
-                )
-        except (NotFoundError, ValidationError, PermissionError_) as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        info.context.runtime.events_committed()
+        record = await service.set_user_active(user_id=str(id), active=active, actor=info.context.identity)
         return UserUpdated(user=User.from_record(record))
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
         description="Create a custom role from catalogue permissions (never more than you hold).",
     )
+    @transactional(ERRORS)
     async def create_role(self, info: Info, input: CreateRoleInput) -> CreateRoleResult:
-        try:
-            async with in_transaction():
-                record = await service.create_role(
-                    name=input.name,
-                    description=input.description,
-                    permissions=input.permissions,
-                    actor=info.context.identity,
-                )
-        except (ValidationError, PermissionError_) as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        return RoleCreated(role=_role(record))
+        record = await service.create_role(
+            name=input.name,
+            description=input.description,
+            permissions=input.permissions,
+            actor=info.context.identity,
+        )
+        return RoleCreated(role=Role.from_record(record))
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
@@ -197,54 +149,34 @@ class Mutation:
         "(refreshSession); system roles cannot be changed; its permissions not while a holder "
         "holds a permission you do not hold.",
     )
+    @transactional(ERRORS)
     async def update_role(self, info: Info, name: str, input: UpdateRoleInput) -> UpdateRoleResult:
-        try:
-            async with in_transaction():
-                record = await service.update_role(
-                    name=name,
-                    description=input.description,
-                    permissions=input.permissions,
-                    actor=info.context.identity,
-                )
-        except service.SystemRoleError as exc:
-            return SystemRoleProtected(message=exc.message, name=exc.name)
-        except (NotFoundError, ValidationError, PermissionError_) as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        info.context.runtime.events_committed()
-        return RoleUpdated(role=_role(record))
+        record = await service.update_role(
+            name=name,
+            description=input.description,
+            permissions=input.permissions,
+            actor=info.context.identity,
+        )
+        return RoleUpdated(role=Role.from_record(record))
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
         description="Delete a custom role that nobody holds any more.",
     )
+    @transactional(ERRORS)
     async def delete_role(self, info: Info, name: str) -> DeleteRoleResult:
-        try:
-            async with in_transaction():
-                deleted = await service.delete_role(name=name)
-        except service.SystemRoleError as exc:
-            return SystemRoleProtected(message=exc.message, name=exc.name)
-        except service.RoleInUseError as exc:
-            return RoleInUse(message=exc.message, name=exc.name, user_count=exc.user_count)
-        except NotFoundError as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        return RoleDeleted(name=deleted)
+        return RoleDeleted(name=await service.delete_role(name=name))
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],
         description="Replace a user's roles (legacy names map). Refuses to demote the last active admin, "
         "to grant more than you hold, or to change a user holding a permission you do not hold.",
     )
+    @transactional(ERRORS)
     async def set_user_roles(
         self, info: Info, user_id: strawberry.ID, roles: list[str]
     ) -> SetUserRolesResult:
-        try:
-            async with in_transaction():
-                record = await service.set_user_roles(
-                    user_id=str(user_id), roles=roles, actor=info.context.identity
-                )
-        except (NotFoundError, ValidationError, PermissionError_) as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        info.context.runtime.events_committed()
+        record = await service.set_user_roles(user_id=str(user_id), roles=roles, actor=info.context.identity)
         return UserUpdated(user=User.from_record(record))
 
     @strawberry.mutation(
@@ -252,18 +184,26 @@ class Mutation:
         description="Change a user's profile (email, display name, department, time zone); not of "
         "a user holding a permission you do not hold (PermissionDenied).",
     )
+    @transactional(ERRORS)
     async def update_user(self, info: Info, id: strawberry.ID, input: UpdateUserInput) -> UpdateUserResult:
-        return await _update_profile(info, str(id), input)
+        record = await service.update_user(
+            user_id=str(id), changes=_profile_changes(input), actor=info.context.identity
+        )
+        return UserUpdated(user=User.from_record(record))
 
     @strawberry.mutation(
         permission_classes=[Authenticated],
         description="Change the caller's own profile (email, display name, department, time zone).",
     )
+    @transactional(ERRORS)
     async def update_my_profile(self, info: Info, input: UpdateUserInput) -> UpdateUserResult:
         identity = info.context.identity
         if identity is None or identity.kind != "user":
-            return ValidationFailed(message="only a user has a profile", field=None)  # type: ignore[return-value]
-        return await _update_profile(info, identity.subject, input)
+            raise ValidationError("only a user has a profile")
+        record = await service.update_user(
+            user_id=identity.subject, changes=_profile_changes(input), actor=identity
+        )
+        return UserUpdated(user=User.from_record(record))
 
     @strawberry.mutation(
         permission_classes=[requires("users:write")],
@@ -271,37 +211,21 @@ class Mutation:
         "hidden from users/user. Not yourself, not the last admin, not a user holding a permission you "
         "do not hold (PermissionDenied).",
     )
+    @transactional(ERRORS)
     async def delete_user(self, info: Info, id: strawberry.ID) -> DeleteUserResult:
-        try:
-            async with in_transaction():
-                record = await service.delete_user(user_id=str(id), actor=info.context.identity)
-        except (NotFoundError, ValidationError, PermissionError_) as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        info.context.runtime.events_committed()
+        record = await service.delete_user(user_id=str(id), actor=info.context.identity)
         return UserDeleted(id=strawberry.ID(record.id))
 
 
-async def _update_profile(info: Info, user_id: str, input: UpdateUserInput) -> UpdateUserResult:
+def _profile_changes(input: UpdateUserInput) -> service.ProfileChanges:
+    """``department`` omitted leaves it as it is; ``null`` (or empty) clears it."""
     department = input.department
-    changes = service.ProfileChanges(
+    return service.ProfileChanges(
         email=input.email,
         display_name=input.display_name,
         department=department if isinstance(department, str) else None,
         clear_department=department is None,
         timezone=input.timezone,
-    )
-    try:
-        async with in_transaction():
-            record = await service.update_user(user_id=user_id, changes=changes, actor=info.context.identity)
-    except (NotFoundError, ValidationError, PermissionError_) as exc:
-        return to_graphql_error(exc)  # type: ignore[return-value]
-    info.context.runtime.events_committed()
-    return UserUpdated(user=User.from_record(record))
-
-
-def _role(r: service.RoleRecord) -> Role:
-    return Role(
-        name=r.name, description=r.description, permissions=list(r.permissions), is_system=r.is_system
     )
 
 

@@ -1,15 +1,23 @@
-"""GraphQL types of the users subgraph (separate from ORM rows and service records)."""
+"""GraphQL types of the users subgraph (separate from ORM rows and service records), its GraphQL
+error types with the one table that maps the domain errors onto them (``ERRORS``), and ``Info``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 
+from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import AUTHENTICATED, check_permission, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
+from opsconductor_shared.unit_of_work import ErrorTable
+from opsconductor_users import loaders, service
+from opsconductor_users.errors import RoleInUseError, SystemRoleError, UsernameTakenError
+from opsconductor_users.settings import Settings
+
+Info = strawberry.Info[RequestContext[Settings, service.Deps], None]
 
 
 @strawberry.federation.type(keys=["id"], description="A person who can log in. Owned by the users subgraph.")
@@ -37,7 +45,7 @@ class User:
     timezone: str = strawberry.field(default="UTC", description="IANA time zone name (default UTC).")
 
     @classmethod
-    def from_record(cls, record: Any) -> User:
+    def from_record(cls, record: service.UserRecord) -> User:
         return cls(
             id=strawberry.ID(record.id),
             username=record.username,
@@ -54,7 +62,7 @@ class User:
 
     @classmethod
     @entity_permission(AUTHENTICATED)
-    async def resolve_reference(cls, info: strawberry.Info, id: strawberry.ID) -> User | None:
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> User | None:
         """Entity lookup (``me``, ``Session.user``, ``LoginAttempt.user``...), as the root fields
         allow (M10): yourself (``me``), anyone else only with ``users:read`` (``user``); a
         soft-deleted or unknown user is null (``user`` hides them too). Batched through the
@@ -62,7 +70,7 @@ class User:
         identity = require_identity(info.context)
         if identity.subject != str(id):
             check_permission(info.context, "users:read")
-        record = await info.context.deps.load_user(info.context, str(id))
+        record = await loaders.load_user(info.context, str(id))
         return cls.from_record(record) if record is not None and not record.deleted else None
 
 
@@ -72,6 +80,15 @@ class Role:
     description: str
     permissions: list[str] = strawberry.field(description="`resource:action` strings; `*` means all.")
     is_system: bool = strawberry.field(description="Seeded from code at start-up; cannot be changed.")
+
+    @classmethod
+    def from_record(cls, record: service.RoleRecord) -> Role:
+        return cls(
+            name=record.name,
+            description=record.description,
+            permissions=list(record.permissions),
+            is_system=record.is_system,
+        )
 
 
 @strawberry.type(description="One entry of the permission catalogue.")
@@ -216,3 +233,13 @@ class UserDeleted:
 DeleteUserResult = Annotated[
     UserDeleted | NotFound | ValidationFailed | PermissionDenied, strawberry.union("DeleteUserResult")
 ]
+
+
+ERRORS = ErrorTable(
+    {
+        UsernameTakenError: lambda e: UsernameTaken(message=e.message, username=e.username),
+        SystemRoleError: lambda e: SystemRoleProtected(message=e.message, name=e.name),
+        RoleInUseError: lambda e: RoleInUse(message=e.message, name=e.name, user_count=e.user_count),
+    }
+)
+"""The users subgraph's domain errors as GraphQL types (the shared ones are in every table)."""

@@ -17,12 +17,8 @@ once on a separate connection so it does not wait for the blocked Receive.
 from __future__ import annotations
 
 import asyncio
-import base64
-import codecs
 import contextlib
-import html
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,73 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
-import requests.exceptions
-from winrm.exceptions import (
-    InvalidCredentialsError,
-    WinRMError,
-    WinRMOperationTimeoutError,
-    WinRMTransportError,
-    WSManFaultError,
-)
+from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
+from opsconductor_ray._output import Decoder
 from opsconductor_ray.credentials import Credential
-from opsconductor_ray.errors import (
-    AuthenticationFailed,
-    ConnectError,
-    ConnectionRefused,
-    ConnectTimeout,
-    CredentialUnavailable,
-    EngineError,
-    HostKeyRejected,
-    InsecureTransportRefused,
+from opsconductor_ray.errors import EngineError
+from opsconductor_ray.protocol import ConnectionTestResult, StepSpec, TargetSpec, truncation_marker
+from opsconductor_ray.winrm.commands import (
+    MAX_POWERSHELL_STDERR,
+    STDIN_CHUNK,
+    UTF8_CODEPAGE,
+    Prepared,
+    clean_clixml,
+    command_for,
 )
-from opsconductor_ray.protocol import (
-    MAX_UPLOAD_BYTES,
-    ConnectionTestResult,
-    StepSpec,
-    TargetSpec,
-    truncation_marker,
-)
-
-TRANSPORTS = ("basic", "ntlm", "credssp", "kerberos")
-DEFAULT_TRANSPORT = "ntlm"
-"""What a Windows listener accepts out of the box (Basic needs AllowUnencrypted or HTTPS)."""
-UTF8_CODEPAGE = 65001
-MAX_COMMAND_LINE = 8000
-"""cmd.exe refuses command lines over 8191 characters; an encoded PowerShell script must fit."""
-STDIN_CHUNK = 64 * 1024
-"""Bytes of stdin per WS-Man Send: base64 again in the envelope, well under 150 KiB."""
-MAX_POWERSHELL_STDERR = 2 * 1024 * 1024
-"""Characters of a PowerShell step's (CLIXML) stderr kept for unwrapping; the rest is dropped
-with a marker (the pool cuts the step's output at `max_output_bytes` anyway)."""
-SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
-SHELL_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+from opsconductor_ray.winrm.endpoint import Endpoint, endpoint_of, map_winrm_exception
 
 OnOutput = Callable[[str, str], None]
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    """Everything a `Protocol` is built from, secrets excepted (they come with the credential)."""
-
-    scheme: str
-    host: str
-    port: int
-    username: str
-    fingerprint: str
-    transport: str
-    cert_validation: str
-    allow_insecure: bool = False
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}/wsman"
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(eq=False)
@@ -111,16 +59,6 @@ class _HostSlots:
     users: int = 0
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A step as WinRS sees it: a command line, what to feed its stdin, and whether it is
-    PowerShell (whose stderr is CLIXML)."""
-
-    line: str
-    stdin: bytes | None = None
-    powershell: bool = False
-
-
 @dataclass(eq=False)
 class _Run:
     """What the worker thread and the event loop share about one running command."""
@@ -129,157 +67,6 @@ class _Run:
     shell_id: str | None = None
     command_id: str | None = None
     signalled: bool = False
-
-
-class _Decoder:
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def __call__(self, chunk: bytes, final: bool = False) -> str:
-        return self._decoder.decode(chunk, final)
-
-
-def endpoint_of(target: TargetSpec, credential: Credential) -> _Endpoint:
-    """The WinRM endpoint for a target: transport and TLS options come with the credential
-    (`transport`, `scheme`, `serverCertValidation`, `allowInsecure`); port 5986 means HTTPS by
-    convention.
-
-    Basic over plain HTTP (the password in clear text) and HTTPS without certificate validation
-    are refused unless the method explicitly allows them (`allowInsecure`, review L5)."""
-    if not credential.password:
-        raise CredentialUnavailable(
-            f"WinRM needs a password; the credential of user '{credential.username}' has none"
-        )
-    options = credential.options
-    transport = options.get("transport", DEFAULT_TRANSPORT).lower()
-    if transport == "plaintext":
-        transport = "basic"
-    if transport not in TRANSPORTS:
-        raise CredentialUnavailable(
-            f"WinRM transport '{transport}' is not supported (use one of {', '.join(TRANSPORTS)})"
-        )
-    scheme = options.get("scheme", "https" if target.port == 5986 else "http").lower()
-    if scheme not in ("http", "https"):
-        raise CredentialUnavailable(f"WinRM scheme '{scheme}' is not http or https")
-    validation = options.get("serverCertValidation", "validate").lower()
-    if validation not in ("validate", "ignore"):
-        raise CredentialUnavailable(f"serverCertValidation '{validation}' is not validate or ignore")
-    allow_insecure = options.get("allowInsecure", "").lower() == "true"
-    if not allow_insecure:
-        if transport == "basic" and scheme == "http":
-            raise InsecureTransportRefused(
-                f"WinRM basic authentication over plain http would send the password of "
-                f"'{credential.username}' in clear text to {target.host}:{target.port}; use https or "
-                "ntlm/kerberos, or allow insecure transport explicitly on the communication method"
-            )
-        if validation == "ignore":
-            raise InsecureTransportRefused(
-                f"WinRM over https without certificate validation (serverCertValidation: ignore) "
-                f"to {target.host}:{target.port} is refused unless the communication method "
-                "explicitly allows insecure transport"
-            )
-    return _Endpoint(
-        scheme,
-        target.host,
-        target.port,
-        credential.username,
-        credential.fingerprint,
-        transport,
-        validation,
-        allow_insecure,
-    )
-
-
-_PS_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
-"""Every character PowerShell's tokenizer accepts as a single quote (ASCII U+0027 and the
-typographic U+2018 U+2019 U+201A U+201B): each one ends a '...' literal unless doubled."""
-
-
-def ps_quote(value: str) -> str:
-    """`value` as a single-quoted PowerShell literal: no expansion, no way out (H7).
-
-    PowerShell's own rule (CodeGeneration.EscapeSingleQuotedStringContent): every single-quote
-    character, ASCII or typographic, is doubled; a doubled one is that character, literally."""
-    return "'" + "".join(c + c if c in _PS_SINGLE_QUOTES else c for c in value) + "'"
-
-
-def powershell_command_line(body: str, arguments: tuple[str, ...] = ()) -> str:
-    """`powershell -EncodedCommand` for a script body, arguments bound to `$args` through a
-    script block (each one a single-quoted PowerShell literal: no expansion, no injection)."""
-    script = body
-    if arguments:
-        quoted = " ".join(ps_quote(argument) for argument in arguments)
-        script = f"& {{\n{body}\n}} {quoted}"
-    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-    return f"powershell -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
-
-
-def upload_script(destination: str) -> str:
-    """PowerShell that writes the base64 text it reads on stdin to `destination`.
-
-    The content goes through WinRS stdin (Send), not the command line, so it is not bound
-    by the 8191-character limit. Windows has no POSIX mode: `TransferSpec.mode` is ignored."""
-    return (
-        "$ErrorActionPreference = 'Stop'\n"
-        "$data = [Console]::In.ReadToEnd()\n"
-        f"[IO.File]::WriteAllBytes({ps_quote(destination)}, [Convert]::FromBase64String($data))\n"
-    )
-
-
-_CLIXML_ERROR_OPEN = '<S S="Error">'
-_CLIXML_CLOSE = "</S>"
-
-
-def clean_clixml(text: str) -> str:
-    """PowerShell writes errors to stderr as CLIXML when driven remotely; keep the messages.
-
-    Scanned with `str.find`, not an XML parser (the text comes from the remote host) nor a lazy
-    regex (quadratic on many unclosed records, M12): one pass, linear in the text."""
-    if not text.startswith("#< CLIXML"):
-        return text
-    messages: list[str] = []
-    position = 0
-    while True:
-        start = text.find(_CLIXML_ERROR_OPEN, position)
-        if start < 0:
-            break
-        start += len(_CLIXML_ERROR_OPEN)
-        end = text.find(_CLIXML_CLOSE, start)
-        if end < 0:
-            break  # no record closes after this one: none of the later ones can either
-        messages.append(html.unescape(text[start:end]).replace("_x000D__x000A_", "\n"))
-        position = end + len(_CLIXML_CLOSE)
-    return "".join(messages) if messages else text
-
-
-def map_winrm_exception(exc: BaseException, endpoint: _Endpoint, read_timeout_s: float) -> EngineError:
-    """A pywinrm / requests exception → the engine's, with a message fit for an operator."""
-    where = endpoint.where
-    if isinstance(exc, EngineError):
-        return exc
-    if isinstance(exc, InvalidCredentialsError):
-        return AuthenticationFailed(
-            f"authentication rejected for user '{endpoint.username}' on {where} (WinRM {endpoint.transport})"
-        )
-    if isinstance(exc, requests.exceptions.SSLError):
-        return HostKeyRejected(f"TLS certificate of {where} was rejected: {_root_reason(exc)}")
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return ConnectTimeout(f"connect timed out after {read_timeout_s:g}s ({where})")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return ConnectError(f"{where} did not answer within {read_timeout_s:g}s")
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if _caused_by(exc, ConnectionRefusedError):
-            return ConnectionRefused(f"connection refused by {where}")
-        return ConnectError(f"cannot connect to {where}: {_root_reason(exc)}")
-    if isinstance(exc, WSManFaultError):
-        return ConnectError(f"{where} answered with a WS-Management fault: {exc.reason}")
-    if isinstance(exc, WinRMTransportError):
-        return ConnectError(f"{where} answered HTTP {exc.code}")
-    if isinstance(exc, WinRMError):
-        return EngineError(f"WinRM error with {where}: {exc}")
-    if isinstance(exc, requests.exceptions.RequestException):
-        return ConnectError(f"HTTP error with {where}: {type(exc).__name__}")
-    return EngineError(f"unexpected error with {where}: {type(exc).__name__}: {exc}")
 
 
 async def _acquire(semaphore: asyncio.Semaphore, cancel: asyncio.Event, timeout_s: float) -> bool:
@@ -300,33 +87,6 @@ async def _acquire(semaphore: asyncio.Semaphore, cancel: asyncio.Event, timeout_
         if await taking:  # acquired while we cancelled it
             semaphore.release()
     return False
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return True
-        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            stack.append(reason)
-    return False
-
-
-def _root_reason(exc: BaseException) -> str:
-    text = str(exc)
-    match = re.search(r"\[SSL: [A-Z_]+\] ([^(]+?)(?: \(_ssl|$|\))", text)
-    if match:
-        return match.group(1).strip()
-    match = re.search(r"Caused by \w+\((.*)\)\)?$", text)
-    return (match.group(1) if match else text)[:300]
 
 
 class WinRMRunner:
@@ -357,7 +117,7 @@ class WinRMRunner:
         self._reap_interval_s = reap_interval_s
         self._max_powershell_stderr = max_powershell_stderr
         self._executor: ThreadPoolExecutor | None = None
-        self._idle: dict[_Endpoint, list[_Idle]] = {}
+        self._idle: dict[Endpoint, list[_Idle]] = {}
         self._host_slots: dict[tuple[str, int, str], _HostSlots] = {}
         """Per host and user while any step uses it; dropped when the last one is done (M12)."""
         self._reaper: asyncio.Task[None] | None = None
@@ -384,7 +144,7 @@ class WinRMRunner:
         shell, before any output: the WinRM counterpart of "the SSH channel is open", for
         callers that announce TARGET_STARTED only for targets that really connected."""
         endpoint = endpoint_of(target, credential)
-        command, unsupported = self._command_for(step)
+        command, unsupported = command_for(step)
         if command is None:
             return None, unsupported
         if cancel.is_set():
@@ -407,10 +167,10 @@ class WinRMRunner:
     async def _run_in_slot(
         self,
         slots: asyncio.Semaphore,
-        endpoint: _Endpoint,
+        endpoint: Endpoint,
         credential: Credential,
         step: StepSpec,
-        command: _Prepared,
+        command: Prepared,
         on_output: OnOutput,
         cancel: asyncio.Event,
         on_started: Callable[[bool], None] | None,
@@ -580,54 +340,6 @@ class WinRMRunner:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
-    # ------------------------------------------------------------------ commands
-
-    @staticmethod
-    def _command_for(step: StepSpec) -> tuple[_Prepared | None, str | None]:
-        """(what to run, None), or (None, why the step cannot run on Windows)."""
-        if step.type == "command":
-            return _Prepared(step.command), None
-        if step.type == "script":
-            script = step.script
-            if script is None:
-                return None, "script step without a script"
-            if script.interpreter != "powershell":
-                return None, (
-                    f"interpreter '{script.interpreter}' is not available on WinRM targets (use powershell)"
-                )
-            line = powershell_command_line(script.body, script.arguments)
-            if len(line) > MAX_COMMAND_LINE:
-                return None, (
-                    f"the PowerShell script is too long for one WinRS command line "
-                    f"({len(line)} > {MAX_COMMAND_LINE} characters once encoded)"
-                )
-            return _Prepared(line, powershell=True), None
-        if step.type == "file_transfer":
-            transfer = step.transfer
-            if transfer is None:
-                return None, "file_transfer step without a transfer"
-            if transfer.direction == "download":
-                source = transfer.source
-                # cmd.exe: a double quote would end the quoted path, % expands variables, and a
-                # control character could end the command line
-                if not source or any(c in source for c in '"%') or any(ord(c) < 32 for c in source):
-                    return (
-                        None,
-                        "download needs a source path (without double quotes, % or control characters)",
-                    )
-                return _Prepared(f'type "{transfer.source}"'), None
-            if transfer.direction == "upload":
-                data = (transfer.content or "").encode("utf-8")
-                if len(data) > MAX_UPLOAD_BYTES:
-                    return None, f"upload content exceeds {MAX_UPLOAD_BYTES} bytes"
-                return _Prepared(
-                    powershell_command_line(upload_script(transfer.destination)),
-                    stdin=base64.b64encode(data),
-                    powershell=True,
-                ), None
-            return None, f"transfer direction '{transfer.direction}' is not upload or download"
-        return None, f"step type '{step.type}' is not supported"
-
     # ------------------------------------------------------------------ threads
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -635,7 +347,7 @@ class WinRMRunner:
             self._executor = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="winrm")
         return self._executor
 
-    def _new_protocol(self, endpoint: _Endpoint, credential: Credential) -> Protocol:
+    def _new_protocol(self, endpoint: Endpoint, credential: Credential) -> Protocol:
         transport = cast(Literal["basic", "ntlm", "kerberos", "credssp"], endpoint.transport)
         validation = cast(Literal["validate", "ignore"], endpoint.cert_validation)
         return Protocol(
@@ -650,7 +362,7 @@ class WinRMRunner:
             ca_trust_path=None,  # type: ignore[arg-type]  # no CA bundle from the environment either
         )
 
-    def _checkout(self, endpoint: _Endpoint, credential: Credential) -> Protocol:
+    def _checkout(self, endpoint: Endpoint, credential: Credential) -> Protocol:
         idle = self._idle.get(endpoint, [])
         now = time.monotonic()
         try:
@@ -667,11 +379,11 @@ class WinRMRunner:
         self.created += 1
         return self._new_protocol(endpoint, credential)
 
-    def _checkin(self, endpoint: _Endpoint, protocol: Protocol) -> None:
+    def _checkin(self, endpoint: Endpoint, protocol: Protocol) -> None:
         self._idle.setdefault(endpoint, []).append(_Idle(protocol))
 
     def _finish(
-        self, endpoint: _Endpoint, protocol: Protocol, future: asyncio.Future[int]
+        self, endpoint: Endpoint, protocol: Protocol, future: asyncio.Future[int]
     ) -> tuple[int | None, str | None]:
         try:
             exit_code = future.result()
@@ -687,7 +399,7 @@ class WinRMRunner:
         protocol: Protocol,
         run: _Run,
         step: StepSpec,
-        command: _Prepared,
+        command: Prepared,
         emit: OnOutput,
         shell_open: Callable[[], None],
     ) -> int:
@@ -712,7 +424,7 @@ class WinRMRunner:
                     protocol.send_command_input(
                         shell_id, command_id, data[offset : offset + STDIN_CHUNK], end=last
                     )
-            decode_out, decode_err = _Decoder(), _Decoder()
+            decode_out, decode_err = Decoder(), Decoder()
             stderr_parts: list[str] = []
             stderr_kept = 0
             stderr_cut = False
@@ -750,7 +462,7 @@ class WinRMRunner:
             with contextlib.suppress(Exception):
                 protocol.close_shell(shell_id, close_session=False)
 
-    def _signal_out_of_band(self, endpoint: _Endpoint, credential: Credential, run: _Run) -> None:
+    def _signal_out_of_band(self, endpoint: Endpoint, credential: Credential, run: _Run) -> None:
         """Terminate the command through a fresh session: the worker's own session is
         blocked in a Receive until the server answers it."""
         if run.shell_id is None or run.command_id is None or run.signalled:
@@ -764,13 +476,3 @@ class WinRMRunner:
         finally:
             with contextlib.suppress(Exception):
                 protocol.transport.close_session()
-
-
-__all__ = [
-    "WinRMRunner",
-    "clean_clixml",
-    "endpoint_of",
-    "map_winrm_exception",
-    "powershell_command_line",
-    "upload_script",
-]

@@ -35,8 +35,8 @@ class FakeCredentialVault:
     `{"credentials": {id: ...}, "refused": {}}` (one grant's login for every target). `issue` registers a grant and returns its `CredentialRef`.
     """
 
-    grants: dict[str, _Grant] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    grants: dict[str, _Grant] = field(default_factory=dict[str, _Grant])
+    requests: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     drop_next: int = 0
     """This many coming requests are read, then the connection is closed without an answer."""
     known_hosts: str | None = None

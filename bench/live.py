@@ -323,8 +323,19 @@ def render(live: LiveResults, machine: dict[str, str], date: str) -> str:
             goal,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", END, ""]
+    lines += ["", *HISTORY, "", END, ""]
     return "\n".join(lines)
+
+
+HISTORY = (
+    "Earlier runs of this mode, same machine, one run per case, p50 / p99 ms "
+    "(executionEvents; executionEventBatches):",
+    "- before issue 15 item 5 (main 7fef155, 2026-12-08 00:26 UTC, load 7-11): 10 targets 105 / 148; "
+    "105 / 230. 100 targets 579 / 1,986; 720 / 1,558. Chatty: 100,000 lines, complete, in order, no "
+    "duplicates (the rate was measured differently then).",
+    "- coordinator answering at once (gather capped at 5 ms), pool still flushing every 50 ms "
+    "(00:43 UTC, load 6-7): 10 targets 43 / 76; 46 / 80. 100 targets 113 / 272; 71 / 438.",
+)
 
 
 def _f(value: float | None) -> str:

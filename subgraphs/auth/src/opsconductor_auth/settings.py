@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from opsconductor_auth.client_ip import DEFAULT_TRUSTED_PROXIES
 from opsconductor_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="OPSC_AUTH_", extra="ignore", populate_by_name=True)
 
-    port: int = 3000
+    port: int = Field(3000, description="HTTP port of the auth service.")
     access_token_minutes: int = Field(15, description="Lifetime of access tokens.")
     refresh_token_days: int = Field(7, description="Absolute lifetime of a refresh token chain.")
     idle_timeout_minutes: int = Field(
@@ -33,7 +34,7 @@ class Settings(ServiceSettings):
     housekeeping_seconds: float = Field(
         3600, gt=0, description="How often auth prunes expired records (login attempts)."
     )
-    encryption_keys: str | None = Field(
+    encryption_keys: SecretStr | None = Field(
         None,
         description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
         "Unset: a generated key file under OPSC_DATA_DIR.",
@@ -43,4 +44,15 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
         description="Bootstrap admin's password (must meet the password policy); unset: one is generated "
         "and shown once on the terminal (no terminal: written to <OPSC_DATA_DIR>/bootstrap-admin-password, 0600).",
+    )
+    trusted_proxies: str = Field(
+        DEFAULT_TRUSTED_PROXIES,
+        description="Addresses or networks (comma-separated) whose x-opsc-client-ip header is believed for "
+        "the login's client address (the router); anyone else is recorded as the socket peer.",
+    )
+    client_ip_secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("OPSC_CLIENT_IP_SECRET", "client_ip_secret"),
+        description="Shared with the router: x-opsc-client-ip is believed only with a valid "
+        "x-opsc-client-ip-signature (HMAC-SHA256 of the address). Unset: the trusted address alone.",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -18,11 +20,6 @@ class Settings(ServiceSettings):
     targets_url: str = Field(
         "http://127.0.0.1:3001/graphql", validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url")
     )
-    ray_address: str | None = Field(
-        None,
-        validation_alias=AliasChoices("OPSC_RAY_ADDRESS", "ray_address"),
-        description="Ray cluster to run on; unset: a local Ray in this process.",
-    )
     connect_timeout_seconds: float = Field(10, description="SSH connect timeout per target.")
     event_batch_wait_seconds: float = Field(
         0.05,
@@ -31,8 +28,8 @@ class Settings(ServiceSettings):
     )
     max_output_bytes_per_step: int = Field(
         1_000_000,
-        description="Stored stdout/stderr per step beyond this "
-        "is cut with a marker (the event log keeps every chunk).",
+        description="Output per target, step and stream beyond this is dropped: the engine cuts it "
+        "with its marker line (events and step results alike).",
     )
     lease_seconds: float = Field(
         15, description="How long a replica's claim on following a run lasts without renewal."
@@ -62,13 +59,16 @@ class Settings(ServiceSettings):
     idempotency_key_hours: float = Field(
         24, description="How long runJob remembers an idempotencyKey (then a retry runs again)."
     )
-    follower_buffer_bytes: int = Field(
-        32 * 1024 * 1024,
-        description="Output of unfinished steps a follower keeps in memory per run (for their "
-        "step results); beyond it a step result gets a marker (the event log keeps every chunk).",
-    )
     subscription_queue_messages: int = Field(
         256,
         description="Live messages an event subscription buffers for a slow reader; beyond, it drops "
         "them and reads the database instead (nothing is lost, memory stays bounded).",
     )
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def idempotency_retention(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)

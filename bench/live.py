@@ -335,6 +335,12 @@ HISTORY = (
     "duplicates (the rate was measured differently then).",
     "- coordinator answering at once (gather capped at 5 ms), pool still flushing every 50 ms "
     "(00:43 UTC, load 6-7): 10 targets 43 / 76; 46 / 80. 100 targets 113 / 272; 71 / 438.",
+    "- the pool pushing at once when idle as well, with the executions follower publishing first "
+    "(i15-executions merged on a scratch branch, 00:57 UTC, load 2.5-4): 10 targets 352 / 1,063 (the "
+    "first case of that run); 16 / 59. 100 targets 216 / 1,174; 61 / 169.",
+    "- The machine is shared with other sessions' test runs: the load average during a run moves "
+    "these figures by 2-3x; 100 targets x 50 lines/s keep both cores busy on their own (100 Python "
+    "loops, 100 sshd sessions, the pool, coordinator, platform, router and this subscriber).",
 )
 
 

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS_PER_CALL = 5000
 """A long poll returns at most this many events (the caller asks again from the last)."""
 MAX_WAIT_S = 30.0
-MAX_GATHER_S = 0.005
+MAX_GATHER_S = 0.001
 """`events(gather_s=...)` collects for at most this long once there are events: live output
 must not wait for a batch to fill. Under load the caller is behind anyway, and finds many
 events waiting when it asks again (coalescing comes from that, not from waiting)."""

@@ -338,6 +338,8 @@ HISTORY = (
     "- the pool pushing at once when idle as well, with the executions follower publishing first "
     "(i15-executions merged on a scratch branch, 00:57 UTC, load 2.5-4): 10 targets 352 / 1,063 (the "
     "first case of that run); 16 / 59. 100 targets 216 / 1,174; 61 / 169.",
+    "- gather capped at 5 ms instead of 1 ms (commit 899ced2, 01:25 UTC, load 4.6-11): 10 targets "
+    "17-31 / 70-120; 19-20 / 56-80. 100 targets 361-378 / 984-1,277; 114-119 / 523-594.",
     "- The machine is shared with other sessions' test runs: the load average during a run moves "
     "these figures by 2-3x; 100 targets x 50 lines/s keep both cores busy on their own (100 Python "
     "loops, 100 sshd sessions, the pool, coordinator, platform, router and this subscriber).",

@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS_PER_CALL = 5000
 """A long poll returns at most this many events (the caller asks again from the last)."""
 MAX_WAIT_S = 30.0
+MAX_GATHER_S = 0.001
+"""`events(gather_s=...)` collects for at most this long once there are events: live output
+must not wait for a batch to fill. Under load the caller is behind anyway, and finds many
+events waiting when it asks again (coalescing comes from that, not from waiting)."""
 FINISHED_RETENTION_S = 6 * 3600.0
 """A finished run nobody released is dropped after this long (its events are lost)."""
 RELEASED_MEMORY_S = 24 * 3600.0
@@ -395,24 +399,30 @@ class ExecutionCoordinator:
     async def events(
         self, execution_id: str, after_seq: int, wait_s: float, gather_s: float = 0.0
     ) -> list[EngineEvent] | None:
-        """Events with seq > `after_seq`; if none yet, wait up to `wait_s`. With `gather_s`,
-        once there are some, keep collecting for up to that long so that one call returns many
-        (but never past EXECUTION_FINISHED: the run's end returns at once). None: unknown run."""
+        """Events with seq > `after_seq`; if none yet, wait up to `wait_s` (woken by the first
+        new event). With `gather_s`, a caller that had to wait keeps collecting for up to
+        `min(gather_s, MAX_GATHER_S)` so that the rest of a burst comes in the same call (but
+        never past EXECUTION_FINISHED: the run's end returns at once); a caller that finds
+        events waiting gets them at once. None: unknown run."""
         run = self._runs.get(execution_id)
         if run is None:
             return None
         run.log.acknowledge(after_seq)
+        waited = False
         if run.log.last_seq <= after_seq and run.final_status is None and wait_s > 0:
+            waited = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.changed.wait(), min(wait_s, MAX_WAIT_S))
+        gather = min(gather_s, MAX_GATHER_S)
         if (
-            gather_s > 0
+            waited
+            and gather > 0
             and run.log.last_seq > after_seq
             and run.final_status is None
             and run.log.last_seq - after_seq < MAX_EVENTS_PER_CALL
         ):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.done.wait(), min(gather_s, MAX_WAIT_S))
+                await asyncio.wait_for(run.done.wait(), gather)
         return run.log.read(after_seq, MAX_EVENTS_PER_CALL)
 
     async def cancel(self, execution_id: str) -> bool:

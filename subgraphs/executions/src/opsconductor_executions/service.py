@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import socket
 import uuid
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.functions import Max
@@ -48,8 +48,7 @@ from opsconductor_executions.lifecycle import (
 )
 from opsconductor_executions.models import Execution, ExecutionEvent, Outbox, StepResult, TargetRun
 from opsconductor_executions.settings import Settings
-from opsconductor_ray import protocol
-from opsconductor_ray.protocol import CredentialRef, EngineEvent, ExecutionPlan, StepSpec, TargetSpec
+from opsconductor_ray.protocol import CredentialRef, EngineEvent, ExecutionPlan, TargetSpec
 from opsconductor_shared.client import ServiceCallError, ServiceClient
 from opsconductor_shared.errors import (
     DependencyUnavailableError,
@@ -59,6 +58,7 @@ from opsconductor_shared.errors import (
 )
 from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
 from opsconductor_shared.logging import get_logger
+from opsconductor_shared.runplan import DEFAULT_STEP_TIMEOUT_SECONDS, EnvVar, Policy, Script, Step, Transfer
 
 log = get_logger("opsconductor.executions")
 
@@ -197,12 +197,6 @@ def _field_names(cls: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
 
 
-def _build(cls: Any, **values: Any) -> Any:
-    """Construct a protocol dataclass with only the fields it has (the engine grows them)."""
-    names = _field_names(cls)
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
 def normalise_step(raw: dict[str, Any], index: int) -> dict[str, Any]:
     return {
         "order": raw.get("order", index + 1),
@@ -232,73 +226,56 @@ def normalise_policy(raw: dict[str, Any] | None) -> dict[str, Any]:
 
 def batches(target_ids: list[str], policy: dict[str, Any]) -> list[list[str]]:
     """Rolling batches as the engine runs them: batchSize, else batchPercent of all, else one."""
-    engine_batches = getattr(protocol, "plan_batches", None)
-    if engine_batches is not None and run_policy(policy) is not None:
-        return [list(b) for b in engine_batches(target_ids, run_policy(policy))]
-    if not target_ids:
-        return []
-    size = len(target_ids)
-    if policy.get("batchSize"):
-        size = max(1, int(policy["batchSize"]))
-    elif policy.get("batchPercent"):
-        size = max(1, math.ceil(len(target_ids) * int(policy["batchPercent"]) / 100))
-    return [target_ids[i : i + size] for i in range(0, len(target_ids), size)]
+    return run_policy(policy).batches(target_ids)
 
 
-def step_spec(step: dict[str, Any]) -> StepSpec:
-    names = _field_names(StepSpec)
-    kind = step.get("type") or "command"
-    if kind != "command" and "type" not in names:
-        raise ValidationError(f"the execution engine cannot run {kind} steps yet", field="steps")
+def step_spec(step: dict[str, Any]) -> Step:
+    """A stored (normalised, camelCase) step as the run plan's ``Step``."""
     script = transfer = None
     if step.get("script"):
         s = step["script"]
-        script = _build(
-            getattr(protocol, "ScriptSpec", None),
-            interpreter=s["interpreter"],
-            body=s["body"],
-            arguments=tuple(s.get("arguments") or ()),
+        script = Script(
+            interpreter=s["interpreter"], body=s["body"], arguments=tuple(s.get("arguments") or ())
         )
     if step.get("transfer"):
         t = step["transfer"]
-        transfer = _build(
-            getattr(protocol, "TransferSpec", None),
+        transfer = Transfer(
             direction=t["direction"],
             destination=t["destination"],
             source=t.get("source"),
             content=t.get("content"),
             mode=t.get("mode"),
         )
-    return _build(
-        StepSpec,
+    return Step(
+        order=int(step.get("order") or 1),
         name=step["name"],
+        type=step.get("type") or "command",
         command=step.get("command") or "",
-        timeout_s=float(step.get("timeoutSeconds") or 300),
+        timeout_seconds=int(step.get("timeoutSeconds") or DEFAULT_STEP_TIMEOUT_SECONDS),
         continue_on_error=bool(step.get("continueOnError")),
-        type=kind,
+        working_directory=step.get("workingDirectory"),
+        env=tuple(EnvVar(name=e["name"], value=e["value"]) for e in step.get("env") or []),
+        expected_exit_codes=tuple(step.get("expectedExitCodes") or (0,)),
         script=script,
         transfer=transfer,
-        working_directory=step.get("workingDirectory"),
-        env=tuple((e["name"], e["value"]) for e in step.get("env") or []),
-        expected_exit_codes=tuple(step.get("expectedExitCodes") or (0,)),
     )
 
 
-def run_policy(policy: dict[str, Any]) -> Any:
-    cls = getattr(protocol, "RunPolicy", None)
-    if cls is None:
-        return None
-    return _build(
-        cls,
-        max_parallel=int(policy["maxParallel"]),
-        batch_size=policy.get("batchSize"),
-        batch_percent=policy.get("batchPercent"),
-        fail_fast_threshold=policy.get("failFastThreshold"),
-        retries=int(policy.get("retries") or 0),
-        retry_backoff_s=float(policy.get("retryBackoffSeconds") or 2.0),
-        timeout_s=float(policy["timeoutSeconds"]) if policy.get("timeoutSeconds") else None,
-        allow_host_overlap=bool(policy.get("allowHostOverlap")),
-    )
+def run_policy(policy: dict[str, Any]) -> Policy:
+    """A stored (normalised, camelCase) policy as the run plan's ``Policy``; a missing, null
+    (or zero timeout) key takes the run plan's default."""
+    values = {
+        "maxParallel": max(1, int(policy["maxParallel"])) if policy.get("maxParallel") is not None else None,
+        "batchSize": policy.get("batchSize"),
+        "batchPercent": policy.get("batchPercent"),
+        "failFastThreshold": policy.get("failFastThreshold"),
+        "retries": policy.get("retries"),
+        "retryBackoffSeconds": policy.get("retryBackoffSeconds"),
+        "timeoutSeconds": int(policy["timeoutSeconds"]) if policy.get("timeoutSeconds") else None,
+        "concurrency": policy.get("concurrency"),
+        "allowHostOverlap": policy.get("allowHostOverlap"),
+    }
+    return Policy.model_validate({key: value for key, value in values.items() if value is not None})
 
 
 def engine_truncates() -> bool:
@@ -590,15 +567,14 @@ class Deps:
             )
 
     def _engine_plan(self, execution_id: str, stored: dict[str, Any], grant: dict[str, Any]) -> ExecutionPlan:
-        policy = stored["policy"]
-        extra: dict[str, Any] = {}
-        rp = run_policy(policy)
-        if rp is not None:
-            extra["policy"] = rp
-        return _build(
-            ExecutionPlan,
+        try:
+            steps = tuple(step_spec(s) for s in stored["steps"])
+            policy = run_policy(stored["policy"])
+        except PydanticValidationError as exc:
+            raise ValidationError(f"the execution engine cannot run this plan: {exc}", field="steps") from exc
+        return ExecutionPlan(
             execution_id=execution_id,
-            steps=tuple(step_spec(s) for s in stored["steps"]),
+            steps=steps,
             targets=tuple(
                 TargetSpec(
                     target_id=t["id"],
@@ -610,10 +586,9 @@ class Deps:
                 for t in grant["targets"]
             ),
             credentials=CredentialRef(resolver_url=grant["resolverUrl"], grant=grant["grant"]),
-            max_parallel=int(policy["maxParallel"]),
+            policy=policy,
             connect_timeout_s=self.settings.connect_timeout_seconds,
             max_output_bytes=self.settings.max_output_bytes_per_step,
-            **extra,
         )
 
     async def _create_rows(

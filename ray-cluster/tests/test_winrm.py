@@ -16,7 +16,7 @@ from opsconductor_ray.errors import AuthenticationFailed, ConnectError, Connecti
 from opsconductor_ray.protocol import TargetSpec
 from opsconductor_ray.testing.wsman import SIGNAL_TERMINATE, WSManTestDouble
 from opsconductor_ray.winrm import WinRMRunner, clean_clixml, powershell_command_line
-from opsconductor_shared.runplan import Script, Step, Transfer
+from opsconductor_shared.runplan import EnvVar, Script, Step, Transfer
 from tests.support.net import free_port
 
 USER = "Administrator"
@@ -162,7 +162,7 @@ async def test_working_directory_and_environment(runner: WinRMRunner, double: WS
     step = cmd(
         "cd & echo %APP_ENV%-%RELEASE%",
         working_directory="D:\\apps",
-        env=(("APP_ENV", "prod"), ("RELEASE", "42")),
+        env=(EnvVar(name="APP_ENV", value="prod"), EnvVar(name="RELEASE", value="42")),
     )
     exit_code, _, output = await run(runner, double, step)
     assert exit_code == 0

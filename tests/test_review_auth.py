@@ -372,10 +372,10 @@ HOLD_PASSWORD = "Hold-This-Login-1"
 async def _m1_probe(data_dir: str) -> dict[str, Any]:
     """In a child process: auth on SQLite (as ``make dev``), one login held inside its password
     verification, and meanwhile a refreshSession (a transaction on SQLite's one connection)."""
-    from opsconductor_auth import service
+    from opsconductor_auth.service import hashing
 
     entered, release = threading.Event(), threading.Event()
-    real = service._verify
+    real = hashing._verify
 
     def held_verify(hashed: str, password: str) -> bool:  # the real verification, held a while
         if password == HOLD_PASSWORD:
@@ -383,7 +383,7 @@ async def _m1_probe(data_dir: str) -> dict[str, Any]:
             release.wait(30)
         return real(hashed, password)
 
-    service._verify = held_verify  # type: ignore[assignment]
+    hashing._verify = held_verify  # type: ignore[assignment]
     async with embedded_auth(Path(data_dir), None) as auth:
         first = await embedded_login(auth)
         slow = asyncio.create_task(embedded_login(auth, HOLD_PASSWORD))

@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from opsconductor_shared.crypto import KeyRing
-from opsconductor_targets import connectivity
-from opsconductor_targets.keyparse import OPENSSH_MAGIC
-from opsconductor_targets.netpolicy import AddressDenied, NetPolicy
-from opsconductor_targets.probes import ProbeTarget
-from opsconductor_targets.service import TargetService
+from opsconductor_targets.errors import AddressDenied
+from opsconductor_targets.service import ConnectionTester, GrantSigner, Vault
+from opsconductor_targets.service.keyparse import OPENSSH_MAGIC
+from opsconductor_targets.service.netpolicy import NetPolicy
+from opsconductor_targets.service.probes import ProbeTarget
 from opsconductor_targets.settings import Settings
 from tests.support.platform import gql
 
@@ -284,7 +284,7 @@ def test_h8_pkcs8_iteration_count_is_capped_before_any_kdf_work() -> None:
     from asyncssh.asn1 import der_decode, der_encode
     from asyncssh.misc import wrap_base64
 
-    from opsconductor_targets.keyparse import KeyCostError, check_kdf_cost
+    from opsconductor_targets.service.keyparse import KeyCostError, check_kdf_cost
 
     normal = asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-der", passphrase="x")
     (alg, (kdf, enc)), data = der_decode(normal)
@@ -346,17 +346,23 @@ async def test_m11_default_policy_denies_loopback_link_local_and_platform_endpoi
 async def test_m11_probe_connects_to_the_checked_address(tmp_path: Path) -> None:
     """M11 (DNS rebinding): a hostname is resolved and checked once, and the probe connects to
     that address (Host header keeps the name); sqlite checks are refused without a directory."""
-    svc = TargetService(
-        default_settings(allow_networks="127.0.0.0/8"), KeyRing.load_or_create(None, tmp_path / "k")
+    settings = default_settings(allow_networks="127.0.0.0/8")
+    keyring = KeyRing.load_or_create(None, tmp_path / "k")
+    tester = ConnectionTester(
+        settings=settings,
+        netpolicy=NetPolicy(settings),
+        vault=Vault(keyring),
+        grants=GrantSigner(keyring),
+        engine=None,
     )
     seen: list[bytes] = []
     async with http_listener("127.0.0.1", seen) as port:
         target = ProbeTarget("rest_api", "localhost", port, {"health_path": "/h"})
-        result = await connectivity.guarded_probe(svc, target, 10)
+        result = await tester.guarded_probe(target, 10)
     assert result.ok, result
     assert f"Host: localhost:{port}".encode() in seen[0]
-    shadow = await connectivity.guarded_probe(svc, ProbeTarget("sqlite", "/etc/shadow", 0, {}), 5)
-    missing = await connectivity.guarded_probe(svc, ProbeTarget("sqlite", "/nope/x.db", 0, {}), 5)
+    shadow = await tester.guarded_probe(ProbeTarget("sqlite", "/etc/shadow", 0, {}), 5)
+    missing = await tester.guarded_probe(ProbeTarget("sqlite", "/nope/x.db", 0, {}), 5)
     assert not shadow.ok and shadow.message == missing.message, (shadow, missing)
 
 

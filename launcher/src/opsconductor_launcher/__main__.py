@@ -39,13 +39,12 @@ async def _reencrypt_credentials() -> dict[str, int]:
     """Key rotation step 2: re-encrypt every targets secret under the active (first) key."""
     from tortoise.transactions import in_transaction
 
-    from opsconductor_shared.crypto import KeyRing
     from opsconductor_shared.db import ServiceDatabase
-    from opsconductor_targets.service import TargetService
+    from opsconductor_targets.service.vault import load_keyring, reencrypt
     from opsconductor_targets.settings import Settings
 
     settings = Settings()
-    keyring = KeyRing.load_or_create(settings.encryption_keys, settings.data_dir / "targets.keys")
+    keyring = load_keyring(settings)
     db = ServiceDatabase(
         service="targets",
         url=settings.resolved_database_url("targets"),
@@ -56,7 +55,7 @@ async def _reencrypt_credentials() -> dict[str, int]:
     try:
         with db.bind():
             async with in_transaction("targets"):
-                return await TargetService(settings, keyring).reencrypt()
+                return await reencrypt(keyring=keyring)
     finally:
         await db.stop()
 

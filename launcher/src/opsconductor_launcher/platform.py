@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import gc
 import importlib
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import AliasChoices, SecretStr
 
 from opsconductor_shared.app import Platform
 from opsconductor_shared.logging import get_logger
@@ -42,13 +42,40 @@ def service_url(name: str, port: int) -> str:
 
 
 def wiring_env(ports: dict[str, int]) -> dict[str, str]:
-    """Environment that tells each service (and the router) where the others listen."""
+    """Where each service of this process listens, as the variables a deployment would set
+    (``OPSC_<NAME>_URL``, ``OPSC_<NAME>_PORT``, auth's JWKS and internal URLs, targets' internal URL)."""
     env = {f"OPSC_{name.upper()}_URL": service_url(name, port) for name, port in ports.items()}
     env |= {f"OPSC_{name.upper()}_PORT": str(port) for name, port in ports.items()}
-    env["OPSC_JWKS_URL"] = f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json"
-    env["OPSC_AUTH_INTERNAL_URL"] = f"http://127.0.0.1:{ports['auth']}"
-    env["OPSC_TARGETS_INTERNAL_URL"] = f"http://127.0.0.1:{ports['targets']}"
+    if "auth" in ports:
+        env["OPSC_JWKS_URL"] = f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json"
+        env["OPSC_AUTH_INTERNAL_URL"] = f"http://127.0.0.1:{ports['auth']}"
+    if "targets" in ports:
+        env["OPSC_TARGETS_INTERNAL_URL"] = f"http://127.0.0.1:{ports['targets']}"
     return env
+
+
+def _env_names(settings_cls: type[ServiceSettings], field_name: str) -> set[str]:
+    """The variables a settings field is read from: its prefixed name and its aliases."""
+    info = settings_cls.model_fields[field_name]
+    prefix = str(settings_cls.model_config.get("env_prefix") or "")
+    names = {f"{prefix}{field_name}".upper()}
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+    elif isinstance(alias, str):
+        names.add(alias.upper())
+    return names
+
+
+def wired_settings(settings_cls: type[ServiceSettings], env: dict[str, str]) -> dict[str, str]:
+    """The fields of ``settings_cls`` that ``env`` (from :func:`wiring_env`) sets, by field name:
+    passed to the settings class directly, so the process environment is never changed."""
+    return {
+        field_name: env[name]
+        for field_name in settings_cls.model_fields
+        for name in _env_names(settings_cls, field_name)
+        if name in env
+    }
 
 
 def service_secrets(services: tuple[str, ...], base: ServiceSettings) -> dict[str, str]:
@@ -68,16 +95,22 @@ def service_secrets(services: tuple[str, ...], base: ServiceSettings) -> dict[st
 
 
 def build_app(
-    name: str, platform: Platform, engine: Any | None, secrets_by_service: dict[str, str] | None = None
+    name: str,
+    platform: Platform,
+    engine: Any | None,
+    secrets_by_service: dict[str, str] | None = None,
+    wiring: dict[str, str] | None = None,
 ) -> tuple[Any, ServiceSettings]:
-    """The service's app; refuses (InsecureSettings) a service without a usable secret of its own."""
+    """The service's app; refuses (InsecureSettings) a service without a usable secret of its own.
+
+    ``wiring`` (:func:`wiring_env` of the services in this process) wins over the environment for
+    the fields it names; everything else comes from the environment as in any deployment."""
     module = importlib.import_module(f"opsconductor_{name}.app")
-    settings_module = importlib.import_module(f"opsconductor_{name}.settings")
-    settings = (
-        settings_module.Settings(service_secrets=secrets_by_service)
-        if secrets_by_service
-        else settings_module.Settings()
-    )
+    settings_cls: type[ServiceSettings] = importlib.import_module(f"opsconductor_{name}.settings").Settings
+    overrides: dict[str, Any] = wired_settings(settings_cls, wiring or {})
+    if secrets_by_service:
+        overrides["service_secrets"] = {k: SecretStr(v) for k, v in secrets_by_service.items()}
+    settings = settings_cls(**overrides)
     settings.own_service_secret(name)
     kwargs: dict[str, Any] = {"engine": engine} if SERVICES[name] else {}
     return module.create_app(settings, platform, **kwargs), settings
@@ -117,15 +150,18 @@ class EmbeddedPlatform:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        os.environ.update(wiring_env(self.ports))
+        # Where the services of this process listen, handed to their settings (never os.environ).
+        wiring = wiring_env({name: self.ports[name] for name in self.services})
         base = ServiceSettings()
         secure_data_dir(base.data_dir)
         self._secrets = service_secrets(self.services, base)
         for name in self.services:  # refuse before anything starts
-            ServiceSettings(service_secrets=self._secrets).own_service_secret(name)
+            ServiceSettings(
+                service_secrets={k: SecretStr(v) for k, v in self._secrets.items()}
+            ).own_service_secret(name)
         self.platform = Platform.from_settings(base, consumer="embedded")
         for name in self.services:
-            app, settings = build_app(name, self.platform, self.engine, self._secrets)
+            app, settings = build_app(name, self.platform, self.engine, self._secrets, wiring)
             config = uvicorn.Config(
                 app,
                 host=settings.host,

@@ -126,7 +126,9 @@ class EngineClient:
         second start of a known (or `forbid`den) id runs nothing and returns False.
 
         EngineTimeout / EngineError: whether it started is unknown; `forbid` settles it."""
-        pools = await self._live_pools()
+        # The coordinator checks each shard's pool when it calls it (waiting for a restarting
+        # one): no ping of every pool here, so a start costs one Ray call.
+        pools = {shard: await self._pool(shard) for shard in range(self.num_shards)}
         host = await self._host(coordinator_index(plan.execution_id, self.num_coordinators))
         try:
             return bool(await self._bounded(host.start.remote(plan, pools), "start"))
@@ -233,12 +235,14 @@ class EngineClient:
         return state["state"] != "FINISHED"
 
     async def test_connection(self, target: TargetSpec, cred: CredentialRef) -> ConnectionTestResult:
-        pool = await self._pool(shard_of(target.target_id, self.num_shards))
+        shard = shard_of(target.target_id, self.num_shards)
+        pool = await self._pool(shard)
         try:
             return await self._bounded(
                 pool.test_connection.remote(target, cred), "test_connection", self.slow_call_timeout_s
             )
         except RayActorError as exc:
+            self._pools.pop(shard, None)  # a pool killed for good: look it up (or create it) next time
             return ConnectionTestResult(
                 ok=False, latency_ms=None, message=f"execution pool died: {type(exc).__name__}"
             )
@@ -325,23 +329,6 @@ class EngineClient:
             get_if_exists=True,
             **({"resources": {self.coordinator_resource: 1}} if self.coordinator_resource else {}),
         ).remote(index, self.num_shards, self.pool_config, self.namespace)
-
-    async def _live_pools(self) -> dict[int, ActorHandle]:
-        """Handles of every pool, each checked with one cheap call (in parallel): it waits
-        for a restarting pool, and a pool killed for good and created again under its name
-        needs a new handle."""
-        await asyncio.gather(*(self._live_pool(shard) for shard in range(self.num_shards)))
-        return dict(self._pools)
-
-    async def _live_pool(self, shard: int) -> ActorHandle:
-        """A handle that answers: a pool killed for good and created again under its name needs a new one."""
-        pool = await self._pool(shard)
-        try:
-            await asyncio.wait_for(pool.stats.remote(), 10)
-        except (RayActorError, TimeoutError):
-            self._pools.pop(shard, None)
-            pool = await self._pool(shard)
-        return pool
 
     def _get_pool(self, shard: int) -> ActorHandle:
         # imported here: a service that only imports EngineClient never loads asyncssh or httpx

@@ -71,37 +71,37 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPSC_SERVICE_", extra="ignore", populate_by_name=True)
 
     # -- this service (prefixed: OPSC_<SERVICE>_...) ------------------------------------------
-    host: str = Field("127.0.0.1", description="Address the service binds (loopback by default).")
-    port: int = Field(0, description="Port the service listens on; each subgraph sets its default.")
+    host: str = Field(default="127.0.0.1", description="Address the service binds (loopback by default).")
+    port: int = Field(default=0, description="Port the service listens on; each subgraph sets its default.")
     database_url: str | None = Field(
-        None,
+        default=None,
         description="Tortoise URL of this service's own database (postgres://... for asyncpg). "
         "Unset means the embedded default: a SQLite file under OPSC_DATA_DIR.",
     )
 
     # -- platform-wide (OPSC_...) ---------------------------------------------------------------
     data_dir: Path = Field(
-        Path(".data"),
+        default=Path(".data"),
         validation_alias=_alias("OPSC_DATA_DIR"),
         description="Where embedded SQLite files and generated keys live.",
     )
     redis_url: str | None = Field(
-        None,
+        default=None,
         validation_alias=_alias("OPSC_REDIS_URL"),
         description="Redis for events (Streams), pub/sub and revocations. Unset: in-process bus.",
     )
     jwks_url: str = Field(
-        "http://127.0.0.1:3000/.well-known/jwks.json",
+        default="http://127.0.0.1:3000/.well-known/jwks.json",
         validation_alias=_alias("OPSC_JWKS_URL"),
         description="Auth's JWKS endpoint; every service verifies tokens against it (cached).",
     )
     auth_internal_url: str = Field(
-        "http://127.0.0.1:3000",
+        default="http://127.0.0.1:3000",
         validation_alias=_alias("OPSC_AUTH_INTERNAL_URL"),
         description="Base URL of the auth service for service-token requests.",
     )
-    jwt_issuer: str = Field("opsconductor-auth", validation_alias=_alias("OPSC_JWT_ISSUER"))
-    jwt_audience: str = Field("opsconductor", validation_alias=_alias("OPSC_JWT_AUDIENCE"))
+    jwt_issuer: str = Field(default="opsconductor-auth", validation_alias=_alias("OPSC_JWT_ISSUER"))
+    jwt_audience: str = Field(default="opsconductor", validation_alias=_alias("OPSC_JWT_AUDIENCE"))
     service_secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Each service's own secret, by service name, from OPSC_SERVICE_SECRET_<NAME>: a "
@@ -115,55 +115,55 @@ class ServiceSettings(BaseSettings):
         "from OPSC_SERVICE_SECRET_SHA256_<NAME>, so auth need not hold the secrets themselves.",
     )
     legacy_service_secret: SecretStr | None = Field(
-        None,
+        default=None,
         validation_alias=_alias("OPSC_SERVICE_SECRET"),
         description="Removed: one secret shared by every service. A service refuses to start while it is set.",
     )
     api_key_check_seconds: float = Field(
-        5.0,
+        default=5.0,
         validation_alias=_alias("OPSC_API_KEY_CHECK_SECONDS"),
         description="How long a service trusts auth's answer that an API key is still valid (not "
         "revoked or expired, owner active) before asking again.",
     )
-    log_level: str = Field("INFO", validation_alias=_alias("OPSC_LOG_LEVEL"))
-    log_json: bool = Field(True, validation_alias=_alias("OPSC_LOG_JSON"))
+    log_level: str = Field(default="INFO", validation_alias=_alias("OPSC_LOG_LEVEL"))
+    log_json: bool = Field(default=True, validation_alias=_alias("OPSC_LOG_JSON"))
     max_request_bytes: int = Field(
-        1_000_000,
+        default=1_000_000,
         validation_alias=_alias("OPSC_MAX_REQUEST_BYTES"),
         description="Requests with a larger body are refused with 413 before parsing.",
     )
 
     subscription_revocation_check_seconds: float = Field(
-        1.0,
+        default=1.0,
         validation_alias=_alias("OPSC_SUBSCRIPTION_REVOCATION_CHECK_SECONDS"),
         description="How often a running subscription re-checks that its caller's session is not "
         "revoked (ended with an UNAUTHENTICATED error when it is). 0 turns the check off.",
     )
 
     max_subscriptions_per_user: int = Field(
-        100,
+        default=100,
         validation_alias=_alias("OPSC_MAX_SUBSCRIPTIONS_PER_USER"),
         description="Open subscriptions (WebSocket operations) one caller may hold in one service "
         "process; more are refused with a RATE_LIMITED error. 0 turns the cap off.",
     )
     subscription_queue_size: int = Field(
-        1000,
+        default=1000,
         validation_alias=_alias("OPSC_SUBSCRIPTION_QUEUE_SIZE"),
         description="Live messages queued for one subscription; a reader that falls further behind "
         "is ended with a SLOW_READER error instead of growing memory.",
     )
     outbox_retention_hours: float = Field(
-        168,
+        default=168,
         validation_alias=_alias("OPSC_OUTBOX_RETENTION_HOURS"),
         description="Published outbox rows older than this are deleted (pending ones never are).",
     )
     processed_events_retention_hours: float = Field(
-        168,
+        default=168,
         validation_alias=_alias("OPSC_PROCESSED_EVENTS_RETENTION_HOURS"),
         description="Ids of handled events (deduplication) are kept this long.",
     )
     event_prune_interval_seconds: float = Field(
-        3600,
+        default=3600,
         validation_alias=_alias("OPSC_EVENT_PRUNE_INTERVAL_SECONDS"),
         description="How often a service prunes its outbox and processed events. 0 turns it off.",
     )

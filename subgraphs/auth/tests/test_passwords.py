@@ -99,3 +99,42 @@ async def test_reset_password_is_for_admins_and_ends_every_session(
         platform.url("auth"), RESET, {"u": "nobody", "n": "Reset-by-admin-1"}, token=admin_token
     )
     assert unknown["data"]["resetPassword"]["__typename"] == "NotFound"
+
+
+async def test_password_argon2_runs_before_the_transaction(
+    platform: RunningPlatform, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """changePassword and resetPassword verify (current password, history) and hash the new one in
+    threads while no transaction of auth's is open: no row lock, nor SQLite's one connection, is held
+    for argon2's ~0.2 s each."""
+    from tortoise.backends.base.client import TransactionalDBClient
+    from tortoise.connection import get_connections
+
+    from opsconductor_auth.service import hashing
+
+    seen: list[tuple[str, bool]] = []
+
+    def in_transaction() -> bool:
+        return isinstance(get_connections().get("auth"), TransactionalDBClient)
+
+    real_verify, real_hash = hashing._verify, hashing.hash_password
+
+    def verify(hashed: str, password: str) -> bool:
+        seen.append(("verify", in_transaction()))
+        return real_verify(hashed, password)
+
+    def hash_password(password: str) -> str:
+        seen.append(("hash", in_transaction()))
+        return real_hash(password)
+
+    user = await create_user(platform, admin_token)
+    token = (await login_ok(platform, user["username"]))["accessToken"]
+    monkeypatch.setattr(hashing, "_verify", verify)
+    monkeypatch.setattr(hashing, "hash_password", hash_password)
+    assert (await change(platform, token, PASSWORD, "Brand-new-pass-2"))["__typename"] == "PasswordChanged"
+    reset = await gql(
+        platform.url("auth"), RESET, {"u": user["id"], "n": "Another-pass-3"}, token=admin_token
+    )
+    assert reset["data"]["resetPassword"]["__typename"] == "PasswordChanged", reset
+    assert {kind for kind, _ in seen} == {"verify", "hash"}, seen
+    assert not [call for call in seen if call[1]], seen

@@ -39,11 +39,11 @@ async def test_m15_a_locked_account_verifies_a_hash_like_an_unknown_name(
     """M15: once locked, a real account and an unknown name both answer AccountLocked after exactly
     one password-hash verification each (before the fix the real one answered before any hash:
     ~0.2 s faster, which told the name exists)."""
-    from opsconductor_auth import service
+    from opsconductor_auth.service import hashing
 
     verified: list[str] = []
     lock = threading.Lock()
-    real = service._verify
+    real = hashing._verify
 
     def counting(hashed: str, password: str) -> bool:
         with lock:
@@ -55,7 +55,7 @@ async def test_m15_a_locked_account_verifies_a_hash_like_an_unknown_name(
     for name in (user["username"], ghost):
         for attempt in range(5):
             await login(platform, name, f"Wrong-{attempt}-pass")
-    monkeypatch.setattr(service, "_verify", counting)
+    monkeypatch.setattr(hashing, "_verify", counting)
     answers: dict[str, tuple[Any, int]] = {}
     for name in (user["username"], ghost):
         probe = f"Probe-{uuid.uuid4().hex[:8]}"

@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from opsconductor_executions.service import TRUNCATED_MARKER, _Follower
+from opsconductor_executions.service.persist import TRUNCATED_MARKER, RunWriter
 
 
-def _follower(limit: int) -> _Follower:
+def _follower(limit: int) -> RunWriter:
     execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    return _Follower(execution, limit)  # type: ignore[arg-type]
+    return RunWriter(execution, limit)  # type: ignore[arg-type]
 
 
 def test_output_over_the_limit_is_cut_with_a_marker() -> None:
     follower = _follower(10)
-    follower._append("t", 0, "STDOUT", "12345")
-    follower._append("t", 0, "STDOUT", "67890abc")
-    follower._append("t", 0, "STDOUT", "more")
-    text = "".join(follower.output[("t", 0, "STDOUT")])
+    kept = [follower._append("t", 0, "STDOUT", chunk) for chunk in ("12345", "67890abc", "more")]
+    text = "".join(kept)  # what is stored and streamed (the event rows)
+    assert kept[2] == ""  # a later chunk keeps its (empty) event
     assert text.startswith("1234567890")
     assert text.endswith(TRUNCATED_MARKER.format(limit=10))
     assert "abc" not in text and "more" not in text
@@ -29,13 +28,13 @@ def test_streams_are_kept_apart() -> None:
     follower._append("t", 0, "STDOUT", "out")
     follower._append("t", 0, "STDERR", "err")
     follower._append("u", 1, "STDOUT", "other")
-    assert follower.output[("t", 0, "STDOUT")] == ["out"]
-    assert follower.output[("t", 0, "STDERR")] == ["err"]
-    assert follower.output[("u", 1, "STDOUT")] == ["other"]
+    assert follower.sizes[("t", 0, "STDOUT")] == 3 and follower.sizes[("t", 0, "STDERR")] == 3
+    assert follower._take(("t", 0, "STDOUT")) == "out" and follower._take(("t", 0, "STDERR")) == "err"
+    assert follower._take(("u", 1, "STDOUT")) == "other"
 
 
 def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
-    from opsconductor_executions.service import chunk_events
+    from opsconductor_executions.service.live import chunk_events
 
     events = [{"seq": i, "data": "x" * 100} for i in range(1, 11)]
     assert [len(c) for c in chunk_events(events, 4)] == [4, 4, 2]
@@ -46,35 +45,97 @@ def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
     assert chunk_events([], 5) == []
 
 
-def test_m12_buffers_of_unfinished_steps_stay_within_the_budget() -> None:
-    """M12: the follower's per-(target, step, stream) buffers together stay under its budget; a
-    step that did not fit gets a marker in its result, and a finished target's leftovers go."""
-    from opsconductor_executions.service import SPILLED_MARKER
+def test_m12_the_follower_keeps_no_step_output_in_memory() -> None:
+    """M12, and item 3 (output stored once): the follower keeps no step output for step results
+    (TargetRun.steps reads it from the event rows), only a short tail per unfinished stream; a
+    finished target's leftovers go."""
+    from opsconductor_executions.service.persist import TAIL
 
-    execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    follower = _Follower(execution, 1000, buffer_budget=100)  # type: ignore[arg-type]
+    follower = _follower(10_000_000)
     for target in range(50):
         for step in range(3):
-            follower._append(f"t{target}", step, "STDOUT", "0123456789")
-    assert follower.buffered <= 100
-    assert sum(len(p) for parts in follower.output.values() for p in parts) <= 100
-    kept = follower._take(("t0", 0, "STDOUT"))
-    assert kept == "0123456789"
-    spilled = follower._take(("t40", 0, "STDOUT"))
-    assert spilled.endswith(SPILLED_MARKER) and ("t40", 0) in follower.cut
+            for _ in range(100):
+                follower._append(f"t{target}", step, "STDOUT", "0123456789" * 10)
+    assert all(len(tail) <= TAIL for tail in follower.tails.values())
+    assert sum(len(t) for t in follower.tails.values()) <= 50 * 3 * TAIL
+    assert follower._take(("t0", 0, "STDOUT")).endswith("0123456789")
     follower._drop_target("t1")
-    assert not any(k[0] == "t1" for k in follower.output) and follower.buffered == 90 - 30
-    follower._append("t99", 0, "STDERR", "x" * 40)  # room again after the releases
-    assert follower.output[("t99", 0, "STDERR")] == ["x" * 40]
+    assert not any(k[0] == "t1" for k in follower.tails) and not any(k[0] == "t1" for k in follower.sizes)
 
 
 def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:
     """M9: a reader that never reads holds at most `size` live messages (the rest come from the
     database when it reads on), not every message of the run."""
-    from opsconductor_executions.schema import LiveInbox
+    from opsconductor_executions.service.live import LiveInbox
 
     inbox = LiveInbox(8)
     for i in range(10_000):
         inbox.put(json.dumps([{"seq": i}]))
     assert inbox.queue.qsize() == 8 and inbox.dropped == 10_000 - 8
     assert json.loads(inbox.queue.get_nowait()) == [{"seq": 10_000 - 8}]  # the newest are kept
+
+
+def test_live_events_past_a_gap_are_kept_until_it_is_filled() -> None:
+    """Item 5: events are published before they are stored, so a reader may see seq 5 before 3
+    and 4 reach it (from a later message or the database): each seq once, in order, none skipped."""
+    from opsconductor_executions.service.live import Sequencer
+
+    def ev(seq: int, kind: str = "STDOUT") -> dict:
+        return {"seq": seq, "type": kind}
+
+    order = Sequencer(2)
+    assert order.take([ev(5), ev(6)]) == ([], True)
+    assert order.take([ev(1), ev(2), ev(3)]) == ([ev(3)], True)  # old ones dropped, 4 still missing
+    fresh, gap = order.take([ev(4), ev(5)])
+    assert [e["seq"] for e in fresh] == [4, 5, 6] and not gap
+    fresh, gap = order.take([ev(8, "EXECUTION_FINISHED"), ev(7), ev(9)])
+    assert [e["seq"] for e in fresh] == [7, 8] and not gap and order.last == 8
+
+
+def test_a_batch_is_staged_for_publishing_before_it_is_stored() -> None:
+    """Item 5: staging cuts the output and numbers nothing itself (the coordinator did); the same
+    rows are what is published and what is stored, once."""
+    from opsconductor_ray.protocol import EngineEvent
+
+    follower = _follower(4)
+    batch = [
+        EngineEvent(seq=1, type="EXECUTION_STARTED", at=1.0),
+        EngineEvent(seq=2, type="STDOUT", at=1.0, target_id="t", step_index=0, data="abcdef"),
+    ]
+    staged = follower.stage(batch)
+    assert [p["seq"] for p in staged.payloads] == [1, 2]
+    assert staged.payloads[1]["data"].startswith("abcd") and "ef" not in staged.payloads[1]["data"]
+    assert follower.staged_seq == 2 and follower.last_seq == 0  # published, not stored yet
+    assert follower.stage(batch).events == []  # a repeated batch is not staged twice
+
+
+def test_stored_events_win_over_live_ones_of_the_same_seq() -> None:
+    """A stray live message with a seq still missing never replaces what the database holds."""
+    from opsconductor_executions.service.live import Sequencer
+
+    order = Sequencer(0)
+    assert order.take([{"seq": 2, "type": "STDOUT", "data": "stray"}]) == ([], True)
+    real = [{"seq": 1, "type": "STDOUT", "data": "a"}, {"seq": 2, "type": "STDOUT", "data": "b"}]
+    fresh, gap = order.take(real, stored=True)
+    assert [e["data"] for e in fresh] == ["a", "b"] and not gap
+
+
+def test_truncated_is_the_engines_marker_not_the_word() -> None:
+    """Review §3.2 point 3: a command that prints "truncated" is not flagged; the engine's marker is."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from opsconductor_ray.protocol import EngineEvent, truncation_marker
+
+    follower = _follower(1000)
+    runs = {t: SimpleNamespace(id=i, target_id=t, exit_code=None) for i, t in enumerate(["t", "u"])}
+    follower._append("t", 0, "STDOUT", "the log was truncated\n")
+    follower._append("u", 0, "STDERR", "abc" + truncation_marker(1000))
+    results: dict = {}
+    for target in runs:
+        done = EngineEvent(
+            seq=1, type="STEP_FINISHED", at=1.0, target_id=target, step_index=0, status="SUCCEEDED"
+        )
+        asyncio.run(follower._apply(None, runs, done, datetime.now(UTC), set(), results))  # type: ignore[arg-type]
+    assert results[(0, 0)]["truncated"] is False
+    assert results[(1, 0)]["truncated"] is True

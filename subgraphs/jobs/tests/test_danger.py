@@ -6,19 +6,28 @@ import re
 
 import pytest
 
-from opsconductor_jobs import danger, service
-from opsconductor_jobs.danger import BUILTIN_RULES, CODE, READ_PATH, WRITE_PATH, build_rules, scan_text
-from opsconductor_jobs.render import ParameterDef
+from opsconductor_jobs import service
 from opsconductor_jobs.service import (
     JobDraft,
     ScriptDraft,
     StepDraft,
     TransferDraft,
+    danger,
     find_dangerous,
     preview_dangerous,
     render_step,
     validate_job,
 )
+from opsconductor_jobs.service.danger import (
+    BUILTIN_RULES,
+    CODE,
+    READ_PATH,
+    WRITE_PATH,
+    build_rules,
+    scan_text,
+)
+from opsconductor_jobs.service.render import ParameterDef
+from opsconductor_shared import runplan
 
 RULES = build_rules()
 
@@ -314,4 +323,4 @@ def test_quoted_values_still_reach_the_rules() -> None:
 
 def test_service_limits_are_consistent() -> None:
     assert service.COMMAND_MAX_BYTES == 64 * 1024
-    assert set(service.INTERPRETERS) == {"bash", "sh", "powershell", "python"}
+    assert set(runplan.INTERPRETERS) == {"bash", "sh", "powershell", "python"}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opsconductor_jobs import service
-from opsconductor_jobs.render import ParameterDef
+from opsconductor_jobs.errors import UnknownTargetsError
 from opsconductor_jobs.service import (
     JobDraft,
     PolicyDraft,
@@ -16,11 +15,15 @@ from opsconductor_jobs.service import (
     ValidJob,
     check_rendered,
     draft_from_valid,
+    load_policy,
+    load_step,
     render_step,
     resolve_targets,
     validate_job,
 )
+from opsconductor_jobs.service.render import ParameterDef
 from opsconductor_shared.errors import ValidationError
+from opsconductor_shared.runplan import EnvVar, Policy, Step
 
 
 def draft(*steps: StepDraft, **overrides: object) -> JobDraft:
@@ -71,7 +74,7 @@ def test_all_step_types_validate_with_defaults() -> None:
     assert (cmd.type, cmd.working_directory, cmd.env, cmd.expected_exit_codes) == (
         "command",
         "/srv",
-        (("A_1", "x"),),
+        (EnvVar(name="A_1", value="x"),),
         (0, 3),
     )
     assert scr.type == "script" and scr.command == "" and scr.script is not None
@@ -146,7 +149,7 @@ def test_modes_accepted() -> None:
 
 
 def test_policy_defaults_and_full_policy() -> None:
-    assert validate_job(draft()).policy == service.DEFAULT_POLICY
+    assert validate_job(draft()).policy == Policy()
     policy = validate_job(
         draft(
             policy=PolicyDraft(
@@ -161,7 +164,7 @@ def test_policy_defaults_and_full_policy() -> None:
             )
         )
     ).policy
-    assert policy == {
+    assert policy.model_dump(by_alias=True) == {
         "maxParallel": 10,
         "batchSize": None,
         "batchPercent": 25,
@@ -255,7 +258,7 @@ def test_render_step_quotes_per_language_and_keeps_raw_places_raw() -> None:
     )
     cmd, ps, py, sh, up = (render_step(s, {"v": "it's"}) for s in job.steps)
     assert cmd.command == "echo 'it'\"'\"'s'"
-    assert cmd.working_directory == "/srv/it's" and cmd.env == (("X", "it's"),)
+    assert cmd.working_directory == "/srv/it's" and cmd.env == (EnvVar(name="X", value="it's"),)
     assert (
         ps.script is not None
         and ps.script.body == "Write-Output 'it''s'"
@@ -290,6 +293,37 @@ def test_snapshot_round_trip_and_draft_round_trip() -> None:
     assert validate_job(draft_from_valid(job)).to_snapshot() == snapshot
 
 
+def test_older_stored_shapes_load_with_the_plan_defaults() -> None:
+    """Rows from before migration 0002 (policy ``{maxParallel}`` or ``{}``, steps with ``env = []``,
+    ``expected_exit_codes = []`` meaning [0]) and snapshots with nulls load through the models."""
+    assert load_policy({}) == Policy()
+    assert load_policy(None) == Policy()
+    assert load_policy({"maxParallel": 7}) == Policy(max_parallel=7)
+    old_row = {
+        "order": 1,
+        "name": "s",
+        "type": "command",
+        "command": "uptime",
+        "timeout_seconds": 300,
+        "continue_on_error": False,
+        "working_directory": None,
+        "env": [],
+        "expected_exit_codes": [],
+        "script": None,
+        "transfer": None,
+    }
+    step = load_step(old_row)
+    assert step.expected_exit_codes == (0,) and step.env == () and step.script is None
+    sparse_snapshot = {"order": 2, "name": "n", "command": "true", "type": None, "expectedExitCodes": None}
+    assert load_step(sparse_snapshot) == Step(order=2, name="n", command="true")
+    job = ValidJob.from_snapshot({"name": "j", "steps": [sparse_snapshot], "policy": {"maxParallel": 3}})
+    assert job.policy.max_parallel == 3 and job.steps[0].timeout_seconds == 300
+    # what is stored now is what the plan JSON carries: the same camelCase keys
+    assert job.to_snapshot()["steps"][0] == Step(order=2, name="n", command="true").model_dump(
+        mode="json", by_alias=True
+    )
+
+
 # ---- target resolution --------------------------------------------------------------------------
 
 
@@ -309,16 +343,16 @@ class Directory:
 async def test_resolve_targets_union_subset_and_errors() -> None:
     job = validate_job(draft(target_ids=["a", "b"], target_selector=SelectorDraft(tags=["web"])))
     directory = Directory({"a", "b"}, ["c", "a", "d"])
-    assert await resolve_targets(directory, job, None) == ["a", "b", "c", "d"]
+    assert await resolve_targets(directory=directory, job=job, requested=None) == ["a", "b", "c", "d"]
     assert directory.selectors == [{"tags": ["web"], "osTypes": [], "environments": []}]
-    assert await resolve_targets(directory, job, ["d", "a", "d"]) == ["a", "d"]
-    with pytest.raises(service.UnknownTargetsError) as info:
-        await resolve_targets(directory, job, ["a", "zzz"])
+    assert await resolve_targets(directory=directory, job=job, requested=["d", "a", "d"]) == ["a", "d"]
+    with pytest.raises(UnknownTargetsError) as info:
+        await resolve_targets(directory=directory, job=job, requested=["a", "zzz"])
     assert info.value.target_ids == ["zzz"] and "not targets of this job" in info.value.message
-    with pytest.raises(service.UnknownTargetsError) as info:
-        await resolve_targets(Directory({"a"}, []), job, None)
+    with pytest.raises(UnknownTargetsError) as info:
+        await resolve_targets(directory=Directory({"a"}, []), job=job, requested=None)
     assert info.value.target_ids == ["b"]
     only_selector = validate_job(draft(target_ids=[], target_selector=SelectorDraft(tags=["none"])))
     with pytest.raises(ValidationError) as err:
-        await resolve_targets(Directory(set(), []), only_selector, None)
+        await resolve_targets(directory=Directory(set(), []), job=only_selector, requested=None)
     assert err.value.field == "targetIds"

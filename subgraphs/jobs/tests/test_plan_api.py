@@ -630,3 +630,52 @@ async def test_job_updated_event_carries_the_version_and_no_commands(
     assert mine[0]["data"]["version"] == 2 and mine[0]["data"]["stepCount"] == 1
     assert mine[0]["data"]["parameters"] == ["version", "env", "workers", "dry"]
     assert secret_command not in json.dumps(mine[0])
+
+
+JOB_PLAN_FOR_RUN = """query($jobId: ID!, $parameters: JSON, $check: Boolean!) {
+  jobPlan(jobId: $jobId, parameters: $parameters, checkTargets: $check) { __typename
+    ... on JobPlan { jobId serial name version targetIds parameters plan
+      steps { order name command } policy { maxParallel batchPercent concurrency } }
+    ... on UnknownTargets { message targetIds } ... on Error { message } } }"""
+
+DELETE_TARGET = """mutation($id: ID!) { deleteTarget(id: $id) { __typename } }"""
+
+
+async def test_plan_json_is_the_run_plan_and_a_run_skips_the_explicit_id_check(
+    platform: RunningPlatform, admin_token: str, fleet: dict[str, Any]
+) -> None:
+    """Issue 15 items 2 and 6: `JobPlan.plan` is `RunPlan.to_json()` (the fields above, one object);
+    `checkTargets: false` (what executions passes for a run) does not ask the targets service
+    about the explicit ids (the run's grant does), while the default preview still does."""
+    from opsconductor_shared.runplan import RunPlan
+
+    gone = await make_target(platform, admin_token, tags=["db"], environment="production")
+    created = (await call(platform, admin_token, CREATE_JOB, {"input": full_input(fleet, targetIds=[gone])}))[
+        "createJob"
+    ]
+    assert created["__typename"] == "JobCreated", created
+    job_id = created["job"]["id"]
+    variables = {"jobId": job_id, "parameters": {"version": "7"}, "check": True}
+    plan = (await call(platform, admin_token, JOB_PLAN_FOR_RUN, variables))["jobPlan"]
+    assert plan["__typename"] == "JobPlan", plan
+    run = RunPlan.from_json(plan["plan"])
+    assert (run.job_id, run.serial, run.name, run.version) == (
+        plan["jobId"],
+        plan["serial"],
+        plan["name"],
+        plan["version"],
+    )
+    assert list(run.target_ids) == plan["targetIds"] and run.parameters == plan["parameters"]
+    assert [(s.order, s.name, s.command) for s in run.steps] == [
+        (s["order"], s["name"], s["command"]) for s in plan["steps"]
+    ]
+    assert (run.policy.max_parallel, run.policy.batch_percent, run.policy.concurrency) == (10, 50, "queue")
+
+    body = await gql(platform.url("targets"), DELETE_TARGET, {"id": gone}, token=admin_token)
+    assert body["data"]["deleteTarget"]["__typename"] == "TargetDeleted", body
+    preview = (await call(platform, admin_token, JOB_PLAN_FOR_RUN, variables))["jobPlan"]
+    assert preview["__typename"] == "UnknownTargets" and preview["targetIds"] == [gone], preview
+    for_run = (await call(platform, admin_token, JOB_PLAN_FOR_RUN, variables | {"check": False}))["jobPlan"]
+    assert for_run["__typename"] == "JobPlan", for_run
+    assert for_run["targetIds"][0] == gone  # left to the grant, which refuses it authoritatively
+    assert set(for_run["targetIds"][1:]) == {*fleet["web_prod"], fleet["web_staging"]}  # selector resolved

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from opsconductor_jobs.render import (
+from opsconductor_jobs.service.render import (
     ParameterDef,
     as_text,
     coerce,

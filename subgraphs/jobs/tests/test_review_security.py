@@ -14,9 +14,17 @@ from typing import Any
 
 import pytest
 
-from opsconductor_jobs import danger, paramguard, service
-from opsconductor_jobs.danger import build_rules, scan_text
-from opsconductor_jobs.service import JobDraft, ScriptDraft, StepDraft, find_dangerous, validate_job
+from opsconductor_jobs import service
+from opsconductor_jobs.service import (
+    JobDraft,
+    ScriptDraft,
+    StepDraft,
+    danger,
+    find_dangerous,
+    paramguard,
+    validate_job,
+)
+from opsconductor_jobs.service.danger import build_rules, scan_text
 from opsconductor_shared.errors import ValidationError
 from tests.support.loopwatch import LoopBlocked, loop_watch
 from tests.support.platform import RunningPlatform, gql

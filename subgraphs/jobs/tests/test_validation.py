@@ -7,9 +7,11 @@ import time
 import pytest
 
 from opsconductor_jobs import service
+from opsconductor_jobs.errors import UnknownTargetsError
 from opsconductor_jobs.service import JobDraft, StepDraft, validate_job
 from opsconductor_shared.client import ServiceClient
-from opsconductor_shared.errors import ValidationError
+from opsconductor_shared.errors import DependencyUnavailableError, ValidationError
+from opsconductor_shared.runplan import Policy
 from tests.support.platform import free_port
 
 
@@ -40,8 +42,8 @@ def test_valid_job_gets_defaults_and_numbered_steps() -> None:
         (1, "update", 300, False),
         (2, "uptime", 300, False),
     ]
-    assert job.policy == service.DEFAULT_POLICY
-    assert job.policy["maxParallel"] == 50
+    assert job.policy == Policy()
+    assert job.policy.max_parallel == 50
     assert job.description is None
 
 
@@ -89,10 +91,10 @@ def test_limits_are_inclusive() -> None:
             ],
         )
     )
-    assert job.policy["maxParallel"] == 1000
+    assert job.policy.max_parallel == 1000
     assert job.steps[0].timeout_seconds == 86_400 and job.steps[0].continue_on_error
     one = validate_job(draft(max_parallel=1, steps=[StepDraft("s", "true", timeout_seconds=1)]))
-    assert one.policy["maxParallel"] == 1
+    assert one.policy.max_parallel == 1
 
 
 def test_command_limit_counts_bytes_not_characters() -> None:
@@ -106,8 +108,8 @@ async def test_unreachable_targets_service_is_a_typed_error_and_quick() -> None:
     client = ServiceClient(f"http://127.0.0.1:{free_port()}/graphql", None, timeout=2, backoff=0.05)
     try:
         started = time.monotonic()
-        with pytest.raises(service.DependencyUnavailableError) as info:
-            await service.check_targets(service.TargetsSubgraph(client), ["t-1"])
+        with pytest.raises(DependencyUnavailableError) as info:
+            await service.check_targets(directory=service.TargetsSubgraph(client), target_ids=["t-1"])
         assert time.monotonic() - started < 15, "an unreachable service must fail fast, not hang"
         assert info.value.service == "targets"
         assert "targets service is unavailable" in info.value.message
@@ -132,8 +134,8 @@ class FakeTargets:
 
 async def test_check_targets_lists_only_the_missing_ids_in_input_order() -> None:
     fake = FakeTargets("a", "c")
-    with pytest.raises(service.UnknownTargetsError) as info:
-        await service.check_targets(fake, ["z", "a", "y", "c"])
+    with pytest.raises(UnknownTargetsError) as info:
+        await service.check_targets(directory=fake, target_ids=["z", "a", "y", "c"])
     assert info.value.target_ids == ["z", "y"]
     assert "z, y" in info.value.message
-    await service.check_targets(fake, ["a", "c"])  # all known: no error
+    await service.check_targets(directory=fake, target_ids=["a", "c"])  # all known: no error

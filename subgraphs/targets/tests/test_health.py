@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import websockets
 
-from opsconductor_targets.health import classify, interval_for
+from opsconductor_targets.service.health import classify, interval_for
 from opsconductor_targets.settings import Settings
 from tests.support.platform import gql
 

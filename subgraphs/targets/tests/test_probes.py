@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from opsconductor_targets.probes import (
+from opsconductor_targets.service.probes import (
     ProbeSecret,
     ProbeTarget,
     parse_snmp_response,
@@ -213,7 +213,7 @@ class _Agent(asyncio.DatagramProtocol):
 
 
 def _rebuild(head_without_null: bytes, descr: bytes) -> bytes:
-    from opsconductor_targets.probes import _ber, _ber_read
+    from opsconductor_targets.service.probes import _ber, _ber_read
 
     _, msg, _ = _ber_read(head_without_null + b"\x05\x00", 0)
     _, version, p = _ber_read(msg, 0)

@@ -16,8 +16,8 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
-from opsconductor_targets.lookups import searchable, storable, storable_only
 from opsconductor_targets.models import DeviceType, Target
+from opsconductor_targets.service.lookups import searchable, storable, storable_only
 from tests.support.platform import gql
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

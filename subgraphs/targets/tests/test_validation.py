@@ -263,3 +263,28 @@ def test_grant_signatures_and_expiry() -> None:
                 await signer.verify(forged)
 
     asyncio.run(scenario())
+
+
+def test_grant_method_chooses_as_best_method() -> None:
+    """Review §3.2 point 8: the grant's method choice is `best_method`'s (primary, else the best
+    priority among active methods), not a sort of its own; an asked-for method must be active."""
+    from opsconductor_targets.service.reads import GrantMethod, GrantTarget, best_method, grant_method
+
+    def m(mid: str, *, primary: bool = False, active: bool = True, priority: int = 1) -> GrantMethod:
+        return GrantMethod(
+            id=mid, type="ssh", host="h", port=22, is_primary=primary, is_active=active, priority=priority
+        )
+
+    cases = [
+        [m("a", priority=3), m("b", primary=True, priority=5), m("c", priority=1)],
+        [m("a", primary=True, active=False), m("b", priority=7), m("c", priority=2)],
+        [m("a", active=False)],
+    ]
+    for methods in cases:
+        target = GrantTarget(id="t", name="t", methods=methods)
+        assert grant_method(target, None) is best_method(methods)
+    assert grant_method(GrantTarget(id="t", name="t", methods=cases[0]), None) is cases[0][1]
+    assert grant_method(GrantTarget(id="t", name="t", methods=cases[1]), None) is cases[1][2]
+    assert grant_method(GrantTarget(id="t", name="t", methods=cases[2]), None) is None
+    assert grant_method(GrantTarget(id="t", name="t", methods=cases[1]), "a") is None  # inactive
+    assert grant_method(GrantTarget(id="t", name="t", methods=cases[1]), "b") is cases[1][1]

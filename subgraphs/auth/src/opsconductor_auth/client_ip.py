@@ -6,7 +6,7 @@ header is believed only when the request comes from a trusted proxy address
 (``OPSC_AUTH_TRUSTED_PROXIES``, comma-separated addresses or networks, default loopback) and, if
 the secret is set, carries a valid signature: under ``make dev`` every caller is on loopback, so
 the address alone cannot tell the router from anyone else. Otherwise the socket peer is recorded.
-``X-Forwarded-For`` is never believed (anyone can write it).
+``X-Forwarded-For`` is never believed (anyone can write it). Both come from :class:`Settings`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import functools
 import hashlib
 import hmac
 import ipaddress
-import os
 from collections.abc import Mapping
 
 CLIENT_IP_HEADER = "x-opsc-client-ip"
@@ -41,7 +40,7 @@ def _trusted(peer: str | None, spec: str) -> bool:
 
 
 def client_ip(
-    headers: Mapping[str, str], peer: str | None, env: Mapping[str, str] = os.environ
+    headers: Mapping[str, str], peer: str | None, *, trusted_proxies: str, secret: str | None
 ) -> str | None:
     """The address to record: the router's ``x-opsc-client-ip`` if vouched for, else the socket peer."""
     forwarded = (headers.get(CLIENT_IP_HEADER) or "").strip()
@@ -49,9 +48,8 @@ def client_ip(
         ipaddress.ip_address(forwarded)
     except ValueError:
         return peer
-    if not _trusted(peer, env.get("OPSC_AUTH_TRUSTED_PROXIES") or DEFAULT_TRUSTED_PROXIES):
+    if not _trusted(peer, trusted_proxies or DEFAULT_TRUSTED_PROXIES):  # unset or empty: loopback
         return peer
-    secret = env.get("OPSC_CLIENT_IP_SECRET")
     if secret:
         expected = hmac.new(secret.encode(), forwarded.encode(), hashlib.sha256).hexdigest().encode()
         given = (headers.get(SIGNATURE_HEADER) or "").strip().lower().encode()

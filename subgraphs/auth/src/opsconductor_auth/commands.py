@@ -1,12 +1,14 @@
-"""Operator commands that run outside the server against auth's database (``opsconductor ...``)."""
+"""Operator commands that run outside the server against auth's database (``opsconductor ...``).
+
+An entry point like ``app.py`` (it builds its own database and collaborators and owns its transaction).
+"""
 
 from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from opsconductor_auth.service import KeyManager, RotationResult, token_retention_seconds
+from opsconductor_auth.service import KeyManager, RotationResult, keyring_of, token_retention_seconds
 from opsconductor_auth.settings import Settings
-from opsconductor_shared.crypto import KeyRing
 from opsconductor_shared.db import ServiceDatabase
 
 
@@ -18,7 +20,6 @@ async def rotate_signing_key(settings: Settings | None = None) -> RotationResult
     the longest token lifetime are retired in the same transaction.
     """
     settings = settings or Settings()
-    keyring = KeyRing.load_or_create(settings.encryption_keys, settings.data_dir / "auth.keys")
     db = ServiceDatabase(
         service="auth",
         url=settings.resolved_database_url("auth"),
@@ -29,6 +30,8 @@ async def rotate_signing_key(settings: Settings | None = None) -> RotationResult
     try:
         with db.bind():
             async with in_transaction("auth"):
-                return await KeyManager(keyring).rotate(retain_seconds=token_retention_seconds(settings))
+                return await KeyManager(keyring_of(settings)).rotate(
+                    retain_seconds=token_retention_seconds(settings)
+                )
     finally:
         await db.stop()

@@ -24,7 +24,7 @@ class Credential(models.Model):
     # an older snapshot arriving later (redelivery, a race between two changes) is ignored.
     claims_version = fields.BigIntField(null=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "credentials"
 
 
@@ -36,7 +36,7 @@ class PasswordHistory(models.Model):
     password_hash = fields.CharField(max_length=255)
     created_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "password_history"
 
 
@@ -52,7 +52,7 @@ class ApiKey(models.Model):
     expires_at = fields.DatetimeField()
     revoked_at = fields.DatetimeField(null=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "api_keys"
 
 
@@ -67,7 +67,7 @@ class Session(models.Model):
     ip_address = fields.CharField(max_length=45, null=True)
     user_agent = fields.TextField(null=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "sessions"
 
 
@@ -78,7 +78,7 @@ class RefreshToken(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     used_at = fields.DatetimeField(null=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "refresh_tokens"
 
 
@@ -90,7 +90,7 @@ class SigningKey(models.Model):
     active = fields.BooleanField(default=True)  # False: retired (out of JWKS, private key erased)
     superseded_at = fields.DatetimeField(null=True)  # null: the current key
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "signing_keys"
 
 
@@ -104,15 +104,15 @@ class LoginAttempt(models.Model):
     user_agent = fields.TextField(null=True)
     at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "login_attempts"
 
 
 class Outbox(OutboxBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "outbox"
 
 
 class ProcessedEvent(ProcessedEventBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "processed_events"

@@ -5,42 +5,58 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from opsconductor_auth.client_ip import DEFAULT_TRUSTED_PROXIES
 from opsconductor_shared.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="OPSC_AUTH_", extra="ignore", populate_by_name=True)
 
-    port: int = 3000
-    access_token_minutes: int = Field(15, description="Lifetime of access tokens.")
-    refresh_token_days: int = Field(7, description="Absolute lifetime of a refresh token chain.")
+    port: int = Field(default=3000, description="HTTP port of the auth service.")
+    access_token_minutes: int = Field(default=15, description="Lifetime of access tokens.")
+    refresh_token_days: int = Field(default=7, description="Absolute lifetime of a refresh token chain.")
     idle_timeout_minutes: int = Field(
-        60, description="A session with no activity (refresh or extendSession) for this long has ended."
+        default=60,
+        description="A session with no activity (refresh or extendSession) for this long has ended.",
     )
     idle_warning_minutes: int = Field(
-        2, description="sessionStatus raises its warning this long before the end."
+        default=2, description="sessionStatus raises its warning this long before the end."
     )
-    password_min_length: int = Field(8, description="Password policy: minimum length.")
+    password_min_length: int = Field(default=8, description="Password policy: minimum length.")
     password_min_classes: int = Field(
-        2, description="Password policy: how many of lower case, upper case, digits and symbols it must mix."
+        default=2,
+        description="Password policy: how many of lower case, upper case, digits and symbols it must mix.",
     )
-    password_history: int = Field(5, description="Password policy: a new password may not repeat the last N.")
-    lockout_threshold: int = Field(5, description="Failed logins before the account locks.")
-    lockout_minutes: int = Field(15, description="How long a lockout lasts.")
+    password_history: int = Field(
+        default=5, description="Password policy: a new password may not repeat the last N."
+    )
+    lockout_threshold: int = Field(default=5, description="Failed logins before the account locks.")
+    lockout_minutes: int = Field(default=15, description="How long a lockout lasts.")
     login_attempts_retention_days: int = Field(
-        90, ge=1, description="Login attempts older than this are deleted (pruned periodically)."
+        default=90, ge=1, description="Login attempts older than this are deleted (pruned periodically)."
     )
     housekeeping_seconds: float = Field(
-        3600, gt=0, description="How often auth prunes expired records (login attempts)."
+        default=3600, gt=0, description="How often auth prunes expired records (login attempts)."
     )
-    encryption_keys: str | None = Field(
-        None,
+    encryption_keys: SecretStr | None = Field(
+        default=None,
         description="Key ring for signing keys at rest: 'kid:base64key,...' (first is active). "
         "Unset: a generated key file under OPSC_DATA_DIR.",
     )
     admin_password: SecretStr | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices("OPSC_ADMIN_PASSWORD", "admin_password"),
         description="Bootstrap admin's password (must meet the password policy); unset: one is generated "
         "and shown once on the terminal (no terminal: written to <OPSC_DATA_DIR>/bootstrap-admin-password, 0600).",
+    )
+    trusted_proxies: str = Field(
+        default=DEFAULT_TRUSTED_PROXIES,
+        description="Addresses or networks (comma-separated) whose x-opsc-client-ip header is believed for "
+        "the login's client address (the router); anyone else is recorded as the socket peer.",
+    )
+    client_ip_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPSC_CLIENT_IP_SECRET", "client_ip_secret"),
+        description="Shared with the router: x-opsc-client-ip is believed only with a valid "
+        "x-opsc-client-ip-signature (HMAC-SHA256 of the address). Unset: the trusted address alone.",
     )

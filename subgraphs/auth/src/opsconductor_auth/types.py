@@ -1,35 +1,29 @@
-"""GraphQL types of the auth subgraph (separate from ORM rows)."""
+"""GraphQL types of the auth subgraph (separate from ORM rows), its error types, the one mapping
+table from domain errors to them (``ERRORS``), and the typed resolver context (``Info``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.federation.schema_directives import Key
-from tortoise.functions import Max
+from strawberry.federation.types import FieldSet
 
-from opsconductor_auth.models import Session
+from opsconductor_auth import errors, loaders, service
+from opsconductor_auth.models import ApiKey, LoginAttempt, Session
+from opsconductor_auth.settings import Settings
+from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import AUTHENTICATED, check_permission, entity_permission, require_identity
 from opsconductor_shared.errors import Error, NotFound, PermissionDenied, ValidationFailed
 from opsconductor_shared.paging import Connection
+from opsconductor_shared.unit_of_work import ErrorTable
 
-
-async def _load_last_seen(user_ids: list[str]) -> list[datetime | None]:
-    """Latest session activity per user, for many users in one grouped query."""
-    rows = (
-        await Session.filter(user_id__in=user_ids)
-        .annotate(latest=Max("last_activity_at"))
-        .group_by("user_id")
-        .values("user_id", "latest")
-    )
-    found = {str(r["user_id"]): r["latest"] for r in rows}
-    return [found.get(i) for i in user_ids]
+Info = strawberry.Info[RequestContext[Settings, service.Deps], None]
 
 
 @strawberry.federation.type(
-    keys=[Key(fields="id")],
+    keys=[Key(fields=FieldSet("id"))],
     description="A user; the users subgraph owns it, auth adds when they were last seen.",
 )
 class User:
@@ -39,16 +33,12 @@ class User:
         description="The latest activity of any of the user's sessions (login, refresh, extend, "
         "session status); null when they never logged in. Yourself, or with `users:read`."
     )
-    async def last_seen_at(self, info: strawberry.Info) -> datetime | None:
+    async def last_seen_at(self, info: Info) -> datetime | None:
         identity = require_identity(info.context)
         if identity.subject != str(self.id):
             check_permission(info.context, "users:read")
         # a page of users asks once (one grouped query), not once per user
-        loaders: dict[str, Any] = info.context.loaders
-        loader = loaders.get("auth.last_seen")
-        if loader is None:
-            loader = loaders["auth.last_seen"] = DataLoader(load_fn=_load_last_seen)
-        return await loader.load(str(self.id))
+        return await loaders.last_seen(info.context.loaders).load(str(self.id))
 
     @classmethod
     @entity_permission(AUTHENTICATED)
@@ -64,6 +54,16 @@ class LoginSuccess:
     access_token_expires_at: datetime
     session_id: strawberry.ID
     user: User
+
+    @classmethod
+    def from_record(cls, tokens: service.IssuedTokens) -> LoginSuccess:
+        return cls(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            access_token_expires_at=tokens.access_expires_at,
+            session_id=strawberry.ID(tokens.session_id),
+            user=User(id=strawberry.ID(tokens.credential.user_id)),
+        )
 
 
 @strawberry.type(description="Unknown username or wrong password (the answer does not say which).")
@@ -136,6 +136,22 @@ class SessionInfo:
     active: bool
     current: bool = strawberry.field(description="The session of the token that asked.")
 
+    @classmethod
+    def from_record(cls, row: Session, *, policy: service.SessionPolicy, current: str | None) -> SessionInfo:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            user=User(id=strawberry.ID(row.user_id)),
+            created_at=row.created_at,
+            last_activity_at=row.last_activity_at,
+            ends_at=policy.idle_deadline(row),
+            revoked_at=row.revoked_at,
+            revoked_reason=row.revoked_reason,
+            ip_address=row.ip_address,
+            user_agent=row.user_agent,
+            active=policy.is_active(row),
+            current=str(row.id) == current,
+        )
+
 
 @strawberry.type(description="Time left before the calling session ends for inactivity.")
 class SessionStatus:
@@ -143,6 +159,16 @@ class SessionStatus:
     remaining_seconds: int
     warning: bool = strawberry.field(description="True within the warning threshold: offer 'stay logged in'.")
     ends_at: datetime
+
+    @classmethod
+    def from_record(cls, row: Session, *, policy: service.SessionPolicy) -> SessionStatus:
+        remaining = policy.remaining_seconds(row)
+        return cls(
+            session_id=strawberry.ID(str(row.id)),
+            remaining_seconds=remaining,
+            warning=policy.warns(remaining),
+            ends_at=policy.idle_deadline(row),
+        )
 
 
 @strawberry.type(description="The session has ended (idle timeout or revoked); log in again.")
@@ -192,6 +218,17 @@ class ApiKeyInfo:
     expires_at: datetime
     revoked_at: datetime | None
 
+    @classmethod
+    def from_record(cls, row: ApiKey) -> ApiKeyInfo:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            permissions=list(row.permissions),
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+        )
+
 
 @strawberry.type(description="Use `secret` as `Authorization: Bearer <secret>`; it is not shown again.")
 class ApiKeyCreated:
@@ -217,9 +254,37 @@ class LoginAttemptInfo:
     user: User | None = strawberry.field(description="The user it matched; null for an unknown username.")
     success: bool
     reason: str = strawberry.field(description="ok, bad_password, unknown_user, locked or disabled.")
-    ip_address: str | None = strawberry.field(description="Client address (first X-Forwarded-For hop).")
+    ip_address: str | None = strawberry.field(
+        description="Client address: the router's signed x-opsc-client-ip, else the socket peer "
+        "(X-Forwarded-For is never believed)."
+    )
     user_agent: str | None
     at: datetime
 
+    @classmethod
+    def from_record(cls, row: LoginAttempt) -> LoginAttemptInfo:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            username=row.username,
+            user=User(id=strawberry.ID(row.user_id)) if row.user_id else None,
+            success=row.success,
+            reason=row.reason,
+            ip_address=row.ip_address,
+            user_agent=row.user_agent,
+            at=row.at,
+        )
+
 
 LoginAttemptConnection = Connection[LoginAttemptInfo]
+
+
+ERRORS = ErrorTable(
+    {
+        errors.LoginFailed: lambda e: InvalidCredentials(message=e.message),
+        errors.AccountLocked: lambda e: AccountLocked(message=e.message, until=e.until),
+        errors.AccountDisabled: lambda e: AccountDisabled(message=e.message),
+        errors.InvalidRefresh: lambda e: InvalidRefreshToken(message=e.message),
+        errors.SessionEndedError: lambda e: SessionEnded(message=e.message),
+    }
+)
+"""Auth's domain errors -> their GraphQL types (the shared ones are in every table)."""

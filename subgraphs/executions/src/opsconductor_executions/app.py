@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from opsconductor_executions.models import Outbox
 from opsconductor_executions.schema import schema
-from opsconductor_executions.service import Deps
+from opsconductor_executions.service import ExecutionService
 from opsconductor_executions.settings import Settings
 from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
 
 
 def create_app(settings: Settings, platform: Platform, engine: Any | None = None):
-    runtime = build_runtime(
+    runtime: Runtime[Settings, ExecutionService] = build_runtime(
         name="executions",
         settings=settings,
         platform=platform,
@@ -21,21 +20,20 @@ def create_app(settings: Settings, platform: Platform, engine: Any | None = None
         migrations_module="opsconductor_executions.migrations",
         outbox_model=Outbox,
     )
-    runtime.deps = Deps(
+    runtime.deps = ExecutionService(
         settings=settings,
         engine=engine,
         jobs=runtime.client(settings.jobs_url, timeout=10),
         targets=runtime.client(settings.targets_url, timeout=10),
         broadcaster=platform.broadcaster,
+        runtime=runtime,
     )
 
-    async def startup(rt: Runtime) -> None:
+    async def startup(rt: Runtime[Settings, ExecutionService]) -> None:
         await rt.deps.reattach()
-        rt.deps.sweeper = asyncio.create_task(rt.deps.run_sweeper(), name="executions-sweeper")
+        rt.deps.start_sweeper()
 
-    async def shutdown(rt: Runtime) -> None:
-        if rt.deps.sweeper is not None:
-            rt.deps.sweeper.cancel()
-        await rt.deps.release_leases()
+    async def shutdown(rt: Runtime[Settings, ExecutionService]) -> None:
+        await rt.deps.stop()
 
     return create_service_app(runtime=runtime, schema=schema, on_startup=[startup], on_shutdown=[shutdown])

@@ -1,9 +1,81 @@
-"""Events executions publishes; it consumes none yet.
+"""Events executions publishes (through its outbox); it consumes none.
 
-- executions.execution_started {executionId, jobId, number, targetIds}
-- executions.execution_finished {executionId, jobId, status, succeeded, failed}
-Live per-run events go through the broadcaster (channel ``execution:<id>``), not the bus: they
-are many and their durable copy is the ``execution_events`` table.
+- ``executions.execution_started`` {executionId, jobId, jobVersion, number, targetIds, queued, retryOf}
+- ``executions.execution_finished`` {executionId, jobId, status, succeeded, failed}
+- ``executions.dangerous_command_decision`` {actor, jobId, jobSerial, jobVersion, findings, decision, reason}
+
+Live per-run events go through the broadcaster (channel ``execution:<id>``, ``service/live.py``),
+not the bus: they are many and their durable copy is the ``execution_events`` table.
 """
 
-PUBLISHES = ("executions.execution_started", "executions.execution_finished")
+from __future__ import annotations
+
+from typing import Any
+
+from opsconductor_executions.models import Execution
+from opsconductor_shared.events import EventEnvelope
+
+SOURCE = "executions"
+EXECUTION_STARTED = "executions.execution_started"
+EXECUTION_FINISHED = "executions.execution_finished"
+DANGEROUS_COMMAND_DECISION = "executions.dangerous_command_decision"
+
+
+def execution_started(execution: Execution, *, target_ids: list[str]) -> EventEnvelope:
+    return EventEnvelope(
+        type=EXECUTION_STARTED,
+        source=SOURCE,
+        subject=execution.id,
+        actor=execution.requested_by,
+        data={
+            "executionId": execution.id,
+            "jobId": execution.job_id,
+            "jobVersion": execution.job_version,
+            "number": execution.number,
+            "targetIds": target_ids,
+            "queued": execution.waiting,
+            "retryOf": execution.retry_of,
+        },
+    )
+
+
+def execution_finished(execution: Execution) -> EventEnvelope:
+    return EventEnvelope(
+        type=EXECUTION_FINISHED,
+        source=SOURCE,
+        subject=execution.id,
+        data={
+            "executionId": execution.id,
+            "jobId": execution.job_id,
+            "status": execution.status,
+            "succeeded": execution.succeeded_targets,
+            "failed": execution.failed_targets,
+        },
+    )
+
+
+def dangerous_command_decision(
+    *,
+    actor: str | None,
+    job_id: str,
+    job_serial: str | None,
+    job_version: int,
+    findings: list[dict[str, Any]],
+    allowed: bool,
+    reason: str,
+) -> EventEnvelope:
+    return EventEnvelope(
+        type=DANGEROUS_COMMAND_DECISION,
+        source=SOURCE,
+        subject=job_id,
+        actor=actor,
+        data={
+            "actor": actor,
+            "jobId": job_id,
+            "jobSerial": job_serial,
+            "jobVersion": job_version,
+            "findings": findings,
+            "decision": "allowed" if allowed else "blocked",
+            "reason": reason,
+        },
+    )

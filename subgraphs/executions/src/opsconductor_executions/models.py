@@ -6,6 +6,14 @@ from tortoise import fields, models
 
 from opsconductor_shared.events import OutboxBase, ProcessedEventBase
 
+# pyright: reportIncompatibleVariableOverride=false
+# (Tortoise's `class Meta` per model)
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+"""Statuses a run (and a target run) ends in."""
+ACTIVE = ("QUEUED", "RUNNING")
+"""Statuses of a run that has not ended."""
+
 
 class Execution(models.Model):
     id = fields.CharField(max_length=36, primary_key=True)
@@ -17,7 +25,10 @@ class Execution(models.Model):
     status = fields.CharField(max_length=20, default="QUEUED", db_index=True)
     message = fields.TextField(null=True)
     requested_by = fields.CharField(max_length=100, null=True)
-    plan = fields.JSONField(default=dict)  # steps, policy and targets as run: never secrets
+    # the RunPlan as run (opsconductor_shared.runplan, camelCase JSON): never secrets. Rows from
+    # before RunPlan hold {steps, policy, targets, dangerous}: read it with service.plans.stored_plan.
+    plan = fields.JSONField(default=dict)
+    dangerous = fields.JSONField(null=True)  # the dangerous-command findings confirmed for this run
     parameters = fields.JSONField(default=dict)  # effective job parameters (defaults applied)
     retry_of = fields.CharField(max_length=36, null=True)  # the execution this one retries
     waiting = fields.BooleanField(default=False)  # QUEUED behind another run of the job (concurrency=queue)

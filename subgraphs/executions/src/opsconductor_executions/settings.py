@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -13,62 +15,61 @@ class Settings(ServiceSettings):
 
     port: int = 8002
     jobs_url: str = Field(
-        "http://127.0.0.1:8001/graphql", validation_alias=AliasChoices("OPSC_JOBS_URL", "jobs_url")
+        default="http://127.0.0.1:8001/graphql", validation_alias=AliasChoices("OPSC_JOBS_URL", "jobs_url")
     )
     targets_url: str = Field(
-        "http://127.0.0.1:3001/graphql", validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url")
+        default="http://127.0.0.1:3001/graphql",
+        validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url"),
     )
-    ray_address: str | None = Field(
-        None,
-        validation_alias=AliasChoices("OPSC_RAY_ADDRESS", "ray_address"),
-        description="Ray cluster to run on; unset: a local Ray in this process.",
-    )
-    connect_timeout_seconds: float = Field(10, description="SSH connect timeout per target.")
+    connect_timeout_seconds: float = Field(default=10, description="SSH connect timeout per target.")
     event_batch_wait_seconds: float = Field(
-        0.05,
+        default=0.05,
         description="After a run's first new event, how long the coordinator collects more into the "
         "follower's batch (not past the run's end).",
     )
     max_output_bytes_per_step: int = Field(
-        1_000_000,
-        description="Stored stdout/stderr per step beyond this "
-        "is cut with a marker (the event log keeps every chunk).",
+        default=1_000_000,
+        description="Output per target, step and stream beyond this is dropped: the engine cuts it "
+        "with its marker line (events and step results alike).",
     )
     lease_seconds: float = Field(
-        15, description="How long a replica's claim on following a run lasts without renewal."
+        default=15, description="How long a replica's claim on following a run lasts without renewal."
     )
     stale_after_seconds: float = Field(
-        60,
+        default=60,
         description="An active run with no live coordinator and no follower for this long ends FAILED (stale).",
     )
     sweep_interval_seconds: float = Field(
-        10, description="How often to adopt orphaned runs, end stale ones and start queued ones."
+        default=10, description="How often to adopt orphaned runs, end stale ones and start queued ones."
     )
     engine_call_timeout_seconds: float = Field(
-        30,
+        default=30,
         description="Longest wait for one answer of the execution engine (Ray); then the caller gets a "
         "typed error and nothing is assumed about what the call did.",
     )
     engine_start_timeout_seconds: float = Field(
-        60,
+        default=60,
         description="Longest wait for the engine to take a run; a start that did not answer is settled "
         "with the engine (started or never will), never guessed.",
     )
     grant_renew_fraction: float = Field(
-        0.5,
+        default=0.5,
         description="A multi-batch run's connection grant is renewed (and handed to its coordinator) "
         "after this fraction of its lifetime.",
     )
     idempotency_key_hours: float = Field(
-        24, description="How long runJob remembers an idempotencyKey (then a retry runs again)."
-    )
-    follower_buffer_bytes: int = Field(
-        32 * 1024 * 1024,
-        description="Output of unfinished steps a follower keeps in memory per run (for their "
-        "step results); beyond it a step result gets a marker (the event log keeps every chunk).",
+        default=24, description="How long runJob remembers an idempotencyKey (then a retry runs again)."
     )
     subscription_queue_messages: int = Field(
-        256,
+        default=256,
         description="Live messages an event subscription buffers for a slow reader; beyond, it drops "
         "them and reads the database instead (nothing is lost, memory stays bounded).",
     )
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def idempotency_retention(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)

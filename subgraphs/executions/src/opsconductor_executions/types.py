@@ -4,32 +4,35 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
+from opsconductor_executions import loaders, service
+from opsconductor_executions.errors import DangerousCommandBlockedError, JobAlreadyRunningError
 from opsconductor_executions.models import Execution as ExecutionRow
 from opsconductor_executions.models import StepResult as StepRow
 from opsconductor_executions.models import TargetRun as TargetRunRow
+from opsconductor_executions.settings import Settings
+from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import AUTHENTICATED, entity_permission, requires
 from opsconductor_shared.errors import (
     DependencyUnavailable,
     Error,
     NotFound,
     PermissionDenied,
-    ValidationError,
     ValidationFailed,
 )
 from opsconductor_shared.paging import (
     Connection,
     build_connection,
     check_first,
-    decode_cursor,
     encode_cursor,
     paginate,
 )
+from opsconductor_shared.runplan import Step
+from opsconductor_shared.unit_of_work import ErrorTable
 
 
 @strawberry.enum(description="Lifecycle of a run.")
@@ -62,44 +65,9 @@ class TargetRunFilter:
     created_before: datetime | None = strawberry.field(default=None, description="Runs created before.")
 
 
-def _loader(info: strawberry.Info, name: str, load: Any) -> DataLoader[Any, Any]:
-    """A per-request DataLoader (RequestContext.loaders)."""
-    loaders: dict[str, Any] = info.context.loaders
-    loader = loaders.get(name)
-    if loader is None:
-        loader = loaders[name] = DataLoader(load_fn=load)
-    return loader
-
-
-async def _load_steps(run_ids: list[int]) -> list[list[StepRun]]:
-    by_run: dict[int, list[StepRun]] = {i: [] for i in run_ids}
-    for chunk in range(0, len(run_ids), 1000):
-        part = run_ids[chunk : chunk + 1000]
-        for row in await StepRow.filter(target_run_id__in=part).order_by("target_run_id", "step_index"):
-            by_run[row.target_run_id].append(StepRun.from_row(row))  # type: ignore[attr-defined]
-    return [by_run[i] for i in run_ids]
-
-
-async def _load_executions(ids: list[str]) -> list[Execution]:
-    rows = {r.id: r for r in await ExecutionRow.filter(id__in=list(set(ids)))}
-    return [Execution.from_row(rows[i]) for i in ids]
-
-
 TARGET_RUNS_DEFAULT = 1000
 TARGET_RUNS_MAX = 1000
 """Execution.targetRuns returns at most this many rows per call (M8); page with `after`."""
-
-
-def _target_runs_query(execution_id: str, after: str | None, status: str | None) -> Any:
-    query = TargetRunRow.filter(execution_id=execution_id)
-    key = decode_cursor(after, "tr")
-    if key is not None:
-        if not key.isdigit():
-            raise ValidationError("invalid cursor", field="after")
-        query = query.filter(id__gt=int(key))
-    if status:
-        query = query.filter(status=status)
-    return query.order_by("id")
 
 
 @strawberry.federation.type(keys=["id"], description="Owned by the targets subgraph; adds its runs.")
@@ -122,7 +90,7 @@ class Target:
                 query = query.filter(execution__created_at__gte=filter.created_after)
             if filter.created_before:
                 query = query.filter(execution__created_at__lt=filter.created_before)
-        return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_row)
+        return await paginate(query.order_by("-id"), first=first, after=after, convert=TargetRun.from_record)
 
     @classmethod
     @entity_permission(AUTHENTICATED)
@@ -150,15 +118,18 @@ class StepRun:
         return self.finished_at - timedelta(milliseconds=self.duration_ms)
 
     @classmethod
-    def from_row(cls, row: StepRow) -> StepRun:
+    def from_record(cls, row: StepRow, output: loaders.StepOutput | None = None) -> StepRun:
+        """``output``: the target's output from the event rows (rows written before output was
+        stored once keep theirs)."""
+        out = {} if output is None or row.stdout or row.stderr else output
         return cls(
             index=row.step_index,
             name=row.name,
             command=row.command,
             status=row.status,
             exit_code=row.exit_code,
-            stdout=row.stdout,
-            stderr=row.stderr,
+            stdout=out.get((row.step_index, "STDOUT"), row.stdout),
+            stderr=out.get((row.step_index, "STDERR"), row.stderr),
             duration_ms=row.duration_ms,
             finished_at=row.finished_at,
             truncated=row.truncated,
@@ -190,14 +161,21 @@ class TargetRun:
     @strawberry.field(description="The run this belongs to.")
     async def execution(self, info: strawberry.Info) -> Execution:
         # one query per request for all the runs asked for, not one (with its plan) per row (M8)
-        return await _loader(info, "executions.by_id", _load_executions).load(str(self.execution_id))
+        return Execution.from_record(
+            await loaders.executions(info.context.loaders).load(str(self.execution_id))
+        )
 
     @strawberry.field(description="Per-step results in order.")
     async def steps(self, info: strawberry.Info) -> list[StepRun]:
-        return await _loader(info, "executions.steps", _load_steps).load(self._row.id)
+        rows = await loaders.step_results(info.context.loaders).load(self._row.id)
+        output = None
+        if any(not (r.stdout or r.stderr) for r in rows):  # stored once: in the event rows
+            key = (str(self.execution_id), str(self.target_id))
+            output = await loaders.step_output(info.context.loaders).load(key)
+        return [StepRun.from_record(r, output) for r in rows]
 
     @classmethod
-    def from_row(cls, row: TargetRunRow) -> TargetRun:
+    def from_record(cls, row: TargetRunRow) -> TargetRun:
         return cls(
             target_id=strawberry.ID(row.target_id),
             execution_id=strawberry.ID(row.execution_id),  # type: ignore[attr-defined]
@@ -266,23 +244,27 @@ class PlannedStep:
     )
 
     @classmethod
-    def from_dict(cls, s: dict[str, Any], index: int) -> PlannedStep:
-        transfer = dict(s["transfer"]) if s.get("transfer") else None
+    def from_step(cls, step: Step) -> PlannedStep:
+        transfer = step.transfer.model_dump(mode="json", by_alias=True) if step.transfer else None
         if transfer and transfer.get("content") is not None:
             transfer["content"] = f"<{len(transfer['content'])} characters>"
         return cls(
-            order=s.get("order", index + 1),
-            name=s["name"],
-            type=s.get("type") or "command",
-            command=s.get("command") or "",
-            timeout_seconds=int(s.get("timeoutSeconds") or 300),
-            continue_on_error=bool(s.get("continueOnError")),
-            working_directory=s.get("workingDirectory"),
-            env=[PlannedEnvVar(name=e["name"], value=e["value"]) for e in s.get("env") or []],
-            expected_exit_codes=list(s.get("expectedExitCodes") or [0]),
-            script=s.get("script"),
-            transfer=transfer,
+            order=step.order,
+            name=step.name,
+            type=step.type,
+            command=step.command,
+            timeout_seconds=step.timeout_seconds,
+            continue_on_error=step.continue_on_error,
+            working_directory=step.working_directory,
+            env=[PlannedEnvVar(name=e.name, value=e.value) for e in step.env],
+            expected_exit_codes=list(step.expected_exit_codes),
+            script=cast(JSON, step.script.model_dump(mode="json", by_alias=True)) if step.script else None,
+            transfer=cast(JSON, transfer),
         )
+
+
+def _planned_steps(plan: Any) -> list[PlannedStep]:
+    return [PlannedStep.from_step(s) for s in sorted(plan.steps, key=lambda s: s.order)]
 
 
 @strawberry.type(description="A dangerous-command rule a step matched.")
@@ -327,12 +309,13 @@ class ExecutionPlanPreview:
     )
 
     @classmethod
-    def from_plan(cls, p: dict[str, Any]) -> ExecutionPlanPreview:
+    def from_record(cls, preview: service.PlanPreview) -> ExecutionPlanPreview:
+        plan = preview.job_run.plan
         return cls(
-            job_id=strawberry.ID(p["jobId"]),
-            serial=p.get("serial"),
-            name=p["name"],
-            version=int(p.get("version") or 1),
+            job_id=strawberry.ID(plan.job_id),
+            serial=plan.serial or None,
+            name=plan.name,
+            version=plan.version,
             targets=[
                 PlannedTarget(
                     id=strawberry.ID(t["id"]),
@@ -341,13 +324,13 @@ class ExecutionPlanPreview:
                     port=int(t["port"]),
                     method=t["method"],
                 )
-                for t in p["targets"]
+                for t in preview.targets
             ],
-            steps=[PlannedStep.from_dict(s, i) for i, s in enumerate(p["steps"])],
-            policy=p["policy"],
-            parameters=p.get("parameters") or {},
-            dangerous=[DangerousCommandFinding.from_dict(f) for f in p.get("dangerous", [])],
-            batches=[[strawberry.ID(t) for t in b] for b in p["batches"]],
+            steps=_planned_steps(plan),
+            policy=cast(JSON, plan.policy.model_dump(mode="json", by_alias=True)),
+            parameters=cast(JSON, plan.parameters),
+            dangerous=[DangerousCommandFinding.from_dict(f) for f in preview.job_run.dangerous],
+            batches=[[strawberry.ID(t) for t in b] for b in preview.batches],
         )
 
 
@@ -377,19 +360,19 @@ class Execution:
         description="cancelExecution was asked and the run has not ended yet (CANCELLING): it ends "
         "CANCELLED once the engine confirms."
     )
-    _plan: strawberry.Private[dict[str, Any]]
+    _row: strawberry.Private[ExecutionRow]
 
     @strawberry.field(description="The steps exactly as run (parameters substituted).")
     def steps(self) -> list[PlannedStep]:
-        return [PlannedStep.from_dict(s, i) for i, s in enumerate(self._plan.get("steps", []))]
+        return _planned_steps(service.stored_plan(self._row).plan)
 
     @strawberry.field(description="The run policy as run.")
     def policy(self) -> JSON:
-        return self._plan.get("policy", {})
+        return cast(JSON, service.stored_plan(self._row).plan.policy.model_dump(mode="json", by_alias=True))
 
     @strawberry.field(description="Dangerous-command findings that were confirmed for this run.")
     def dangerous(self) -> list[DangerousCommandFinding]:
-        return [DangerousCommandFinding.from_dict(f) for f in self._plan.get("dangerous", [])]
+        return [DangerousCommandFinding.from_dict(f) for f in service.stored_plan(self._row).dangerous]
 
     @strawberry.field(description="The job this run belongs to.")
     def job(self) -> Job:
@@ -404,8 +387,8 @@ class Execution:
         self, first: int | None = TARGET_RUNS_DEFAULT, after: str | None = None
     ) -> list[TargetRun]:
         limit = check_first(first, default=TARGET_RUNS_DEFAULT, maximum=TARGET_RUNS_MAX)
-        rows = await _target_runs_query(str(self.id), after, None).limit(limit)
-        return [TargetRun.from_row(r) for r in rows]
+        rows = await loaders.target_runs_query(str(self.id), after, None).limit(limit)
+        return [TargetRun.from_record(r) for r in rows]
 
     @strawberry.field(
         description="Per-target runs as a Relay connection (first: 1-1000, default 100), optionally "
@@ -419,11 +402,11 @@ class Execution:
         if status:
             base = base.filter(status=status)
         total = await base.count()
-        rows = await _target_runs_query(str(self.id), after, status).limit(limit + 1)
+        rows = await loaders.target_runs_query(str(self.id), after, status).limit(limit + 1)
         page = list(rows[:limit])
         return build_connection(
             page,
-            node=TargetRun.from_row,
+            node=TargetRun.from_record,
             key=lambda r: str(r.id),
             has_next=len(rows) > limit,
             total=total,
@@ -432,7 +415,7 @@ class Execution:
         )
 
     @classmethod
-    def from_row(cls, row: ExecutionRow) -> Execution:
+    def from_record(cls, row: ExecutionRow) -> Execution:
         return cls(
             id=strawberry.ID(row.id),
             number=row.number,
@@ -443,7 +426,7 @@ class Execution:
             job_serial=row.job_serial,
             job_name=row.job_name,
             requested_by=row.requested_by,
-            parameters=row.parameters or {},
+            parameters=cast(JSON, row.parameters or {}),
             retry_of=strawberry.ID(row.retry_of) if row.retry_of else None,
             queued=row.waiting,
             created_at=row.created_at,
@@ -456,14 +439,14 @@ class Execution:
             last_seq=row.last_seq,
             cancel_requested=bool(row.cancel_requested)
             and row.status not in ("SUCCEEDED", "FAILED", "CANCELLED"),
-            _plan=row.plan or {},
+            _row=row,
         )
 
     @classmethod
     @entity_permission("executions:read")
     async def resolve_reference(cls, id: strawberry.ID) -> Execution | None:
         row = await ExecutionRow.get_or_none(id=str(id))
-        return cls.from_row(row) if row else None
+        return cls.from_record(row) if row else None
 
 
 @strawberry.federation.type(keys=["id"], description="A job (owned by the jobs subgraph); adds its runs.")
@@ -477,7 +460,9 @@ class Job:
         self, first: int | None = 20, after: str | None = None, filter: ExecutionFilter | None = None
     ) -> Connection[Execution]:
         query = filter_executions(ExecutionRow.filter(job_id=str(self.id)), filter)
-        return await paginate(query.order_by("-number"), first=first, after=after, convert=Execution.from_row)
+        return await paginate(
+            query.order_by("-number"), first=first, after=after, convert=Execution.from_record
+        )
 
     @classmethod
     @entity_permission(AUTHENTICATED)
@@ -561,6 +546,20 @@ class OutputChunk:
 class ExecutionCancelling:
     execution: Execution
 
+
+ERRORS = ErrorTable(
+    {
+        DangerousCommandBlockedError: lambda e: DangerousCommandBlocked(
+            message=e.message, findings=[DangerousCommandFinding.from_dict(f) for f in e.findings]
+        ),
+        JobAlreadyRunningError: lambda e: JobAlreadyRunning(
+            message=e.message, execution_id=strawberry.ID(e.execution_id)
+        ),
+    }
+)
+"""Domain errors -> this subgraph's GraphQL error types (the shared ones are in every table)."""
+
+Info = strawberry.Info[RequestContext[Settings, service.ExecutionService], None]
 
 RunJobResult = Annotated[
     ExecutionStarted

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from tortoise.transactions import in_transaction
 
+from opsconductor_jobs import service
 from opsconductor_jobs.models import Outbox
 from opsconductor_jobs.schema import schema
-from opsconductor_jobs.service import ensure_counters
+from opsconductor_jobs.service import danger
 from opsconductor_jobs.settings import Settings
 from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
+from opsconductor_shared.unit_of_work import unit_of_work
 
 
 def create_app(settings: Settings, platform: Platform) -> Starlette:
-    runtime = build_runtime(
+    runtime: Runtime[Settings, service.Deps] = build_runtime(
         name="jobs",
         settings=settings,
         platform=platform,
@@ -21,9 +22,18 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
         migrations_module="opsconductor_jobs.migrations",
         outbox_model=Outbox,
     )
+    runtime.deps = service.Deps(
+        targets=service.TargetsSubgraph(
+            runtime.client(settings.targets_url, timeout=settings.targets_timeout_seconds)
+        ),
+        rules=danger.build_rules(
+            settings.danger_disabled_rules, dict(sorted(settings.danger_extra_rules.items()))
+        ),
+        scan_timeout_seconds=settings.danger_scan_timeout_seconds,
+    )
 
-    async def startup(_: Runtime) -> None:
-        async with in_transaction():
-            await ensure_counters()
+    async def startup(_: Runtime[Settings, service.Deps]) -> None:
+        async with unit_of_work(runtime):
+            await service.ensure_counters()
 
     return create_service_app(runtime=runtime, schema=schema, on_startup=[startup])

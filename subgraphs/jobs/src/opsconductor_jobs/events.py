@@ -13,8 +13,6 @@ SOURCE = "jobs"
 JOB_CREATED = "jobs.job_created"
 JOB_UPDATED = "jobs.job_updated"
 JOB_DELETED = "jobs.job_deleted"
-PUBLISHES = (JOB_CREATED, JOB_UPDATED, JOB_DELETED)
-CONSUMES: tuple[str, ...] = ()
 
 
 def job_created(job: Job, *, step_count: int, target_ids: list[str], actor: str | None) -> EventEnvelope:

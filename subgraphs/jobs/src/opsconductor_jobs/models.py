@@ -25,7 +25,7 @@ class Counter(models.Model):
     name = fields.CharField(max_length=50, primary_key=True)
     value = fields.BigIntField(default=0)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "job_counters"
 
 
@@ -59,7 +59,7 @@ class Job(models.Model):
     targets: fields.ReverseRelation[JobTarget]
     versions: fields.ReverseRelation[JobVersion]
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "jobs"
 
     def ordered_steps(self) -> list[JobStep]:
@@ -92,7 +92,7 @@ class JobStep(models.Model):
         null=True, description="Transfer (direction, source, destination, content, mode)."
     )
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "job_steps"
         unique_together = (("job", "order"),)
 
@@ -112,7 +112,7 @@ class JobVersion(models.Model):
     created_by = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "job_versions"
         unique_together = (("job", "version"),)
 
@@ -127,18 +127,18 @@ class JobTarget(models.Model):
     target_id = fields.CharField(max_length=64, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "job_targets"
         unique_together = (("job", "target_id"),)
 
 
 class Outbox(OutboxBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "outbox"
 
 
 class ProcessedEvent(ProcessedEventBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "processed_events"
 
 

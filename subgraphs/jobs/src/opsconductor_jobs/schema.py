@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
-from tortoise.transactions import in_transaction
 
-from opsconductor_jobs import danger, service
-from opsconductor_jobs.render import ParameterDef
+from opsconductor_jobs import service
+from opsconductor_jobs.service import danger
 from opsconductor_jobs.types import (
+    ERRORS,
     CreateJobInput,
     CreateJobResult,
     DangerousCommandRule,
     DangerousFinding,
     DeleteJobResult,
+    Info,
     Job,
     JobCreated,
     JobDeleted,
@@ -31,26 +32,15 @@ from opsconductor_jobs.types import (
     JobVersion,
     Target,
     TargetSelectorInput,
-    UnknownTargets,
     UpdateJobInput,
     UpdateJobResult,
     ValidateJobResult,
-    VersionConflict,
 )
-from opsconductor_shared.app import RequestContext, build_schema
+from opsconductor_shared.app import build_schema
 from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import (
-    DependencyUnavailable,
-    DomainError,
-    NotFound,
-    NotFoundError,
-    PermissionDenied,
-    ValidationError,
-    to_graphql_error,
-)
+from opsconductor_shared.errors import ForbiddenError, ValidationError
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
-
-Info = strawberry.Info[RequestContext, None]
+from opsconductor_shared.unit_of_work import maps_errors, transactional, unit_of_work
 
 CURSOR_KIND = "job"
 
@@ -61,57 +51,16 @@ def _actor(info: Info) -> str | None:
 
 
 def _step(s: JobStepInput) -> service.StepDraft:
-    return service.StepDraft(
-        name=s.name,
-        command=s.command,
-        timeout_seconds=s.timeout_seconds,
-        continue_on_error=s.continue_on_error,
-        type=s.type,
-        working_directory=s.working_directory,
-        env=None if s.env is None else [(e.name, e.value) for e in s.env],
-        expected_exit_codes=s.expected_exit_codes,
-        script=None
-        if s.script is None
-        else service.ScriptDraft(s.script.interpreter, s.script.body, list(s.script.arguments)),
-        transfer=None
-        if s.transfer is None
-        else service.TransferDraft(
-            direction=s.transfer.direction,
-            destination=s.transfer.destination,
-            source=s.transfer.source,
-            content=s.transfer.content,
-            mode=s.transfer.mode,
-        ),
-    )
+    return service.StepDraft.from_dict(dataclasses.asdict(s))
 
 
 def _policy(p: JobPolicyInput | None) -> service.PolicyDraft | None:
-    if p is None:
-        return None
-    return service.PolicyDraft(
-        max_parallel=p.max_parallel,
-        batch_size=p.batch_size,
-        batch_percent=p.batch_percent,
-        fail_fast_threshold=p.fail_fast_threshold,
-        retries=p.retries,
-        retry_backoff_seconds=p.retry_backoff_seconds,
-        timeout_seconds=p.timeout_seconds,
-        concurrency=p.concurrency,
-        allow_host_overlap=p.allow_host_overlap,
-    )
+    return None if p is None else service.PolicyDraft.from_dict(dataclasses.asdict(p))
 
 
-def _parameters(params: list[JobParameterInput] | None) -> list[ParameterDef]:
+def _parameters(params: list[JobParameterInput] | None) -> list[service.ParameterDef]:
     return [
-        ParameterDef(
-            name=p.name,
-            type=p.type,
-            required=p.required,
-            default=p.default,
-            choices=tuple(p.choices),
-            description=p.description,
-        )
-        for p in params or []
+        service.ParameterDef(**{**dataclasses.asdict(p), "choices": tuple(p.choices)}) for p in params or []
     ]
 
 
@@ -155,82 +104,14 @@ def _patched(current: service.JobDraft, data: UpdateJobInput) -> service.JobDraf
     return draft
 
 
-@functools.lru_cache(maxsize=8)
-def _rules_for(disabled: tuple[str, ...], extra: tuple[tuple[str, str], ...]) -> tuple[danger.Rule, ...]:
-    return danger.build_rules(disabled, dict(extra))
-
-
-def _rules(info: Info) -> tuple[danger.Rule, ...]:
-    """The built-in rules as configured by settings (compiled once per configuration)."""
-    settings = info.context.runtime.settings
-    return _rules_for(
-        tuple(getattr(settings, "danger_disabled_rules", ())),
-        tuple(sorted(getattr(settings, "danger_extra_rules", {}).items())),
-    )
-
-
-def _scan_timeout(info: Info) -> float:
-    return float(
-        getattr(info.context.runtime.settings, "danger_scan_timeout_seconds", service.SCAN_TIMEOUT_SECONDS)
-    )
-
-
-def _validate_and_scan(
-    draft: service.JobDraft, rules: tuple[danger.Rule, ...], *, deadline: float | None = None
-) -> tuple[service.ValidJob, list[danger.Finding]]:
-    valid = service.validate_job(draft)
-    return valid, service.preview_dangerous(valid, rules, deadline=deadline)
-
-
-async def _checked(info: Info, draft: service.JobDraft) -> tuple[service.ValidJob, list[danger.Finding]]:
-    """Validate a definition and scan it for dangerous commands in a thread, bounded in time (C1).
-
-    createJob and updateJob scan too (and drop the findings): the same input costs the same
-    everywhere, and a definition too large to check is refused when it is saved.
-    """
-    return await service.scan_in_thread(_validate_and_scan, draft, _rules(info), timeout=_scan_timeout(info))
-
-
-def _error(exc: Exception) -> Any:
-    """The GraphQL error type for an expected failure of a jobs operation."""
-    if isinstance(exc, service.UnknownTargetsError):
-        return UnknownTargets(message=exc.message, target_ids=[strawberry.ID(t) for t in exc.target_ids])
-    if isinstance(exc, service.DependencyUnavailableError):
-        return DependencyUnavailable(message=exc.message, service=exc.service)
-    if isinstance(exc, service.VersionConflictError):
-        return VersionConflict(
-            message=exc.message, expected_version=exc.expected, current_version=exc.current
-        )
-    assert isinstance(exc, DomainError)
-    return to_graphql_error(exc)
-
-
-EXPECTED = (
-    ValidationError,
-    NotFoundError,
-    service.UnknownTargetsError,
-    service.DependencyUnavailableError,
-    service.VersionConflictError,
-)
-
-
-def _target_denial(info: Info, what: str) -> PermissionDenied | None:
+def _needs_targets_read(info: Info, what: str) -> None:
     """L17: the answer shows targets the jobs service resolved with its own service token, so the
     caller must hold targets:read itself (the executions service's token does)."""
     identity = info.context.identity
-    if identity is not None and identity.has("targets:read"):
-        return None
-    return PermissionDenied(
-        message=f"{what} shows the job's targets: it needs targets:read", permission="targets:read"
-    )
-
-
-def _targets(info: Info) -> service.TargetDirectory:
-    runtime = info.context.runtime
-    settings = runtime.settings
-    return service.TargetsSubgraph(
-        runtime.client(settings.targets_url, timeout=settings.targets_timeout_seconds)
-    )
+    if identity is None or not identity.has("targets:read"):
+        raise ForbiddenError(
+            f"{what} shows the job's targets: it needs targets:read", permission="targets:read"
+        )
 
 
 @strawberry.type
@@ -240,8 +121,8 @@ class Query:
         description="One job by id; null when it does not exist or was deleted.",
     )
     async def job(self, info: Info, id: strawberry.ID) -> Job | None:
-        row = await service.get_job(str(id))
-        return None if row is None else Job.from_model(row)
+        row = await service.get_job(job_id=str(id))
+        return None if row is None else Job.from_record(row)
 
     @strawberry.field(permission_classes=[requires("jobs:read")], description="Jobs, newest first.")
     async def jobs(
@@ -257,7 +138,7 @@ class Query:
         )
         return build_connection(
             page.rows,
-            node=Job.from_model,
+            node=Job.from_record,
             key=lambda row: str(row.number),
             has_next=page.has_next,
             total=page.total,
@@ -270,14 +151,15 @@ class Query:
         description="Every version of a job's definition, newest first; empty for an unknown or deleted job.",
     )
     async def job_versions(self, info: Info, job_id: strawberry.ID) -> list[JobVersion]:
-        return [JobVersion.from_model(v) for v in await service.job_versions(str(job_id))]
+        return [JobVersion.from_record(v) for v in await service.job_versions(job_id=str(job_id))]
 
     @strawberry.field(
         permission_classes=[requires("jobs:read")],
         description="What a run of the job's current version would do: parameters substituted (quoted), "
         "targets resolved (ids and selector, narrowed to `targetIds`), policy and dangerous-command findings. "
-        "The executions service calls it with its service token.",
+        "The executions service calls it with its service token to start a run.",
     )
+    @maps_errors(ERRORS)
     async def job_plan(
         self,
         info: Info,
@@ -288,36 +170,37 @@ class Query:
             int | None,
             strawberry.argument(description="Plan this stored version instead of the current one (retries)."),
         ] = None,
+        check_targets: Annotated[
+            bool,
+            strawberry.argument(
+                description="Check with the targets service that the job's explicit target ids still exist "
+                "(UnknownTargets otherwise). A run passes false: its connection grant checks them, "
+                "authoritatively. Selector targets are always resolved."
+            ),
+        ] = True,
     ) -> JobPlanResult:
-        denied = _target_denial(info, "a job plan")
-        if denied is not None:
-            return denied
-        try:
-            plan = await service.plan_job(
-                str(job_id),
-                parameters=parameters,
-                target_ids=None if target_ids is None else [str(t) for t in target_ids],
-                directory=_targets(info),
-                rules=_rules(info),
-                version=version,
-                scan_timeout=_scan_timeout(info),
-            )
-        except EXPECTED as exc:
-            return _error(exc)
+        _needs_targets_read(info, "a job plan")
+        plan = await service.plan_job(
+            job_id=str(job_id),
+            parameters=parameters,
+            target_ids=None if target_ids is None else [str(t) for t in target_ids],
+            deps=info.context.deps,
+            version=version,
+            check_ids=check_targets,
+        )
         return JobPlan.from_plan(plan)
 
     @strawberry.field(
         permission_classes=[requires("jobs:read")],
         description="What createJob would answer for this input, plus dangerous-command findings; nothing is saved.",
     )
+    @maps_errors(ERRORS)
     async def validate_job(self, info: Info, input: CreateJobInput) -> ValidateJobResult:
-        try:
-            valid, findings = await _checked(info, _draft(input))
-            if valid.target_ids and (denied := _target_denial(info, "validating target ids")) is not None:
-                return denied
-            await service.check_targets(_targets(info), valid.target_ids)
-        except EXPECTED as exc:
-            return _error(exc)
+        deps = info.context.deps
+        valid, findings = await service.check_definition(draft=_draft(input), deps=deps)
+        if valid.target_ids:
+            _needs_targets_read(info, "validating target ids")
+        await service.check_targets(directory=deps.targets, target_ids=valid.target_ids)
         return JobValid(
             target_ids=[strawberry.ID(t) for t in valid.target_ids],
             dangerous=[DangerousFinding.from_finding(f) for f in findings],
@@ -328,14 +211,15 @@ class Query:
         description="The dangerous-command rules: built-in and site rules, and whether each is on.",
     )
     def dangerous_command_rules(self, info: Info) -> list[DangerousCommandRule]:
-        active = {r.id for r in _rules(info)}
+        rules = info.context.deps.rules
+        active = {r.id for r in rules}
         builtin = [
             DangerousCommandRule(id=r.id, reason=r.reason, enabled=r.id in active)
             for r in danger.BUILTIN_RULES
         ]
         site = [
             DangerousCommandRule(id=r.id, reason=r.reason, enabled=True)
-            for r in _rules(info)
+            for r in rules
             if r.id not in danger.RULE_IDS
         ]
         return builtin + site
@@ -343,66 +227,51 @@ class Query:
 
 @strawberry.type
 class Mutation:
+    # createJob and updateJob check targets with the targets service first, outside any transaction
+    # (no database transaction waits on another service); only the write is one unit of work.
+
     @strawberry.mutation(
         permission_classes=[requires("jobs:write")],
         description="Define a job; its target ids are checked with the targets service.",
     )
+    @maps_errors(ERRORS)
     async def create_job(self, info: Info, input: CreateJobInput) -> CreateJobResult:
-        try:
-            valid, _ = await _checked(info, _draft(input))
-            # Outside the transaction: no database transaction waits on another service.
-            await service.check_targets(_targets(info), valid.target_ids)
-        except EXPECTED as exc:
-            return _error(exc)
-        async with in_transaction():
-            row = await service.create_job(valid, actor=_actor(info))
-        info.context.runtime.events_committed()
-        created = await service.get_job(str(row.id))
-        assert created is not None  # just committed
-        return JobCreated(job=Job.from_model(created))
+        deps = info.context.deps
+        valid, _ = await service.check_definition(draft=_draft(input), deps=deps)
+        await service.check_targets(directory=deps.targets, target_ids=valid.target_ids)
+        async with unit_of_work(info.context.runtime):
+            row = await service.create_job(job=valid, actor=_actor(info))
+        return JobCreated(job=Job.from_record(await service.live_job(job_id=str(row.id))))
 
     @strawberry.mutation(
         permission_classes=[requires("jobs:write")],
         description="Change a job: the given fields replace the current ones; a real change increments "
         "`version` and keeps the previous version in `versions`.",
     )
+    @maps_errors(ERRORS)
     async def update_job(self, info: Info, id: strawberry.ID, input: UpdateJobInput) -> UpdateJobResult:
-        current = await service.get_job(str(id))
-        if current is None:
-            return NotFound(message=f"job {id} not found", id=id)
-        try:
-            draft = _patched(service.draft_from_valid(service.valid_from_model(current)), input)
-            valid, _ = await _checked(info, draft)
-            await service.check_targets(_targets(info), valid.target_ids)
-            async with in_transaction():
-                result = await service.update_job(
-                    str(id),
-                    valid,
-                    based_on=current.version,
-                    expected_version=input.expected_version,
-                    actor=_actor(info),
-                )
-        except EXPECTED as exc:
-            return _error(exc)
-        if result is None:
-            return NotFound(message=f"job {id} not found", id=id)
-        _, changed = result
-        if changed:
-            info.context.runtime.events_committed()
-        updated = await service.get_job(str(id))
-        assert updated is not None  # just committed
-        return JobUpdated(job=Job.from_model(updated), changed=changed)
+        deps = info.context.deps
+        current = await service.live_job(job_id=str(id))
+        draft = _patched(service.draft_from_valid(service.valid_from_model(current)), input)
+        valid, _ = await service.check_definition(draft=draft, deps=deps)
+        await service.check_targets(directory=deps.targets, target_ids=valid.target_ids)
+        async with unit_of_work(info.context.runtime):
+            _, changed = await service.update_job(
+                job_id=str(id),
+                job=valid,
+                based_on=current.version,
+                expected_version=input.expected_version,
+                actor=_actor(info),
+            )
+        return JobUpdated(job=Job.from_record(await service.live_job(job_id=str(id))), changed=changed)
 
     @strawberry.mutation(
         permission_classes=[requires("jobs:write")],
         description="Delete a job (soft: runs and audit still refer to it).",
     )
+    @transactional(ERRORS)
     async def delete_job(self, info: Info, id: strawberry.ID) -> DeleteJobResult:
-        async with in_transaction():
-            row = await service.delete_job(str(id), actor=_actor(info))
-        if row is None:
-            return NotFound(message=f"job {id} not found", id=id)
-        info.context.runtime.events_committed()
+        await service.delete_job(job_id=str(id), actor=_actor(info))
         return JobDeleted(id=id)
 
 

@@ -15,18 +15,18 @@ class Settings(ServiceSettings):
 
     port: int = 8001
     targets_url: str = Field(
-        "http://127.0.0.1:3001/graphql",
+        default="http://127.0.0.1:3001/graphql",
         validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url"),
         description="GraphQL endpoint of the targets subgraph (called directly with a service token "
         "to check that a job's target ids exist).",
     )
     targets_timeout_seconds: float = Field(
-        3.0,
+        default=3.0,
         description="Per-request timeout of calls to the targets subgraph; past it createJob answers "
         "DependencyUnavailable instead of hanging.",
     )
     danger_scan_timeout_seconds: float = Field(
-        2.0,
+        default=2.0,
         gt=0,
         le=60,
         description="Bound of one request's dangerous-command scan (validateJob, createJob, updateJob, "

@@ -1,16 +1,23 @@
-"""GraphQL types of the jobs subgraph (separate from ORM rows: built with ``from_model``)."""
+"""GraphQL types of the jobs subgraph (separate from ORM rows: built with ``from_record``), its error
+types and its one error table (``ERRORS``), and the typed resolver ``Info``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import strawberry
 from strawberry.federation.schema_directives import Key
+from strawberry.federation.types import FieldSet
 from strawberry.scalars import JSON
 
-from opsconductor_jobs import danger, models, service
-from opsconductor_jobs.render import ParameterDef
+from opsconductor_jobs import models, service
+from opsconductor_jobs.errors import UnknownTargetsError, VersionConflictError
+from opsconductor_jobs.loaders import job_loader
+from opsconductor_jobs.service import danger
+from opsconductor_jobs.service.render import ParameterDef
+from opsconductor_jobs.settings import Settings
+from opsconductor_shared import runplan
 from opsconductor_shared.app import RequestContext
 from opsconductor_shared.auth import check_permission, entity_permission
 from opsconductor_shared.errors import (
@@ -20,12 +27,13 @@ from opsconductor_shared.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from opsconductor_shared.unit_of_work import ErrorTable
 
-Info = strawberry.Info[RequestContext, None]
+Info = strawberry.Info[RequestContext[Settings, service.Deps], None]
 
 
 @strawberry.federation.type(
-    keys=[Key(fields="id", resolvable=False)],
+    keys=[Key(fields=FieldSet("id"), resolvable=False)],
     description="A target; the targets subgraph owns it and resolves its fields.",
 )
 class Target:
@@ -76,31 +84,13 @@ class JobStep:
     transfer: FileTransferSpec | None = strawberry.field(description="For file_transfer steps.")
 
     @classmethod
-    def from_valid(cls, s: service.ValidStep) -> JobStep:
+    def from_step(cls, s: runplan.Step) -> JobStep:
+        """The GraphQL fields are the plan step's, by name (nested values likewise)."""
         return cls(
-            order=s.order,
-            name=s.name,
-            type=s.type,
-            command=s.command,
-            timeout_seconds=s.timeout_seconds,
-            continue_on_error=s.continue_on_error,
-            working_directory=s.working_directory,
-            env=[EnvVar(name=n, value=v) for n, v in s.env],
-            expected_exit_codes=list(s.expected_exit_codes),
-            script=None
-            if s.script is None
-            else ScriptSpec(
-                interpreter=s.script.interpreter, body=s.script.body, arguments=list(s.script.arguments)
-            ),
-            transfer=None
-            if s.transfer is None
-            else FileTransferSpec(
-                direction=s.transfer.direction,
-                source=s.transfer.source,
-                destination=s.transfer.destination,
-                content=s.transfer.content,
-                mode=s.transfer.mode,
-            ),
+            **s.model_dump(exclude={"env", "script", "transfer"}),
+            env=[EnvVar(**e.model_dump()) for e in s.env],
+            script=None if s.script is None else ScriptSpec(**s.script.model_dump()),
+            transfer=None if s.transfer is None else FileTransferSpec(**s.transfer.model_dump()),
         )
 
 
@@ -127,19 +117,8 @@ class JobPolicy:
     allow_host_overlap: bool = strawberry.field(description="Whether two runs may interleave on one host.")
 
     @classmethod
-    def from_json(cls, policy: dict[str, Any] | None) -> JobPolicy:
-        p = service.policy_with_defaults(policy)
-        return cls(
-            max_parallel=int(p["maxParallel"]),
-            batch_size=p["batchSize"],
-            batch_percent=p["batchPercent"],
-            fail_fast_threshold=p["failFastThreshold"],
-            retries=int(p["retries"]),
-            retry_backoff_seconds=float(p["retryBackoffSeconds"]),
-            timeout_seconds=p["timeoutSeconds"],
-            concurrency=str(p["concurrency"]),
-            allow_host_overlap=bool(p["allowHostOverlap"]),
-        )
+    def from_policy(cls, p: runplan.Policy) -> JobPolicy:
+        return cls(**p.model_dump())
 
 
 @strawberry.type(description="A declared job parameter, substituted into steps as `{{ name }}`.")
@@ -208,7 +187,7 @@ class JobVersion:
     target_selector: TargetSelector | None
 
     @classmethod
-    def from_model(cls, row: models.JobVersion) -> JobVersion:
+    def from_record(cls, row: models.JobVersion) -> JobVersion:
         job = service.ValidJob.from_snapshot(row.snapshot)
         return cls(
             version=row.version,
@@ -216,8 +195,8 @@ class JobVersion:
             created_by=row.created_by,
             name=job.name,
             description=job.description,
-            steps=[JobStep.from_valid(s) for s in job.steps],
-            policy=JobPolicy.from_json(job.policy),
+            steps=[JobStep.from_step(s) for s in job.steps],
+            policy=JobPolicy.from_policy(job.policy),
             parameters=[JobParameter.from_def(p) for p in job.parameters],
             target_ids=[strawberry.ID(t) for t in job.target_ids],
             target_selector=TargetSelector.from_json(job.target_selector),
@@ -249,10 +228,10 @@ class Job:
 
     @strawberry.field(description="Every version of the definition, newest first (the current one included).")
     async def versions(self) -> list[JobVersion]:
-        return [JobVersion.from_model(v) for v in await service.job_versions(str(self.id))]
+        return [JobVersion.from_record(v) for v in await service.job_versions(job_id=str(self.id))]
 
     @classmethod
-    def from_model(cls, row: models.Job) -> Job:
+    def from_record(cls, row: models.Job) -> Job:
         job = service.valid_from_model(row)
         return cls(
             id=strawberry.ID(str(row.id)),
@@ -262,8 +241,8 @@ class Job:
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            steps=[JobStep.from_valid(s) for s in job.steps],
-            policy=JobPolicy.from_json(job.policy),
+            steps=[JobStep.from_step(s) for s in job.steps],
+            policy=JobPolicy.from_policy(job.policy),
             target_ids=[strawberry.ID(t) for t in job.target_ids],
             target_selector=TargetSelector.from_json(job.target_selector),
             parameters=[JobParameter.from_def(p) for p in job.parameters],
@@ -274,21 +253,8 @@ class Job:
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Job | None:
         """`_entities`: a deleted or unknown job resolves to null. Batched per request."""
         check_permission(info.context, "jobs:read")
-        row = await job_loader(info).load(str(id))
-        return None if row is None else cls.from_model(row)
-
-
-def job_loader(info: Info) -> strawberry.dataloader.DataLoader[str, models.Job | None]:
-    """One loader per request, so `_entities` for many jobs costs one query (plus prefetches)."""
-    loaders = info.context.loaders
-    if "jobs" not in loaders:
-
-        async def load(ids: list[str]) -> list[models.Job | None]:
-            found = await models.live_jobs_by_id(ids)
-            return [found.get(i) for i in ids]
-
-        loaders["jobs"] = strawberry.dataloader.DataLoader(load_fn=load)
-    return loaders["jobs"]
+        row = await job_loader(info.context).load(str(id))
+        return None if row is None else cls.from_record(row)
 
 
 @strawberry.input(description="Narrows `jobs`.")
@@ -462,19 +428,26 @@ class JobPlan:
     dangerous: list[DangerousFinding] = strawberry.field(
         description="Dangerous-command findings on the rendered steps; a run needs confirmation when non-empty."
     )
+    plan: JSON = strawberry.field(
+        description="The whole run plan as one JSON object (`opsconductor_shared.runplan.RunPlan`, camelCase: "
+        "jobId serial name version steps targetIds policy parameters), the same content as the fields above "
+        "without `dangerous`; executions parses it with `RunPlan.from_json`."
+    )
 
     @classmethod
     def from_plan(cls, plan: service.Plan) -> JobPlan:
+        run = plan.run
         return cls(
-            job_id=strawberry.ID(plan.job_id),
-            serial=plan.serial,
-            name=plan.name,
-            version=plan.version,
-            steps=[JobStep.from_valid(s) for s in plan.steps],
-            target_ids=[strawberry.ID(t) for t in plan.target_ids],
-            policy=JobPolicy.from_json(plan.policy),
-            parameters=cast(JSON, plan.parameters),
+            job_id=strawberry.ID(run.job_id),
+            serial=run.serial,
+            name=run.name,
+            version=run.version,
+            steps=[JobStep.from_step(s) for s in run.steps],
+            target_ids=[strawberry.ID(t) for t in run.target_ids],
+            policy=JobPolicy.from_policy(run.policy),
+            parameters=cast(JSON, run.parameters),
             dangerous=[DangerousFinding.from_finding(f) for f in plan.dangerous],
+            plan=cast(JSON, run.to_json()),
         )
 
 
@@ -506,3 +479,16 @@ ValidateJobResult = Annotated[
     JobValid | ValidationFailed | UnknownTargets | DependencyUnavailable | PermissionDenied,
     strawberry.union("ValidateJobResult"),
 ]
+
+
+ERRORS = ErrorTable(
+    {
+        UnknownTargetsError: lambda e: UnknownTargets(
+            message=e.message, target_ids=[strawberry.ID(t) for t in e.target_ids]
+        ),
+        VersionConflictError: lambda e: VersionConflict(
+            message=e.message, expected_version=e.expected, current_version=e.current
+        ),
+    }
+)
+"""The jobs service's domain errors as GraphQL types (the shared ones are in every table)."""

@@ -1,4 +1,4 @@
-"""Events targets publishes. It consumes none yet.
+"""Events targets publishes (through its outbox), and the envelope builders. It consumes none.
 
 ``targets.target_created``: data {id, serial, name, osType, environment, status, tags,
 methods: [{id, type, host, port, isPrimary, credential?: {id, type}}]} (metadata only: no secret,
@@ -10,18 +10,34 @@ methodId?/promoted?}. ``targets.target_deleted``: {id, serial}. ``targets.host_k
 
 from __future__ import annotations
 
-from opsconductor_shared.app import Runtime
+from typing import Any
 
-PUBLISHES = (
-    "targets.target_created",
-    "targets.target_health_changed",
-    "targets.target_updated",
-    "targets.target_deleted",
-    "targets.host_key_trusted",
-)
-CONSUMES: tuple[str, ...] = ()
+from opsconductor_shared.events import EventEnvelope
+from opsconductor_targets.models import Target
+
+SOURCE = "targets"
+TARGET_CREATED = "targets.target_created"
+TARGET_UPDATED = "targets.target_updated"
+TARGET_DELETED = "targets.target_deleted"
+TARGET_HEALTH_CHANGED = "targets.target_health_changed"
+HOST_KEY_TRUSTED = "targets.host_key_trusted"
 
 
-def subscribe(runtime: Runtime) -> None:
-    """No consumers yet; kept so every subgraph wires events the same way."""
-    return None
+def target_event(type_: str, target: Target, actor: str | None, data: dict[str, Any]) -> EventEnvelope:
+    """An event about one target. Metadata only: never a secret, never a username."""
+    return EventEnvelope(
+        type=type_,
+        source=SOURCE,
+        subject=target.id,
+        actor=actor,
+        data={"id": target.id, "serial": target.serial, **data},
+    )
+
+
+def health_changed(target_id: str, health: str, previous: str) -> EventEnvelope:
+    return EventEnvelope(
+        type=TARGET_HEALTH_CHANGED,
+        source=SOURCE,
+        subject=target_id,
+        data={"id": target_id, "healthStatus": health, "previous": previous},
+    )

@@ -33,7 +33,7 @@ class Target(models.Model):
 
     methods: fields.ReverseRelation[CommunicationMethod]
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "targets"
 
 
@@ -44,7 +44,7 @@ class TargetTag(models.Model):
     target = fields.ForeignKeyField("targets.Target", related_name="tag_rows", on_delete=fields.CASCADE)
     tag = fields.CharField(max_length=50, db_index=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_tags"
         unique_together = (("target", "tag"),)
 
@@ -66,7 +66,7 @@ class CommunicationMethod(models.Model):
 
     credentials: fields.ReverseRelation[Credential]
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_communication_methods"
 
 
@@ -85,7 +85,7 @@ class Credential(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_credentials"
 
 
@@ -97,7 +97,7 @@ class GrantKey(models.Model):
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_grant_keys"
 
 
@@ -107,7 +107,7 @@ class Counter(models.Model):
     name = fields.CharField(max_length=50, primary_key=True)
     value = fields.BigIntField(default=0)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_counters"
 
 
@@ -125,7 +125,7 @@ class DeviceTypeCategory(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_device_type_categories"
 
 
@@ -143,7 +143,7 @@ class DeviceType(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_device_types"
 
 
@@ -162,18 +162,18 @@ class KnownHostKey(models.Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_known_host_keys"
         unique_together = (("method_id", "host", "port"),)
 
 
 class Outbox(OutboxBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "outbox"
 
 
 class ProcessedEvent(ProcessedEventBase):
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "processed_events"
 
 
@@ -192,7 +192,7 @@ class HealthCheck(models.Model):
     trigger = fields.CharField(max_length=20)  # periodic | manual | connection_test | bulk
     checked_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_health_checks"
 
 
@@ -205,5 +205,5 @@ class HealthState(models.Model):
     next_check_at = fields.DatetimeField(null=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
-    class Meta:
+    class Meta:  # pyright: ignore[reportIncompatibleVariableOverride] - tortoise's Meta idiom
         table = "target_health_states"

@@ -1,36 +1,36 @@
-"""Targets subgraph: targets, target, targetsByIds, createTarget, testConnection, issueConnectionGrant."""
+"""Targets subgraph resolvers: targets, target, targetsByIds, createTarget, testConnection,
+issueConnectionGrant, health checks and the targetHealth subscription.
+
+Every mutation is ``@transactional(ERRORS)`` (one transaction, events announced after the commit,
+domain errors become the union's members) except where noted: those that learn host keys after the
+commit use ``unit_of_work`` themselves, and connection tests/health checks record each check in a
+unit of work of its own (service/health.py).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
 
 import strawberry
-from tortoise.transactions import in_transaction
 
-from opsconductor_shared.app import RequestContext, build_schema
+from opsconductor_shared.app import build_schema
 from opsconductor_shared.auth import requires
-from opsconductor_shared.errors import (
-    NotFound,
-    NotFoundError,
-    PublicGraphQLError,
-    ValidationError,
-    ValidationFailed,
-    to_graphql_error,
-)
+from opsconductor_shared.errors import PublicGraphQLError, ValidationError
 from opsconductor_shared.logging import get_logger
 from opsconductor_shared.paging import Connection, build_connection, check_first, decode_cursor
-from opsconductor_targets import connectivity, service
-from opsconductor_targets.health import CHANNEL as health_channel
-from opsconductor_targets.health import HealthMonitor
-from opsconductor_targets.lookups import storable_only
+from opsconductor_shared.unit_of_work import maps_errors, transactional, unit_of_work
+from opsconductor_targets import service
 from opsconductor_targets.models import HealthCheck
 from opsconductor_targets.models import Target as TargetRow
+from opsconductor_targets.service.health import CHANNEL as HEALTH_CHANNEL
+from opsconductor_targets.service.lookups import storable_only
 from opsconductor_targets.types import (
+    ERRORS,
     AcceptHostKeyResult,
     AddMethodResult,
     BulkUpdateResult,
+    CheckTargetHealthResult,
     CommunicationMethodAdded,
     CommunicationMethodInput,
     CommunicationMethodRemoved,
@@ -51,11 +51,9 @@ from opsconductor_targets.types import (
     GrantTarget,
     HealthCheckEntry,
     HealthStatus,
-    HostAlreadyInUse,
     HostKey,
     HostKeyAccepted,
-    HostKeyRejected,
-    LastCommunicationMethod,
+    Info,
     MethodType,
     RemoveMethodResult,
     Target,
@@ -69,151 +67,24 @@ from opsconductor_targets.types import (
     TargetSort,
     TargetStatistics,
     TargetUpdated,
+    TestMethodConfigResult,
     UpdateCommunicationMethodInput,
     UpdateDeviceTypeInput,
     UpdateTargetInput,
     UpdateTargetResult,
+    connection_test_result,
+    connection_tests,
+    to_query,
 )
 
-Info = strawberry.Info[RequestContext, None]
-
 MAX_IDS = 1000
+MAX_BULK_TESTS = 500
 log = get_logger("opsconductor.targets")
-
-
-def _connection_tests(done: list[Any]) -> list[TargetConnectionTest]:
-    """GraphQL rows for health-checked targets (bulk tests and checker rounds)."""
-    return [
-        TargetConnectionTest(
-            target_id=strawberry.ID(d.target_id),
-            result=_test_result(d.outcome),
-            health_status=HealthStatus(d.health_status),
-        )
-        for d in done
-    ]
-
-
-def _svc(info: Info) -> service.TargetService:
-    return info.context.deps.targets
-
-
-def _health(info: Info) -> HealthMonitor:
-    monitor = info.context.deps.health
-    monitor.engine = info.context.deps.engine
-    return monitor
-
-
-def _test_result(outcome: service.ConnectionTestOutcome) -> ConnectionTestResult:
-    return ConnectionTestResult(
-        ok=outcome.ok,
-        latency_ms=outcome.latency_ms,
-        message=outcome.message,
-        method=MethodType(outcome.method_type or "ssh"),
-        method_id=strawberry.ID(outcome.method_id) if outcome.method_id else None,
-    )
-
-
-def _to_credential(c: Any) -> service.NewCredential | None:
-    if c is None:
-        return None
-    return service.NewCredential(
-        type=c.type.value,
-        username=c.username,
-        password=c.password,
-        private_key=c.private_key,
-        passphrase=c.passphrase,
-    )
-
-
-def _to_new_method(m: CommunicationMethodInput) -> service.NewMethod:
-    config: Any = m.config
-    return service.NewMethod(
-        type=m.type.value,
-        host=m.host,
-        port=m.port,
-        is_primary=m.is_primary,
-        priority=m.priority,
-        config=config,
-        credential=_to_credential(m.credential),
-    )
-
-
-def _to_new_target(data: CreateTargetInput) -> service.NewTarget:
-    return service.NewTarget(
-        name=data.name,
-        os_type=data.os_type,
-        environment=data.environment,
-        description=data.description,
-        tags=data.tags,
-        methods=[_to_new_method(m) for m in data.methods],
-        status=data.status.value if data.status else None,
-        location=data.location,
-        data_center=data.data_center,
-        region=data.region,
-        serial=data.serial,
-        uuid=data.uuid,
-    )
-
-
-def _to_patch(data: UpdateTargetInput) -> service.TargetPatch:
-    return service.TargetPatch(
-        name=data.name,
-        os_type=data.os_type,
-        environment=data.environment,
-        status=data.status.value if data.status else None,
-        description=data.description,
-        location=data.location,
-        data_center=data.data_center,
-        region=data.region,
-        tags=data.tags,
-        add_tags=data.add_tags,
-        remove_tags=data.remove_tags,
-    )
-
-
-def _to_query(f: TargetFilter | None, sort: TargetSort | None = None) -> service.TargetQuery:
-    f = f or TargetFilter()
-    return service.TargetQuery(
-        search=f.search,
-        os_type=f.os_type,
-        environment=f.environment,
-        status=f.status.value if f.status else None,
-        tags=f.tags,
-        health=f.health.value if f.health else None,
-        method_type=f.method_type.value if f.method_type else None,
-        location=f.location,
-        sort_field=sort.field.value if sort else "id",
-        descending=bool(sort and sort.descending),
-    )
 
 
 def _actor(info: Info) -> str | None:
     identity = info.context.identity
     return identity.subject if identity else None
-
-
-def _error(exc: Exception) -> Any:
-    """Map a domain exception to its GraphQL error type (unknown ones propagate)."""
-    if isinstance(exc, service.HostAlreadyInUse):
-        return HostAlreadyInUse(message=exc.message, target_id=strawberry.ID(exc.target_id))
-    if isinstance(exc, service.LastMethod):
-        return LastCommunicationMethod(message=exc.message)
-    if isinstance(exc, service.HostKeyProblem):
-        return HostKeyRejected(message=exc.message)
-    if isinstance(exc, ValidationError):
-        return ValidationFailed(message=exc.message, field=exc.field)
-    if isinstance(exc, NotFoundError):
-        return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
-    raise exc
-
-
-_EXPECTED = (
-    ValidationError,
-    NotFoundError,
-    service.HostAlreadyInUse,
-    service.LastMethod,
-    service.HostKeyProblem,
-)
 
 
 def _counts(d: dict[str, int]) -> list[CountBy]:
@@ -235,17 +106,17 @@ class Query:
         sort: TargetSort | None = None,
     ) -> Connection[Target]:
         size = check_first(first)
-        query = _to_query(filter, sort)
+        query = to_query(filter, sort)
         kind = "k" if query.sort_field == "id" else "s"
         after_key = decode_cursor(after, kind)
-        rows, has_next, total = await _svc(info).list_targets(query, first=size, after=after_key)
+        rows, has_next, total = await service.list_targets(query=query, first=size, after=after_key)
         return build_connection(
             rows,
             has_next=has_next,
             total=total,
             after=after_key,
-            key=lambda r: service.TargetService.cursor_key(r, query.sort_field),
-            node=Target.from_row,
+            key=lambda r: service.cursor_key(r, query.sort_field),
+            node=Target.from_record,
             kind=kind,
         )
 
@@ -254,23 +125,23 @@ class Query:
         description="An active target by its serial (e.g. TGT-000001 or a kept legacy serial).",
     )
     async def target_by_serial(self, info: Info, serial: str) -> Target | None:
-        row = await _svc(info).get_by(serial=serial)
-        return Target.from_row(row) if row else None
+        row = await service.get_by(serial=serial)
+        return Target.from_record(row) if row else None
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
         description="An active target by its UUID (legacy target_uuid).",
     )
     async def target_by_uuid(self, info: Info, uuid: str) -> Target | None:
-        row = await _svc(info).get_by(uuid_text=uuid)
-        return Target.from_row(row) if row else None
+        row = await service.get_by(uuid_text=uuid)
+        return Target.from_record(row) if row else None
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
         description="Counts of active targets by OS, method type, environment, health and status.",
     )
     async def target_statistics(self, info: Info, filter: TargetFilter | None = None) -> TargetStatistics:
-        stats = await _svc(info).statistics(_to_query(filter))
+        stats = await service.statistics(query=to_query(filter))
         return TargetStatistics(
             total=stats["total"],
             deleted=stats["deleted"],
@@ -286,22 +157,22 @@ class Query:
         description="The device/OS type catalogue (seeded system types plus custom ones).",
     )
     async def device_types(self, info: Info, category: str | None = None) -> list[DeviceType]:
-        return [DeviceType.from_row(r) for r in await _svc(info).device_types(category)]
+        return [DeviceType.from_record(r) for r in await service.device_types(category=category)]
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
         description="Device type categories, in display order.",
     )
     async def device_type_categories(self, info: Info) -> list[DeviceTypeCategory]:
-        return [DeviceTypeCategory.from_row(r) for r in await _svc(info).device_type_categories()]
+        return [DeviceTypeCategory.from_record(r) for r in await service.device_type_categories()]
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
         description="One active target by id; null when unknown or deleted.",
     )
     async def target(self, info: Info, id: strawberry.ID) -> Target | None:
-        rows = await _svc(info).get_targets([str(id)])
-        return Target.from_row(rows[0]) if rows else None
+        rows = await service.get_targets([str(id)])
+        return Target.from_record(rows[0]) if rows else None
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
@@ -311,7 +182,7 @@ class Query:
     async def targets_by_ids(self, info: Info, ids: list[strawberry.ID]) -> list[Target]:
         if len(ids) > MAX_IDS:
             raise ValidationError(f"at most {MAX_IDS} ids", field="ids")
-        return [Target.from_row(r) for r in await _svc(info).get_targets([str(i) for i in ids])]
+        return [Target.from_record(r) for r in await service.get_targets([str(i) for i in ids])]
 
     @strawberry.field(
         permission_classes=[requires("targets:read")],
@@ -321,7 +192,7 @@ class Query:
     async def active_target_ids(self, info: Info, ids: list[strawberry.ID]) -> list[strawberry.ID]:
         if len(ids) > MAX_IDS:
             raise ValidationError(f"at most {MAX_IDS} ids", field="ids")
-        return [strawberry.ID(i) for i in await _svc(info).active_target_ids([str(i) for i in ids])]
+        return [strawberry.ID(i) for i in await service.active_target_ids([str(i) for i in ids])]
 
 
 @strawberry.type
@@ -331,90 +202,70 @@ class Mutation:
         description="Create a target with its communication methods and credentials "
         "(stored encrypted, never returned).",
     )
+    @maps_errors(ERRORS)
     async def create_target(self, info: Info, input: CreateTargetInput) -> CreateTargetResult:
-        identity = info.context.identity
-        try:
-            async with in_transaction():
-                row = await _svc(info).create_target(
-                    _to_new_target(input), actor=identity.subject if identity else None
-                )
-        except ValidationError as exc:
-            return to_graphql_error(exc)  # type: ignore[return-value]
-        except service.HostAlreadyInUse as exc:
-            return HostAlreadyInUse(message=exc.message, target_id=strawberry.ID(exc.target_id))
-        info.context.runtime.events_committed()
-        _svc(info).learn_host_keys_soon([row.id])
-        return TargetCreated(target=Target.from_row(row))
+        deps = info.context.deps
+        async with unit_of_work(info.context.runtime):  # committed before its host keys are learned
+            row = await service.create_target(deps=deps, new=input.to_service(), actor=_actor(info))
+        deps.host_keys.learn_soon([row.id])
+        return TargetCreated(target=Target.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Change a target's basic fields (name, osType, environment, status, places, tags).",
     )
+    @transactional(ERRORS)
     async def update_target(
         self, info: Info, id: strawberry.ID, input: UpdateTargetInput
     ) -> UpdateTargetResult:
-        try:
-            async with in_transaction():
-                row = await _svc(info).update_target(str(id), _to_patch(input), actor=_actor(info))
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
-        return TargetUpdated(target=Target.from_row(row))
+        row = await service.update_target(target_id=str(id), patch=input.to_service(), actor=_actor(info))
+        return TargetUpdated(target=Target.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Apply the same basic changes to many targets (not the name).",
     )
+    @transactional(ERRORS)
     async def bulk_update_targets(
         self, info: Info, target_ids: list[strawberry.ID], input: UpdateTargetInput
     ) -> BulkUpdateResult:
-        try:
-            async with in_transaction():
-                rows, missing = await _svc(info).bulk_update(
-                    [str(i) for i in target_ids], _to_patch(input), actor=_actor(info)
-                )
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
+        rows, missing = await service.bulk_update(
+            target_ids=[str(i) for i in target_ids], patch=input.to_service(), actor=_actor(info)
+        )
         return TargetsBulkUpdated(
-            targets=[Target.from_row(r) for r in rows], not_found=[strawberry.ID(i) for i in missing]
+            targets=[Target.from_record(r) for r in rows], not_found=[strawberry.ID(i) for i in missing]
         )
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Soft-delete a target: it leaves lists and frees its hosts; history stays.",
     )
+    @transactional(ERRORS)
     async def delete_target(self, info: Info, id: strawberry.ID) -> DeleteTargetResult:
-        try:
-            async with in_transaction():
-                row = await _svc(info).delete_target(str(id), actor=_actor(info))
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
+        row = await service.delete_target(target_id=str(id), actor=_actor(info))
         return TargetDeleted(id=strawberry.ID(row.id))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Add a communication method (primary if asked, or if the target has none).",
     )
+    @maps_errors(ERRORS)
     async def add_communication_method(
         self, info: Info, target_id: strawberry.ID, input: CommunicationMethodInput
     ) -> AddMethodResult:
-        try:
-            async with in_transaction():
-                row, method_id = await _svc(info).add_method(
-                    str(target_id), _to_new_method(input), actor=_actor(info)
-                )
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
-        _svc(info).learn_host_keys_soon([row.id])
-        return CommunicationMethodAdded(target=Target.from_row(row), method_id=strawberry.ID(method_id))
+        deps = info.context.deps
+        async with unit_of_work(info.context.runtime):  # committed before its host key is learned
+            row, method_id = await service.add_method(
+                deps=deps, target_id=str(target_id), new=input.to_service(), actor=_actor(info)
+            )
+        deps.host_keys.learn_soon([row.id])
+        return CommunicationMethodAdded(target=Target.from_record(row), method_id=strawberry.ID(method_id))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Change a method; a credential without a secret keeps the stored secret.",
     )
+    @maps_errors(ERRORS)
     async def update_communication_method(
         self,
         info: Info,
@@ -422,135 +273,95 @@ class Mutation:
         method_id: strawberry.ID,
         input: UpdateCommunicationMethodInput,
     ) -> UpdateTargetResult:
-        config: Any = input.config
-        patch = service.MethodPatch(
-            host=input.host,
-            port=input.port,
-            config=config,
-            priority=input.priority,
-            is_active=input.is_active,
-            credential=_to_credential(input.credential),
-        )
-        try:
-            async with in_transaction():
-                row = await _svc(info).update_method(
-                    str(target_id), str(method_id), patch, actor=_actor(info)
-                )
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
-        _svc(info).learn_host_keys_soon([row.id])
-        return TargetUpdated(target=Target.from_row(row))
+        deps = info.context.deps
+        async with unit_of_work(info.context.runtime):  # committed before its host key is learned
+            row = await service.update_method(
+                deps=deps,
+                target_id=str(target_id),
+                method_id=str(method_id),
+                patch=input.to_service(),
+                actor=_actor(info),
+            )
+        deps.host_keys.learn_soon([row.id])
+        return TargetUpdated(target=Target.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Remove a method. The last one is refused; removing the primary promotes the next by priority.",
     )
+    @transactional(ERRORS)
     async def remove_communication_method(
         self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID
     ) -> RemoveMethodResult:
-        try:
-            async with in_transaction():
-                row, promoted = await _svc(info).remove_method(
-                    str(target_id), str(method_id), actor=_actor(info)
-                )
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
+        row, promoted = await service.remove_method(
+            target_id=str(target_id), method_id=str(method_id), actor=_actor(info)
+        )
         return CommunicationMethodRemoved(
-            target=Target.from_row(row), promoted_method_id=strawberry.ID(promoted) if promoted else None
+            target=Target.from_record(row), promoted_method_id=strawberry.ID(promoted) if promoted else None
         )
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Make this (active) method the target's primary one.",
     )
+    @transactional(ERRORS)
     async def set_primary_method(
         self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID
     ) -> UpdateTargetResult:
-        try:
-            async with in_transaction():
-                row = await _svc(info).set_primary(str(target_id), str(method_id), actor=_actor(info))
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
-        return TargetUpdated(target=Target.from_row(row))
+        row = await service.set_primary(
+            target_id=str(target_id), method_id=str(method_id), actor=_actor(info)
+        )
+        return TargetUpdated(target=Target.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Trust the SSH host key the server presents now (after a change, or in strict "
         "environments before first use). Pass `fingerprint` (SHA256:...) to accept only the key you verified.",
     )
+    @transactional(ERRORS)
     async def accept_host_key(
         self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID, fingerprint: str | None = None
     ) -> AcceptHostKeyResult:
-        try:
-            async with in_transaction():
-                row, previous = await _svc(info).accept_host_key(
-                    str(target_id), str(method_id), fingerprint, actor=_actor(info)
-                )
-        except _EXPECTED as exc:
-            return _error(exc)
-        info.context.runtime.events_committed()
+        row, previous = await service.accept_host_key(
+            host_keys=info.context.deps.host_keys,
+            target_id=str(target_id),
+            method_id=str(method_id),
+            fingerprint=fingerprint,
+            actor=_actor(info),
+        )
         return HostKeyAccepted(
             target_id=target_id,
             method_id=method_id,
-            host_key=HostKey.from_row(row),
+            host_key=HostKey.from_record(row),
             previous_fingerprint=previous,
         )
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")], description="Add a custom device type."
     )
+    @transactional(ERRORS)
     async def create_device_type(self, info: Info, input: DeviceTypeInput) -> DeviceTypeResult:
-        data = service.DeviceTypeData(
-            value=input.value,
-            label=input.label,
-            category=input.category,
-            description=input.description,
-            communication_methods=[m.value for m in input.communication_methods or []],
-        )
-        try:
-            async with in_transaction():
-                row = await _svc(info).create_device_type(data, actor=_actor(info))
-        except _EXPECTED as exc:
-            return _error(exc)
-        return DeviceTypeSaved(device_type=DeviceType.from_row(row))
+        row = await service.create_device_type(data=input.to_service(), actor=_actor(info))
+        return DeviceTypeSaved(device_type=DeviceType.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Change a custom device type (system ones are fixed).",
     )
+    @transactional(ERRORS)
     async def update_device_type(
         self, info: Info, value: str, input: UpdateDeviceTypeInput
     ) -> DeviceTypeResult:
-        data = service.DeviceTypeData(
-            label=input.label,
-            category=input.category,
-            description=input.description,
-            communication_methods=(
-                [m.value for m in input.communication_methods]
-                if input.communication_methods is not None
-                else None
-            ),
-        )
-        try:
-            async with in_transaction():
-                row = await _svc(info).update_device_type(value, data)
-        except _EXPECTED as exc:
-            return _error(exc)
-        return DeviceTypeSaved(device_type=DeviceType.from_row(row))
+        row = await service.update_device_type(value=value, data=input.to_service())
+        return DeviceTypeSaved(device_type=DeviceType.from_record(row))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Delete a custom device type no active target uses.",
     )
+    @transactional(ERRORS)
     async def delete_device_type(self, info: Info, value: str) -> DeleteDeviceTypeResult:
-        try:
-            async with in_transaction():
-                await _svc(info).delete_device_type(value)
-        except _EXPECTED as exc:
-            return _error(exc)
+        await service.delete_device_type(value=value)
         return DeviceTypeDeleted(value=value)
 
     @strawberry.mutation(
@@ -558,21 +369,16 @@ class Mutation:
         description="Connect to the target (its primary method, or `methodId`) from the "
         "execution engine and report the outcome; updates healthStatus.",
     )
+    @maps_errors(ERRORS)
     async def test_connection(
         self, info: Info, target_id: strawberry.ID, method_id: strawberry.ID | None = None
     ) -> ConnectionTestResult:
-        found = await _svc(info).get_targets([str(target_id)])
-        if not found:
-            outcome = service.ConnectionTestOutcome(False, None, f"target {target_id} not found", None)
-        else:
-            # connectivity.py: SSH/WinRM on the engine, other types by a local probe; health.py
-            # records the check (healthHistory, healthStatus, event, targetHealth).
-            checked = await _health(info).check(
-                found[0], "connection_test", str(method_id) if method_id else None
-            )
-            outcome = checked.outcome
-        info.context.runtime.events_committed()
-        return _test_result(outcome)
+        outcome = await service.test_connection(
+            health=info.context.deps.health,
+            target_id=str(target_id),
+            method_id=str(method_id) if method_id else None,
+        )
+        return connection_test_result(outcome)
 
     @strawberry.federation.mutation(
         permission_classes=[requires("targets:connect")],
@@ -581,15 +387,16 @@ class Mutation:
         "the executions service calls this subgraph directly.",
         inaccessible=True,
     )
+    @maps_errors(ERRORS)
     async def issue_connection_grant(
         self, info: Info, target_ids: list[strawberry.ID]
     ) -> ConnectionGrantResult:
-        try:
-            issued = await _svc(info).issue_grant([str(i) for i in target_ids], "execution")
-        except NotFoundError as exc:
-            return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
-        except ValidationError as exc:
-            return ValidationFailed(message=exc.message, field=exc.field)
+        issued = await service.issue_grant(
+            grants=info.context.deps.grants,
+            settings=info.context.settings,
+            target_ids=[str(i) for i in target_ids],
+            purpose="execution",
+        )
         return ConnectionGrant(
             grant=issued.grant,
             resolver_url=issued.resolver_url,
@@ -608,15 +415,7 @@ class Mutation:
         )
 
 
-# -- probes and health (connectivity.py, health.py) ----------------------------------------------
-
-TestMethodConfigResult = Annotated[
-    ConnectionTestResult | ValidationFailed, strawberry.union("TestMethodConfigResult")
-]
-CheckTargetHealthResult = Annotated[
-    TargetHealthChecked | NotFound, strawberry.union("CheckTargetHealthResult")
-]
-MAX_BULK_TESTS = 500
+# -- probes and health (service/connectivity.py, service/health.py) ----------------------------
 
 
 @strawberry.type
@@ -648,7 +447,7 @@ class HealthQuery:
             total=total,
             after=after_key,
             key=lambda r: str(r.id),
-            node=HealthCheckEntry.from_row,
+            node=HealthCheckEntry.from_record,
             kind="h",
         )
 
@@ -660,18 +459,20 @@ class HealthMutation:
         description="Test an unsaved communication method (inline credential, never stored). "
         "SSH/WinRM get a port and banner check; other types a real client login.",
     )
+    @maps_errors(ERRORS)
     async def test_method_config(self, info: Info, input: CommunicationMethodInput) -> TestMethodConfigResult:
-        try:
-            planned = await _svc(info).plan_method(_to_new_method(input), "input", 1)
-        except ValidationError as exc:
-            return ValidationFailed(message=exc.message, field=exc.field)
-        return _test_result(await connectivity.test_planned_method(_svc(info), planned))
+        deps = info.context.deps
+        planned = await service.plan_method(
+            new=input.to_service(), prefix="input", default_priority=1, settings=deps.settings
+        )
+        return connection_test_result(await deps.tester.test_planned_method(planned))
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Test the primary method of several targets (unknown ids are skipped); "
         "updates each target's health like testConnection.",
     )
+    @maps_errors(ERRORS)
     async def bulk_test_connections(
         self, info: Info, target_ids: list[strawberry.ID]
     ) -> list[TargetConnectionTest]:
@@ -679,40 +480,36 @@ class HealthMutation:
             raise PublicGraphQLError(
                 f"at most {MAX_BULK_TESTS} targets per bulk test", extensions={"field": "targetIds"}
             )
-        done = await _health(info).check_ids([str(i) for i in target_ids], "bulk")
-        info.context.runtime.events_committed()
-        return _connection_tests(done)
+        done = await info.context.deps.health.check_ids([str(i) for i in target_ids], "bulk")
+        return connection_tests(done)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Run one round of the periodic health checker now (batch health check): every "
         "active target whose next check is due (or never checked), optionally only among `targetIds`.",
     )
+    @maps_errors(ERRORS)
     async def run_due_health_checks(
         self, info: Info, target_ids: list[strawberry.ID] | None = None, limit: int = 50
     ) -> list[TargetConnectionTest]:
         if not 1 <= limit <= MAX_BULK_TESTS:
             raise PublicGraphQLError(f"limit must be 1..{MAX_BULK_TESTS}", extensions={"field": "limit"})
         among = None if target_ids is None else [str(i) for i in target_ids]
-        done = await _health(info).run_due(limit, among)
-        info.context.runtime.events_committed()
-        return _connection_tests(done)
+        done = await info.context.deps.health.run_due(limit, among)
+        return connection_tests(done)
 
     @strawberry.mutation(
         permission_classes=[requires("targets:write")],
         description="Check a target's health now (its primary method) and record it in healthHistory.",
     )
+    @maps_errors(ERRORS)
     async def check_target_health(self, info: Info, target_id: strawberry.ID) -> CheckTargetHealthResult:
-        found = await _svc(info).get_targets([str(target_id)])
-        if not found:
-            return NotFound(message=f"target {target_id} not found", id=target_id)
-        done = await _health(info).check(found[0], "manual")
-        info.context.runtime.events_committed()
+        done = await service.check_target_health(health=info.context.deps.health, target_id=str(target_id))
         return TargetHealthChecked(
             target_id=strawberry.ID(done.target_id),
             health_status=HealthStatus(done.health_status),
             previous=HealthStatus(done.previous),
-            check=HealthCheckEntry.from_row(done.check),
+            check=HealthCheckEntry.from_record(done.check),
         )
 
 
@@ -726,7 +523,7 @@ class Subscription:
         self, info: Info, target_ids: list[strawberry.ID] | None = None
     ) -> AsyncGenerator[TargetHealthChange, None]:
         wanted = {str(i) for i in target_ids} if target_ids else None
-        async with info.context.runtime.platform.broadcaster.listen(health_channel) as live:
+        async with info.context.runtime.platform.broadcaster.listen(HEALTH_CHANNEL) as live:
             async for message in live:
                 change = _health_change(message)
                 if change is not None and (wanted is None or str(change.target_id) in wanted):

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from opsconductor_shared.errors import DomainError
+from opsconductor_targets.errors import AddressDenied
 from opsconductor_targets.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -63,10 +63,6 @@ DEFAULT_PORTS = {
 }
 RESOLVE_TIMEOUT_S = 5.0
 CACHE_TTL_S = 30.0
-
-
-class AddressDenied(DomainError):
-    """The address (or one the hostname resolves to) is not one this platform may connect to."""
 
 
 @dataclass(frozen=True)

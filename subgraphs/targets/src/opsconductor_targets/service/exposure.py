@@ -1,6 +1,6 @@
 """What decides where a method's secret goes, and how protected it travels (reviews H2, L5).
 
-Kept apart from ``service.py`` (validation and the vault) because both the write path
+Kept apart from ``validation.py`` and ``grants.py`` because both the write path
 (``update_method``: moving a method needs its secret again) and the credential resolver (WinRM
 rows stored before the L5 rule are refused) ask the same questions.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from opsconductor_shared.errors import ValidationError
 
-# legacy's WinRM defaults (service.METHOD_CONFIG_DEFAULTS["winrm"] is built from this)
+# legacy's WinRM defaults (catalog.METHOD_CONFIG_DEFAULTS["winrm"] is built from this)
 WINRM_DEFAULTS: dict[str, Any] = {
     "timeout": 30,
     "transport": "ntlm",

@@ -9,6 +9,10 @@ Classification (legacy rule, thresholds are settings): a successful check with l
 <= ``health_healthy_ms`` is healthy, <= ``health_warning_ms`` warning, slower critical. A failure
 is critical once ``health_failures_for_critical`` checks in a row failed (legacy: 1), warning
 before that.
+
+Each check's outcome is recorded in a unit of work of its own (``unit_of_work(committer)``), also
+when a resolver asked for the check: a check is seconds of network I/O, and bulk tests run many
+at once, so no resolver transaction spans them.
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ from typing import Any
 
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
-from tortoise.transactions import in_transaction
 
-from opsconductor_shared.events import Broadcaster, EventEnvelope, record_event
+from opsconductor_shared.errors import NotFoundError
+from opsconductor_shared.events import Broadcaster, record_event
 from opsconductor_shared.logging import get_logger
-from opsconductor_targets import connectivity
+from opsconductor_shared.unit_of_work import Committer, unit_of_work
+from opsconductor_targets import events
 from opsconductor_targets.models import HealthCheck, HealthState, Outbox, Target
-from opsconductor_targets.queries import get_targets, primary_method
-from opsconductor_targets.service import ConnectionTestOutcome, TargetService
+from opsconductor_targets.service.connectivity import ConnectionTester, ConnectionTestOutcome, SharedTestGrant
+from opsconductor_targets.service.reads import get_targets, primary_method
 from opsconductor_targets.settings import Settings
 
 log = get_logger("opsconductor.targets.health")
@@ -83,12 +88,18 @@ def change_payload(target_id: str, health: str, previous: str, check: HealthChec
 class HealthMonitor:
     """Runs checks and records them; ``run`` is the periodic loop (off unless enabled)."""
 
-    def __init__(self, svc: TargetService, settings: Settings, broadcaster: Broadcaster | None) -> None:
-        self.svc = svc
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        tester: ConnectionTester,
+        broadcaster: Broadcaster | None,
+        committer: Committer,
+    ) -> None:
         self.settings = settings
+        self.tester = tester
         self.broadcaster = broadcaster
-        self.engine: Any = None
-        self.on_committed: Any = None  # Runtime.events_committed, set by the app
+        self.committer = committer
         # one bound for every check_ids call at once (bulk tests, rounds, the checker: L7)
         self._slots: asyncio.Semaphore | None = None
         self._pruned_at = 0.0
@@ -100,9 +111,9 @@ class HealthMonitor:
         return self._slots
 
     async def record(self, target: Target, outcome: ConnectionTestOutcome, trigger: str) -> HealthOutcome:
-        """Store one check's outcome and apply the resulting health (own transaction)."""
+        """Store one check's outcome and apply the resulting health (its own unit of work)."""
         now = datetime.now(UTC)
-        async with in_transaction():
+        async with unit_of_work(self.committer):
             fresh = await Target.filter(id=target.id).select_for_update().first()
             previous = fresh.health_status if fresh else target.health_status
             state = await HealthState.filter(target_id=target.id).select_for_update().first()
@@ -129,20 +140,10 @@ class HealthMonitor:
             changed = previous != health
             if changed:
                 await Target.filter(id=target.id).update(health_status=health, updated_at=now)
-                await record_event(
-                    Outbox,
-                    EventEnvelope(
-                        type="targets.target_health_changed",
-                        source="targets",
-                        subject=target.id,
-                        data={"id": target.id, "healthStatus": health, "previous": previous},
-                    ),
-                )
+                await record_event(Outbox, events.health_changed(target.id, health, previous))
         target.health_status = health
         if changed:
             log.info("target health changed", target_id=target.id, health=health, previous=previous)
-            if self.on_committed is not None:
-                self.on_committed()
             if self.broadcaster is not None:
                 with contextlib.suppress(Exception):
                     await self.broadcaster.publish(
@@ -155,7 +156,7 @@ class HealthMonitor:
         target: Target,
         trigger: str,
         method_id: str | None = None,
-        shared: connectivity.SharedTestGrant | None = None,
+        shared: SharedTestGrant | None = None,
     ) -> HealthOutcome:
         """Test the target (its primary method, or ``method_id``) and record the result."""
         if method_id:
@@ -170,14 +171,14 @@ class HealthMonitor:
         if method is None:
             outcome = ConnectionTestOutcome(False, None, "target has no active communication method", None)
         else:
-            outcome = await connectivity.test_saved_method(self.svc, self.engine, target, method, shared)
+            outcome = await self.tester.test_saved_method(target, method, shared)
         return await self.record(target, outcome, trigger)
 
     async def check_ids(self, target_ids: list[str], trigger: str) -> list[HealthOutcome]:
         """Check several targets, at most ``health_concurrency`` at a time (unknown ids skipped)."""
         targets = await get_targets(target_ids)
         sem = self.slots  # shared by concurrent calls, not one per call
-        shared = connectivity.SharedTestGrant(self.svc, [(t, primary_method(t)) for t in targets])
+        shared = SharedTestGrant(self.tester, [(t, primary_method(t)) for t in targets])
 
         async def one(t: Target) -> HealthOutcome:
             async with sem:
@@ -258,3 +259,23 @@ class HealthMonitor:
             except Exception as exc:
                 log.warning("health tick failed", error_type=type(exc).__name__)
             await asyncio.sleep(self.settings.health_tick_seconds)
+
+
+async def test_connection(
+    *, health: HealthMonitor, target_id: str, method_id: str | None
+) -> ConnectionTestOutcome:
+    """testConnection: the target's primary method (or ``method_id``) tested from the engine (a
+    local probe for other types), recorded as a check (healthHistory, healthStatus, event,
+    targetHealth). An unknown target is a failed outcome, not an error (as always)."""
+    found = await get_targets([target_id])
+    if not found:
+        return ConnectionTestOutcome(False, None, f"target {target_id} not found", None)
+    checked = await health.check(found[0], "connection_test", method_id)
+    return checked.outcome
+
+
+async def check_target_health(*, health: HealthMonitor, target_id: str) -> HealthOutcome:
+    found = await get_targets([target_id])
+    if not found:
+        raise NotFoundError(f"target {target_id} not found", id=target_id)
+    return await health.check(found[0], "manual")

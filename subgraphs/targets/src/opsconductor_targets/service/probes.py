@@ -114,7 +114,7 @@ async def _postgresql(t: ProbeTarget, timeout: float) -> str:
             user=s.username or "postgres",
             password=s.password,
             database=str(t.config.get("database") or "postgres"),
-            timeout=timeout,
+            timeout=timeout,  # pyright: ignore[reportArgumentType] - asyncpg takes seconds as a float
             ssl=_pg_ssl(t.config.get("ssl_mode")),
         )
     except asyncpg.InvalidPasswordError:
@@ -402,6 +402,7 @@ async def _snmp(t: ProbeTarget, timeout: float) -> str:
     try:
         retries = max(0, min(int(t.config.get("retries") or 0), 5))
         per_try = timeout * 0.9 / (retries + 1)  # answer before the outer bound cuts us off
+        data = b""
         for attempt in range(retries + 1):
             transport.sendto(packet)
             try:

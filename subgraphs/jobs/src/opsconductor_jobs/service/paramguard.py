@@ -16,37 +16,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
-from opsconductor_jobs.render import placeholders, render
+from opsconductor_jobs.service.render import placeholders, render
 from opsconductor_shared.errors import ValidationError
+from opsconductor_shared.runplan import Step
 
 _SEGMENTS = re.compile(r"[\\/]")
 TYPOGRAPHIC_SINGLE_QUOTES = "\u2018\u2019\u201a\u201b"
-
-
-class _Transfer(Protocol):
-    direction: str
-    source: str | None
-    destination: str
-
-
-class _Script(Protocol):
-    interpreter: str
-    arguments: tuple[str, ...]
-
-
-class _Step(Protocol):
-    type: str
-    transfer: _Transfer | None
-    script: _Script | None
 
 
 def _dot_dots(path: str) -> int:
     return sum(1 for segment in _SEGMENTS.split(path) if segment == "..")
 
 
-def _transfer_paths(step: _Step) -> list[tuple[str, str]]:
+def _transfer_paths(step: Step) -> list[tuple[str, str]]:
     t = step.transfer
     if t is None:
         return []
@@ -55,7 +38,7 @@ def _transfer_paths(step: _Step) -> list[tuple[str, str]]:
     return [("destination", t.destination)]
 
 
-def check_values(steps: Sequence[_Step], values: Mapping[str, str]) -> None:
+def check_values(steps: Sequence[Step], values: Mapping[str, str]) -> None:
     """Raise ``ValidationError`` (field ``parameters.<name>``) for a value that traverses a
     transfer path (M14) or carries a typographic single quote into a PowerShell argument or a
     transfer path (H7)."""
@@ -93,14 +76,14 @@ def check_values(steps: Sequence[_Step], values: Mapping[str, str]) -> None:
 CMD_METACHARACTERS = frozenset('&|<>^%"()!\r\n')
 
 
-def cmd_unsafe(steps: Sequence[_Step], values: Mapping[str, str]) -> list[str]:
+def cmd_unsafe(steps: Sequence[Step], values: Mapping[str, str]) -> list[str]:
     """Names of parameters substituted into ``command`` steps whose values cmd.exe would read as
     syntax (``& | < > ^ % " ( ) !``, line breaks): refused for runs on Windows targets (H7)."""
     out: list[str] = []
     for step in steps:
         if step.type != "command":
             continue
-        for name in placeholders(getattr(step, "command", "") or ""):
+        for name in placeholders(step.command):
             value = values.get(name, "")
             if name not in out and any(c in CMD_METACHARACTERS for c in value):
                 out.append(name)

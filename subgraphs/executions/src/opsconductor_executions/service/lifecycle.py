@@ -1,6 +1,6 @@
-"""Pieces of a run's life the service and its follower share: bounded engine calls, the settled
-answer of the engine about a run (never a guess), connection-grant renewal for long rolling runs,
-and runJob's idempotency keys.
+"""Pieces of a run's life the launcher and the followers share: bounded engine calls, the settled
+answer of the engine about a run (never a guess), connection-grant clocks, leases, the per-job
+advisory lock, ending a run the engine does not run, and runJob's idempotency keys.
 
 The engine (``opsconductor_ray.client.EngineClient``) is reached only through ``engine_call``:
 every await is bounded by the settings, and the only answer that means "the engine does not have
@@ -11,16 +11,28 @@ error) means *unknown*: the caller keeps the run's state and asks again later.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from opsconductor_executions.models import Execution, IdempotencyKey
+from tortoise.expressions import Q
+
+from opsconductor_executions import events
+from opsconductor_executions.models import (
+    ACTIVE,
+    TERMINAL,
+    Execution,
+    ExecutionEvent,
+    IdempotencyKey,
+    Outbox,
+    TargetRun,
+)
 from opsconductor_ray.errors import ExecutionNotFound
-from opsconductor_ray.protocol import CredentialRef
 from opsconductor_shared.errors import ValidationError
+from opsconductor_shared.events import record_event
 from opsconductor_shared.logging import get_logger
 
 log = get_logger("opsconductor.executions")
@@ -70,8 +82,7 @@ async def settle(engine: Any, execution_id: str, timeout_s: float) -> str | None
 # ---- connection grants ---------------------------------------------------------------------------
 
 
-def _expiry(grant: dict[str, Any]) -> float | None:
-    raw = grant.get("expiresAt")
+def _expiry(raw: str | None) -> float | None:
     if not raw:
         return None
     try:
@@ -88,36 +99,15 @@ class GrantClock:
     """Wall-clock time (0: at once, e.g. an adopted run whose grant we never saw)."""
 
     @classmethod
-    def of(cls, grant: dict[str, Any] | None, fraction: float) -> GrantClock:
+    def of(cls, expires_at: str | None, fraction: float) -> GrantClock:
         issued = time.time()
-        expires = _expiry(grant or {})
+        expires = _expiry(expires_at)
         if expires is None:
             return cls(renew_at=0.0)
         return cls(renew_at=issued + max(0.0, expires - issued) * min(max(fraction, 0.05), 0.95))
 
     def due(self) -> bool:
         return time.time() >= self.renew_at
-
-
-async def renew_grant(deps: Any, execution: Execution, clock: GrantClock) -> GrantClock:
-    """Issue a fresh grant for the run's targets and hand it to its coordinator. On failure the
-    clock retries in a few seconds (the old grant may still cover the next batch)."""
-    ids = [t["id"] for t in (execution.plan or {}).get("targets", [])]
-    try:
-        grant = await deps._grant(ids)
-        cred = CredentialRef(resolver_url=grant["resolverUrl"], grant=grant["grant"])
-        accepted = await engine_call(
-            deps.engine.update_credentials(execution.id, cred),
-            deps.settings.engine_call_timeout_seconds,
-            "update_credentials",
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("could not renew the run's connection grant", execution_id=execution.id, error=str(exc))
-        return GrantClock(renew_at=time.time() + 5)
-    log.info("renewed the run's connection grant", execution_id=execution.id, accepted=bool(accepted))
-    return GrantClock.of(grant, deps.settings.grant_renew_fraction)
 
 
 # ---- idempotency keys ----------------------------------------------------------------------------
@@ -157,3 +147,74 @@ async def remember_key(
 async def prune_keys(retention: timedelta) -> int:
     """Delete expired idempotency keys (the sweep; keeps the table bounded)."""
     return int(await IdempotencyKey.filter(created_at__lt=datetime.now(UTC) - retention).delete())
+
+
+# ---- leases, the job lock, ending without the engine ------------------------------------------
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def advisory_lock(conn: Any, key: str) -> None:
+    """A PostgreSQL transaction-scoped lock per job. SQLite (``make dev``) has none: there one
+    process writes at a time anyway, and a number clash is retried."""
+    if getattr(conn.capabilities, "dialect", "") == "postgres":
+        await conn.execute_query("SELECT pg_advisory_xact_lock(hashtext($1))", [key])
+
+
+async def claim(execution_id: str, *, replica: str, lease: timedelta) -> bool:
+    """Take the run's lease if it expired (or is ours already)."""
+    t = now()
+    claimed = (
+        await Execution.filter(id=execution_id, status__in=ACTIVE)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=t) | Q(lease_owner=replica))
+        .update(lease_owner=replica, lease_until=t + lease)
+    )
+    return bool(claimed)
+
+
+async def renew(execution_id: str, *, replica: str, lease: timedelta) -> bool:
+    renewed = await Execution.filter(id=execution_id, lease_owner=replica).update(lease_until=now() + lease)
+    return bool(renewed)
+
+
+async def end_without_engine(
+    execution_id: str, message: str, *, status: str = "FAILED", only_waiting: bool = False
+) -> tuple[Execution, ExecutionEvent] | None:
+    """In the caller's transaction: end a run the engine settled it does not run (it never started
+    and never will, or its coordinator is gone). ``only_waiting``: only if it still waits behind
+    another run (never handed to the engine). None: nothing done (already ended, or no longer
+    waiting); else the run and its EXECUTION_FINISHED row (to publish after the commit)."""
+    execution = await Execution.select_for_update().get(id=execution_id)
+    if execution.status in TERMINAL or (only_waiting and not execution.waiting):
+        return None
+    execution.status = status
+    execution.message = message
+    execution.finished_at = now()
+    execution.waiting = False
+    pending = await TargetRun.filter(execution_id=execution_id).exclude(status__in=TERMINAL).count()
+    if status == "CANCELLED":
+        execution.cancelled_targets += pending
+    else:
+        execution.failed_targets += pending
+    await (
+        TargetRun.filter(execution_id=execution_id)
+        .exclude(status__in=TERMINAL)
+        .update(status=status, message=message, finished_at=now())
+    )
+    seq = execution.last_seq + 1
+    row = await ExecutionEvent.create(
+        execution=execution,
+        seq=seq,
+        type="EXECUTION_FINISHED",
+        status=status,
+        data=json.dumps({"message": message}),
+        at=now(),
+    )
+    execution.last_seq = seq
+    execution.lease_owner = None
+    execution.lease_until = None
+    await execution.save()
+    await record_event(Outbox, events.execution_finished(execution))
+    return execution, row

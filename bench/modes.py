@@ -284,15 +284,16 @@ async def engine_run(
     client: Any, targets: tuple[Any, ...], credentials: Any, *, warm: bool, vault: Any = None
 ) -> Sample:
     """Start one run and long-poll its events until EXECUTION_FINISHED."""
-    from opsconductor_ray.protocol import ExecutionPlan, StepSpec
+    from opsconductor_ray.protocol import ExecutionPlan
+    from opsconductor_shared.runplan import Policy, Step
 
     n = len(targets)
     plan = ExecutionPlan(
         execution_id=str(uuid.uuid4()),
-        steps=(StepSpec(name="greet", command=COMMAND, timeout_s=60),),
+        steps=(Step(name="greet", command=COMMAND, timeout_seconds=60),),
         targets=targets,
         credentials=credentials,
-        max_parallel=max(1, n),
+        policy=Policy(max_parallel=max(1, n)),
         connect_timeout_s=90,
     )
     if vault is not None:

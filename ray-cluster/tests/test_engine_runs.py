@@ -24,10 +24,10 @@ from opsconductor_ray.protocol import (
     EventType,
     ExecutionPlan,
     Status,
-    StepSpec,
     TargetSpec,
 )
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
+from opsconductor_shared.runplan import Policy, Step
 from tests.support.sshd import SshServer, blackhole_address, closed_port
 
 
@@ -39,7 +39,7 @@ def target_on(sshd: SshServer, *, host: str | None = None, port: int | None = No
 def plan_for(
     credentials: CredentialRef,
     targets: list[TargetSpec],
-    *steps: str | StepSpec,
+    *steps: str | Step,
     max_parallel: int = 50,
     connect_timeout_s: float = 10,
     **fields: Any,
@@ -47,12 +47,12 @@ def plan_for(
     return ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
         steps=tuple(
-            s if isinstance(s, StepSpec) else StepSpec(name=f"step-{i + 1}", command=s, timeout_s=30)
+            s if isinstance(s, Step) else Step(name=f"step-{i + 1}", command=s, timeout_seconds=30)
             for i, s in enumerate(steps)
         ),
         targets=tuple(targets),
         credentials=credentials,
-        max_parallel=max_parallel,
+        policy=Policy(max_parallel=max_parallel),
         connect_timeout_s=connect_timeout_s,
         **fields,
     )
@@ -151,8 +151,8 @@ async def test_failed_step_skips_the_rest_unless_continue_on_error(
     tolerant = plan_for(
         key_ref,
         [go_on],
-        StepSpec(name="may-fail", command="exit 3", continue_on_error=True),
-        StepSpec(name="after", command="echo after"),
+        Step(name="may-fail", command="exit 3", continue_on_error=True),
+        Step(name="after", command="echo after"),
     )
     failed_events, tolerated_events = await asyncio.gather(
         run(engine, sshd, failing), run(engine, sshd, tolerant)
@@ -214,8 +214,8 @@ async def test_step_timeout_ends_timed_out_quickly(
     plan = plan_for(
         key_ref,
         [target_on(sshd)],
-        StepSpec(name="slow", command=marker, timeout_s=1),
-        StepSpec(name="next", command="echo next"),
+        Step(name="slow", command=marker, timeout_seconds=1),
+        Step(name="next", command="echo next"),
     )
     started = time.monotonic()
     events = await run(engine, sshd, plan)

@@ -33,7 +33,6 @@ from opsconductor_ray.protocol import (
     ExecutionPlan,
     Status,
     TargetSpec,
-    plan_batches,
 )
 from opsconductor_ray.retention import EventBudget, EventLog, RetentionLimits
 from opsconductor_ray.settings import EventRetentionSettings
@@ -202,13 +201,13 @@ class _Run:
             data=json.dumps({"targets": len(plan.targets), "steps": len(plan.steps)}),
         )
         timer = None
-        if plan.policy.timeout_s is not None:
+        if plan.policy.timeout_seconds is not None:
             timer = asyncio.get_running_loop().call_later(
-                max(0.0, plan.policy.timeout_s), self._start_time_out
+                max(0.0, plan.policy.timeout_seconds), self._start_time_out
             )
         try:
             by_id = {t.target_id: t for t in plan.targets}
-            for batch_ids in plan_batches([t.target_id for t in plan.targets], plan.policy):
+            for batch_ids in plan.policy.batches([t.target_id for t in plan.targets]):
                 batch = [by_id[i] for i in batch_ids]
                 if self.cancel_requested or self.stop_reason is not None:
                     reason = self.stop_reason or "cancelled before the target started"
@@ -230,7 +229,7 @@ class _Run:
         shards: dict[int, list[TargetSpec]] = {}
         for target in targets:
             shards.setdefault(shard_of(target.target_id, self.num_shards), []).append(target)
-        parallel = self.plan.effective_parallel
+        parallel = self.plan.policy.max_parallel
         limits = split_parallelism(parallel, {shard: len(ts) for shard, ts in shards.items()})
         gate = asyncio.Semaphore(parallel) if sum(limits.values()) > parallel else None
 

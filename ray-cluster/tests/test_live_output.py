@@ -13,9 +13,9 @@ from opsconductor_ray.protocol import (
     EngineEvent,
     EventType,
     ExecutionPlan,
-    StepSpec,
     TargetSpec,
 )
+from opsconductor_shared.runplan import Step
 from tests.support.sshd import SshServer
 
 
@@ -23,7 +23,7 @@ def plan_for(credentials: CredentialRef, sshd: SshServer, command: str) -> Execu
     target_id = f"t-{uuid.uuid4().hex[:10]}"
     return ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
-        steps=(StepSpec(name="step-1", command=command, timeout_s=30),),
+        steps=(Step(name="step-1", command=command, timeout_seconds=30),),
         targets=(TargetSpec(target_id=target_id, name=target_id, host=sshd.host, port=sshd.port),),
         credentials=credentials,
         connect_timeout_s=10,

@@ -20,12 +20,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncssh
-import httpx
 
 from infra import Endpoint, SshdFleet, client_options, die_with_parent, ray_worker_pids, rss_of
 from opsconductor_ray.config import DEFAULT_NUM_SHARDS
@@ -286,15 +284,16 @@ async def engine_run(
     client: Any, targets: tuple[Any, ...], credentials: Any, *, warm: bool, vault: Any = None
 ) -> Sample:
     """Start one run and long-poll its events until EXECUTION_FINISHED."""
-    from opsconductor_ray.protocol import ExecutionPlan, StepSpec
+    from opsconductor_ray.protocol import ExecutionPlan
+    from opsconductor_shared.runplan import Policy, Step
 
     n = len(targets)
     plan = ExecutionPlan(
         execution_id=str(uuid.uuid4()),
-        steps=(StepSpec(name="greet", command=COMMAND, timeout_s=60),),
+        steps=(Step(name="greet", command=COMMAND, timeout_seconds=60),),
         targets=targets,
         credentials=credentials,
-        max_parallel=max(1, n),
+        policy=Policy(max_parallel=max(1, n)),
         connect_timeout_s=90,
     )
     if vault is not None:
@@ -341,229 +340,6 @@ async def engine_run(
             "events": len(events),
         },
     )
-
-
-# ------------------------------------------------------------------------------ end to end
-
-CREATE_TARGET = """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
-  __typename ... on TargetCreated { target { id } } ... on Error { message } } }"""
-CREATE_JOB = """mutation($input: CreateJobInput!) { createJob(input: $input) {
-  __typename ... on JobCreated { job { id } } ... on Error { message } } }"""
-RUN_JOB = """mutation($id: ID!) { runJob(jobId: $id) {
-  __typename ... on ExecutionStarted { execution { id } } ... on Error { message } } }"""
-EVENT_FIELDS = "seq type targetId data status at"
-EVENTS = f"""subscription($id: ID!, $after: Int) {{ executionEvents(executionId: $id, afterSeq: $after) {{
-  {EVENT_FIELDS} }} }}"""
-BATCHES = f"""subscription($id: ID!, $after: Int) {{
-  executionEventBatches(executionId: $id, afterSeq: $after) {{ lastSeq events {{ {EVENT_FIELDS} }} }} }}"""
-EXECUTION = """query($id: ID!) { execution(id: $id) { status lastSeq totalTargets succeededTargets
-  targetRuns { status message connectionReused steps { stdout } } } }"""
-LOGIN = """mutation($u: String!, $p: String!) { login(username: $u, password: $p) {
-  __typename ... on LoginSuccess { accessToken } ... on Error { message } } }"""
-
-
-@dataclass
-class EndToEnd:
-    """A logged-in GraphQL client of the router, with one open graphql-transport-ws connection
-    (opened before any timing, as a UI keeps one open)."""
-
-    url: str
-    ws_url: str
-    http: httpx.AsyncClient
-    token: str = ""
-    ws: Any = None
-    _ids: int = 0
-
-    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        resp = await self.http.post(
-            self.url, json={"query": query, "variables": variables or {}}, headers=headers
-        )
-        body = resp.json()
-        if body.get("errors"):
-            raise BenchError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-    async def login(self, username: str, password: str) -> None:
-        result = (await self.gql(LOGIN, {"u": username, "p": password}))["login"]
-        if result["__typename"] != "LoginSuccess":
-            raise BenchError(f"login failed: {result}")
-        self.token = result["accessToken"]
-
-    async def open_ws(self) -> None:
-        import websockets
-
-        self.ws = await websockets.connect(
-            self.ws_url,
-            subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
-            open_timeout=15,
-            max_size=2**24,
-        )
-        await self.ws.send(
-            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}})
-        )
-        ack = json.loads(await asyncio.wait_for(self.ws.recv(), 15))
-        if ack["type"] != "connection_ack":
-            raise BenchError(f"subscription connection refused: {ack}")
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await self.ws.close()
-
-    async def create_targets(self, fleet: SshdFleet, n: int) -> list[str]:
-        gate = asyncio.Semaphore(4)
-
-        async def create(i: int, endpoint: Endpoint) -> str:
-            variables = {
-                "input": {
-                    "name": f"bench-{i:04d}",
-                    "osType": "linux",
-                    "environment": "testing",
-                    "methods": [
-                        {
-                            "type": "SSH",
-                            "host": endpoint.host,
-                            "port": endpoint.port,
-                            "credential": {
-                                "type": "SSH_KEY",
-                                "username": fleet.username,
-                                "privateKey": fleet.private_key_pem,
-                            },
-                        }
-                    ],
-                }
-            }
-            async with gate:
-                result = (await self.gql(CREATE_TARGET, variables))["createTarget"]
-            if result["__typename"] != "TargetCreated":
-                raise BenchError(f"createTarget {endpoint.host}: {result}")
-            return str(result["target"]["id"])
-
-        ids = list(await asyncio.gather(*(create(i, e) for i, e in enumerate(fleet.endpoints[:n]))))
-        await self.wait_host_keys(ids)
-        return ids
-
-    async def wait_host_keys(self, ids: list[str], timeout_s: float = 120) -> None:
-        """Untimed: creating a target reads its host key in the background (trust on first use
-        ahead of the first run); wait for all of them, so that a cold run measures new SSH
-        connections, not the one-time first use (which a target pays once in its life)."""
-        query = """query($ids: [ID!]!) { targetsByIds(ids: $ids) { communicationMethods { hostKey { fingerprint } } } }"""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = (await self.gql(query, {"ids": ids}))["targetsByIds"]
-            missing = sum(1 for t in found for m in t["communicationMethods"] if m["hostKey"] is None)
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(f"{missing} host keys still unknown after {timeout_s:.0f}s")
-            await asyncio.sleep(0.5)
-
-    async def create_job(self, target_ids: list[str]) -> str:
-        variables = {
-            "input": {
-                "name": f"bench-hello-{len(target_ids)}",
-                "targetIds": target_ids,
-                "steps": [{"name": "greet", "command": COMMAND}],
-                "policy": {"maxParallel": max(1, len(target_ids))},
-            }
-        }
-        result = (await self.gql(CREATE_JOB, variables))["createJob"]
-        if result["__typename"] != "JobCreated":
-            raise BenchError(f"createJob: {result}")
-        return str(result["job"]["id"])
-
-    async def run(self, job_id: str, n: int, *, warm: bool, batches: bool = True) -> Sample:
-        """Time runJob -> the subscriber receiving EXECUTION_FINISHED, through executionEventBatches
-        (one message per persisted batch) or, with ``batches=False``, executionEvents (one per event)."""
-        self._ids += 1
-        sub_id = str(self._ids)
-        wall0 = time.time()
-        started = time.perf_counter()
-        result = (await self.gql(RUN_JOB, {"id": job_id}))["runJob"]
-        if result["__typename"] != "ExecutionStarted":
-            raise BenchError(f"runJob: {result}")
-        run_job_s = time.perf_counter() - started
-        execution_id = result["execution"]["id"]
-        await self.ws.send(
-            json.dumps(
-                {
-                    "id": sub_id,
-                    "type": "subscribe",
-                    "payload": {
-                        "query": BATCHES if batches else EVENTS,
-                        "variables": {"id": execution_id, "after": 0},
-                    },
-                }
-            )
-        )
-        received: list[tuple[float, dict[str, Any]]] = []
-        messages = 0
-        deadline = started + 120
-        while not received or received[-1][1]["type"] != "EXECUTION_FINISHED":
-            raw = await asyncio.wait_for(self.ws.recv(), max(0.1, deadline - time.perf_counter()))
-            at = time.time()
-            msg = json.loads(raw)
-            if msg["type"] == "ping":
-                await self.ws.send(json.dumps({"type": "pong"}))
-            elif msg.get("id") != sub_id:
-                continue
-            elif msg["type"] == "next":
-                if msg["payload"].get("errors"):
-                    raise BenchError(f"subscription errors: {msg['payload']['errors']}")
-                data = msg["payload"]["data"]
-                if batches:
-                    received.extend((at, e) for e in data["executionEventBatches"]["events"])
-                else:
-                    received.append((at, data["executionEvents"]))
-                messages += 1
-            elif msg["type"] in ("error", "complete"):
-                raise BenchError(f"subscription ended early: {msg}")
-        wall = time.perf_counter() - started
-        # The server completes the subscription after EXECUTION_FINISHED; drain that (untimed).
-        with contextlib.suppress(TimeoutError):
-            while True:
-                msg = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-                if msg.get("id") == sub_id and msg["type"] in ("complete", "error"):
-                    break
-
-        final = (await self.gql(EXECUTION, {"id": execution_id}))["execution"]
-        if final["status"] != "SUCCEEDED" or final["succeededTargets"] != n:
-            reasons = sorted({str(r["message"]) for r in final["targetRuns"] if r["status"] != "SUCCEEDED"})
-            raise BenchError(
-                f"execution {execution_id}: {final['status']}, {final['succeededTargets']}/{n}; "
-                f"why: {'; '.join(reasons[:3])}"
-            )
-        _expect_output([run["steps"][0]["stdout"] for run in final["targetRuns"]], n, "end-to-end run")
-        reused = sum(1 for run in final["targetRuns"] if run["connectionReused"])
-        if reused != (n if warm else 0):
-            raise BenchError(f"end-to-end ({'warm' if warm else 'cold'}): {reused} of {n} connections reused")
-        events = [e for _, e in received]
-        if [e["seq"] for e in events] != list(range(1, len(events) + 1)):
-            raise BenchError("the subscriber saw gaps in the event sequence")
-
-        def ts(event: dict[str, Any]) -> float:
-            return datetime.fromisoformat(event["at"]).timestamp()
-
-        first, last = events[0], events[-1]
-        first_target = min(ts(e) for e in events if e["type"] == "TARGET_STARTED")
-        latencies = [at - ts(e) for at, e in received]
-        return Sample(
-            wall,
-            {
-                "run_job": run_job_s,
-                "to_started": ts(first) - wall0,
-                "to_first_target": first_target - ts(first),
-                **target_spread(ts(first), [ts(e) for e in events if e["type"] == "TARGET_STARTED"]),
-                "run": ts(last) - ts(first),
-                "tail": received[-1][0] - ts(last),
-                "events": len(events),
-                "messages": messages,
-                "persisted": final["lastSeq"],
-                "latency_p50": statistics.median(latencies),
-                "latency_max": max(latencies),
-            },
-        )
 
 
 # ------------------------------------------------------------------------------ Ansible

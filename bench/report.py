@@ -8,7 +8,9 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import live
 from modes import COMMAND, NUM_SHARDS, Memory, Sample
 
 LABELS = {
@@ -49,6 +51,8 @@ class Results:
     ansible_note: str = ""
     mode_errors: dict[str, str] = field(default_factory=dict)
     probe: list[dict[str, float]] = field(default_factory=list)
+    live: dict[str, Any] = field(default_factory=dict)
+    """`--modes live` (bench/live.py LiveResults.to_json)."""
     total_s: float = 0.0
     date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
@@ -207,8 +211,22 @@ def render(results: Results, *, error: str | None = None) -> str:
                 f"{_ratio(results.ratio(mode, n, 'cold'))} | {_spread(results, mode, n, 'warm')} | "
                 f"{_ratio(results.ratio(mode, n, 'warm'))} |"
             )
+    if results.live:
+        lines += ["", live_section(results).rstrip("\n")]
     lines += _breakdown(results) + _events(results) + _memory(results) + _verdict(results)
     return "\n".join(lines) + "\n"
+
+
+def live_section(results: Results) -> str:
+    """The live output section (bench/live.py), with this run's machine, date and load."""
+    data = live.LiveResults.from_json(results.live)
+    if not data.note and "live" in results.load:
+        data.note = f"load average (1/5 min) during the live runs {results.load['live']}; {results.ray_note}"
+    machine = {
+        **results.machine,
+        "cpu": f"{results.machine.get('cpu', '?')}, {results.machine.get('cores', '?')} cores",
+    }
+    return live.render(data, machine, results.date)
 
 
 def _breakdown(results: Results) -> list[str]:

@@ -21,13 +21,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,24 +33,21 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(BENCH), str(REPO)]
 
-import httpx  # noqa: E402
 
 import report  # noqa: E402
+from e2e import embedded_platform  # noqa: E402
 from infra import (  # noqa: E402
     SshdFleet,
-    free_port,
     load_average,
     machine_info,
-    spawn_router,
     start_fleet,
-    stop_router,
-    wait_router_ready,
 )
+from live import TARGETS as LIVE_TARGETS  # noqa: E402
+from live import bench_live, splice  # noqa: E402
 from modes import (  # noqa: E402
     NUM_SHARDS,
     Ansible,
     BenchError,
-    EndToEnd,
     engine_run,
     ensure_ansible,
     fresh_pools,
@@ -67,7 +61,7 @@ from modes import (  # noqa: E402
 from modes import _engine_targets as engine_targets  # noqa: E402
 from report import Results  # noqa: E402
 
-MODES = ("raw", "engine", "e2e", "ansible")
+MODES = ("raw", "engine", "e2e", "live", "ansible")
 WORK = BENCH / ".work"
 ADMIN_PASSWORD = secrets.token_urlsafe(16)  # a throwaway platform in a temporary directory
 
@@ -129,64 +123,12 @@ async def engine_session(fleet: SshdFleet, ns: list[int], results: Results) -> A
 
 @contextlib.asynccontextmanager
 async def e2e_session(fleet: SshdFleet, ns: list[int], results: Results) -> AsyncIterator[Round]:
-    from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
-    from opsconductor_ray.client import EngineClient
-    from opsconductor_shared.logging import configure_logging
-
-    configure_logging("WARNING", json=False)
-    data_dir = Path(tempfile.mkdtemp(prefix="opsc-bench-data-"))
-    saved = dict(os.environ)
-    for key in list(os.environ):  # the embedded defaults: SQLite files, in-process bus
-        if key.startswith("OPSC_"):
-            del os.environ[key]
-    os.environ.update(
-        {
-            "OPSC_DATA_DIR": str(data_dir),
-            "OPSC_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            **{f"OPSC_SERVICE_SECRET_{name.upper()}": uuid.uuid4().hex for name in SERVICES},
-            "OPSC_LOG_LEVEL": "WARNING",
-            "OPSC_TARGETS_ALLOW_NETWORKS": "127.0.0.0/8",  # the bench fleet's sshd is on loopback
-        }
-    )
-    engine = EngineClient()
-    await engine.connect()
-    vault = timed_vault()  # only to prime fresh pools (the runs get credentials from targets)
-    await vault.start()
-    primers = primer_targets(fleet, max(ns))
-    primer_credentials = vault.issue(
-        username=fleet.username, private_key=fleet.private_key_pem, known_hosts=fleet.known_hosts
-    )
-    ports = {name: free_port() for name in SERVICES}
-    platform = EmbeddedPlatform(services=tuple(SERVICES), ports=ports, engine=engine)
-    router = None
-    client: EndToEnd | None = None
-    try:
-        started = time.perf_counter()
-        await platform.start()
-        router = spawn_router(
-            free_port(),
-            {
-                **{
-                    f"OPSC_{name.upper()}_URL": f"http://127.0.0.1:{port}/graphql"
-                    for name, port in ports.items()
-                },
-                "OPSC_JWKS_URL": f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json",
-            },
-            WORK,
-        )
-        await wait_router_ready(router)
-        log(f"platform and router up in {time.perf_counter() - started:.1f}s")
-        client = EndToEnd(router.url, router.ws_url, httpx.AsyncClient(timeout=60))
-        await client.login("admin", ADMIN_PASSWORD)
-        started = time.perf_counter()
-        target_ids = await client.create_targets(fleet, max(ns))
-        jobs = {n: await client.create_job(target_ids[:n]) for n in ns}
-        log(f"created {len(target_ids)} targets and {len(jobs)} jobs in {time.perf_counter() - started:.1f}s")
-        await client.open_ws()
+    async with embedded_platform(fleet, max(ns), WORK, log) as platform:
+        client = platform.client
+        jobs = {n: await client.create_job(platform.target_ids[:n]) for n in ns}
 
         async def one(n: int, rep: int) -> None:
-            assert client is not None
-            pools = await fresh_pools(primers, primer_credentials)
+            pools = await fresh_pools(platform.primers, platform.primer_credentials)
             before = await pool_memory(pools)
             cold = await client.run(jobs[n], n, warm=False)
             after_cold = await pool_memory(pools)
@@ -202,20 +144,6 @@ async def e2e_session(fleet: SshdFleet, ns: list[int], results: Results) -> Asyn
             )
 
         yield one
-    finally:
-        # Synchronous steps first: they must happen even if this task is being cancelled.
-        if router is not None:
-            stop_router(router)
-        os.environ.clear()
-        os.environ.update(saved)
-        try:
-            if client is not None:
-                await client.close()
-                await client.http.aclose()
-            await platform.stop()
-            await vault.stop()
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def bench_ansible(fleet: SshdFleet, ns: list[int], repeat: int, results: Results) -> None:
@@ -296,6 +224,16 @@ async def run_modes(args: argparse.Namespace, fleet: SshdFleet, results: Results
                         del rounds[mode]
                     results.durations[mode] += time.perf_counter() - started
             results.load[f"repetition {rep + 1}"] += " → " + load_average()
+    if "live" in args.modes:  # its own platform, after the fan-out rounds
+        started = time.perf_counter()
+        results.load["live"] = load_average()
+        try:
+            results.live = (await bench_live(fleet, WORK, log)).to_json()
+        except BenchError as exc:
+            results.mode_errors["live"] = str(exc)
+            log(f"live stopped: {exc}")
+        results.durations["live"] = time.perf_counter() - started
+        results.load["live"] += " → " + load_average()
     if "ansible" in args.modes:  # last and on its own: minutes of ssh processes, a reference only
         results.load["ansible"] = load_average()
         started = time.perf_counter()
@@ -362,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     ray_up = False
     error: str | None = None
     try:
-        fleet = start_fleet(max(args.n) + NUM_SHARDS)  # + one host per pool shard to prime it
+        fan_out = [n for n in args.n if set(args.modes) - {"live"}]
+        hosts = max([*fan_out, LIVE_TARGETS if "live" in args.modes else 1])
+        fleet = start_fleet(hosts + NUM_SHARDS)  # + one host per pool shard to prime it
         results.sshd_note = (
             f"{len(fleet.processes)} sshd processes x 16 loopback addresses (127.0.200+k.1-16), "
             f"UsePAM {'yes' if fleet.use_pam else 'no'}, MaxStartups 200:30:400, MaxSessions 64, ed25519 keys"
         )
         log(results.sshd_note)
-        if {"engine", "e2e"} & set(args.modes):
+        if {"engine", "e2e", "live"} & set(args.modes):
             import ray
 
             ray_started = time.perf_counter()
@@ -410,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     results.load["end"] = load_average()
     results.total_s = time.perf_counter() - started
     out = args.out if error is None else WORK / "RESULTS.partial.md"
-    out.write_text(report.render(results, error=error))
+    if args.modes == ["live"] and error is None and "live" not in results.mode_errors:
+        # only the live section changes: the fan-out tables of the last full run stay
+        splice(out, report.live_section(results))
+    else:
+        out.write_text(report.render(results, error=error))
     results.to_json(WORK / ("results.json" if error is None else "results.partial.json"))
     log(f"{'wrote' if error is None else 'FAILED; partial results in'} {out} ({results.total_s:.0f}s in all)")
     return 0 if error is None else 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+import pydantic
 import pytest
 import ray
 
@@ -26,16 +27,12 @@ from opsconductor_ray.protocol import (
     EngineEvent,
     EventType,
     ExecutionPlan,
-    RunPolicy,
-    ScriptSpec,
     Status,
-    StepSpec,
     TargetSpec,
-    TransferSpec,
-    plan_batches,
     truncation_marker,
 )
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
+from opsconductor_shared.runplan import EnvVar, Policy, Script, Step, Transfer
 from tests.support.net import free_port
 from tests.support.sshd import SSHD_BINARY, SshServer, closed_port
 
@@ -45,11 +42,11 @@ def target_on(sshd: SshServer, host: str | None = None, port: int | None = None)
     return TargetSpec(target_id=target_id, name=target_id, host=host or sshd.host, port=port or sshd.port)
 
 
-def step(command: str, **fields: object) -> StepSpec:
-    return StepSpec(name=fields.pop("name", "step"), command=command, timeout_s=30, **fields)  # type: ignore[arg-type]
+def step(command: str, **fields: object) -> Step:
+    return Step(name=fields.pop("name", "step"), command=command, timeout_seconds=30, **fields)  # type: ignore[arg-type]
 
 
-def plan(cred: CredentialRef, targets: list[TargetSpec], *steps: StepSpec, **fields: object) -> ExecutionPlan:
+def plan(cred: CredentialRef, targets: list[TargetSpec], *steps: Step, **fields: object) -> ExecutionPlan:
     return ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
         steps=steps,
@@ -95,21 +92,25 @@ async def test_script_steps_run_with_arguments_env_and_working_directory(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
 ) -> None:
     t = target_on(sshd)
-    bash = StepSpec(
+    bash = Step(
         name="bash",
-        command="",
         type="script",
-        script=ScriptSpec("bash", 'echo "args:$#:$1:$2"; echo "greet=$GREETING"; pwd', ("one two", "it's")),
-        env=(("GREETING", "hello 'world'"),),
+        script=Script(
+            interpreter="bash",
+            body='echo "args:$#:$1:$2"; echo "greet=$GREETING"; pwd',
+            arguments=("one two", "it's"),
+        ),
+        env=(EnvVar(name="GREETING", value="hello 'world'"),),
         working_directory="/tmp",
     )
-    python = StepSpec(
+    python = Step(
         name="python",
-        command="",
         type="script",
-        script=ScriptSpec("python", "import sys\nprint('py', sys.argv[1:])\n", ("a", "b c")),
+        script=Script(
+            interpreter="python", body="import sys\nprint('py', sys.argv[1:])\n", arguments=("a", "b c")
+        ),
     )
-    sh = StepSpec(name="sh", command="", type="script", script=ScriptSpec("sh", "echo sh:$1", ("x",)))
+    sh = Step(name="sh", type="script", script=Script(interpreter="sh", body="echo sh:$1", arguments=("x",)))
     events = await run(engine, plan(key_ref, [t], bash, python, sh))
     text = out(events)
     assert "args:2:one two:it's\n" in text
@@ -123,12 +124,16 @@ async def test_script_steps_run_with_arguments_env_and_working_directory(
 async def test_bad_env_name_and_unknown_interpreter_fail_the_step(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
 ) -> None:
-    bad_env = step("true", env=(("NOT-VALID", "x"),))
+    bad_env = step("true", env=(EnvVar(name="NOT-VALID", value="x"),))
     events = await run(engine, plan(key_ref, [target_on(sshd)], bad_env))
     (done,) = of(events, EventType.STEP_FINISHED)
     assert done.status == Status.FAILED and "invalid environment variable name" in (done.data or "")
 
-    unknown = StepSpec(name="s", command="", type="script", script=ScriptSpec("cobol", "DISPLAY 'x'"))
+    # The run plan refuses an unknown interpreter; should one get through, the engine fails the step.
+    with pytest.raises(pydantic.ValidationError):
+        Script(interpreter="cobol", body="DISPLAY 'x'")  # type: ignore[arg-type]
+    cobol = Script.model_construct(interpreter="cobol", body="DISPLAY 'x'")  # type: ignore[arg-type]
+    unknown = Step.model_construct(name="s", type="script", script=cobol)
     events = await run(engine, plan(key_ref, [target_on(sshd)], unknown))
     (done,) = of(events, EventType.STEP_FINISHED)
     assert done.status == Status.FAILED and "unknown script interpreter" in (done.data or "")
@@ -161,30 +166,27 @@ async def test_file_transfer_uploads_and_downloads_over_sftp(
 ) -> None:
     t = target_on(sshd)
     name = f"opsc-upload-{uuid.uuid4().hex[:8]}.txt"
-    upload = StepSpec(
+    upload = Step(
         name="up",
-        command="",
         type="file_transfer",
         working_directory="/tmp",
-        transfer=TransferSpec("upload", destination=name, content="line one\nünïcode\n", mode="0640"),
+        transfer=Transfer(direction="upload", destination=name, content="line one\nünïcode\n", mode="0640"),
     )
     check = step(f"stat -c %a /tmp/{name}; cat /tmp/{name}", name="check")
-    download = StepSpec(
+    download = Step(
         name="down",
-        command="",
         type="file_transfer",
-        transfer=TransferSpec("download", destination="label", source=f"/tmp/{name}"),
+        transfer=Transfer(direction="download", destination="label", source=f"/tmp/{name}"),
     )
     events = await run(engine, plan(key_ref, [t], upload, check, download))
     steps = of(events, EventType.STEP_FINISHED)
     assert [s.status for s in steps] == [Status.SUCCEEDED] * 3
     assert out(events) == "640\nline one\nünïcode\n" + "line one\nünïcode\n"
 
-    missing = StepSpec(
+    missing = Step(
         name="missing",
-        command="",
         type="file_transfer",
-        transfer=TransferSpec("download", destination="x", source="/nonexistent/file"),
+        transfer=Transfer(direction="download", destination="x", source="/nonexistent/file"),
     )
     events = await run(engine, plan(key_ref, [t], missing))
     (done,) = of(events, EventType.STEP_FINISHED)
@@ -212,6 +214,42 @@ async def test_output_over_the_limit_is_truncated_with_a_marker(
     assert big == "x" * 1000 + truncation_marker(1000)
     assert out([e for e in events if e.step_index == 1]) == "small\n"
     assert [s.status for s in of(events, EventType.STEP_FINISHED)] == [Status.SUCCEEDED] * 2
+    # truncated is a field of that step on that target, not a word to search for
+    assert [s.truncated for s in of(events, EventType.STEP_FINISHED)] == [True, False]
+
+
+async def test_truncated_is_false_at_the_limit_and_set_for_a_cut_download(
+    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
+) -> None:
+    t = target_on(sshd)
+    name = f"/tmp/opsc-big-{uuid.uuid4().hex[:8]}.txt"
+    events = await run(
+        engine,
+        plan(
+            key_ref,
+            [t],
+            step("head -c 1000 /dev/zero | tr '\\0' y", name="exactly"),  # exactly the limit: nothing cut
+            step(f"head -c 5000 /dev/zero | tr '\\0' z > {name}; echo truncated", name="word"),
+            Step(
+                name="down",
+                type="file_transfer",
+                transfer=Transfer(direction="download", destination="label", source=name),
+            ),
+            step("exit 1", name="fails"),
+            step("echo skipped", name="skipped"),
+            max_output_bytes=1000,
+        ),
+    )
+    done = of(events, EventType.STEP_FINISHED)
+    assert [(s.step_name, s.status, s.truncated) for s in done] == [
+        ("exactly", Status.SUCCEEDED, False),
+        ("word", Status.SUCCEEDED, False),  # output that merely says "truncated" is not flagged
+        ("down", Status.SUCCEEDED, True),
+        ("fails", Status.FAILED, False),
+        ("skipped", Status.SKIPPED, False),
+    ]
+    assert out([e for e in events if e.step_index == 2]) == "z" * 1000 + truncation_marker(1000)
+    _unlink(name)
 
 
 # ----------------------------------------------------------------- policies
@@ -219,27 +257,27 @@ async def test_output_over_the_limit_is_truncated_with_a_marker(
 
 def test_batches_by_size_and_percent() -> None:
     ids = [f"t{i}" for i in range(10)]
-    assert plan_batches(ids, RunPolicy()) == [ids]
-    assert plan_batches(ids, RunPolicy(batch_size=4)) == [ids[:4], ids[4:8], ids[8:]]
-    assert plan_batches(ids, RunPolicy(batch_percent=25)) == [ids[:3], ids[3:6], ids[6:9], ids[9:]]
-    assert plan_batches(ids, RunPolicy(batch_size=3, batch_percent=50)) == [
+    assert Policy().batches(ids) == [ids]
+    assert Policy(batch_size=4).batches(ids) == [ids[:4], ids[4:8], ids[8:]]
+    assert Policy(batch_percent=25).batches(ids) == [ids[:3], ids[3:6], ids[6:9], ids[9:]]
+    assert Policy(batch_size=3, batch_percent=50).batches(ids) == [
         ids[:3],
         ids[3:6],
         ids[6:9],
         ids[9:],
     ]
-    assert plan_batches([], RunPolicy(batch_size=2)) == []
+    assert Policy(batch_size=2).batches([]) == []
 
 
 async def test_rolling_batches_finish_before_the_next_starts(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
 ) -> None:
     targets = [target_on(sshd, host=h) for h in sshd.hosts[:5]]
-    p = plan(key_ref, targets, step("sleep 0.2; echo ok"), policy=RunPolicy(batch_size=2))
+    p = plan(key_ref, targets, step("sleep 0.2; echo ok"), policy=Policy(batch_size=2))
     events = await run(engine, p)
     seq_started = {e.target_id: e.seq for e in of(events, EventType.TARGET_STARTED)}
     seq_finished = {e.target_id: e.seq for e in of(events, EventType.TARGET_FINISHED)}
-    batches = plan_batches([t.target_id for t in targets], p.policy)
+    batches = p.policy.batches([t.target_id for t in targets])
     assert len(batches) == 3
     for earlier, later in itertools.pairwise(batches):
         assert max(seq_finished[i] for i in earlier) < min(seq_started[i] for i in later)
@@ -250,7 +288,7 @@ async def test_fail_fast_cancels_the_targets_not_started(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
 ) -> None:
     targets = [target_on(sshd, host=h) for h in sshd.hosts[:4]]
-    p = plan(key_ref, targets, step("exit 1"), policy=RunPolicy(batch_size=1, fail_fast_threshold=1))
+    p = plan(key_ref, targets, step("exit 1"), policy=Policy(batch_size=1, fail_fast_threshold=1))
     events = await run(engine, p)
     ends = {e.target_id: e for e in of(events, EventType.TARGET_FINISHED)}
     assert ends[targets[0].target_id].status == Status.FAILED
@@ -268,7 +306,7 @@ async def test_connection_failures_are_retried_but_commands_never(
     refused = target_on(sshd, port=closed_port())
     marker = f"/tmp/opsc-retry-{uuid.uuid4().hex[:8]}"
     failing = target_on(sshd)
-    policy = RunPolicy(retries=2, retry_backoff_s=0.05)
+    policy = Policy(retries=2, retry_backoff_seconds=0.05)
     events = await run(
         engine, plan(key_ref, [refused, failing], step(f"echo run >> {marker}; exit 1"), policy=policy)
     )
@@ -292,7 +330,7 @@ async def test_overall_timeout_cancels_running_targets_and_fails_the_run(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
 ) -> None:
     targets = [target_on(sshd, host=h) for h in sshd.hosts[:3]]
-    p = plan(key_ref, targets, step("sleep 30"), policy=RunPolicy(timeout_s=1.5))
+    p = plan(key_ref, targets, step("sleep 30"), policy=Policy(timeout_seconds=2))
     events = await run(engine, p, timeout_s=30)
     assert events[-1].status == Status.FAILED
     assert finished(events)["reason"] == "run timed out"
@@ -310,7 +348,7 @@ async def test_two_runs_do_not_interleave_on_one_host_unless_allowed(
                 key_ref,
                 [target],
                 step(f"echo {name}1 >> {path}; sleep 1; echo {name}2 >> {path}"),
-                policy=RunPolicy(allow_host_overlap=allow),
+                policy=Policy(allow_host_overlap=allow),
             )
             for name in ("A", "B")
         ]
@@ -503,8 +541,7 @@ async def test_handshake_and_channel_limits_keep_a_strict_sshd_happy(
         cred,
         targets,
         step("sleep 0.3; echo ok"),
-        max_parallel=16,
-        policy=RunPolicy(max_parallel=16, allow_host_overlap=True),
+        policy=Policy(max_parallel=16, allow_host_overlap=True),
     )
     events = await run(strict_engine, p, timeout_s=120)
     ends = of(events, EventType.TARGET_FINISHED)

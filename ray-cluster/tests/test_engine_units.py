@@ -30,11 +30,11 @@ from opsconductor_ray.protocol import (
     EventType,
     ExecutionPlan,
     Status,
-    StepSpec,
     TargetSpec,
 )
 from opsconductor_ray.settings import EngineSettings, EventRetentionSettings
 from opsconductor_ray.testing import FakeCredentialVault
+from opsconductor_shared.runplan import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_PARALLEL, Step
 from tests.support.sshd import SshServer
 
 WHERE = {"host": "127.0.0.1", "port": 2222, "username": "x", "timeout_s": 3.0}
@@ -221,19 +221,25 @@ def test_credentials_hide_secrets_and_refuse_serialization() -> None:
 def test_protocol_objects_pickle_and_carry_no_secrets() -> None:
     plan = ExecutionPlan(
         execution_id="e-1",
-        steps=(StepSpec(name="s", command="true"),),
+        steps=(Step(name="s", command="true"),),
         targets=(TargetSpec(target_id="t-1", name="web-1", host="127.0.0.1"),),
         credentials=CredentialRef(resolver_url="http://127.0.0.1:1/resolve", grant="g"),
     )
-    event = EngineEvent(seq=1, type=EventType.STEP_FINISHED, at=1.0, status=Status.SUCCEEDED, exit_code=0)
+    event = EngineEvent(
+        seq=1, type=EventType.STEP_FINISHED, at=1.0, status=Status.SUCCEEDED, exit_code=0, truncated=False
+    )
 
     # Our own objects, round-tripped the way Ray ships them.
     assert pickle.loads(pickle.dumps(plan)) == plan  # noqa: S301
     assert pickle.loads(pickle.dumps(event)) == event  # noqa: S301
     assert event.to_dict()["type"] == "STEP_FINISHED"
     assert type(event.to_dict()["status"]) is str
-    assert plan.max_parallel == 50
-    assert plan.steps[0].timeout_s == 300
+    assert event.to_dict()["truncated"] is False
+    # The defaults are the run plan's own (opsconductor_shared.runplan), in one place.
+    assert plan.policy.max_parallel == DEFAULT_MAX_PARALLEL
+    assert plan.steps[0].timeout_seconds == 300
+    assert plan.max_output_bytes == DEFAULT_MAX_OUTPUT_BYTES
+    assert not hasattr(plan, "max_parallel") and not hasattr(plan, "effective_parallel")
 
 
 def test_credentials_are_asked_for_in_growing_chunks() -> None:

@@ -16,8 +16,9 @@ import pytest
 from opsconductor_ray.client import EngineClient
 from opsconductor_ray.credentials import KeyCache, KeyTooCostly, fetch_credential, openssh_kdf_rounds
 from opsconductor_ray.errors import CredentialUnavailable
-from opsconductor_ray.protocol import CredentialRef, EventType, ExecutionPlan, Status, StepSpec, TargetSpec
+from opsconductor_ray.protocol import CredentialRef, EventType, ExecutionPlan, Status, TargetSpec
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
+from opsconductor_shared.runplan import Step
 from tests.support.sshd import SshServer, closed_port
 
 
@@ -29,7 +30,7 @@ def _target(sshd: SshServer, host: str | None = None) -> TargetSpec:
 def _plan(ref: CredentialRef, target: TargetSpec, command: str = "echo ok") -> ExecutionPlan:
     return ExecutionPlan(
         execution_id=f"review-{uuid.uuid4().hex[:12]}",
-        steps=(StepSpec(name="s", command=command, timeout_s=30),),
+        steps=(Step(name="s", command=command, timeout_seconds=30),),
         targets=(target,),
         credentials=ref,
         connect_timeout_s=10,
@@ -211,7 +212,7 @@ def _run_with(budget: object, targets: int = 1) -> object:
 
     plan = ExecutionPlan(
         execution_id=f"retention-{uuid.uuid4().hex[:8]}",
-        steps=(StepSpec(name="s", command="x"),),
+        steps=(Step(name="s", command="x"),),
         targets=tuple(TargetSpec(target_id=f"t{i}", name=f"t{i}", host="127.0.0.1") for i in range(targets)),
         credentials=CredentialRef(resolver_url="http://127.0.0.1:1/x", grant="g"),
     )

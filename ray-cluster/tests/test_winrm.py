@@ -13,9 +13,10 @@ import pytest
 
 from opsconductor_ray.credentials import Credential
 from opsconductor_ray.errors import AuthenticationFailed, ConnectError, ConnectionRefused, HostKeyRejected
-from opsconductor_ray.protocol import ScriptSpec, StepSpec, TargetSpec, TransferSpec
+from opsconductor_ray.protocol import TargetSpec
 from opsconductor_ray.testing.wsman import SIGNAL_TERMINATE, WSManTestDouble
 from opsconductor_ray.winrm import WinRMRunner, clean_clixml, powershell_command_line
+from opsconductor_shared.runplan import EnvVar, Script, Step, Transfer
 from tests.support.net import free_port
 
 USER = "Administrator"
@@ -79,6 +80,11 @@ class Output:
         self.running_at_chunk: list[int] = []
         self.server = server
         self.first = asyncio.Event()
+        self.cut = False
+        """The runner reported cutting output itself (on_truncated)."""
+
+    def truncated(self) -> None:
+        self.cut = True
 
     def __call__(self, stream: str, text: str) -> None:
         self.chunks.append((stream, text))
@@ -93,28 +99,32 @@ class Output:
 async def run(
     runner: WinRMRunner,
     server: WSManTestDouble,
-    step: StepSpec,
+    step: Step,
     cred: Credential | None = None,
     cancel: asyncio.Event | None = None,
 ) -> tuple[int | None, str | None, Output]:
     output = Output(server)
     exit_code, reason = await runner.run_step(
-        target_of(server), cred or credential(), step, on_output=output, cancel=cancel or asyncio.Event()
+        target_of(server),
+        cred or credential(),
+        step,
+        on_output=output,
+        cancel=cancel or asyncio.Event(),
+        on_truncated=output.truncated,
     )
     return exit_code, reason, output
 
 
-def cmd(command: str, timeout_s: float = 20, **fields: object) -> StepSpec:
-    return StepSpec(name="cmd", command=command, timeout_s=timeout_s, **fields)  # type: ignore[arg-type]
+def cmd(command: str, timeout_s: int = 20, **fields: object) -> Step:
+    return Step(name="cmd", command=command, timeout_seconds=timeout_s, **fields)  # type: ignore[arg-type]
 
 
-def ps(body: str, *arguments: str, timeout_s: float = 20) -> StepSpec:
-    return StepSpec(
+def ps(body: str, *arguments: str, timeout_s: int = 20) -> Step:
+    return Step(
         name="ps",
-        command="",
         type="script",
-        script=ScriptSpec(interpreter="powershell", body=body, arguments=arguments),
-        timeout_s=timeout_s,
+        script=Script(interpreter="powershell", body=body, arguments=arguments),
+        timeout_seconds=timeout_s,
     )
 
 
@@ -152,7 +162,7 @@ async def test_working_directory_and_environment(runner: WinRMRunner, double: WS
     step = cmd(
         "cd & echo %APP_ENV%-%RELEASE%",
         working_directory="D:\\apps",
-        env=(("APP_ENV", "prod"), ("RELEASE", "42")),
+        env=(EnvVar(name="APP_ENV", value="prod"), EnvVar(name="RELEASE", value="42")),
     )
     exit_code, _, output = await run(runner, double, step)
     assert exit_code == 0
@@ -210,7 +220,7 @@ def test_clean_clixml() -> None:
 
 async def test_unsupported_interpreter(runner: WinRMRunner, double: WSManTestDouble) -> None:
     commands = len(double.commands)
-    bash = StepSpec(name="b", command="", type="script", script=ScriptSpec(interpreter="bash", body="echo"))
+    bash = Step(name="b", command="", type="script", script=Script(interpreter="bash", body="echo"))
     exit_code, reason, _ = await run(runner, double, bash)
     assert (exit_code, reason) == (
         None,
@@ -221,11 +231,11 @@ async def test_unsupported_interpreter(runner: WinRMRunner, double: WSManTestDou
 
 async def test_download_reads_the_remote_file(runner: WinRMRunner, double: WSManTestDouble) -> None:
     double.files["c:\\logs\\app.log"] = "line 1\r\nline 2\r\n"
-    step = StepSpec(
+    step = Step(
         name="dl",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(direction="download", source="C:\\logs\\app.log", destination="app.log"),
+        transfer=Transfer(direction="download", source="C:\\logs\\app.log", destination="app.log"),
     )
     exit_code, _, output = await run(runner, double, step)
     assert exit_code == 0
@@ -237,9 +247,9 @@ async def test_download_reads_the_remote_file(runner: WinRMRunner, double: WSMan
 
 async def test_timeout_terminates_the_command(runner: WinRMRunner, double: WSManTestDouble) -> None:
     signals = len(double.signals)
-    exit_code, reason, output = await run(runner, double, cmd("ping -n 60 127.0.0.1", timeout_s=1.5))
+    exit_code, reason, output = await run(runner, double, cmd("ping -n 60 127.0.0.1", timeout_s=2))
     assert exit_code is None
-    assert reason == "timed out after 1.5s; the command was sent the terminate signal"
+    assert reason == "timed out after 2s; the command was sent the terminate signal"
     assert "Reply from" in output.text()
     assert SIGNAL_TERMINATE in double.signals[signals:]
     await wait_until(lambda: double.running_commands == 0)
@@ -466,11 +476,11 @@ async def test_shells_per_host_are_limited(double: WSManTestDouble) -> None:
 
 async def test_upload_goes_through_stdin(runner: WinRMRunner, double: WSManTestDouble) -> None:
     content = "".join(f"line {i} — ünïcode 'quoted'\r\n" for i in range(20_000))  # ~700 KB: many Sends
-    step = StepSpec(
+    step = Step(
         name="up",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(
+        transfer=Transfer(
             direction="upload", destination="C:\\deploy\\it's.txt", content=content, mode="0644"
         ),
     )
@@ -478,21 +488,21 @@ async def test_upload_goes_through_stdin(runner: WinRMRunner, double: WSManTestD
     assert (exit_code, reason, output.text("STDERR")) == (0, None, "")
     assert double.files["c:\\deploy\\it's.txt"] == content
     assert len(double.commands[-1]) < 8000  # the content did not go on the command line
-    download = StepSpec(
+    download = Step(
         name="dl",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(direction="download", source="C:\\deploy\\it's.txt", destination="x"),
+        transfer=Transfer(direction="download", source="C:\\deploy\\it's.txt", destination="x"),
     )
     exit_code, _, output = await run(runner, double, download)
     assert (exit_code, output.text()) == (0, content)
     # the same 1 MiB limit as over SFTP: refused before anything is sent
     sent = len(double.commands)
-    too_big = StepSpec(
+    too_big = Step(
         name="big",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(direction="upload", destination="C:\\x.bin", content="x" * (1024 * 1024 + 1)),
+        transfer=Transfer(direction="upload", destination="C:\\x.bin", content="x" * (1024 * 1024 + 1)),
     )
     exit_code, reason, _ = await run(runner, double, too_big)
     assert (exit_code, reason) == (None, "upload content exceeds 1048576 bytes")
@@ -619,12 +629,12 @@ async def test_h7_hostile_argument_and_path_arrive_literally(
     assert (exit_code, output.text()) == (0, f"[{hostile}]\r\n")
 
     path = "C:\\temp\\x\u2018; Write-Output injected; \u2018.txt"
-    upload = StepSpec(
+    upload = Step(
         name="up",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(direction="upload", destination=path, content="data"),
-        timeout_s=20,
+        transfer=Transfer(direction="upload", destination=path, content="data"),
+        timeout_seconds=20,
     )
     exit_code, _, output = await run(runner, double, upload)
     assert exit_code == 0 and "injected" not in output.text()
@@ -699,6 +709,9 @@ async def test_m12_powershell_stderr_is_capped(double: WSManTestDouble) -> None:
         assert "output truncated at 1000 bytes" in stderr
         assert len(stderr) < 1000 + 100
         assert "-0" in stderr and "-19" not in stderr
+        assert output.cut, "the runner says it cut the output (STEP_FINISHED.truncated)"
+        exit_code, reason, output = await run(engine, double, ps("Write-Error small"))
+        assert (exit_code, reason, output.cut) == (1, None, False)
     finally:
         engine.close()
 
@@ -734,12 +747,12 @@ async def test_h7_download_source_cannot_leave_its_quotes(
     """H7 (related): the download runs through cmd.exe; a source that could end the quoted path,
     expand a variable or end the command line is refused before anything runs."""
     commands = len(double.commands)
-    step = StepSpec(
+    step = Step(
         name="down",
         command="",
         type="file_transfer",
-        transfer=TransferSpec(direction="download", destination="x", source=source),
-        timeout_s=20,
+        transfer=Transfer(direction="download", destination="x", source=source),
+        timeout_seconds=20,
     )
     exit_code, reason, _ = await run(runner, double, step)
     assert exit_code is None and reason is not None and "download needs a source path" in reason

@@ -15,13 +15,13 @@ from opsconductor_ray.protocol import (
     EngineEvent,
     EventType,
     ExecutionPlan,
-    ScriptSpec,
     Status,
-    StepSpec,
     TargetSpec,
+    truncation_marker,
 )
 from opsconductor_ray.testing import FakeCredentialVault, collect_events
 from opsconductor_ray.testing.wsman import WSManTestDouble
+from opsconductor_shared.runplan import Script, Step
 
 PASSWORD = "Win-Passw0rd!"
 
@@ -46,15 +46,14 @@ async def test_winrm_run_through_the_pool(
 ) -> None:
     good, bad = winrm_target(windows), winrm_target(windows)
     steps = (
-        StepSpec(name="cmd", command="echo hello & hostname", timeout_s=30),
-        StepSpec(
+        Step(name="cmd", command="echo hello & hostname", timeout_seconds=30),
+        Step(
             name="ps",
-            command="",
             type="script",
-            script=ScriptSpec(
+            script=Script(
                 interpreter="powershell", body='Write-Output "arg=$($args[0])"; exit 4', arguments=("x",)
             ),
-            timeout_s=30,
+            timeout_seconds=30,
             expected_exit_codes=(4,),
         ),
     )
@@ -71,6 +70,7 @@ async def test_winrm_run_through_the_pool(
     assert stdout == "hello\r\nWIN-ENGINE\r\narg=x\r\n"
     finished = [e for e in events if e.type == EventType.STEP_FINISHED]
     assert [(e.status, e.exit_code) for e in finished] == [(Status.SUCCEEDED, 0), (Status.SUCCEEDED, 4)]
+    assert [e.truncated for e in finished] == [False, False]
     assert events[-1].type == EventType.EXECUTION_FINISHED
     assert events[-1].status == Status.SUCCEEDED
     # TARGET_STARTED once the shell is open, before the first output
@@ -99,6 +99,36 @@ async def test_winrm_run_through_the_pool(
     assert result.message.endswith("hostname WIN-ENGINE")
 
 
+async def test_winrm_output_over_the_limit_is_cut_once_and_flagged(
+    engine: EngineClient, vault: FakeCredentialVault, windows: WSManTestDouble
+) -> None:
+    """The pool's output cap is the one truncation: the marker once, and STEP_FINISHED says
+    `truncated` for that step on that target only."""
+    plan = ExecutionPlan(
+        execution_id=f"test-{uuid.uuid4().hex[:12]}",
+        steps=(
+            Step(name="chatty", command="ping -n 3 127.0.0.1", timeout_seconds=30),
+            Step(name="small", command="echo ok", timeout_seconds=30),
+        ),
+        targets=(winrm_target(windows),),
+        credentials=vault.issue(username="opsc", password=PASSWORD),
+        max_output_bytes=40,
+    )
+    await engine.start(plan)
+    events = await collect_events(engine, plan.execution_id, timeout_s=60)
+    chatty = "".join(
+        e.data or "" for e in events if e.step_index == 0 and e.type in (EventType.STDOUT, EventType.STDERR)
+    )
+    assert chatty.endswith(truncation_marker(40))
+    assert len(chatty.encode()) == 40 + len(truncation_marker(40))
+    assert chatty.count("output truncated") == 1
+    finished = [e for e in events if e.type == EventType.STEP_FINISHED]
+    assert [(e.status, e.truncated) for e in finished] == [
+        (Status.SUCCEEDED, True),
+        (Status.SUCCEEDED, False),
+    ]
+
+
 async def test_winrm_timeout_and_cancel_through_the_pool(
     engine: EngineClient, vault: FakeCredentialVault, windows: WSManTestDouble
 ) -> None:
@@ -106,8 +136,8 @@ async def test_winrm_timeout_and_cancel_through_the_pool(
     timeout_plan = ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
         steps=(
-            StepSpec(name="slow", command="ping -n 60 127.0.0.1", timeout_s=2),
-            StepSpec(name="after", command="echo never", timeout_s=30),
+            Step(name="slow", command="ping -n 60 127.0.0.1", timeout_seconds=2),
+            Step(name="after", command="echo never", timeout_seconds=30),
         ),
         targets=(winrm_target(windows),),
         credentials=ref,
@@ -121,7 +151,7 @@ async def test_winrm_timeout_and_cancel_through_the_pool(
 
     cancel_plan = ExecutionPlan(
         execution_id=f"test-{uuid.uuid4().hex[:12]}",
-        steps=(StepSpec(name="long", command="ping -n 120 127.0.0.1", timeout_s=300),),
+        steps=(Step(name="long", command="ping -n 120 127.0.0.1", timeout_seconds=300),),
         targets=(winrm_target(windows),),
         credentials=ref,
     )

@@ -1,7 +1,8 @@
 """OpsConductor's execution engine: Ray actors that run job steps over SSH.
 
 Services use `EngineClient` (in `opsconductor_ray.client`) and the plain dataclasses of
-`opsconductor_ray.protocol`; they never import ray themselves. Importing this package
+`opsconductor_ray.protocol`, whose plans carry the run plan's `Step` and `Policy`
+(`opsconductor_shared.runplan`); they never import ray themselves. Importing this package
 does not import ray: `EngineClient` is loaded on first access.
 """
 
@@ -26,12 +27,8 @@ from opsconductor_ray.protocol import (
     EngineEvent,
     EventType,
     ExecutionPlan,
-    RunPolicy,
-    ScriptSpec,
     Status,
-    StepSpec,
     TargetSpec,
-    TransferSpec,
 )
 
 if TYPE_CHECKING:
@@ -53,12 +50,8 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionPlan",
     "HostKeyRejected",
-    "RunPolicy",
-    "ScriptSpec",
     "Status",
-    "StepSpec",
     "TargetSpec",
-    "TransferSpec",
 ]
 
 

@@ -39,10 +39,11 @@ class PoolConfig:
     (else `HostKeyRejected`), used for credentials that come without their own `knownHosts`.
     None (the default): such credentials are refused with `HostKeyUnknown` before any
     connection is made. There is no "accept any key" setting (review H3: fail closed)."""
-    flush_interval_s: float = 0.05
-    """Events are pushed to the coordinator at least this often while a batch runs..."""
+    flush_interval_s: float = 0.005
+    """Under load, pushes of events to the coordinator are at least this far apart (what arrives
+    meanwhile is merged into the next one); an idle stream pushes at once (live output)..."""
     flush_bytes: int = 64 * 1024
-    """...and as soon as this much output is waiting."""
+    """...and this much waiting output is pushed without that wait."""
     reap_interval_s: float = 15.0
     key_cache_size: int = 256
     """Parsed private keys kept per pool actor (least recently used evicted first)..."""

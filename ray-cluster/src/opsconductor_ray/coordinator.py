@@ -33,7 +33,6 @@ from opsconductor_ray.protocol import (
     ExecutionPlan,
     Status,
     TargetSpec,
-    plan_batches,
 )
 from opsconductor_ray.retention import EventBudget, EventLog, RetentionLimits
 from opsconductor_ray.settings import EventRetentionSettings
@@ -43,6 +42,10 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS_PER_CALL = 5000
 """A long poll returns at most this many events (the caller asks again from the last)."""
 MAX_WAIT_S = 30.0
+MAX_GATHER_S = 0.001
+"""`events(gather_s=...)` collects for at most this long once there are events: live output
+must not wait for a batch to fill. Under load the caller is behind anyway, and finds many
+events waiting when it asks again (coalescing comes from that, not from waiting)."""
 FINISHED_RETENTION_S = 6 * 3600.0
 """A finished run nobody released is dropped after this long (its events are lost)."""
 RELEASED_MEMORY_S = 24 * 3600.0
@@ -198,13 +201,13 @@ class _Run:
             data=json.dumps({"targets": len(plan.targets), "steps": len(plan.steps)}),
         )
         timer = None
-        if plan.policy.timeout_s is not None:
+        if plan.policy.timeout_seconds is not None:
             timer = asyncio.get_running_loop().call_later(
-                max(0.0, plan.policy.timeout_s), self._start_time_out
+                max(0.0, plan.policy.timeout_seconds), self._start_time_out
             )
         try:
             by_id = {t.target_id: t for t in plan.targets}
-            for batch_ids in plan_batches([t.target_id for t in plan.targets], plan.policy):
+            for batch_ids in plan.policy.batches([t.target_id for t in plan.targets]):
                 batch = [by_id[i] for i in batch_ids]
                 if self.cancel_requested or self.stop_reason is not None:
                     reason = self.stop_reason or "cancelled before the target started"
@@ -226,7 +229,7 @@ class _Run:
         shards: dict[int, list[TargetSpec]] = {}
         for target in targets:
             shards.setdefault(shard_of(target.target_id, self.num_shards), []).append(target)
-        parallel = self.plan.effective_parallel
+        parallel = self.plan.policy.max_parallel
         limits = split_parallelism(parallel, {shard: len(ts) for shard, ts in shards.items()})
         gate = asyncio.Semaphore(parallel) if sum(limits.values()) > parallel else None
 
@@ -395,24 +398,30 @@ class ExecutionCoordinator:
     async def events(
         self, execution_id: str, after_seq: int, wait_s: float, gather_s: float = 0.0
     ) -> list[EngineEvent] | None:
-        """Events with seq > `after_seq`; if none yet, wait up to `wait_s`. With `gather_s`,
-        once there are some, keep collecting for up to that long so that one call returns many
-        (but never past EXECUTION_FINISHED: the run's end returns at once). None: unknown run."""
+        """Events with seq > `after_seq`; if none yet, wait up to `wait_s` (woken by the first
+        new event). With `gather_s`, a caller that had to wait keeps collecting for up to
+        `min(gather_s, MAX_GATHER_S)` so that the rest of a burst comes in the same call (but
+        never past EXECUTION_FINISHED: the run's end returns at once); a caller that finds
+        events waiting gets them at once. None: unknown run."""
         run = self._runs.get(execution_id)
         if run is None:
             return None
         run.log.acknowledge(after_seq)
+        waited = False
         if run.log.last_seq <= after_seq and run.final_status is None and wait_s > 0:
+            waited = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.changed.wait(), min(wait_s, MAX_WAIT_S))
+        gather = min(gather_s, MAX_GATHER_S)
         if (
-            gather_s > 0
+            waited
+            and gather > 0
             and run.log.last_seq > after_seq
             and run.final_status is None
             and run.log.last_seq - after_seq < MAX_EVENTS_PER_CALL
         ):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.done.wait(), min(gather_s, MAX_WAIT_S))
+                await asyncio.wait_for(run.done.wait(), gather)
         return run.log.read(after_seq, MAX_EVENTS_PER_CALL)
 
     async def cancel(self, execution_id: str) -> bool:

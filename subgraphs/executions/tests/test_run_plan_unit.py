@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from opsconductor_executions.service.plans import Grant, engine_plan, stored_plan
-from opsconductor_shared.runplan import RunPlan
+from opsconductor_shared.runplan import EnvVar, RunPlan
 
 OLD_PLAN = {
     "steps": [
@@ -72,6 +72,6 @@ def test_the_engine_plan_carries_the_policy_once() -> None:
     plan: RunPlan = stored_plan(_row(OLD_PLAN)).plan  # type: ignore[arg-type]
     grant = Grant(grant="g", resolver_url="http://r", expires_at=None, targets=OLD_PLAN["targets"])
     built = engine_plan("e1", plan, grant, connect_timeout_s=5, max_output_bytes=100)
-    assert built.policy.max_parallel == 7 and built.effective_parallel == 7
+    assert built.policy is plan.policy and built.policy.max_parallel == 7
     assert built.policy.batch_size == 2 and built.max_output_bytes == 100
-    assert built.steps[0].env == (("A", "1"),) and built.targets[0].host == "h1"
+    assert built.steps[0].env == (EnvVar(name="A", value="1"),) and built.targets[0].host == "h1"

@@ -34,10 +34,10 @@ from opsconductor_ray.protocol import (
     CredentialRef,
     EventType,
     Status,
-    StepSpec,
     TargetSpec,
 )
 from opsconductor_ray.winrm import WinRMRunner
+from opsconductor_shared.runplan import Step
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class ConnectionPool:
             except ConnectError:
                 if attempt > batch.policy.retries:
                     raise
-                backoff = batch.policy.retry_backoff_s * (2 ** (attempt - 1))
+                backoff = batch.policy.retry_backoff_seconds * (2 ** (attempt - 1))
                 delay = backoff * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not crypto
                 with contextlib.suppress(TimeoutError):
                     await race(asyncio.Event().wait(), batch.halted, timeout_s=delay)
@@ -350,7 +350,7 @@ class ConnectionPool:
                     attempt=attempt_field,
                 )
 
-        async def run_one(index: int, step: StepSpec) -> StepOutcome:
+        async def run_one(index: int, step: Step) -> StepOutcome:
             nonlocal lease
             outcome, lease = await run_ssh_step(
                 self._ssh, batch, target, credential, lease, index, step, stream, announce

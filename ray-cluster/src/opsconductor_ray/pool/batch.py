@@ -13,7 +13,8 @@ from opsconductor_ray.config import PoolConfig
 from opsconductor_ray.credentials import Credential, KeyCache, fetch_credential, fetch_credentials
 from opsconductor_ray.errors import CredentialUnavailable
 from opsconductor_ray.pool.request import BatchRequest
-from opsconductor_ray.protocol import CredentialRef, RunPolicy, StepSpec
+from opsconductor_ray.protocol import CredentialRef
+from opsconductor_shared.runplan import DEFAULT_MAX_OUTPUT_BYTES, Policy, Step
 
 CREDENTIALS_PER_REQUEST = 50
 """A batch's credentials are asked for this many targets at a time (one resolver request each)."""
@@ -85,12 +86,12 @@ def _ignore_result(task: asyncio.Future[CredentialAnswers]) -> None:
 @dataclass(eq=False)
 class Batch:
     execution_id: str
-    steps: tuple[StepSpec, ...]
+    steps: tuple[Step, ...]
     credentials: CredentialRef
     connect_timeout_s: float
     slots: asyncio.Semaphore
-    policy: RunPolicy = field(default_factory=RunPolicy)
-    max_output_bytes: int = 1_048_576
+    policy: Policy = field(default_factory=Policy)
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     cancelled: Signal = field(default_factory=Signal)
     """Set by cancel (and the run timeout): running commands are killed."""
     halted: Signal = field(default_factory=Signal)

@@ -27,9 +27,12 @@ class _Pending:
 class EventStream:
     """A batch's events on their way to the coordinator, in order, in few calls.
 
-    Consecutive output chunks of one target's step are merged; everything is pushed every
-    `flush_interval_s`, or at once when `flush_bytes` of output wait. If the coordinator
-    cannot be reached, `on_failure` is called (the batch is then cancelled).
+    Live output (issue 15): an idle stream pushes as soon as something arrives. Coalescing
+    happens only under load: one push at a time, the next one no sooner than `flush_interval_s`
+    after the previous one began, and whatever arrived meanwhile goes in it (consecutive output
+    chunks of one target's step merged). `flush_bytes` of waiting output, a finished target or
+    the run's end are pushed without that wait. If the coordinator cannot be reached,
+    `on_failure` is called (the batch is then cancelled).
     """
 
     def __init__(
@@ -47,6 +50,10 @@ class EventStream:
         self._room = asyncio.Event()
         self._room.set()
         self._wake = asyncio.Event()
+        """Something is waiting to be pushed."""
+        self._urgent = asyncio.Event()
+        """...and it should not wait for the coalescing interval."""
+        self._last_push = float("-inf")
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -59,8 +66,9 @@ class EventStream:
         if target_id is not None:
             self._open_output.pop(target_id, None)
         self._pending.append(_Pending(type, target_id, time.time(), fields))
+        self._wake.set()
         if type in (EventType.TARGET_FINISHED, EventType.EXECUTION_FINISHED):
-            self._wake.set()
+            self._urgent.set()
 
     def output(self, type: EventType, target_id: str, step_index: int, step_name: str, text: str) -> None:
         if not text:
@@ -75,8 +83,9 @@ class EventStream:
             self._pending.append(last)
             self._open_output[target_id] = last
         self._bytes += len(text)
+        self._wake.set()
         if self._bytes >= self._max_bytes:
-            self._wake.set()
+            self._urgent.set()
         if self._bytes >= self._max_bytes * 8:
             self._room.clear()
 
@@ -87,16 +96,23 @@ class EventStream:
 
     async def _loop(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
+            await self._wake.wait()
+            # Under load (the previous push began less than an interval ago), let more output
+            # join this push; an idle stream pushes at once.
+            pause = self._last_push + self._interval - time.monotonic()
+            if pause > 0 and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), pause)
             await self.flush()
         await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
+            self._wake.clear()
+            self._urgent.clear()
             if not self._pending or self.failed:
                 return
+            self._last_push = time.monotonic()
             batch, self._pending = self._pending, []
             self._open_output.clear()
             self._bytes = 0

@@ -7,20 +7,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from opsconductor_ray.config import ActorHandle
-from opsconductor_ray.protocol import CredentialRef, RunPolicy, StepSpec, TargetSpec
+from opsconductor_ray.protocol import CredentialRef, TargetSpec
+from opsconductor_shared.runplan import DEFAULT_MAX_OUTPUT_BYTES, Policy, Step
 
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """Run `steps` on `targets`, at most `max_parallel` of them at a time, and push the events
-    to `sink.push(execution_id, list[EngineEvent])` (the run's coordinator)."""
+    """Run `steps` on `targets`, at most `max_parallel` of them at a time (this shard's share
+    of `policy.max_parallel`), and push the events to `sink.push(execution_id,
+    list[EngineEvent])` (the run's coordinator)."""
 
     execution_id: str
-    steps: tuple[StepSpec, ...]
+    steps: tuple[Step, ...]
     targets: tuple[TargetSpec, ...]
     credentials: CredentialRef
     connect_timeout_s: float
     max_parallel: int
     sink: ActorHandle
-    policy: RunPolicy = field(default_factory=RunPolicy)
-    max_output_bytes: int = 1_048_576
+    policy: Policy = field(default_factory=Policy)
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES

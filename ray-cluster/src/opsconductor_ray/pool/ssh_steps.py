@@ -22,14 +22,8 @@ from opsconductor_ray.pool.batch import Batch
 from opsconductor_ray.pool.events import EventStream
 from opsconductor_ray.pool.ssh_connections import Lease, SSHConnections
 from opsconductor_ray.pool.steps import StepOutcome
-from opsconductor_ray.protocol import (
-    MAX_UPLOAD_BYTES,
-    EventType,
-    Status,
-    StepSpec,
-    TargetSpec,
-    truncation_marker,
-)
+from opsconductor_ray.protocol import EventType, Status, TargetSpec, truncation_marker
+from opsconductor_shared.runplan import MAX_UPLOAD_BYTES, Step
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INTERPRETERS = {"bash": "bash -s --", "sh": "sh -s --", "python": "python3 -"}
@@ -42,13 +36,14 @@ async def run_ssh_step(
     credential: Credential,
     lease: Lease,
     index: int,
-    step: StepSpec,
+    step: Step,
     stream: EventStream,
     announce: Callable[[bool], None],
 ) -> tuple[StepOutcome, Lease]:
     """Run one step on `lease`'s connection. Returns the outcome and the lease in use after
     it (a new one when a dropped warm connection had to be replaced)."""
     started = time.monotonic()
+    cap = OutputCap(batch.max_output_bytes)
 
     def outcome(
         status: Status,
@@ -58,14 +53,14 @@ async def run_ssh_step(
         connection_broken: bool = False,
     ) -> tuple[StepOutcome, Lease]:
         duration_ms = (time.monotonic() - started) * 1000
-        return StepOutcome(status, duration_ms, exit_code, message, connection_broken), lease
+        return StepOutcome(status, duration_ms, exit_code, message, connection_broken, cap.truncated), lease
 
     def close_orphan(process: asyncssh.SSHClientProcess[bytes]) -> None:
         process.close()
 
     if step.type == "file_transfer":
         announce(lease.reused)
-        return await _transfer(batch, target, lease, index, step, stream), lease
+        return await _transfer(batch, target, lease, index, step, stream, cap), lease
     try:
         command, stdin_body, upload = build_command(step)
     except ValueError as exc:
@@ -77,12 +72,12 @@ async def run_ssh_step(
             await race(
                 _sftp_write(on.conn, upload[0], upload[1], None),
                 batch.cancelled,
-                timeout_s=step.timeout_s,
+                timeout_s=step.timeout_seconds,
             )
         return await race(
             on.conn.create_process(command, encoding=None),
             batch.cancelled,
-            timeout_s=step.timeout_s,
+            timeout_s=step.timeout_seconds,
             on_orphan=close_orphan,
         )
 
@@ -107,7 +102,7 @@ async def run_ssh_step(
         return outcome(Status.CANCELLED, message="cancelled")
     except TimeoutError:
         announce(lease.reused)
-        return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s")
+        return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_seconds:g}s")
     except asyncssh.SFTPError as exc:
         announce(lease.reused)
         return outcome(Status.FAILED, message=f"could not upload the script: {exc.reason}")
@@ -123,7 +118,6 @@ async def run_ssh_step(
     if stdin_body is not None:
         process.stdin.write(stdin_body)
     process.stdin.write_eof()
-    cap = OutputCap(batch.max_output_bytes)
 
     async def pump(reader: asyncssh.SSHReader[bytes], type: EventType) -> None:
         decode = Decoder()
@@ -151,7 +145,7 @@ async def run_ssh_step(
         await errors
         await process.wait_closed()
 
-    remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
+    remaining = max(0.0, step.timeout_seconds - (time.monotonic() - started))
     try:
         await race(complete(), batch.cancelled, timeout_s=remaining)
     except Cancelled:
@@ -160,7 +154,8 @@ async def run_ssh_step(
     except TimeoutError:
         await _kill(process)
         return outcome(
-            Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s; the command was sent SIGTERM"
+            Status.TIMED_OUT,
+            message=f"timed out after {step.timeout_seconds:g}s; the command was sent SIGTERM",
         )
     except (asyncssh.Error, OSError) as exc:
         error = map_exception(exc, host=target.host, port=target.port, username=credential.username)
@@ -186,10 +181,12 @@ async def _transfer(
     target: TargetSpec,
     lease: Lease,
     index: int,
-    step: StepSpec,
+    step: Step,
     stream: EventStream,
+    cap: OutputCap,
 ) -> StepOutcome:
-    """Upload `content` to, or download `source` from, the target over SFTP."""
+    """Upload `content` to, or download `source` from, the target over SFTP (a download's
+    content goes through `cap`)."""
     started = time.monotonic()
     spec = step.transfer
 
@@ -201,7 +198,7 @@ async def _transfer(
         connection_broken: bool = False,
     ) -> StepOutcome:
         duration_ms = (time.monotonic() - started) * 1000
-        return StepOutcome(status, duration_ms, exit_code, message, connection_broken)
+        return StepOutcome(status, duration_ms, exit_code, message, connection_broken, cap.truncated)
 
     if spec is None:
         return outcome(Status.FAILED, message="file_transfer step without a transfer")
@@ -224,18 +221,17 @@ async def _transfer(
     else:
         return outcome(Status.FAILED, message=f"unknown transfer direction {spec.direction!r}")
     try:
-        data_read = await race(work, batch.cancelled, timeout_s=step.timeout_s)
+        data_read = await race(work, batch.cancelled, timeout_s=step.timeout_seconds)
     except Cancelled:
         return outcome(Status.CANCELLED, message="cancelled")
     except TimeoutError:
-        return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_s:g}s")
+        return outcome(Status.TIMED_OUT, message=f"timed out after {step.timeout_seconds:g}s")
     except asyncssh.SFTPError as exc:
         return outcome(Status.FAILED, message=f"sftp {spec.direction} of {path} failed: {exc.reason}")
     except (asyncssh.Error, OSError) as exc:
         error = map_exception(exc, host=target.host, port=target.port, username=None)
         return outcome(Status.FAILED, message=error.message, connection_broken=True)
     if data_read is not None:
-        cap = OutputCap(batch.max_output_bytes)
         for piece in cap.take_text(data_read.decode("utf-8", "replace")):
             stream.output(EventType.STDOUT, target.target_id, index, step.name, piece)
     return outcome(Status.SUCCEEDED, exit_code=0)
@@ -251,16 +247,16 @@ async def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
         await asyncio.wait_for(process.wait_closed(), 2.0)
 
 
-def build_command(step: StepSpec) -> tuple[str, bytes | None, tuple[str, bytes] | None]:
+def build_command(step: Step) -> tuple[str, bytes | None, tuple[str, bytes] | None]:
     """The shell command line for a command or script step, what to feed on stdin, and a
     file to upload first (PowerShell scripts, which cannot take arguments from stdin)."""
     lines: list[str] = []
     if step.working_directory:
         lines.append(f"cd {shlex.quote(step.working_directory)} || exit 1")
-    for name, value in step.env:
-        if not _ENV_NAME.match(name):
-            raise ValueError(f"invalid environment variable name {name!r}")
-        lines.append(f"export {name}={shlex.quote(value)}")
+    for var in step.env:
+        if not _ENV_NAME.match(var.name):
+            raise ValueError(f"invalid environment variable name {var.name!r}")
+        lines.append(f"export {var.name}={shlex.quote(var.value)}")
     stdin: bytes | None = None
     upload: tuple[str, bytes] | None = None
     if step.type == "command":
@@ -286,7 +282,7 @@ def build_command(step: StepSpec) -> tuple[str, bytes | None, tuple[str, bytes] 
     return "\n".join(lines), stdin, upload
 
 
-def remote_path(step: StepSpec, path: str) -> str:
+def remote_path(step: Step, path: str) -> str:
     """SFTP paths are relative to the login directory, like the shell's before its `cd`."""
     if step.working_directory and not posixpath.isabs(path):
         return posixpath.join(step.working_directory, path)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from opsconductor_ray.pool.batch import Batch
 from opsconductor_ray.pool.events import EventStream
-from opsconductor_ray.protocol import EventType, Status, StepSpec, TargetSpec
+from opsconductor_ray.protocol import EventType, Status, TargetSpec
+from opsconductor_shared.runplan import Step
 
 
 @dataclass
@@ -17,13 +18,15 @@ class StepOutcome:
     exit_code: int | None = None
     message: str | None = None
     connection_broken: bool = False
+    truncated: bool = False
+    """The step's output on this target was cut at the batch's `max_output_bytes`."""
 
 
 async def run_steps(
     batch: Batch,
     target: TargetSpec,
     stream: EventStream,
-    run_one: Callable[[int, StepSpec], Awaitable[StepOutcome]],
+    run_one: Callable[[int, Step], Awaitable[StepOutcome]],
 ) -> tuple[Status, str | None]:
     """Run the steps in order; a failed step (unless continue_on_error) skips the rest."""
     target_status = Status.SUCCEEDED
@@ -37,6 +40,7 @@ async def run_steps(
                 step_index=index,
                 step_name=step.name,
                 status=Status.SKIPPED,
+                truncated=False,
             )
             continue
         outcome = await run_one(index, step)
@@ -49,6 +53,7 @@ async def run_steps(
             exit_code=outcome.exit_code,
             data=outcome.message,
             duration_ms=outcome.duration_ms,
+            truncated=outcome.truncated,
         )
         if outcome.status is Status.CANCELLED:
             target_status, failure, blocked = Status.CANCELLED, "cancelled", True

@@ -7,7 +7,7 @@ import base64
 import html
 from dataclasses import dataclass
 
-from opsconductor_ray.protocol import MAX_UPLOAD_BYTES, StepSpec
+from opsconductor_shared.runplan import MAX_UPLOAD_BYTES, Step
 
 UTF8_CODEPAGE = 65001
 MAX_COMMAND_LINE = 8000
@@ -59,7 +59,7 @@ def upload_script(destination: str) -> str:
     """PowerShell that writes the base64 text it reads on stdin to `destination`.
 
     The content goes through WinRS stdin (Send), not the command line, so it is not bound
-    by the 8191-character limit. Windows has no POSIX mode: `TransferSpec.mode` is ignored."""
+    by the 8191-character limit. Windows has no POSIX mode: `Transfer.mode` is ignored."""
     return (
         "$ErrorActionPreference = 'Stop'\n"
         "$data = [Console]::In.ReadToEnd()\n"
@@ -93,7 +93,7 @@ def clean_clixml(text: str) -> str:
     return "".join(messages) if messages else text
 
 
-def command_for(step: StepSpec) -> tuple[Prepared | None, str | None]:
+def command_for(step: Step) -> tuple[Prepared | None, str | None]:
     """(what to run, None), or (None, why the step cannot run on Windows)."""
     if step.type == "command":
         return Prepared(step.command), None

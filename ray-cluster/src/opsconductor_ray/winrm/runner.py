@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from winrm.protocol import Protocol
 from opsconductor_ray._output import Decoder
 from opsconductor_ray.credentials import Credential
 from opsconductor_ray.errors import EngineError
-from opsconductor_ray.protocol import ConnectionTestResult, StepSpec, TargetSpec, truncation_marker
+from opsconductor_ray.protocol import ConnectionTestResult, TargetSpec, truncation_marker
 from opsconductor_ray.winrm.commands import (
     MAX_POWERSHELL_STDERR,
     STDIN_CHUNK,
@@ -42,6 +43,7 @@ from opsconductor_ray.winrm.commands import (
     command_for,
 )
 from opsconductor_ray.winrm.endpoint import Endpoint, endpoint_of, map_winrm_exception
+from opsconductor_shared.runplan import Step
 
 OnOutput = Callable[[str, str], None]
 logger = logging.getLogger(__name__)
@@ -130,11 +132,12 @@ class WinRMRunner:
         self,
         target: TargetSpec,
         credential: Credential,
-        step: StepSpec,
+        step: Step,
         *,
         on_output: OnOutput,
         cancel: asyncio.Event,
         on_started: Callable[[bool], None] | None = None,
+        on_truncated: Callable[[], None] | None = None,
     ) -> tuple[int | None, str | None]:
         """Run one step; returns (exit code, None) when the command ended by itself, or
         (None, reason) when it did not run or was stopped ("timed out after …", "cancelled …").
@@ -142,7 +145,9 @@ class WinRMRunner:
 
         `on_started(reused)` (optional) is called once the server accepted us and created the
         shell, before any output: the WinRM counterpart of "the SSH channel is open", for
-        callers that announce TARGET_STARTED only for targets that really connected."""
+        callers that announce TARGET_STARTED only for targets that really connected.
+        `on_truncated()` (optional) is called, before the step returns, when the runner itself
+        cut output (a PowerShell step's error records beyond `max_powershell_stderr`)."""
         endpoint = endpoint_of(target, credential)
         command, unsupported = command_for(step)
         if command is None:
@@ -157,7 +162,7 @@ class WinRMRunner:
         host.users += 1
         try:
             return await self._run_in_slot(
-                host.slots, endpoint, credential, step, command, on_output, cancel, on_started
+                host.slots, endpoint, credential, step, command, on_output, cancel, on_started, on_truncated
             )
         finally:
             host.users -= 1
@@ -169,19 +174,20 @@ class WinRMRunner:
         slots: asyncio.Semaphore,
         endpoint: Endpoint,
         credential: Credential,
-        step: StepSpec,
+        step: Step,
         command: Prepared,
         on_output: OnOutput,
         cancel: asyncio.Event,
         on_started: Callable[[bool], None] | None,
+        on_truncated: Callable[[], None] | None,
     ) -> tuple[int | None, str | None]:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        if not await _acquire(slots, cancel, step.timeout_s):
+        if not await _acquire(slots, cancel, step.timeout_seconds):
             return None, (
                 "cancelled before the step started"
                 if cancel.is_set()
-                else f"timed out after {step.timeout_s:g}s waiting for a WinRM shell slot on {endpoint.where}"
+                else f"timed out after {step.timeout_seconds:g}s waiting for a WinRM shell slot on {endpoint.where}"
             )
         try:
             idle_before = self.reused
@@ -197,10 +203,14 @@ class WinRMRunner:
                 if on_started is not None:
                     loop.call_soon_threadsafe(on_started, reused)
 
-            job = self._pool().submit(self._execute, protocol, run, step, command, emit, shell_open)
+            def cut() -> None:
+                if on_truncated is not None:
+                    loop.call_soon_threadsafe(on_truncated)
+
+            job = self._pool().submit(self._execute, protocol, run, step, command, emit, shell_open, cut)
             future = asyncio.wrap_future(job)
             stopper = asyncio.ensure_future(cancel.wait())
-            remaining = max(0.0, step.timeout_s - (time.monotonic() - started))
+            remaining = max(0.0, step.timeout_seconds - (time.monotonic() - started))
             try:
                 done, _ = await asyncio.wait(
                     {future, stopper}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
@@ -220,7 +230,7 @@ class WinRMRunner:
             reason = (
                 "cancelled; the command was sent the terminate signal"
                 if cancel.is_set()
-                else f"timed out after {step.timeout_s:g}s; the command was sent the terminate signal"
+                else f"timed out after {step.timeout_seconds:g}s; the command was sent the terminate signal"
             )
             run.stop.set()
             if job.cancel():  # still waiting for a worker thread: nothing ran
@@ -252,7 +262,7 @@ class WinRMRunner:
         """Open a shell, run `hostname`, close it; report the latency."""
         started = time.monotonic()
         output: list[str] = []
-        step = StepSpec(name="test connection", command="hostname", timeout_s=timeout_s)
+        step = Step(name="test connection", command="hostname", timeout_seconds=max(1, math.ceil(timeout_s)))
         try:
             endpoint = endpoint_of(target, credential)
             reused = bool(self._idle.get(endpoint))
@@ -398,15 +408,16 @@ class WinRMRunner:
         self,
         protocol: Protocol,
         run: _Run,
-        step: StepSpec,
+        step: Step,
         command: Prepared,
         emit: OnOutput,
         shell_open: Callable[[], None],
+        cut: Callable[[], None],
     ) -> int:
         """In a worker thread: shell, command, Receive until Done, shell deleted."""
         shell_id = protocol.open_shell(
             working_directory=step.working_directory,
-            env_vars=dict(step.env) or None,
+            env_vars={var.name: var.value for var in step.env} or None,
             codepage=UTF8_CODEPAGE,
             noprofile=True,
         )
@@ -455,6 +466,7 @@ class WinRMRunner:
                         emit("STDERR", clean_clixml("".join(stderr_parts)))
                     if stderr_cut:
                         emit("STDERR", truncation_marker(self._max_powershell_stderr))
+                        cut()
                     with contextlib.suppress(Exception):
                         protocol.cleanup_command(shell_id, command_id)
                     return exit_code

@@ -14,19 +14,11 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from opsconductor_executions.models import Execution
-from opsconductor_ray.protocol import (
-    CredentialRef,
-    ExecutionPlan,
-    RunPolicy,
-    ScriptSpec,
-    StepSpec,
-    TargetSpec,
-    TransferSpec,
-)
+from opsconductor_ray.protocol import CredentialRef, ExecutionPlan, TargetSpec
 from opsconductor_shared.client import ServiceCallError, ServiceClient
 from opsconductor_shared.errors import DependencyUnavailableError, NotFoundError, ValidationError
 from opsconductor_shared.logging import get_logger
-from opsconductor_shared.runplan import RunPlan, Step
+from opsconductor_shared.runplan import RunPlan
 
 log = get_logger("opsconductor.executions")
 
@@ -103,11 +95,11 @@ def _old_step(step: dict[str, Any], index: int) -> dict[str, Any]:
 def engine_plan(
     execution_id: str, plan: RunPlan, grant: Grant, *, connect_timeout_s: float, max_output_bytes: int
 ) -> ExecutionPlan:
-    """The engine's snapshot of the run: the one place a RunPlan becomes an ExecutionPlan."""
-    policy = plan.policy
+    """The engine's snapshot of the run: the one place a RunPlan becomes an ExecutionPlan (whose
+    steps and policy are the run plan's own types)."""
     return ExecutionPlan(
         execution_id=execution_id,
-        steps=tuple(_step_spec(s) for s in sorted(plan.steps, key=lambda s: s.order)),
+        steps=tuple(sorted(plan.steps, key=lambda s: s.order)),
         targets=tuple(
             TargetSpec(
                 target_id=t["id"],
@@ -119,49 +111,14 @@ def engine_plan(
             for t in grant.targets
         ),
         credentials=credentials(grant),
-        max_parallel=policy.max_parallel,
+        policy=plan.policy,
         connect_timeout_s=connect_timeout_s,
-        policy=RunPolicy(
-            max_parallel=policy.max_parallel,
-            batch_size=policy.batch_size,
-            batch_percent=policy.batch_percent,
-            fail_fast_threshold=policy.fail_fast_threshold,
-            retries=policy.retries,
-            retry_backoff_s=policy.retry_backoff_seconds,
-            timeout_s=float(policy.timeout_seconds) if policy.timeout_seconds else None,
-            allow_host_overlap=policy.allow_host_overlap,
-        ),
         max_output_bytes=max_output_bytes,
     )
 
 
 def credentials(grant: Grant) -> CredentialRef:
     return CredentialRef(resolver_url=grant.resolver_url, grant=grant.grant)
-
-
-def _step_spec(step: Step) -> StepSpec:
-    script = transfer = None
-    if step.script is not None:
-        script = ScriptSpec(
-            interpreter=step.script.interpreter, body=step.script.body, arguments=step.script.arguments
-        )
-    if step.transfer is not None:
-        t = step.transfer
-        transfer = TransferSpec(
-            direction=t.direction, destination=t.destination, source=t.source, content=t.content, mode=t.mode
-        )
-    return StepSpec(
-        name=step.name,
-        command=step.command,
-        timeout_s=float(step.timeout_seconds),
-        continue_on_error=step.continue_on_error,
-        type=step.type,
-        script=script,
-        transfer=transfer,
-        working_directory=step.working_directory,
-        env=tuple((e.name, e.value) for e in step.env),
-        expected_exit_codes=step.expected_exit_codes,
-    )
 
 
 class PlanSource:

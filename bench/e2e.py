@@ -154,30 +154,22 @@ class EndToEnd:
             raise BenchError(f"createJob: {result}")
         return str(result["job"]["id"])
 
-    async def run(self, job_id: str, n: int, *, warm: bool, batches: bool = True) -> Sample:
-        """Time runJob -> the subscriber receiving EXECUTION_FINISHED, through executionEventBatches
-        (one message per persisted batch) or, with ``batches=False``, executionEvents (one per event)."""
+    async def follow(
+        self, job_id: str, *, batches: bool
+    ) -> tuple[str, float, list[tuple[float, dict[str, Any]]], int, float]:
+        """runJob, subscribe from seq 0 and collect (receive time, event) until EXECUTION_FINISHED,
+        through executionEventBatches (one message per batch) or executionEvents (one per event).
+        Returns the execution id, runJob's time, the events, the WebSocket messages and the wall time."""
         self._ids += 1
         sub_id = str(self._ids)
-        wall0 = time.time()
         started = time.perf_counter()
         result = (await self.gql(RUN_JOB, {"id": job_id}))["runJob"]
         if result["__typename"] != "ExecutionStarted":
             raise BenchError(f"runJob: {result}")
         run_job_s = time.perf_counter() - started
         execution_id = result["execution"]["id"]
-        await self.ws.send(
-            json.dumps(
-                {
-                    "id": sub_id,
-                    "type": "subscribe",
-                    "payload": {
-                        "query": BATCHES if batches else EVENTS,
-                        "variables": {"id": execution_id, "after": 0},
-                    },
-                }
-            )
-        )
+        payload = {"query": BATCHES if batches else EVENTS, "variables": {"id": execution_id, "after": 0}}
+        await self.ws.send(json.dumps({"id": sub_id, "type": "subscribe", "payload": payload}))
         received: list[tuple[float, dict[str, Any]]] = []
         messages = 0
         deadline = started + 120
@@ -207,6 +199,13 @@ class EndToEnd:
                 msg = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
                 if msg.get("id") == sub_id and msg["type"] in ("complete", "error"):
                     break
+        return execution_id, run_job_s, received, messages, wall
+
+    async def run(self, job_id: str, n: int, *, warm: bool, batches: bool = True) -> Sample:
+        """Time runJob -> the subscriber receiving EXECUTION_FINISHED, through executionEventBatches
+        (one message per persisted batch) or, with ``batches=False``, executionEvents (one per event)."""
+        wall0 = time.time()
+        execution_id, run_job_s, received, messages, wall = await self.follow(job_id, batches=batches)
 
         final = (await self.gql(EXECUTION, {"id": execution_id}))["execution"]
         if final["status"] != "SUCCEEDED" or final["succeededTargets"] != n:

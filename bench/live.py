@@ -12,18 +12,15 @@ duplicates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import json
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from e2e import BATCHES, EVENTS, EXECUTION, RUN_JOB, EndToEnd, embedded_platform
+from e2e import EXECUTION, EndToEnd, embedded_platform
 from infra import SshdFleet
 from modes import BenchError
 
@@ -96,44 +93,8 @@ async def stream(
 ) -> tuple[list[tuple[float, dict]], int, float]:
     """runJob, subscribe from seq 0, collect (receive time, event) until EXECUTION_FINISHED.
     Returns the events, the number of WebSocket messages and the wall time."""
-    client._ids += 1
-    sub_id = f"live-{client._ids}"
-    started = time.perf_counter()
-    result = (await client.gql(RUN_JOB, {"id": job_id}))["runJob"]
-    if result["__typename"] != "ExecutionStarted":
-        raise BenchError(f"runJob: {result}")
-    execution_id = result["execution"]["id"]
     batches = subscription == "executionEventBatches"
-    payload = {"query": BATCHES if batches else EVENTS, "variables": {"id": execution_id, "after": 0}}
-    await client.ws.send(json.dumps({"id": sub_id, "type": "subscribe", "payload": payload}))
-    received: list[tuple[float, dict[str, Any]]] = []
-    messages = 0
-    deadline = started + 120
-    while not received or received[-1][1]["type"] != "EXECUTION_FINISHED":
-        raw = await asyncio.wait_for(client.ws.recv(), max(0.1, deadline - time.perf_counter()))
-        at = time.time()
-        msg = json.loads(raw)
-        if msg["type"] == "ping":
-            await client.ws.send(json.dumps({"type": "pong"}))
-        elif msg.get("id") != sub_id:
-            continue
-        elif msg["type"] == "next":
-            if msg["payload"].get("errors"):
-                raise BenchError(f"subscription errors: {msg['payload']['errors']}")
-            data = msg["payload"]["data"]
-            if batches:
-                received.extend((at, e) for e in data["executionEventBatches"]["events"])
-            else:
-                received.append((at, data["executionEvents"]))
-            messages += 1
-        elif msg["type"] in ("error", "complete"):
-            raise BenchError(f"subscription ended early: {msg}")
-    wall = time.perf_counter() - started
-    with contextlib.suppress(TimeoutError):  # the server completes the subscription (untimed)
-        while True:
-            msg = json.loads(await asyncio.wait_for(client.ws.recv(), 5))
-            if msg.get("id") == sub_id and msg["type"] in ("complete", "error"):
-                break
+    execution_id, _, received, messages, wall = await client.follow(job_id, batches=batches)
     final = (await client.gql(EXECUTION, {"id": execution_id}))["execution"]
     if final["status"] != "SUCCEEDED" or final["succeededTargets"] != n:
         reasons = sorted({str(r["message"]) for r in final["targetRuns"] if r["status"] != "SUCCEEDED"})

@@ -465,6 +465,33 @@ async def test_a_dying_pool_fails_its_targets_and_the_run_still_finishes(
     assert text_of(again) == "back\n"
 
 
+async def test_a_pool_replaced_under_its_name_is_found_again(
+    engine: EngineClient, sshd: SshServer, key_ref: CredentialRef
+) -> None:
+    """The client hands the coordinator its cached pool handles (no ping of every pool per start);
+    a pool killed for good and created again under its name is looked up again by the coordinator."""
+    from opsconductor_ray.pool.actor import get_pool
+
+    target = target_on(sshd)
+    shard = shard_of(target.target_id, engine.num_shards)
+    assert text_of(await run(engine, sshd, plan_for(key_ref, [target], "echo before"))) == "before\n"
+
+    old = await asyncio.to_thread(ray.get_actor, pool_name(shard), namespace=engine.namespace)
+    ray.kill(old, no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.to_thread(ray.get_actor, pool_name(shard), namespace=engine.namespace)
+        except ValueError:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(get_pool, shard, engine.pool_config, engine.namespace, engine.pool_resource)
+
+    events = await run(engine, sshd, plan_for(key_ref, [target], "echo after"))
+    assert counts(events)["succeeded"] == 1, [e.data for e in events if e.status == Status.FAILED]
+    assert text_of(events) == "after\n"
+
+
 async def test_connection_test_reports_success_and_failure(
     engine: EngineClient, sshd: SshServer, key_ref: CredentialRef, vault: FakeCredentialVault
 ) -> None:

@@ -17,14 +17,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
 import ray
 from ray.exceptions import RayActorError
 
-from opsconductor_ray.config import ActorHandle, PoolConfig, shard_of
+from opsconductor_ray.config import ActorHandle, PoolConfig, pool_name, shard_of
 from opsconductor_ray.pool.request import BatchRequest
 from opsconductor_ray.protocol import (
     CredentialRef,
@@ -108,6 +108,9 @@ class _Run:
         self.plan = plan
         self.pools = pools
         self.num_shards = num_shards
+        self.lookup: Callable[[int], Awaitable[ActorHandle | None]] | None = None
+        """Finds a shard's pool by name again (set by the host): a handle the client passed may
+        belong to a pool killed for good and created again under the same name."""
         self.log = EventLog(budget if budget is not None else EventBudget())
         """The run's events, bounded (retention.py, review M12)."""
         self.changed = asyncio.Event()
@@ -251,8 +254,7 @@ class _Run:
             return
         plan = self.plan
         try:
-            pool = self.pools[shard]
-            await _answering(pool)
+            pool = await self._live_pool(shard)
             me = self.me if self.me is not None else _current_actor()
             request = BatchRequest(
                 execution_id=plan.execution_id,
@@ -276,6 +278,20 @@ class _Run:
             reason = f"execution pool failed: {type(exc).__name__}: {_first_line(exc)}"
             logger.exception("execution %s, shard %d", plan.execution_id, shard)
             self._fail_unfinished(targets, reason)
+
+    async def _live_pool(self, shard: int) -> ActorHandle:
+        """The shard's pool, checked with one idempotent call. A dead handle is looked up again
+        by name once (a pool replaced under its name); a restarting pool is waited for."""
+        pool = self.pools[shard]
+        try:
+            await pool.stats.remote()
+            return pool
+        except RayActorError:
+            fresh = await self.lookup(shard) if self.lookup is not None else None
+            if fresh is not None:
+                pool = self.pools[shard] = fresh
+        await _answering(pool)
+        return pool
 
     def _fail_unfinished(self, targets: Sequence[TargetSpec], reason: str) -> None:
         for target in targets:
@@ -362,6 +378,17 @@ class ExecutionCoordinator:
         actor, Ray forgets the actor's address and the next handle waits for the GCS (seconds
         on a busy machine) before its first call."""
 
+    async def _lookup_pool(self, shard: int) -> ActorHandle | None:
+        """The pool named for ``shard`` as it is now (None when there is none)."""
+        try:
+            handle = cast(
+                ActorHandle,
+                await asyncio.to_thread(ray.get_actor, pool_name(shard), namespace=self._namespace),  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+            )
+        except ValueError:
+            return None
+        return self._handles.setdefault(handle._actor_id.hex(), handle)
+
     # ----------------------------------------------------------------- public methods
 
     async def start(self, plan: ExecutionPlan, pools: dict[int, ActorHandle]) -> bool:
@@ -378,6 +405,7 @@ class ExecutionCoordinator:
         # The shards of the client that started the run (it hands over every pool it has):
         # its targets' shards are computed with that count, whatever this coordinator was made with.
         run = _Run(plan, dict(pools), len(pools) or self._num_shards, self._budget)
+        run.lookup = self._lookup_pool
         if self._me is None:
             self._me = _current_actor()
         run.me = self._me

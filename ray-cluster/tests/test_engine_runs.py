@@ -490,6 +490,9 @@ async def test_a_pool_replaced_under_its_name_is_found_again(
     events = await run(engine, sshd, plan_for(key_ref, [target], "echo after"))
     assert counts(events)["succeeded"] == 1, [e.data for e in events if e.status == Status.FAILED]
     assert text_of(events) == "after\n"
+    # A connection test on the client's stale handle finds the new pool too (read-only: retried once).
+    tested = await engine.test_connection(target, key_ref)
+    assert tested.ok, tested.message
 
 
 async def test_connection_test_reports_success_and_failure(

@@ -236,18 +236,23 @@ class EngineClient:
 
     async def test_connection(self, target: TargetSpec, cred: CredentialRef) -> ConnectionTestResult:
         shard = shard_of(target.target_id, self.num_shards)
-        pool = await self._pool(shard)
-        try:
-            return await self._bounded(
-                pool.test_connection.remote(target, cred), "test_connection", self.slow_call_timeout_s
-            )
-        except RayActorError as exc:
-            self._pools.pop(shard, None)  # a pool killed for good: look it up (or create it) next time
-            return ConnectionTestResult(
-                ok=False, latency_ms=None, message=f"execution pool died: {type(exc).__name__}"
-            )
-        except EngineTimeout as exc:
-            return ConnectionTestResult(ok=False, latency_ms=None, message=str(exc))
+        for attempt in (1, 2):
+            pool = await self._pool(shard)
+            try:
+                return await self._bounded(
+                    pool.test_connection.remote(target, cred), "test_connection", self.slow_call_timeout_s
+                )
+            except RayActorError as exc:
+                # A pool killed for good (or replaced under its name): look it up again and, the
+                # test being read-only, try once more with the live one.
+                self._pools.pop(shard, None)
+                if attempt == 2:
+                    return ConnectionTestResult(
+                        ok=False, latency_ms=None, message=f"execution pool died: {type(exc).__name__}"
+                    )
+            except EngineTimeout as exc:
+                return ConnectionTestResult(ok=False, latency_ms=None, message=str(exc))
+        raise AssertionError("unreachable")
 
     async def pool_stats(self) -> dict[str, Any]:
         """Totals over all shards (`open_connections`, `connects`, `reuses`, ...) and the

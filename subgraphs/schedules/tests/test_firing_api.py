@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import time
 import uuid
@@ -16,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from subgraphs.schedules.tests.helpers import create_job as _job
+from subgraphs.schedules.tests.helpers import unique_loopback as _unique_loopback
 from tests.support.access import ROLE_PASSWORD, create_user
 from tests.support.platform import gql, login
 from tests.support.sshd import closed_port
@@ -30,10 +31,6 @@ HISTORY = """query($id: ID!) { schedule(id: $id) { fireCount history(first: 500)
 RUNS = """query($job: ID!) { executions(first: 500, filter: {jobId: $job}) { totalCount edges { node { id status
   createdAt finishedAt } } } }"""
 SET_ACTIVE = """mutation($id: ID!, $a: Boolean!) { setUserActive(id: $id, active: $a) { __typename } }"""
-
-
-def _unique_loopback() -> str:
-    return f"127.{random.randint(20, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"  # noqa: S311
 
 
 @contextlib.contextmanager
@@ -57,47 +54,6 @@ def _blackhole() -> Iterator[tuple[str, int]]:
         for filler in fillers:
             filler.close()
         listener.close()
-
-
-async def _job(platform: Any, token: str, host: str, port: int) -> str:
-    """A job on one target of its own (no sshd needed: a fire only has to start a run)."""
-    body = await gql(
-        platform.url("targets"),
-        """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
-        __typename ... on TargetCreated { target { id } } ... on Error { message } } }""",
-        {
-            "input": {
-                "name": f"sched-{uuid.uuid4().hex[:8]}",
-                "osType": "linux",
-                "methods": [
-                    {
-                        "type": "SSH",
-                        "host": host,
-                        "port": port,
-                        "credential": {"type": "PASSWORD", "username": "x", "password": "y"},
-                    }
-                ],
-            }
-        },
-        token=token,
-    )
-    assert body["data"]["createTarget"]["__typename"] == "TargetCreated", body
-    target = body["data"]["createTarget"]["target"]["id"]
-    body = await gql(
-        platform.url("jobs"),
-        """mutation($input: CreateJobInput!) { createJob(input: $input) {
-        __typename ... on JobCreated { job { id } } ... on Error { message } } }""",
-        {
-            "input": {
-                "name": f"sched-{uuid.uuid4().hex[:6]}",
-                "targetIds": [target],
-                "steps": [{"name": "s", "command": "true"}],
-            }
-        },
-        token=token,
-    )
-    assert body["data"]["createJob"]["__typename"] == "JobCreated", body
-    return str(body["data"]["createJob"]["job"]["id"])
 
 
 async def _schedule(platform: Any, token: str, job: str, **extra: Any) -> dict[str, Any]:

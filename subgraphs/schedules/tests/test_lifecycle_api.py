@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from subgraphs.schedules.tests.helpers import create_job as _job
+from subgraphs.schedules.tests.helpers import unique_loopback as _unique_loopback
 from tests.support.platform import gql
 from tests.support.sshd import closed_port
 
@@ -31,51 +32,6 @@ UPCOMING = """query($from: DateTime!, $to: DateTime!, $job: ID) { upcomingFires(
 HISTORY = """query($id: ID!) { schedule(id: $id) { history(first: 500) { edges { node {
   scheduledFor outcome reason execution { id } } } } } }"""
 FIRES = """subscription($id: ID) { scheduleFires(scheduleId: $id) { scheduledFor outcome } }"""
-
-
-def _unique_loopback() -> str:
-    return f"127.{random.randint(20, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"  # noqa: S311
-
-
-async def _job(platform: Any, token: str, host: str, port: int) -> str:
-    """A job on one target of its own (no sshd needed: a fire only has to start a run)."""
-    body = await gql(
-        platform.url("targets"),
-        """mutation($input: CreateTargetInput!) { createTarget(input: $input) {
-        __typename ... on TargetCreated { target { id } } ... on Error { message } } }""",
-        {
-            "input": {
-                "name": f"sched-{uuid.uuid4().hex[:8]}",
-                "osType": "linux",
-                "methods": [
-                    {
-                        "type": "SSH",
-                        "host": host,
-                        "port": port,
-                        "credential": {"type": "PASSWORD", "username": "x", "password": "y"},
-                    }
-                ],
-            }
-        },
-        token=token,
-    )
-    assert body["data"]["createTarget"]["__typename"] == "TargetCreated", body
-    target = body["data"]["createTarget"]["target"]["id"]
-    body = await gql(
-        platform.url("jobs"),
-        """mutation($input: CreateJobInput!) { createJob(input: $input) {
-        __typename ... on JobCreated { job { id } } ... on Error { message } } }""",
-        {
-            "input": {
-                "name": f"sched-{uuid.uuid4().hex[:6]}",
-                "targetIds": [target],
-                "steps": [{"name": "s", "command": "true"}],
-            }
-        },
-        token=token,
-    )
-    assert body["data"]["createJob"]["__typename"] == "JobCreated", body
-    return str(body["data"]["createJob"]["job"]["id"])
 
 
 async def _history(platform: Any, token: str, schedule: str) -> list[dict[str, Any]]:

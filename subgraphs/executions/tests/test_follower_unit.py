@@ -5,32 +5,42 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from opsconductor_executions.service.persist import TRUNCATED_MARKER, RunWriter
+from opsconductor_executions.service.persist import RunWriter
+from opsconductor_ray.protocol import EngineEvent, truncation_marker
 
 
-def _follower(limit: int) -> RunWriter:
+def _follower() -> RunWriter:
     execution = SimpleNamespace(last_seq=0, status="RUNNING", id="x")
-    return RunWriter(execution, limit)  # type: ignore[arg-type]
+    return RunWriter(execution)  # type: ignore[arg-type]
 
 
-def test_output_over_the_limit_is_cut_with_a_marker() -> None:
-    follower = _follower(10)
-    kept = [follower._append("t", 0, "STDOUT", chunk) for chunk in ("12345", "67890abc", "more")]
-    text = "".join(kept)  # what is stored and streamed (the event rows)
-    assert kept[2] == ""  # a later chunk keeps its (empty) event
-    assert text.startswith("1234567890")
-    assert text.endswith(TRUNCATED_MARKER.format(limit=10))
-    assert "abc" not in text and "more" not in text
+def _out(seq: int, target: str, step: int, kind: str, data: str) -> EngineEvent:
+    return EngineEvent(seq=seq, type=kind, at=1.0, target_id=target, step_index=step, data=data)
+
+
+def test_output_is_stored_as_the_engine_cut_it() -> None:
+    """Item 3: the engine's cut (with its marker) is the only one; the follower cuts nothing again."""
+    follower = _follower()
+    chunks = ["x" * 10_000, "y" * 10_000 + truncation_marker(20_000)]
+    staged = follower.stage([_out(i + 1, "t", 0, "STDOUT", c) for i, c in enumerate(chunks)])
+    text = "".join(p["data"] for p in staged.payloads)  # what is stored and streamed (the event rows)
+    assert text == "".join(chunks) and text.endswith(truncation_marker(20_000))
+    assert text.count("output truncated") == 1
 
 
 def test_streams_are_kept_apart() -> None:
-    follower = _follower(100)
-    follower._append("t", 0, "STDOUT", "out")
-    follower._append("t", 0, "STDERR", "err")
-    follower._append("u", 1, "STDOUT", "other")
-    assert follower.sizes[("t", 0, "STDOUT")] == 3 and follower.sizes[("t", 0, "STDERR")] == 3
-    assert follower._take(("t", 0, "STDOUT")) == "out" and follower._take(("t", 0, "STDERR")) == "err"
-    assert follower._take(("u", 1, "STDOUT")) == "other"
+    follower = _follower()
+    batch = [
+        _out(1, "t", 0, "STDOUT", "out"),
+        _out(2, "t", 0, "STDERR", "err"),
+        _out(3, "u", 1, "STDOUT", "other"),
+    ]
+    rows = follower.stage(batch).rows
+    assert [(r["targetId"], r["stepIndex"], r["type"], r["data"]) for r in rows] == [
+        ("t", 0, "STDOUT", "out"),
+        ("t", 0, "STDERR", "err"),
+        ("u", 1, "STDOUT", "other"),
+    ]
 
 
 def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
@@ -46,21 +56,19 @@ def test_live_messages_are_cut_by_count_and_by_output_size() -> None:
 
 
 def test_m12_the_follower_keeps_no_step_output_in_memory() -> None:
-    """M12, and item 3 (output stored once): the follower keeps no step output for step results
-    (TargetRun.steps reads it from the event rows), only a short tail per unfinished stream; a
-    finished target's leftovers go."""
-    from opsconductor_executions.service.persist import TAIL
-
-    follower = _follower(10_000_000)
+    """M12, and item 3 (output stored once): the follower keeps no step output (TargetRun.steps
+    reads it from the event rows, and truncation is the engine's field), not even a tail."""
+    follower = _follower()
+    before = set(vars(follower))
+    seq = 0
     for target in range(50):
         for step in range(3):
             for _ in range(100):
-                follower._append(f"t{target}", step, "STDOUT", "0123456789" * 10)
-    assert all(len(tail) <= TAIL for tail in follower.tails.values())
-    assert sum(len(t) for t in follower.tails.values()) <= 50 * 3 * TAIL
-    assert follower._take(("t0", 0, "STDOUT")).endswith("0123456789")
-    follower._drop_target("t1")
-    assert not any(k[0] == "t1" for k in follower.tails) and not any(k[0] == "t1" for k in follower.sizes)
+                seq += 1
+                follower.stage([_out(seq, f"t{target}", step, "STDOUT", "0123456789" * 10)])
+    assert set(vars(follower)) == before and follower.staged_seq == seq
+    held = [v for v in vars(follower).values() if isinstance(v, (str, list, dict, set))]
+    assert all("0123456789" not in repr(v) for v in held)
 
 
 def test_m9_a_subscriptions_live_inbox_is_bounded() -> None:
@@ -93,18 +101,16 @@ def test_live_events_past_a_gap_are_kept_until_it_is_filled() -> None:
 
 
 def test_a_batch_is_staged_for_publishing_before_it_is_stored() -> None:
-    """Item 5: staging cuts the output and numbers nothing itself (the coordinator did); the same
-    rows are what is published and what is stored, once."""
-    from opsconductor_ray.protocol import EngineEvent
-
-    follower = _follower(4)
+    """Item 5: staging numbers nothing itself (the coordinator did) and cuts nothing (the engine
+    did); the same rows are what is published and what is stored, once."""
+    follower = _follower()
     batch = [
         EngineEvent(seq=1, type="EXECUTION_STARTED", at=1.0),
         EngineEvent(seq=2, type="STDOUT", at=1.0, target_id="t", step_index=0, data="abcdef"),
     ]
     staged = follower.stage(batch)
     assert [p["seq"] for p in staged.payloads] == [1, 2]
-    assert staged.payloads[1]["data"].startswith("abcd") and "ef" not in staged.payloads[1]["data"]
+    assert staged.payloads[1]["data"] == "abcdef"
     assert follower.staged_seq == 2 and follower.last_seq == 0  # published, not stored yet
     assert follower.stage(batch).events == []  # a repeated batch is not staged twice
 
@@ -120,22 +126,32 @@ def test_stored_events_win_over_live_ones_of_the_same_seq() -> None:
     assert [e["data"] for e in fresh] == ["a", "b"] and not gap
 
 
-def test_truncated_is_the_engines_marker_not_the_word() -> None:
-    """Review §3.2 point 3: a command that prints "truncated" is not flagged; the engine's marker is."""
+def test_truncated_is_the_engines_field_not_the_word() -> None:
+    """Review §3.2 point 3 / item 3: `truncated` is the engine's STEP_FINISHED field; a command that
+    prints "truncated" (even the marker's text) is not flagged, a step the engine cut is."""
     import asyncio
     from datetime import UTC, datetime
 
-    from opsconductor_ray.protocol import EngineEvent, truncation_marker
-
-    follower = _follower(1000)
-    runs = {t: SimpleNamespace(id=i, target_id=t, exit_code=None) for i, t in enumerate(["t", "u"])}
-    follower._append("t", 0, "STDOUT", "the log was truncated\n")
-    follower._append("u", 0, "STDERR", "abc" + truncation_marker(1000))
+    follower = _follower()
+    names = ["word", "marker-text", "cut"]
+    runs = {t: SimpleNamespace(id=i, target_id=t, exit_code=None) for i, t in enumerate(names)}
+    follower.stage(
+        [
+            _out(1, "word", 0, "STDOUT", "the log was truncated"),
+            _out(2, "marker-text", 0, "STDERR", "abc" + truncation_marker(1000)),
+            _out(3, "cut", 0, "STDOUT", "abc"),
+        ]
+    )
     results: dict = {}
-    for target in runs:
+    for seq, target in enumerate(names, start=4):
         done = EngineEvent(
-            seq=1, type="STEP_FINISHED", at=1.0, target_id=target, step_index=0, status="SUCCEEDED"
+            seq=seq,
+            type="STEP_FINISHED",
+            at=1.0,
+            target_id=target,
+            step_index=0,
+            status="SUCCEEDED",
+            truncated=target == "cut",
         )
         asyncio.run(follower._apply(None, runs, done, datetime.now(UTC), set(), results))  # type: ignore[arg-type]
-    assert results[(0, 0)]["truncated"] is False
-    assert results[(1, 0)]["truncated"] is True
+    assert [results[(i, 0)]["truncated"] for i in range(3)] == [False, False, True]

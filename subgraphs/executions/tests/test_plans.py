@@ -113,6 +113,24 @@ async def test_run_records_parameters_version_and_command_as_run(
     assert done["steps"][0]["command"] == "echo value='a b'"
 
 
+async def test_output_ending_with_the_word_truncated_is_not_flagged(
+    platform: Any, admin_token: str, targets: list[str]
+) -> None:
+    """Item 3: `truncated` is the engine's field, not a search of the output: a command that
+    prints the word (even the marker's text) under the limit is not flagged."""
+    from opsconductor_ray.protocol import truncation_marker
+
+    marker = truncation_marker(1000).strip()
+    job = await create_job(platform, admin_token, targets[:1], f"echo '{marker}'; echo the log was truncated")
+    started = await run(platform, admin_token, job)
+    assert started["__typename"] == "ExecutionStarted", started
+    done = await wait_terminal(platform.url("executions"), admin_token, started["execution"]["id"])
+    assert done["status"] == "SUCCEEDED", done
+    step = done["targetRuns"][0]["steps"][0]
+    assert step["stdout"].endswith("the log was truncated\n") and marker in step["stdout"]
+    assert step["truncated"] is False, step
+
+
 async def _decisions(platform: Any, job: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(pg_dsn(platform))
     try:

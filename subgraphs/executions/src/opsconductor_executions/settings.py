@@ -29,8 +29,8 @@ class Settings(ServiceSettings):
     )
     max_output_bytes_per_step: int = Field(
         default=1_000_000,
-        description="Output per target, step and stream beyond this is dropped: the engine cuts it "
-        "with its marker line (events and step results alike).",
+        description="Output per target and step (stdout and stderr together) beyond this is dropped: "
+        "the engine cuts it with its marker line and flags the step `truncated`.",
     )
     lease_seconds: float = Field(
         default=15, description="How long a replica's claim on following a run lasts without renewal."

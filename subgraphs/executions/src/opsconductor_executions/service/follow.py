@@ -37,7 +37,7 @@ from opsconductor_executions.service.lifecycle import (
     settle,
 )
 from opsconductor_executions.service.live import event_payload, publish_events
-from opsconductor_executions.service.persist import ENGINE_MARKER_SLACK, RunWriter, Staged
+from opsconductor_executions.service.persist import RunWriter, Staged
 from opsconductor_executions.service.plans import PlanSource, credentials, stored_plan
 from opsconductor_executions.settings import Settings
 from opsconductor_ray.protocol import EngineEvent, ExecutionPlan
@@ -98,16 +98,13 @@ class Followers:
         execution = await Execution.get(id=execution_id)
         run_plan = stored_plan(execution).plan
         steps = sorted(run_plan.steps, key=lambda s: s.order)
-        # The engine cuts output itself (ExecutionPlan.max_output_bytes): ours is the safety net,
-        # with room for the engine's marker line so that one is never cut in half.
+        # Output is stored as the engine sent it: the engine alone cuts it
+        # (ExecutionPlan.max_output_bytes) and reports it on STEP_FINISHED (`truncated`).
         writer = RunWriter(
             execution,
-            self.settings.max_output_bytes_per_step,
-            slack=ENGINE_MARKER_SLACK,
             runtime=self.runtime,
             steps={i: (s.name, s.command) for i, s in enumerate(steps)},
         )
-        await writer.load_partial_output()
         failures = 0
         renew_every = max(self.settings.lease_seconds / 3, 0.5)
         renewed_at = asyncio.get_running_loop().time()

@@ -4,21 +4,15 @@ target). The payloads it returns are what live subscribers get."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from opsconductor_executions import events
 from opsconductor_executions.models import TERMINAL, Execution, ExecutionEvent, Outbox, StepResult, TargetRun
-from opsconductor_ray.protocol import EngineEvent, truncation_marker
+from opsconductor_ray.protocol import EngineEvent
 from opsconductor_shared.events import record_event
 from opsconductor_shared.unit_of_work import Committer, unit_of_work
-
-TRUNCATED_MARKER = "\n[... output truncated by OpsConductor: over {limit} bytes ...]\n"
-ENGINE_MARKER_SLACK = 256  # bytes above the limit the follower lets through for the engine's marker
-TAIL = 256
-"""Characters kept of each unfinished step's streams: enough for the engine's marker line."""
 
 RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
 """The TargetRun columns events change."""
@@ -128,7 +122,7 @@ async def _save_step_results(results: dict[tuple[int, int], dict[str, Any]]) -> 
 
 @dataclass(frozen=True)
 class Staged:
-    """A batch's events ready to store, and their rows (output already cut)."""
+    """A batch's events ready to store, and their rows."""
 
     events: list[EngineEvent]
     rows: list[dict[str, Any]]
@@ -140,7 +134,7 @@ class Staged:
 
 
 class _Quiet:
-    """No relay to wake (unit tests of the output handling)."""
+    """No relay to wake (unit tests of the staging)."""
 
     def events_committed(self) -> None:
         return None
@@ -149,19 +143,16 @@ class _Quiet:
 class RunWriter:
     """Applies engine events to the run's rows; one instance per followed execution.
 
-    Output is stored once, as the run's event rows (``TargetRun.steps`` reads it from them):
-    the writer keeps no step output in memory, only each stream's size and a short tail (to tell
-    whether the engine cut it). Output beyond ``max_output`` bytes per step and stream is cut
-    with a marker in the event itself (a safety net under the engine's own limit), so what is
-    stored, streamed and replayed agree; later chunks of that step keep their (empty) event so
-    the sequence numbers stay gapless.
+    Output is stored once, as the run's event rows (``TargetRun.steps`` reads it from them),
+    exactly as the engine sent it: the engine is the only one that cuts it
+    (``ExecutionPlan.max_output_bytes``, with ``truncation_marker``) and says so on the step's
+    STEP_FINISHED (``EngineEvent.truncated``), so the writer keeps no step output in memory and
+    stored, streamed and replayed output agree.
     """
 
     def __init__(
         self,
         execution: Execution,
-        max_output: int,
-        slack: int = 0,
         *,
         runtime: Committer | None = None,
         steps: dict[int, tuple[str, str]] | None = None,
@@ -170,84 +161,20 @@ class RunWriter:
         self.steps = steps or {}
         """Name and command per step index, as the engine numbers them."""
         self.execution = execution
-        self.limit = max_output  # what the marker reports
-        self.engine_marker = truncation_marker(max_output)
-        self.max_output = max_output + slack
         self.last_seq = execution.last_seq
         """The highest seq stored."""
         self.staged_seq = execution.last_seq
         """The highest seq staged (published, maybe not stored yet)."""
         self.finished = execution.status in TERMINAL
-        self.sizes: dict[tuple[str, int, str], int] = defaultdict(int)
-        self.tails: dict[tuple[str, int, str], str] = {}
-        """The last TAIL characters per unfinished step and stream (the engine's marker ends it)."""
-        self.cut: set[tuple[str, int]] = set()
         self.runs: dict[str, TargetRun] | None = None
         """The run's target rows, read once and kept while only this follower writes them."""
 
-    async def load_partial_output(self) -> None:
-        """After a restart, the sizes and tails of steps that had not finished yet."""
-        finished = {
-            (r.target_id, r.step_index)
-            for r in await ExecutionEvent.filter(execution_id=self.execution.id, type="STEP_FINISHED")
-        }
-        async for row in ExecutionEvent.filter(
-            execution_id=self.execution.id, type__in=["STDOUT", "STDERR"]
-        ).order_by("seq"):
-            if (
-                (row.target_id, row.step_index) not in finished
-                and row.target_id
-                and row.step_index is not None
-            ):
-                key = (row.target_id, row.step_index, row.type)
-                text = row.data or ""
-                self._keep_tail(key, text)
-                self.sizes[key] += len(text.encode())
-                if TRUNCATED_MARKER.format(limit=self.limit) in text:
-                    self.sizes[key] = self.max_output
-                    self.cut.add((row.target_id, row.step_index))
-
-    def _keep_tail(self, key: tuple[str, int, str], text: str) -> None:
-        if text:
-            self.tails[key] = (self.tails.get(key, "") + text)[-TAIL:]
-
-    def _take(self, key: tuple[str, int, str]) -> str:
-        """The end of the step's output on this stream (forgotten)."""
-        self.sizes.pop(key, None)
-        return self.tails.pop(key, "")
-
-    def _drop_target(self, target_id: str) -> None:
-        """A finished target's leftovers (steps that never reported) are released."""
-        for key in [k for k in self.sizes if k[0] == target_id]:
-            del self.sizes[key]
-        for key in [k for k in self.tails if k[0] == target_id]:
-            del self.tails[key]
-
-    def _append(self, target_id: str, step_index: int, kind: str, text: str) -> str:
-        """Keep ``text`` within the step's limit; returns what is stored and streamed."""
-        key = (target_id, step_index, kind)
-        room = self.max_output - self.sizes[key]
-        if room <= 0:
-            return ""
-        raw = text.encode()
-        if len(raw) > room:
-            text = raw[:room].decode(errors="ignore") + TRUNCATED_MARKER.format(limit=self.limit)
-            self.sizes[key] = self.max_output
-            self.cut.add((target_id, step_index))
-        else:
-            self.sizes[key] += len(raw)
-        self._keep_tail(key, text)
-        return text
-
     def stage(self, batch: list[EngineEvent]) -> Staged:
-        """The batch's events not staged yet, with their output cut to the limit: the rows to
-        store and (``Staged.payloads``) what live subscribers get, published before it is stored."""
+        """The batch's events not staged yet: the rows to store and (``Staged.payloads``) what
+        live subscribers get, published before it is stored."""
         events = [e for e in batch if e.seq > self.staged_seq]
         rows = []
         for e in events:
-            data = e.data
-            if e.type in ("STDOUT", "STDERR") and e.target_id and e.step_index is not None:
-                data = self._append(e.target_id, e.step_index, e.type, e.data or "")
             rows.append(
                 {
                     "seq": e.seq,
@@ -255,7 +182,7 @@ class RunWriter:
                     "targetId": e.target_id,
                     "stepIndex": e.step_index,
                     "stepName": e.step_name,
-                    "data": data,
+                    "data": e.data,
                     "exitCode": e.exit_code,
                     "status": None if e.status is None else str(e.status),
                     "at": datetime.fromtimestamp(e.at, UTC),
@@ -342,8 +269,6 @@ class RunWriter:
             dirty.add(run.target_id)
         elif e.type == "STEP_FINISHED" and run is not None and e.step_index is not None:
             name, command = self.steps.get(e.step_index, ("", ""))
-            out = self._take((run.target_id, e.step_index, "STDOUT"))
-            err = self._take((run.target_id, e.step_index, "STDERR"))
             results[(run.id, e.step_index)] = {
                 "name": e.step_name or name,
                 "command": command,
@@ -352,18 +277,15 @@ class RunWriter:
                 "stdout": "",  # read from the event rows (stored once)
                 "stderr": "",
                 "duration_ms": e.duration_ms,
-                # the engine ends the stream that crossed the limit with its marker (nothing
-                # follows it); no search for the word "truncated" in what the command printed
-                "truncated": (run.target_id, e.step_index) in self.cut
-                or out.endswith(self.engine_marker)
-                or err.endswith(self.engine_marker),
+                # the engine says whether it cut the step's output (its marker is in the events);
+                # never a search for the word "truncated" in what the command printed
+                "truncated": bool(e.truncated),
                 "finished_at": at,
             }
             if e.exit_code is not None:
                 run.exit_code = e.exit_code
                 dirty.add(run.target_id)
         elif e.type == "TARGET_FINISHED" and run is not None:
-            self._drop_target(run.target_id)
             run.status = e.status or "FAILED"
             run.finished_at = at
             if e.status != "SUCCEEDED" and e.data:

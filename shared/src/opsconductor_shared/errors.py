@@ -3,7 +3,8 @@
 Mutations return unions (`TargetCreated | ValidationFailed | NotFound | PermissionDenied`): the
 error members implement `Error`, so clients can always select `... on Error { message }`.
 Services raise :class:`DomainError` subclasses; resolvers turn them into the matching type with
-:func:`to_graphql_error`. Anything else is unexpected: logged with the correlation id and masked.
+the subgraph's `ErrorTable`
+(:mod:`opsconductor_shared.unit_of_work`). Anything else is unexpected: logged with the correlation id and masked.
 """
 
 from __future__ import annotations
@@ -101,29 +102,12 @@ class ForbiddenError(DomainError):
         self.permission = permission
 
 
-PermissionError_ = ForbiddenError
-"""The old name (it shadowed the builtin); removed once no subgraph uses it."""
-
-
 class DependencyUnavailableError(DomainError):
     code = "DEPENDENCY_UNAVAILABLE"
 
     def __init__(self, message: str, service: str | None = None) -> None:
         super().__init__(message)
         self.service = service
-
-
-def to_graphql_error(exc: DomainError) -> Error:
-    """Map a shared domain exception to its GraphQL error type."""
-    if isinstance(exc, ValidationError):
-        return ValidationFailed(message=exc.message, field=exc.field)
-    if isinstance(exc, NotFoundError):
-        return NotFound(message=exc.message, id=strawberry.ID(exc.id) if exc.id else None)
-    if isinstance(exc, ForbiddenError):
-        return PermissionDenied(message=exc.message, permission=exc.permission)
-    if isinstance(exc, DependencyUnavailableError):
-        return DependencyUnavailable(message=exc.message, service=exc.service)
-    return ValidationFailed(message=exc.message)
 
 
 class PublicGraphQLError(GraphQLError):

@@ -323,7 +323,9 @@ async def test_m8_target_runs_are_bounded_pageable_and_batch_loaded(
     assert len(runs) == 1000, len(runs)  # the plain list is bounded
     assert all(r["steps"][0]["stdout"] == "out" and r["execution"]["id"] == execution_id for r in runs)
     assert log.count("step_results") <= 2, log.count("step_results")  # one batch, not one per row
-    assert log.count("executions") <= 3, log.count("executions")  # the run once, not per row (plan)
+    # the run once, not per row (1000 rows would be ~1000 queries); the bound leaves room for the
+    # sweeper and followers, which query the same table from background tasks in this process
+    assert log.count("executions") <= 10, log.count("executions")
     too_many = await gql(
         router.url,
         """query($id: ID!) { execution(id: $id) { targetRuns(first: 5000) { targetId } } }""",

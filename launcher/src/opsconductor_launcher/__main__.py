@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 
-from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
+from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform, configured_ports
 from opsconductor_ray.settings import EngineSettings
 from opsconductor_shared.logging import configure_logging
 from opsconductor_shared.settings import ServiceSettings
@@ -22,7 +22,7 @@ async def _run(services: tuple[str, ...], *, engine_settings: EngineSettings | N
 
         engine = EngineClient(settings=engine_settings)
         await engine.connect(dashboard=dashboard)
-    platform = EmbeddedPlatform(services=services, engine=engine)
+    platform = EmbeddedPlatform(services=services, ports=configured_ports(os.environ), engine=engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import importlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ DEFAULT_PORTS = {
 
 def service_url(name: str, port: int) -> str:
     return f"http://127.0.0.1:{port}/graphql"
+
+
+def configured_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """Each service's port: ``OPSC_<NAME>_PORT`` where set (as each service's own settings read it),
+    else its default. ``serve NAME`` listens where the deployment says, not on the default."""
+    return {name: int(env.get(f"OPSC_{name.upper()}_PORT") or port) for name, port in DEFAULT_PORTS.items()}
 
 
 def wiring_env(ports: dict[str, int]) -> dict[str, str]:

@@ -206,3 +206,72 @@ async def test_job_schedules_next_run_and_preview_through_the_router(
     result = preview["data"]["previewSchedule"]
     assert result["nextFireTimes"][1].startswith("2027-03-14T07:00:00"), preview  # 03:00 EDT
     assert any("02:30 does not exist" in n for n in result["notes"]), preview
+
+
+async def _finished_runs(platform: Any, token: str, job: str, count: int) -> list[dict[str, Any]]:
+    """The job's executions, oldest first, once ``count`` of them exist and all have finished."""
+
+    async def done() -> list[dict[str, Any]] | None:
+        body = await gql(platform.url("executions"), RUNS, {"job": job}, token=token)
+        runs = [e["node"] for e in body["data"]["executions"]["edges"]]
+        if len(runs) >= count and all(r["finishedAt"] for r in runs):
+            return sorted(runs, key=lambda r: r["createdAt"])
+        return None
+
+    return await _wait_for(done)
+
+
+async def test_overlap_allow_starts_a_run_while_the_previous_one_runs(
+    platform: Any, admin_token: str
+) -> None:
+    with _blackhole() as (host, port):  # each run is RUNNING, hung in connect, for 3 s
+        job = await _job(platform, admin_token, host, port)
+        body = await _schedule(platform, admin_token, job, overlapPolicy="ALLOW")
+        schedule = body["data"]["createSchedule"]["schedule"]["id"]
+        await asyncio.sleep(4)
+        await gql(platform.url("schedules"), PAUSE, {"id": schedule}, token=admin_token)
+        await asyncio.sleep(1)  # starts in flight settle
+        rows = await _history(platform, admin_token, schedule)
+        assert rows and all(r["outcome"] == "FIRED" for r in rows), rows
+        runs = await _finished_runs(platform, admin_token, job, len(rows))
+    assert len(runs) == len(rows) >= 3, (runs, rows)  # one execution per fire
+    overlapping = [
+        (a["id"], b["id"])
+        for a, b in pairwise(runs)
+        if datetime.fromisoformat(b["createdAt"]) < datetime.fromisoformat(a["finishedAt"])
+    ]
+    assert overlapping, runs  # a fire started while the run before it was still running
+
+
+async def test_overlap_queue_starts_the_waiting_fire_when_the_run_ends(
+    platform: Any, admin_token: str
+) -> None:
+    with _blackhole() as (host, port):  # each run is RUNNING, hung in connect, for 3 s
+        job = await _job(platform, admin_token, host, port)
+        body = await _schedule(platform, admin_token, job, overlapPolicy="QUEUE")
+        schedule = body["data"]["createSchedule"]["schedule"]["id"]
+        # first fire runs; the next one waits (QUEUED); the one after is skipped (one waits)
+        await asyncio.sleep(3.2)
+        await gql(platform.url("schedules"), PAUSE, {"id": schedule}, token=admin_token)
+
+        async def queued_started() -> list[dict[str, Any]] | None:
+            rows = await _history(platform, admin_token, schedule)
+            outcomes = [r["outcome"] for r in rows]
+            return rows if "QUEUED" not in outcomes and outcomes.count("FIRED") >= 2 else None
+
+        rows = await _wait_for(queued_started)  # paused: a fire already waiting still runs
+        fired = [r for r in rows if r["outcome"] == "FIRED"]
+        runs = await _finished_runs(platform, admin_token, job, len(fired))
+    assert len(runs) == len(fired) == 2, (runs, rows)
+    first, waited = runs
+    later = next(r for r in fired if r["execution"]["id"] == waited["id"])
+    assert (later["reason"] or "").startswith(f"waiting for execution {first['id']}"), rows
+    # started when the first run had ended (not when it was claimed): lateness counts from there
+    assert datetime.fromisoformat(later["firedAt"]) >= datetime.fromisoformat(first["finishedAt"]), (
+        rows,
+        runs,
+    )
+    assert datetime.fromisoformat(waited["createdAt"]) >= datetime.fromisoformat(first["finishedAt"]), runs
+    assert later["lateMs"] >= 1000, later
+    skipped = [r for r in rows if r["outcome"] == "SKIPPED_OVERLAP"]
+    assert all("already queued" in (r["reason"] or "") for r in skipped), skipped

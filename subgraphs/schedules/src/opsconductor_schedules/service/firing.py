@@ -301,11 +301,12 @@ class Scheduler:
             if current is None or current.outcome not in (STARTING, FireOutcome.QUEUED.value):
                 return  # another replica settled it
             now = self.clock()
+            was_queued = current.outcome == FireOutcome.QUEUED.value
             current.outcome = outcome.value
             current.reason = reason
             current.execution_id = execution_id
             if outcome is FireOutcome.FIRED:
-                if current.outcome == FireOutcome.QUEUED.value or current.fired_at is None:
+                if was_queued or current.fired_at is None:
                     current.fired_at = now  # a queued fire starts now
                 started_at = current.fired_at or now
                 current.late_ms = max(0, int((started_at - current.scheduled_for).total_seconds() * 1000))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from starlette.applications import Starlette
@@ -14,6 +15,17 @@ from opsconductor_shared.app import Platform, Runtime, build_runtime, create_ser
 from opsconductor_shared.events import EventEnvelope
 
 
+class _Relay:
+    """The firing loop's own commits: the relay publishes their events; the loop is not woken
+    again (it computes its next sleep after each pass; a wake per fire row was a pass per commit)."""
+
+    def __init__(self, announce: Callable[[], None]) -> None:
+        self.announce = announce
+
+    def events_committed(self) -> None:
+        self.announce()
+
+
 def create_app(settings: Settings, platform: Platform) -> Starlette:
     runtime = build_runtime(
         name="schedules",
@@ -23,8 +35,9 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
         migrations_module="opsconductor_schedules.migrations",
         outbox_model=Outbox,
     )
+    announce = runtime.events_committed
     scheduler = service.Scheduler(
-        committer=runtime,
+        committer=_Relay(announce),
         owners=service.OwnerCheck(runtime.client(settings.users_url, timeout=10)),
         runs=service.RunStarter(runtime.client(settings.executions_url, timeout=30)),
         broadcaster=platform.broadcaster,
@@ -35,7 +48,6 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
             max_sleep=timedelta(seconds=settings.max_sleep_seconds),
         ),
     )
-    announce = runtime.events_committed
 
     def committed() -> None:
         """After every commit of this service (a schedule changed, a fire was recorded): the relay

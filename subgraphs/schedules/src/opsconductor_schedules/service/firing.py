@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
+
+from tortoise.expressions import F
 
 from opsconductor_schedules import events
 from opsconductor_schedules.models import Outbox, Schedule, ScheduleFire
@@ -86,6 +89,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._starts: set[asyncio.Task[None]] = set()
+        self._next_retry = 0.0  # monotonic: when QUEUED and stale STARTING fires are looked at next
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -121,18 +125,18 @@ class Scheduler:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.0))
 
     async def sleep_for(self) -> float:
-        """Seconds until the earliest due schedule (or a queued or stale fire needs a look)."""
+        """Seconds until the earliest due schedule or the next look at queued and stale fires."""
         now = self.clock()
-        limit = now + self.config.max_sleep
-        row = (
+        retry = max(0.0, self._next_retry - time.monotonic())
+        limit = now + min(self.config.max_sleep, timedelta(seconds=retry))
+        due = (
             await Schedule.filter(enabled=True, is_deleted=False, next_due_at__isnull=False)
             .order_by("next_due_at")
-            .first()
+            .limit(1)
+            .values_list("next_due_at", flat=True)
         )
-        if row is not None and row.next_due_at is not None:
-            limit = min(limit, row.next_due_at)
-        if await ScheduleFire.filter(outcome__in=[FireOutcome.QUEUED.value, STARTING]).exists():
-            limit = min(limit, now + self.config.queue_recheck)
+        if due and due[0] is not None:
+            limit = min(limit, due[0])
         return (limit - now).total_seconds()
 
     # ---- one pass -----------------------------------------------------------------------------
@@ -149,14 +153,16 @@ class Scheduler:
         )
         for schedule_id in due:
             written += await self.process(str(schedule_id))
-        await self.retry_pending()
+        if time.monotonic() >= self._next_retry:  # every queue_recheck, not every pass
+            self._next_retry = time.monotonic() + self.config.queue_recheck.total_seconds()
+            await self.retry_pending()
         return written
 
     async def process(self, schedule_id: str) -> int:
         """Claim and record every due nominal time of one schedule, then start the runs."""
-        recorded, claimed = await self.claim(schedule_id)
+        row, recorded, claimed = await self._claim(schedule_id)
         for fire in claimed:  # concurrently: a slow runJob never delays the next schedule's fire
-            task = asyncio.create_task(self.start_run(fire), name=f"schedules-start-{fire.id}")
+            task = asyncio.create_task(self.start_run(fire, row), name=f"schedules-start-{fire.id}")
             self._starts.add(task)
             task.add_done_callback(self._starts.discard)
         return len(recorded) + len(claimed)
@@ -164,6 +170,12 @@ class Scheduler:
     async def claim(self, schedule_id: str) -> tuple[list[ScheduleFire], list[ScheduleFire]]:
         """One transaction: a history row for every due nominal time (decided ones final, runs
         claimed STARTING) and the cursor moved past them. (recorded, claimed)."""
+        _, recorded, claimed = await self._claim(schedule_id)
+        return recorded, claimed
+
+    async def _claim(
+        self, schedule_id: str
+    ) -> tuple[Schedule | None, list[ScheduleFire], list[ScheduleFire]]:
         claimed: list[ScheduleFire] = []
         recorded: list[ScheduleFire] = []
         async with unit_of_work(self.committer):
@@ -176,11 +188,11 @@ class Scheduler:
                 or row.next_due_at is None
                 or row.next_due_at > now
             ):
-                return [], []  # another replica got here first, or it changed
+                return None, [], []  # another replica got here first, or it changed
             spec = spec_of(row)
             after = row.cursor_at or row.created_at
             # runs being started or queued count towards maxRuns before they settle as FIRED
-            started = row.fire_count + await _pending(row.id)
+            started = row.fire_count + (await _pending(row.id) if row.max_runs is not None else 0)
             # in nominal order; with jitter a later slot may fall due before an earlier one: stop at
             # the first that is not due yet, the rest wait for their turn.
             ready = []
@@ -221,7 +233,7 @@ class Scheduler:
             await row.save(update_fields=["cursor_at", "next_fire_at", "next_due_at", "updated_at"])
         for fire in recorded:
             await self._announce(fire)
-        return recorded, claimed
+        return row, recorded, claimed
 
     async def retry_pending(self) -> None:
         """QUEUED fires whose job is free now, and claims a crashed replica left STARTING."""
@@ -239,8 +251,10 @@ class Scheduler:
 
     # ---- starting one run ---------------------------------------------------------------------
 
-    async def start_run(self, fire: ScheduleFire) -> None:
-        schedule = await Schedule.get_or_none(id=fire.schedule_id)
+    async def start_run(self, fire: ScheduleFire, schedule: Schedule | None = None) -> None:
+        """``schedule``: the row as the claim read it (saves a read), else read here."""
+        if schedule is None:
+            schedule = await Schedule.get_or_none(id=fire.schedule_id)
         if schedule is None:
             return
         outcome, reason, execution_id = await self._try_start(schedule, fire)
@@ -297,25 +311,36 @@ class Scheduler:
         if outcome is None or (outcome is FireOutcome.QUEUED and fire.outcome == FireOutcome.QUEUED.value):
             return  # unchanged: still waiting
         async with unit_of_work(self.committer):
-            current = await ScheduleFire.filter(id=fire.id).select_for_update().first()
-            if current is None or current.outcome not in (STARTING, FireOutcome.QUEUED.value):
-                return  # another replica settled it
             now = self.clock()
-            was_queued = current.outcome == FireOutcome.QUEUED.value
-            current.outcome = outcome.value
-            current.reason = reason
-            current.execution_id = execution_id
+            current = fire
+            was_queued = fire.outcome == FireOutcome.QUEUED.value
+            if outcome is FireOutcome.FIRED and (was_queued or fire.fired_at is None):
+                current.fired_at = now  # a queued fire starts now
+            started_at = current.fired_at or now
+            late_ms = max(0, int((started_at - current.scheduled_for).total_seconds() * 1000))
+            # only from the state this replica saw: if another replica settled it meanwhile, no-op
+            changed = await ScheduleFire.filter(id=fire.id, outcome=fire.outcome).update(
+                outcome=outcome.value,
+                reason=reason,
+                execution_id=execution_id,
+                fired_at=current.fired_at,
+                late_ms=late_ms if outcome is FireOutcome.FIRED else None,
+                updated_at=now,
+            )
+            if not changed:
+                return  # another replica settled it
+            current.outcome, current.reason, current.execution_id = outcome.value, reason, execution_id
             if outcome is FireOutcome.FIRED:
-                if was_queued or current.fired_at is None:
-                    current.fired_at = now  # a queued fire starts now
-                started_at = current.fired_at or now
-                current.late_ms = max(0, int((started_at - current.scheduled_for).total_seconds() * 1000))
-                row = await Schedule.filter(id=schedule.id).select_for_update().first()
-                if row is not None:
+                current.late_ms = late_ms
+                if schedule.max_runs is None:  # nothing to recompute: count it in one statement
+                    await Schedule.filter(id=schedule.id).update(
+                        fire_count=F("fire_count") + 1, last_fire_at=current.scheduled_for, updated_at=now
+                    )
+                elif row := await Schedule.filter(id=schedule.id).select_for_update().first():
                     row.fire_count += 1
                     row.last_fire_at = current.scheduled_for
-                    # this fire is still STARTING/QUEUED in the database until the save below
-                    refresh_next(row, now=now, fire_count=row.fire_count + await _pending(row.id) - 1)
+                    # this fire is FIRED in the database already (counted in fire_count, not pending)
+                    refresh_next(row, now=now, fire_count=row.fire_count + await _pending(row.id))
                     await row.save(
                         update_fields=[
                             "fire_count",
@@ -325,7 +350,6 @@ class Scheduler:
                             "updated_at",
                         ]
                     )
-            await current.save()
             await record_event(Outbox, events.fire_recorded(current, owner_id=schedule.owner_id))
         await self._announce(current)
 

@@ -60,8 +60,12 @@ from modes import (  # noqa: E402
 )
 from modes import _engine_targets as engine_targets  # noqa: E402
 from report import Results  # noqa: E402
+from schedules import bench_schedules  # noqa: E402
+from schedules import existing as existing_schedules_section  # noqa: E402
+from schedules import section as schedules_section  # noqa: E402
+from schedules import splice as splice_schedules  # noqa: E402
 
-MODES = ("raw", "engine", "e2e", "live", "ansible")
+MODES = ("raw", "engine", "e2e", "live", "ansible", "schedules")
 WORK = BENCH / ".work"
 ADMIN_PASSWORD = secrets.token_urlsafe(16)  # a throwaway platform in a temporary directory
 
@@ -282,8 +286,34 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)  # run the finally blocks: stop sshd, router, Ray
 
 
+def run_schedules(out: Path) -> int:
+    """`--modes schedules`: no targets, Ray or platform; only its section of the report changes."""
+    load = load_average()
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    info = machine_info()
+    machine = (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory']}; `{info['uname']}`; Python {info['python']}"
+    )
+    commit = info["commit"]
+    try:
+        cases = bench_schedules(log)
+    except Exception:
+        traceback.print_exc()
+        log("schedules mode FAILED; RESULTS.md left alone")
+        return 1
+    splice_schedules(out, schedules_section(cases, machine, when, commit, f"{load} → {load_average()}"))
+    log(f"wrote the schedules section of {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    schedules_only = args.modes == ["schedules"]
+    if "schedules" in args.modes:
+        code = run_schedules(args.out)
+        args.modes = [m for m in args.modes if m != "schedules"]
+        if schedules_only or code:
+            return code
     if args.render:
         args.out.write_text(report.render(Results.from_json(args.render)))
         log(f"rendered {args.out} from {args.render}")
@@ -354,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         # only the live section changes: the fan-out tables of the last full run stay
         splice(out, report.live_section(results))
     else:
+        kept = existing_schedules_section(args.out)  # a fan-out run keeps the schedules section
         out.write_text(report.render(results, error=error))
+        if kept:
+            splice_schedules(out, kept)
     results.to_json(WORK / ("results.json" if error is None else "results.partial.json"))
     log(f"{'wrote' if error is None else 'FAILED; partial results in'} {out} ({results.total_s:.0f}s in all)")
     return 0 if error is None else 1

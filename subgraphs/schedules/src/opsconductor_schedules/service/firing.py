@@ -135,7 +135,7 @@ class Scheduler:
             .limit(1)
             .values_list("next_due_at", flat=True)
         )
-        if due and due[0] is not None:
+        if due and isinstance(due[0], datetime):
             limit = min(limit, due[0])
         return (limit - now).total_seconds()
 

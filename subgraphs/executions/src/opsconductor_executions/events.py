@@ -3,6 +3,7 @@
 - ``executions.execution_started`` {executionId, jobId, jobVersion, number, targetIds, queued, retryOf}
 - ``executions.execution_finished`` {executionId, jobId, status, succeeded, failed}
 - ``executions.dangerous_command_decision`` {actor, jobId, jobSerial, jobVersion, findings, decision, reason}
+- ``executions.execution_cancelled`` {executionId, jobId, status} (the cancel request, actor = who asked)
 
 Live per-run events go through the broadcaster (channel ``execution:<id>``, ``service/live.py``),
 not the bus: they are many and their durable copy is the ``execution_events`` table.
@@ -19,6 +20,8 @@ SOURCE = "executions"
 EXECUTION_STARTED = "executions.execution_started"
 EXECUTION_FINISHED = "executions.execution_finished"
 DANGEROUS_COMMAND_DECISION = "executions.dangerous_command_decision"
+EXECUTION_CANCELLED = "executions.execution_cancelled"
+"""A cancel was requested (who asked); the run's end is ``execution_finished`` (status CANCELLED)."""
 
 
 def execution_started(execution: Execution, *, target_ids: list[str]) -> EventEnvelope:
@@ -78,4 +81,14 @@ def dangerous_command_decision(
             "decision": "allowed" if allowed else "blocked",
             "reason": reason,
         },
+    )
+
+
+def execution_cancelled(execution: Execution, *, actor: str | None) -> EventEnvelope:
+    return EventEnvelope(
+        type=EXECUTION_CANCELLED,
+        source=SOURCE,
+        subject=execution.id,
+        actor=actor,
+        data={"executionId": execution.id, "jobId": execution.job_id, "status": execution.status},
     )

@@ -7,12 +7,14 @@ import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
 
 from opsconductor_audit import service
 from opsconductor_audit.models import Outbox
+from opsconductor_audit.routes import routes
 from opsconductor_audit.schema import schema
 from opsconductor_audit.settings import Settings
 from opsconductor_shared.app import Platform, Runtime, build_runtime, create_service_app
@@ -67,6 +69,21 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
             if current.last_seq and (latest is None or latest.seq != current.last_seq):
                 await service.take_checkpoint(signer, reason="periodic")
 
+    policy = service.Policy(
+        max_age=timedelta(days=settings.retention_days) if settings.retention_days else None,
+        max_events=settings.retention_max_events,
+    )
+
+    async def housekeeping() -> None:
+        with runtime.db.bind():
+            if policy.max_age is not None or policy.max_events is not None:
+                result = await service.apply_retention(
+                    policy=policy, signer=signer, files_dir=settings.files_dir()
+                )
+                if result.archived:
+                    log.info("audit events archived", rows=result.archived, to_seq=result.to_seq)
+            await service.prune_exports(older_than=timedelta(hours=settings.export_retention_hours))
+
     async def startup(rt: Runtime[Settings, service.Deps]) -> None:
         await service.ensure_head()
         if platform.redis is not None:
@@ -81,6 +98,14 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
                 )
             )
 
+        if settings.retention_interval_seconds > 0:
+            background.append(
+                asyncio.create_task(
+                    _every(settings.retention_interval_seconds, housekeeping, "audit retention"),
+                    name="audit-retention",
+                )
+            )
+
     async def shutdown(rt: Runtime[Settings, service.Deps]) -> None:
         for task in background:
             task.cancel()
@@ -88,7 +113,13 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    return create_service_app(runtime=runtime, schema=schema, on_startup=[startup], on_shutdown=[shutdown])
+    return create_service_app(
+        runtime=runtime,
+        schema=schema,
+        extra_routes=routes(runtime),
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+    )
 
 
 def _bound(runtime: Runtime[Settings, service.Deps]) -> Any:

@@ -46,6 +46,10 @@ class Settings(ServiceSettings):
         None,
         description="Where exports, reports and retention archives are written. Unset: <OPSC_DATA_DIR>/audit.",
     )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach this service at (export download links). Unset: http://host:port.",
+    )
     export_retention_hours: float = Field(24, description="Export and report files are deleted after this.")
     retention_days: float | None = Field(
         None, description="Events older than this are archived and deleted. Unset: kept by age."

@@ -33,6 +33,7 @@ from opsconductor_audit.service.chain import (
 )
 from opsconductor_audit.service.exports import checkpoint_of, export_events, get_export, prune_exports
 from opsconductor_audit.service.ingest import Ingestor
+from opsconductor_audit.service.legacy import LegacyAuditImport, import_legacy_audit_log
 from opsconductor_audit.service.mapping import OUTCOMES, RULES, SEVERITIES, SUBJECT_TYPES, draft_of
 from opsconductor_audit.service.own import record, record_chain_broken
 from opsconductor_audit.service.reports import KINDS, create_report
@@ -69,6 +70,7 @@ __all__ = [
     "Deps",
     "Draft",
     "Ingestor",
+    "LegacyAuditImport",
     "Page",
     "Policy",
     "RetentionResult",
@@ -88,6 +90,7 @@ __all__ = [
     "get_event",
     "get_export",
     "head",
+    "import_legacy_audit_log",
     "last_checkpoint",
     "load_events",
     "page",

@@ -91,6 +91,18 @@ async def test_failed_login_role_change_and_run_are_audited(
     assert roles["actor"] is not None and roles["severity"] == "WARNING"
     assert sorted(roles["data"]["roles"]) == ["auditor", "viewer"]
 
+    async def mutation_record() -> list[dict[str, Any]]:
+        got = await _events(
+            router.url, admin_token, {"types": ["users.mutation"], "correlationId": roles["correlationId"]}
+        )
+        return [e for e in got if e["action"] == "setUserRoles"]
+
+    (mutation,) = await _until(mutation_record)  # every mutation: who, what, outcome, from where
+    assert mutation["outcome"] == "SUCCESS" and mutation["actor"]["id"] == roles["actor"]["id"]
+    assert (
+        mutation["ip"] and mutation["data"]["operation"] == "setUserRoles" and "roles" not in mutation["data"]
+    )
+
     job = await create_job(platform, admin_token, unique_loopback(), closed_port())
     started = await gql(router.url, RUN_JOB, {"id": job}, token=admin_token)
     assert started["data"]["runJob"]["__typename"] == "ExecutionStarted", started
@@ -255,7 +267,7 @@ async def test_export_verifies_offline_and_a_tampered_copy_does_not(
     index = 3 if fmt == "CSV" else 2
     victim = lines[index]
     lines[index] = (
-        victim.replace("auth.", "auth,", 1) if "auth." in victim else victim.replace("INFO", "DEBUG", 1)
+        victim.replace("login", "logon", 1) if "login" in victim else victim.replace("INFO", "DEBUG", 1)
     )
     assert lines[index] != victim
     tampered = tmp_path / f"tampered.{fmt.lower()}"
@@ -285,6 +297,13 @@ async def test_filtered_export_and_permissions(
     viewer = await login(router.url, name, ROLE_PASSWORD)
     denied = await gql(router.url, EXPORT, {"f": None, "fmt": "CSV"}, token=viewer)
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN", denied
+
+    async def denial() -> list[dict[str, Any]]:
+        got = await _events(router.url, admin_token, {"types": ["audit.mutation"], "outcomes": ["DENIED"]})
+        return [e for e in got if e["data"]["operation"] == "exportAudit" and e["data"]["actorName"] == name]
+
+    (record,) = await _until(denial)
+    assert record["data"]["error"] == "FORBIDDEN" and record["severity"] == "WARNING"
     assert (await _download(export["url"], viewer, tmp_path / "y")).status_code == 403
 
 

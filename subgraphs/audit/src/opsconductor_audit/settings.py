@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from opsconductor_shared.settings import ServiceSettings
 
-EVENT_SOURCES = ("auth", "users", "targets", "jobs", "executions", "schedules")
+EVENT_SOURCES = ("auth", "users", "targets", "jobs", "executions", "schedules", "audit")
 
 
 class Settings(ServiceSettings):

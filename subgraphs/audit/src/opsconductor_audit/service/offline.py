@@ -87,6 +87,8 @@ def _items(fh: IO[str]) -> Iterator[tuple[str, dict[str, Any]]]:
                 continue
             pending.append(line)
             rows = list(csv.reader(["".join(pending)]))
+            if rows and len(rows[0]) > len(columns):
+                raise ValueError(f"a row with {len(rows[0])} columns, the header has {len(columns)}")
             if rows and len(rows[0]) == len(columns):
                 yield "event", _csv_record(columns, rows[0])
                 pending = []

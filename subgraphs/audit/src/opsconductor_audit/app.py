@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -49,7 +48,8 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
     ingestor = service.Ingestor(
         sources=settings.sources,
         group=settings.consumer_group,
-        consumer=f"audit-{socket.gethostname()}-{os.getpid()}-{id(runtime):x}",
+        # stable across restarts of this replica (host and port): it re-reads its own pending entries first
+        consumer=settings.consumer_name or f"audit-{socket.gethostname()}-{settings.port}",
         batch=settings.ingest_batch,
         claim_idle=settings.ingest_claim_idle_seconds,
     )

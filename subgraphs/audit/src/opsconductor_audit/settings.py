@@ -26,6 +26,11 @@ class Settings(ServiceSettings):
         description="The services whose event streams (opsc.events.<source>) are audited.",
     )
     consumer_group: str = Field("audit", description="The Redis consumer group of every audit replica.")
+    consumer_name: str | None = Field(
+        None,
+        description="This replica's consumer name in the group; unset: audit-<hostname>-<port> (stable across "
+        "restarts, so a restarted replica re-reads the entries it had read but not committed).",
+    )
     ingest_batch: int = Field(
         500, description="Events appended to the chain in one transaction at most (one lock, one commit)."
     )

@@ -343,3 +343,10 @@ async def test_compliance_reports(
         router.url, REPORT, {"k": "LOGINS", "from": window["to"], "to": window["from"]}, token=admin_token
     )
     assert bad["data"]["createComplianceReport"]["__typename"] == "ValidationFailed", bad
+
+    async def failure() -> list[dict[str, Any]]:
+        got = await _events(router.url, admin_token, {"types": ["audit.mutation"], "outcomes": ["FAILURE"]})
+        return [e for e in got if e["data"]["operation"] == "createComplianceReport"]
+
+    (record,) = (await _until(failure))[:1]
+    assert record["data"]["error"] == "ValidationFailed" and record["actor"] is not None

@@ -116,6 +116,8 @@ async def test_failed_login_role_change_and_run_are_audited(
     run = await _until(run_events, timeout=60)
     finished = next(e for e in run if e["type"] == "executions.execution_finished")
     assert finished["outcome"] == "FAILURE"  # the target's port is closed
+    (digest,) = finished["data"]["targets"]  # the per-target digest (never output)
+    assert digest["status"] != "SUCCEEDED" and set(digest) == {"targetId", "status", "exitCode"}
     granted = await _events(router.url, admin_token, {"types": ["targets.connection_granted"]})
     assert any(g["data"]["purpose"] == "execution" for g in granted), granted
 

@@ -118,6 +118,18 @@ async def test_failed_login_role_change_and_run_are_audited(
     assert finished["outcome"] == "FAILURE"  # the target's port is closed
     (digest,) = finished["data"]["targets"]  # the per-target digest (never output)
     assert digest["status"] != "SUCCEEDED" and set(digest) == {"targetId", "status", "exitCode"}
+    trails = await gql(
+        router.url,
+        """query($e: ID!, $j: ID!) { execution(id: $e) { auditTrail(first: 10) { edges { node { type } } } }
+          job(id: $j) { auditTrail(first: 10) { totalCount edges { node { type } } } } }""",
+        {"e": execution, "j": job},
+        token=admin_token,
+    )
+    assert "errors" not in trails, trails
+    run_types = {e["node"]["type"] for e in trails["data"]["execution"]["auditTrail"]["edges"]}
+    assert {"executions.execution_started", "executions.execution_finished"} <= run_types
+    job_types = {e["node"]["type"] for e in trails["data"]["job"]["auditTrail"]["edges"]}
+    assert "jobs.job_created" in job_types
     granted = await _events(router.url, admin_token, {"types": ["targets.connection_granted"]})
     assert any(g["data"]["purpose"] == "execution" for g in granted), granted
 

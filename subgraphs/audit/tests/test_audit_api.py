@@ -117,7 +117,8 @@ async def test_failed_login_role_change_and_run_are_audited(
     finished = next(e for e in run if e["type"] == "executions.execution_finished")
     assert finished["outcome"] == "FAILURE"  # the target's port is closed
     (digest,) = finished["data"]["targets"]  # the per-target digest (never output)
-    assert digest["status"] != "SUCCEEDED" and set(digest) == {"targetId", "status", "exitCode"}
+    assert digest["status"] != "SUCCEEDED" and set(digest) == {"targetId", "status", "exitCode", "message"}
+    assert digest["message"]  # why it failed (the engine's reason), never output
     trails = await gql(
         router.url,
         """query($e: ID!, $j: ID!) { execution(id: $e) { auditTrail(first: 10) { edges { node { type } } } }

@@ -2,7 +2,7 @@
 
 - ``executions.execution_started`` {executionId, jobId, jobVersion, number, targetIds, queued, retryOf}
 - ``executions.execution_finished`` {executionId, jobId, status, succeeded, failed, cancelled, requestedBy,
-  targets: [{targetId, status, exitCode}]} (the per-target digest; never output)
+  targets: [{targetId, status, exitCode, message}]} (the per-target digest; never output)
 - ``executions.dangerous_command_decision`` {actor, jobId, jobSerial, jobVersion, findings, decision, reason}
 - ``executions.execution_cancelled`` {executionId, jobId, status} (the cancel request, actor = who asked)
 
@@ -61,9 +61,15 @@ def execution_finished(execution: Execution, *, targets: list[dict[str, Any]] | 
 
 
 def target_digest(runs: Iterable[TargetRun]) -> list[dict[str, Any]]:
-    """How each target of the run ended: the audit's per-target digest (never output)."""
+    """How each target of the run ended: the audit's per-target digest. Never output: a failed
+    target's message is the engine's reason (unreachable, host key rejected, ...), cut to 200."""
     return [
-        {"targetId": r.target_id, "status": r.status, "exitCode": r.exit_code}
+        {
+            "targetId": r.target_id,
+            "status": r.status,
+            "exitCode": r.exit_code,
+            "message": r.message[:200] if r.message and r.status != "SUCCEEDED" else None,
+        }
         for r in sorted(runs, key=lambda r: r.target_id)
     ]
 

@@ -65,7 +65,7 @@ from schedules import existing as existing_schedules_section  # noqa: E402
 from schedules import section as schedules_section  # noqa: E402
 from schedules import splice as splice_schedules  # noqa: E402
 
-MODES = ("raw", "engine", "e2e", "live", "ansible", "schedules")
+MODES = ("raw", "engine", "e2e", "live", "ansible", "schedules", "audit")
 WORK = BENCH / ".work"
 ADMIN_PASSWORD = secrets.token_urlsafe(16)  # a throwaway platform in a temporary directory
 
@@ -269,6 +269,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only render --out again from a saved results.json"
     )
+    parser.add_argument(
+        "--audit-rows",
+        type=int,
+        default=1_000_000,
+        help="audit mode: events in the table searched (default 1 M)",
+    )
+    parser.add_argument(
+        "--audit-ingest",
+        type=int,
+        default=50_000,
+        help="audit mode: events ingested through Redis (default 50,000)",
+    )
     args = parser.parse_args(argv)
     args.n = sorted({int(x) for x in args.n.split(",") if x.strip()})
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -306,6 +318,15 @@ def run_schedules(out: Path) -> int:
     return 0
 
 
+def _keep_audit_section(previous: str, out: Path) -> None:
+    """A fan-out run keeps the audit section (between its markers) of the report it replaces."""
+    import audit
+
+    if audit.BEGIN in previous and audit.END in previous:
+        kept = audit.BEGIN + previous.split(audit.BEGIN, 1)[1].split(audit.END, 1)[0] + audit.END
+        audit.splice(out, kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     schedules_only = args.modes == ["schedules"]
@@ -322,6 +343,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _terminate)
     logging.basicConfig(level=logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
+    if "audit" in args.modes:  # no SSH fleet, no Ray: PostgreSQL and Redis only; its own section
+        import audit
+
+        info = machine_info()
+        machine = f"{info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']}, commit {info['commit']}, {time.strftime('%Y-%m-%d')}, load {load_average()}"
+        code = audit.run(
+            out=args.out,
+            rows=args.audit_rows,
+            ingest_events=args.audit_ingest,
+            work=WORK,
+            machine=machine,
+            log=log,
+        )
+        args.modes = [m for m in args.modes if m != "audit"]
+        if not args.modes or code:
+            return code
     results = Results(ns=args.n, modes=args.modes, repeat=args.repeat, machine=machine_info())
     results.load["start"] = load_average()
     log(f"N={args.n} modes={args.modes} repeat={args.repeat}; machine load {results.load['start']}")
@@ -385,9 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         splice(out, report.live_section(results))
     else:
         kept = existing_schedules_section(args.out)  # a fan-out run keeps the schedules section
+        previous = args.out.read_text() if args.out.exists() else ""
         out.write_text(report.render(results, error=error))
         if kept:
             splice_schedules(out, kept)
+        _keep_audit_section(previous, out)
     results.to_json(WORK / ("results.json" if error is None else "results.partial.json"))
     log(f"{'wrote' if error is None else 'FAILED; partial results in'} {out} ({results.total_s:.0f}s in all)")
     return 0 if error is None else 1

@@ -35,6 +35,7 @@ SERVICES: dict[str, bool] = {
     "jobs": False,
     "executions": True,
     "schedules": False,
+    "audit": False,
 }
 DEFAULT_PORTS = {
     "auth": 3000,
@@ -43,6 +44,7 @@ DEFAULT_PORTS = {
     "jobs": 8001,
     "executions": 8002,
     "schedules": 8003,
+    "audit": 8004,
 }
 
 

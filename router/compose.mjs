@@ -26,6 +26,7 @@ export const SUBGRAPHS = [
   { name: 'jobs', port: 8001 },
   { name: 'executions', port: 8002 },
   { name: 'schedules', port: 8003 },
+  { name: 'audit', port: 8004 },
 ];
 
 const HEADER =

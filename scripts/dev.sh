@@ -57,7 +57,7 @@ cat <<MSG
       (Collections: "OpsConductor: first five operations", the README's walk-through)
     Ray dashboard:                          http://127.0.0.1:8265
       $ray_token_hint
-    Subgraphs: auth :3000  users :3002  targets :3001  jobs :8001  executions :8002  schedules :8003
+    Subgraphs: auth :3000  users :3002  targets :3001  jobs :8001  executions :8002  schedules :8003  audit :8004
     Admin login: username 'admin'; the password is \$OPSC_ADMIN_PASSWORD, or the one printed above on first start.
     Data: $OPSC_DATA_DIR   Ctrl-C stops everything.
 

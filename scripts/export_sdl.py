@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules")
+SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules", "audit")
 
 
 def sdl(name: str) -> str:

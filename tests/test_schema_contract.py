@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules")
+SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules", "audit")
 FEDERATION_FIELDS = {"_entities", "_service"}
 
 

@@ -31,7 +31,7 @@ from graphql import (
 from tests.support.platform import RunningPlatform, gql, login
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules")
+SUBGRAPHS = ("auth", "users", "targets", "jobs", "executions", "schedules", "audit")
 SYSTEM_ROLES = ("admin", "operator", "job_manager", "viewer", "auditor")
 FEDERATION_FIELDS = {"_entities", "_service"}
 DENIAL_CODES = {"FORBIDDEN", "UNAUTHENTICATED"}

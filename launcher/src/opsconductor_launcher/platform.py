@@ -34,6 +34,7 @@ SERVICES: dict[str, bool] = {
     "jobs": False,
     "executions": True,
     "schedules": False,
+    "audit": False,
 }
 DEFAULT_PORTS = {
     "auth": 3000,
@@ -42,6 +43,7 @@ DEFAULT_PORTS = {
     "jobs": 8001,
     "executions": 8002,
     "schedules": 8003,
+    "audit": 8004,
 }
 
 

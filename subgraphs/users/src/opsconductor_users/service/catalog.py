@@ -24,7 +24,9 @@ PERMISSIONS: dict[str, str] = {
     "jobs:execute-dangerous": "Run jobs whose steps match a dangerous-command rule (with confirmation)",
     "executions:read": "View executions and their output",
     "executions:cancel": "Cancel running executions",
-    "audit:read": "Read the audit trail",
+    "audit:read": "Read the audit trail (events, statistics, chain verification, trails)",
+    "audit:export": "Export the audit trail and create compliance reports",
+    "audit:admin": "Audit administration: checkpoints now, retention now",
     "system:admin": "System settings and maintenance",
 }
 
@@ -66,8 +68,8 @@ SYSTEM_ROLES: tuple[RoleSpec, ...] = (
     ),
     RoleSpec(
         "auditor",
-        "Read-only access plus users and the audit trail",
-        ("targets:read", "jobs:read", "executions:read", "users:read", "audit:read"),
+        "Read-only access plus users and the audit trail (read and export)",
+        ("targets:read", "jobs:read", "executions:read", "users:read", "audit:read", "audit:export"),
     ),
 )
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from opsconductor_audit.service import health
+from opsconductor_audit.service.alerting import Alerting
 from opsconductor_audit.service.canonical import (
     GENESIS,
     Verification,
@@ -53,6 +55,10 @@ class Deps:
     signer: Signer
     ingestor: Ingestor
     files_dir: Path
+    alerting: Alerting
+    """Alert rules on the committed events (``ingestor.listeners``), alerts, notifications."""
+    health: health.HealthMonitor
+    """systemHealth: every service's /ready, the router, the database, Redis and Ray."""
 
 
 __all__ = [
@@ -61,6 +67,7 @@ __all__ = [
     "RULES",
     "SEVERITIES",
     "SUBJECT_TYPES",
+    "Alerting",
     "AuditQuery",
     "Deps",
     "Draft",
@@ -77,6 +84,7 @@ __all__ = [
     "ensure_head",
     "get_event",
     "head",
+    "health",
     "last_checkpoint",
     "load_events",
     "page",

@@ -136,16 +136,19 @@ def call_probe(name: str, kind: str, check: Callable[[], Awaitable[Any]], *, tim
     return probe
 
 
-def ray_http_probe(client: httpx.AsyncClient, url: str, *, timeout: float = 10.0) -> RayProbe:
-    """The engine's health as the executions service reports it (``GET /engine``: nodes, the pool and
-    coordinator actors). Unreachable: DOWN with the reason."""
+def ray_http_probe(
+    client: httpx.AsyncClient, url: str, token: Callable[[], Awaitable[str]], *, timeout: float = 10.0
+) -> RayProbe:
+    """The engine's health as the executions service reports it (``GET /engine`` with a service
+    token: nodes, the pool and coordinator actors). Unreachable: DOWN with the reason."""
 
     async def probe() -> RayHealth:
         started = time.perf_counter()
         try:
-            response = await client.get(url, timeout=timeout)
+            headers = {"authorization": f"Bearer {await token()}"}
+            response = await client.get(url, timeout=timeout, headers=headers)
             body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except Exception as exc:  # no answer, no token (auth down), not JSON
             return RayHealth(DOWN, 0, 0, (), 0, None, f"no answer: {type(exc).__name__}")
         latency = _ms(started)
         if not isinstance(body, dict):
@@ -275,3 +278,25 @@ class HealthMonitor:
             except Exception as exc:
                 log.warning("health check failed", error=type(exc).__name__)
             await asyncio.sleep(self.interval_seconds)
+
+
+def report_from_json(text: str) -> SystemHealthReport:
+    """The report as :func:`report_to_json` wrote it (another replica's, through the broadcaster)."""
+    data = json.loads(text)
+    ray = data.get("ray")
+    return SystemHealthReport(
+        status=str(data["status"]),
+        checked_at=datetime.fromisoformat(data["checked_at"]),
+        services=tuple(ComponentHealth(**c) for c in data.get("services") or []),
+        ray=RayHealth(
+            status=ray["status"],
+            nodes=ray["nodes"],
+            alive_nodes=ray["alive_nodes"],
+            actors=tuple(RayActor(**a) for a in ray.get("actors") or []),
+            failed_actors=ray["failed_actors"],
+            latency_ms=ray.get("latency_ms"),
+            detail=ray.get("detail") or "",
+        )
+        if ray
+        else None,
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 HEALTH_DEGRADED = "audit.health_degraded"
 HEALTH_RECOVERED = "audit.health_recovered"
-CHAIN_FAILED = "audit.chain_verification_failed"
+CHAIN_FAILED = "audit.chain_broken"
 
 
 @dataclass(frozen=True)

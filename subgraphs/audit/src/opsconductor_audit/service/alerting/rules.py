@@ -14,6 +14,7 @@ event, and memory is bounded (``max_keys`` windows per rule, least recently used
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,11 @@ def observed(event: Any) -> Observed:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     data = _get(event, "data")
+    if isinstance(data, str | bytes):  # the audit row keeps its data as canonical JSON text
+        try:
+            data = json.loads(data)
+        except ValueError:
+            data = {}
     seq = _get(event, "seq")
     return Observed(
         type=str(_get(event, "type") or ""),

@@ -21,7 +21,7 @@ from tests.support.platform import gql
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 HEALTH = """{ systemHealth { status checkedAt services { name kind status latencyMs detail }
-  ray { status nodes aliveNodes failedActors actors { name kind state } } } }"""
+  ray { status nodes aliveNodes failedActors detail actors { name kind state } } } }"""
 
 
 async def _ready_server(status: list[int]) -> tuple[asyncio.Server, int]:
@@ -108,4 +108,4 @@ async def test_system_health_reports_every_service_redis_database_and_ray(
         if service != "router":
             assert names[service]["status"] == "OK", report
     assert report["ray"] is not None, report
-    assert report["ray"]["aliveNodes"] >= 1 and report["ray"]["actors"], report
+    assert report["ray"]["aliveNodes"] >= 1 and report["ray"]["actors"], str(report["ray"])

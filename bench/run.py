@@ -61,7 +61,7 @@ from modes import (  # noqa: E402
 from modes import _engine_targets as engine_targets  # noqa: E402
 from report import Results  # noqa: E402
 
-MODES = ("raw", "engine", "e2e", "live", "ansible")
+MODES = ("raw", "engine", "e2e", "live", "ansible", "audit")
 WORK = BENCH / ".work"
 ADMIN_PASSWORD = secrets.token_urlsafe(16)  # a throwaway platform in a temporary directory
 
@@ -265,6 +265,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only render --out again from a saved results.json"
     )
+    parser.add_argument(
+        "--audit-rows",
+        type=int,
+        default=1_000_000,
+        help="audit mode: events in the table searched (default 1 M)",
+    )
+    parser.add_argument(
+        "--audit-ingest",
+        type=int,
+        default=50_000,
+        help="audit mode: events ingested through Redis (default 50,000)",
+    )
     args = parser.parse_args(argv)
     args.n = sorted({int(x) for x in args.n.split(",") if x.strip()})
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -292,6 +304,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _terminate)
     logging.basicConfig(level=logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
+    if "audit" in args.modes:  # no SSH fleet, no Ray: PostgreSQL and Redis only; its own section
+        import audit
+
+        info = machine_info()
+        machine = f"{info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']}, commit {info['commit']}, {time.strftime('%Y-%m-%d')}, load {load_average()}"
+        code = audit.run(
+            out=args.out,
+            rows=args.audit_rows,
+            ingest_events=args.audit_ingest,
+            work=WORK,
+            machine=machine,
+            log=log,
+        )
+        args.modes = [m for m in args.modes if m != "audit"]
+        if not args.modes or code:
+            return code
     results = Results(ns=args.n, modes=args.modes, repeat=args.repeat, machine=machine_info())
     results.load["start"] = load_average()
     log(f"N={args.n} modes={args.modes} repeat={args.repeat}; machine load {results.load['start']}")

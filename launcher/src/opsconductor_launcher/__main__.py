@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
+from pathlib import Path
 
 from opsconductor_launcher.platform import SERVICES, EmbeddedPlatform
 from opsconductor_ray.settings import EngineSettings
@@ -78,7 +80,24 @@ def main() -> None:
         "rotate-signing-key",
         help="new current token signing key in auth's database; retires keys no token can still need",
     )
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="verify an audit export, compliance report or retention archive offline"
+    )
+    verify.add_argument("file", type=Path, help="the downloaded file (NDJSON, CSV, JSON or .ndjson.gz)")
+    verify.add_argument(
+        "--public-key",
+        help="base64 Ed25519 public key to check the checkpoint with (default: the one in the file; "
+        "pin the one auditPublicKey publishes to not trust the file)",
+    )
     args = parser.parse_args()
+    if args.command == "audit":
+        from opsconductor_audit.service.offline import verify_file
+
+        report = verify_file(args.file, public_key=args.public_key)
+        print(json.dumps(report.as_dict(), indent=2), flush=True)
+        raise SystemExit(0 if report.ok else 1)
     if args.command == "rotate-signing-key":
         from opsconductor_auth.commands import rotate_signing_key
 

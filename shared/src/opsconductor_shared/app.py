@@ -61,6 +61,7 @@ from opsconductor_shared.events import (
     prune_events,
 )
 from opsconductor_shared.logging import correlation_id, get_logger, new_correlation_id
+from opsconductor_shared.mutation_audit import audit_mutations
 from opsconductor_shared.settings import ServiceSettings
 from opsconductor_shared.ws import SERVICE_UNAVAILABLE, RevocationAwareTransportWSHandler
 
@@ -298,7 +299,8 @@ class ServiceGraphQL(GraphQL):
 def build_schema(
     *, query: type, mutation: type | None = None, subscription: type | None = None, types: Sequence[type] = ()
 ) -> strawberry.federation.Schema:
-    """A federation 2.9 schema with our limits and error masking."""
+    """A federation 2.9 schema with our limits and error masking; every mutation is audited."""
+    audit_mutations(mutation)
     return ClientErrorsQuietSchema(
         query=query,
         mutation=mutation,

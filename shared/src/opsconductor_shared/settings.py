@@ -79,7 +79,20 @@ class ServiceSettings(BaseSettings):
         "Unset means the embedded default: a SQLite file under OPSC_DATA_DIR.",
     )
 
+    trusted_proxies: str = Field(
+        default="127.0.0.0/8,::1",
+        description="Addresses or networks (comma-separated) whose x-opsc-client-ip header is believed for "
+        "the client's address recorded with a login or an audited mutation (the router); anyone else is "
+        "recorded as the socket peer.",
+    )
+
     # -- platform-wide (OPSC_...) ---------------------------------------------------------------
+    client_ip_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=_alias("OPSC_CLIENT_IP_SECRET"),
+        description="Shared with the router: x-opsc-client-ip is believed only with a valid "
+        "x-opsc-client-ip-signature (HMAC-SHA256 of the address). Unset: the trusted address alone.",
+    )
     data_dir: Path = Field(
         default=Path(".data"),
         validation_alias=_alias("OPSC_DATA_DIR"),

@@ -99,4 +99,8 @@ async def test_user_is_not_kept_when_auth_is_unreachable(
     finally:
         await conn.close()
     assert users == 1  # the bootstrap admin only
-    assert [json.loads(r["envelope"])["subject"] for r in rows] == [BOOTSTRAP_ADMIN_ID]  # no event leaked
+    envelopes = [json.loads(r["envelope"]) for r in rows]
+    domain = [e for e in envelopes if e["type"] != "users.mutation"]  # the attempt's audit record stays
+    assert [e["subject"] for e in domain] == [BOOTSTRAP_ADMIN_ID]  # no event leaked
+    (attempt,) = [e for e in envelopes if e["type"] == "users.mutation"]
+    assert attempt["data"]["operation"] == "createUser" and attempt["data"]["outcome"] == "FAILURE"

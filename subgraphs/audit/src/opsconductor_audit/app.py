@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from opsconductor_audit import service
 from opsconductor_audit.models import Outbox
+from opsconductor_audit.routes import routes
 from opsconductor_audit.schema import schema
 from opsconductor_audit.service.alerting import store as alert_store
 from opsconductor_audit.service.alerting.channels import RetryPolicy
@@ -52,7 +53,8 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
     ingestor = service.Ingestor(
         sources=settings.sources,
         group=settings.consumer_group,
-        consumer=f"audit-{socket.gethostname()}-{os.getpid()}-{id(runtime):x}",
+        # stable across restarts of this replica (host and port): it re-reads its own pending entries first
+        consumer=settings.consumer_name or f"audit-{socket.gethostname()}-{settings.port}",
         batch=settings.ingest_batch,
         claim_idle=settings.ingest_claim_idle_seconds,
     )
@@ -81,6 +83,21 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
             if current.last_seq and (latest is None or latest.seq != current.last_seq):
                 await service.take_checkpoint(signer, reason="periodic")
 
+    policy = service.Policy(
+        max_age=timedelta(days=settings.retention_days) if settings.retention_days else None,
+        max_events=settings.retention_max_events,
+    )
+
+    async def housekeeping() -> None:
+        with runtime.db.bind():
+            if policy.max_age is not None or policy.max_events is not None:
+                result = await service.apply_retention(
+                    policy=policy, signer=signer, files_dir=settings.files_dir()
+                )
+                if result.archived:
+                    log.info("audit events archived", rows=result.archived, to_seq=result.to_seq)
+            await service.prune_exports(older_than=timedelta(hours=settings.export_retention_hours))
+
     async def startup(rt: Runtime[Settings, service.Deps]) -> None:
         await service.ensure_head()
         if platform.redis is not None:
@@ -92,6 +109,14 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
                 asyncio.create_task(
                     _every(settings.checkpoint_interval_seconds, checkpoint_if_moved, "audit checkpoint"),
                     name="audit-checkpoint",
+                )
+            )
+
+        if settings.retention_interval_seconds > 0:
+            background.append(
+                asyncio.create_task(
+                    _every(settings.retention_interval_seconds, housekeeping, "audit retention"),
+                    name="audit-retention",
                 )
             )
 
@@ -114,6 +139,7 @@ def create_app(settings: Settings, platform: Platform) -> Starlette:
     return create_service_app(
         runtime=runtime,
         schema=schema,
+        extra_routes=routes(runtime),
         on_startup=[startup, start_alerting],
         on_shutdown=[stop_alerting, shutdown],
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import strawberry
@@ -19,20 +20,28 @@ from opsconductor_audit.service.alerting import store
 from opsconductor_audit.types import (
     ADMIN,
     ERRORS,
+    EXPORT,
     READ,
     AuditChainVerification,
     AuditCheckpoint,
     AuditEvent,
+    AuditExport,
+    AuditExportFormat,
     AuditFilter,
     AuditPublicKey,
     AuditStatistics,
+    ComplianceReport,
+    ComplianceReportKind,
     Execution,
     Info,
     Job,
+    ReportFormat,
     Schedule,
     Target,
     User,
     events_connection,
+    export_of,
+    report_of,
 )
 from opsconductor_audit.types.alerting import (
     ALERTS_MANAGE,
@@ -58,9 +67,40 @@ from opsconductor_audit.types.alerting import (
 )
 from opsconductor_shared.app import build_schema
 from opsconductor_shared.auth import Authenticated, requires
-from opsconductor_shared.errors import DependencyUnavailable, NotFound, PermissionDenied, ValidationFailed
+from opsconductor_shared.errors import (
+    DependencyUnavailable,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    ValidationFailed,
+)
 from opsconductor_shared.paging import Connection, paginate
 from opsconductor_shared.unit_of_work import maps_errors, transactional
+
+
+@strawberry.type(description="What one retention pass archived (and deleted).")
+class AuditRetentionResult:
+    archived: int
+    from_seq: int | None
+    to_seq: int | None
+    archive_file: str | None = strawberry.field(
+        description="The archive's file name in the audit data directory."
+    )
+
+
+ExportAuditResult = Annotated[AuditExport | ValidationFailed, strawberry.union("ExportAuditResult")]
+ComplianceReportResult = Annotated[
+    ComplianceReport | ValidationFailed, strawberry.union("ComplianceReportResult")
+]
+ApplyRetentionResult = Annotated[
+    AuditRetentionResult | ValidationFailed, strawberry.union("ApplyRetentionResult")
+]
+
+
+def _caller(info: Info) -> str:
+    identity = info.context.identity
+    assert identity is not None  # the permission class ran first
+    return identity.subject
 
 
 @strawberry.type
@@ -140,6 +180,84 @@ class Mutation:
         deps = info.context.deps
         row = await service.take_checkpoint(deps.signer, reason="manual")
         return AuditCheckpoint.from_row(row, deps.signer.public_key_b64)
+
+    @strawberry.mutation(
+        description="Write the matching events (oldest first, up to a fresh signed checkpoint) to an "
+        "NDJSON or CSV file; fetch `url` with the same bearer token.",
+        permission_classes=[requires(EXPORT)],
+    )
+    @maps_errors(ERRORS)
+    async def export_audit(
+        self,
+        info: Info,
+        filter: AuditFilter | None = None,
+        format: AuditExportFormat = AuditExportFormat.NDJSON,
+    ) -> ExportAuditResult:
+        deps = info.context.deps
+        row = await service.export_events(
+            query=filter.to_query() if filter else service.AuditQuery(),
+            fmt=format.value,
+            owner_id=_caller(info),
+            signer=deps.signer,
+            files_dir=deps.files_dir,
+        )
+        return await export_of(info, row)
+
+    @strawberry.mutation(
+        description="A compliance report over [from, to) as a CSV or JSON file, with the signed "
+        "checkpoint it was made from; fetch `url` with the same bearer token.",
+        permission_classes=[requires(EXPORT)],
+    )
+    @maps_errors(ERRORS)
+    async def create_compliance_report(
+        self,
+        info: Info,
+        kind: ComplianceReportKind,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        format: ReportFormat = ReportFormat.CSV,
+    ) -> ComplianceReportResult:
+        deps = info.context.deps
+        row = await service.create_report(
+            kind=kind.value,
+            from_=from_,
+            to=to,
+            fmt=format.value,
+            owner_id=_caller(info),
+            signer=deps.signer,
+            files_dir=deps.files_dir,
+        )
+        return await report_of(info, row)
+
+    @strawberry.mutation(
+        description="Archive (gzip NDJSON with a signed checkpoint) and delete events older than "
+        "`olderThanDays` and/or beyond the newest `keepEvents`; the rest verifies from the checkpoint.",
+        permission_classes=[requires(ADMIN)],
+    )
+    @maps_errors(ERRORS)
+    async def apply_audit_retention(
+        self, info: Info, older_than_days: float | None = None, keep_events: int | None = None
+    ) -> ApplyRetentionResult:
+        if older_than_days is None and keep_events is None:
+            raise ValidationError("give olderThanDays and/or keepEvents", field="olderThanDays")
+        if (older_than_days is not None and not 0 <= older_than_days <= 100_000) or (
+            keep_events is not None and keep_events < 0
+        ):
+            raise ValidationError("olderThanDays and keepEvents must not be negative", field="olderThanDays")
+        deps = info.context.deps
+        policy = service.Policy(
+            max_age=timedelta(days=older_than_days) if older_than_days is not None else None,
+            max_events=keep_events,
+        )
+        result = await service.apply_retention(
+            policy=policy, signer=deps.signer, files_dir=deps.files_dir, actor_id=_caller(info)
+        )
+        return AuditRetentionResult(
+            archived=result.archived,
+            from_seq=result.from_seq,
+            to_seq=result.to_seq,
+            archive_file=Path(result.path).name if result.path else None,
+        )
 
 
 # ---- alerting and system health -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from opsconductor_shared.settings import ServiceSettings
 
-EVENT_SOURCES = ("auth", "users", "targets", "jobs", "executions", "schedules")
+EVENT_SOURCES = ("auth", "users", "targets", "jobs", "executions", "schedules", "audit")
 
 
 class Settings(ServiceSettings):
@@ -26,6 +26,11 @@ class Settings(ServiceSettings):
         description="The services whose event streams (opsc.events.<source>) are audited.",
     )
     consumer_group: str = Field("audit", description="The Redis consumer group of every audit replica.")
+    consumer_name: str | None = Field(
+        None,
+        description="This replica's consumer name in the group; unset: audit-<hostname>-<port> (stable across "
+        "restarts, so a restarted replica re-reads the entries it had read but not committed).",
+    )
     ingest_batch: int = Field(
         500, description="Events appended to the chain in one transaction at most (one lock, one commit)."
     )
@@ -45,6 +50,10 @@ class Settings(ServiceSettings):
     export_dir: Path | None = Field(
         None,
         description="Where exports, reports and retention archives are written. Unset: <OPSC_DATA_DIR>/audit.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach this service at (export download links). Unset: http://host:port.",
     )
     export_retention_hours: float = Field(24, description="Export and report files are deleted after this.")
     retention_days: float | None = Field(

@@ -10,6 +10,7 @@ from opsconductor_auth import service
 from opsconductor_auth.errors import LoginFailed
 from opsconductor_auth.settings import Settings
 from opsconductor_shared.app import Runtime
+from opsconductor_shared.unit_of_work import unit_of_work
 
 
 def routes(runtime: Runtime[Settings, service.Deps]) -> list[Route]:
@@ -40,6 +41,8 @@ def routes(runtime: Runtime[Settings, service.Deps]) -> list[Route]:
             return JSONResponse({"message": "expected {id, tokenHash}"}, status_code=400)
         with runtime.db.bind():
             active = await service.api_key_active(key_id=key_id[:64], token_hash=token_hash[:64])
+            async with unit_of_work(runtime):
+                await service.record_api_key_use(key_id=key_id[:64], active=active)
         return JSONResponse({"active": active})
 
     return [

@@ -6,7 +6,6 @@ import strawberry
 from strawberry.exceptions import StrawberryGraphQLError
 
 from opsconductor_auth import service
-from opsconductor_auth.client_ip import client_ip
 from opsconductor_auth.types import (
     ERRORS,
     ApiKeyCreated,
@@ -39,6 +38,7 @@ from opsconductor_auth.types import (
 )
 from opsconductor_shared.app import build_schema
 from opsconductor_shared.auth import Authenticated, Identity, Public, require_identity, requires
+from opsconductor_shared.client_ip import client_ip
 from opsconductor_shared.paging import build_connection, check_first, decode_cursor
 from opsconductor_shared.unit_of_work import maps_errors, transactional, unit_of_work
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from opsconductor_auth.client_ip import DEFAULT_TRUSTED_PROXIES
 from opsconductor_shared.settings import ServiceSettings
 
 
@@ -49,14 +48,4 @@ class Settings(ServiceSettings):
         description="Bootstrap admin's password (must meet the password policy); unset: one is generated "
         "and shown once on the terminal (no terminal: written to <OPSC_DATA_DIR>/bootstrap-admin-password, 0600).",
     )
-    trusted_proxies: str = Field(
-        default=DEFAULT_TRUSTED_PROXIES,
-        description="Addresses or networks (comma-separated) whose x-opsc-client-ip header is believed for "
-        "the login's client address (the router); anyone else is recorded as the socket peer.",
-    )
-    client_ip_secret: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("OPSC_CLIENT_IP_SECRET", "client_ip_secret"),
-        description="Shared with the router: x-opsc-client-ip is believed only with a valid "
-        "x-opsc-client-ip-signature (HMAC-SHA256 of the address). Unset: the trusted address alone.",
-    )
+    # trusted_proxies (OPSC_AUTH_TRUSTED_PROXIES) and client_ip_secret (OPSC_CLIENT_IP_SECRET): ServiceSettings

@@ -229,7 +229,9 @@ class Mutation:
     @maps_errors(ERRORS)
     async def cancel_execution(self, info: Info, id: strawberry.ID) -> CancelExecutionResult:
         async with unit_of_work(info.context.runtime):
-            row = await service.request_cancel(execution_id=str(id))
+            row = await service.request_cancel(
+                execution_id=str(id), actor=info.context.identity.subject if info.context.identity else None
+            )
         row = await info.context.deps.deliver_cancel(row)
         return ExecutionCancelling(execution=Execution.from_record(row))
 

@@ -21,6 +21,8 @@ TARGET_UPDATED = "targets.target_updated"
 TARGET_DELETED = "targets.target_deleted"
 TARGET_HEALTH_CHANGED = "targets.target_health_changed"
 HOST_KEY_TRUSTED = "targets.host_key_trusted"
+CONNECTION_GRANTED = "targets.connection_granted"
+"""A connection grant was issued: {grantId, purpose, targetIds, expiresAt} (audited, by purpose)."""
 
 
 def target_event(type_: str, target: Target, actor: str | None, data: dict[str, Any]) -> EventEnvelope:
@@ -40,4 +42,16 @@ def health_changed(target_id: str, health: str, previous: str) -> EventEnvelope:
         source=SOURCE,
         subject=target_id,
         data={"id": target_id, "healthStatus": health, "previous": previous},
+    )
+
+
+def connection_granted(
+    *, grant_id: str, purpose: str, target_ids: list[str], expires_at: str, actor: str | None
+) -> EventEnvelope:
+    return EventEnvelope(
+        type=CONNECTION_GRANTED,
+        source=SOURCE,
+        subject=target_ids[0] if len(target_ids) == 1 else None,
+        actor=actor,
+        data={"grantId": grant_id, "purpose": purpose, "targetIds": target_ids, "expiresAt": expires_at},
     )

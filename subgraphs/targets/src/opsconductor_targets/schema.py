@@ -396,6 +396,7 @@ class Mutation:
             settings=info.context.settings,
             target_ids=[str(i) for i in target_ids],
             purpose="execution",
+            actor=info.context.identity.subject if info.context.identity else None,
         )
         return ConnectionGrant(
             grant=issued.grant,

@@ -21,6 +21,11 @@ USER_DEACTIVATED = "users.user_deactivated"
 USER_ROLES_CHANGED = "users.user_roles_changed"
 """setUserRoles, and one per holder when updateRole changes a role's permissions."""
 
+ROLE_CREATED = "users.role_created"
+ROLE_UPDATED = "users.role_updated"
+ROLE_DELETED = "users.role_deleted"
+"""Role definition changes (audited): {name, description, permissions}."""
+
 LOGIN_SUCCEEDED = "auth.login_succeeded"
 """Consumed (group ``users``): keeps ``lastLoginAt``."""
 
@@ -42,4 +47,16 @@ def user_event(type: str, user: UserSnapshot, actor: Identity | None) -> EventEn
         subject=user.id,
         actor=actor.subject if actor else None,
         data=user.event_data(),
+    )
+
+
+def role_event(
+    type: str, *, name: str, description: str | None, permissions: list[str] | None, actor: Identity | None
+) -> EventEnvelope:
+    return EventEnvelope(
+        type=type,
+        source=SOURCE,
+        subject=name,
+        actor=actor.subject if actor else None,
+        data={"name": name, "description": description, "permissions": permissions},
     )

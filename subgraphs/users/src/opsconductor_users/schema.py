@@ -165,7 +165,7 @@ class Mutation:
     )
     @transactional(ERRORS)
     async def delete_role(self, info: Info, name: str) -> DeleteRoleResult:
-        return RoleDeleted(name=await service.delete_role(name=name))
+        return RoleDeleted(name=await service.delete_role(name=name, actor=info.context.identity))
 
     @strawberry.mutation(
         permission_classes=[requires("roles:write")],

@@ -33,9 +33,13 @@ from opsconductor_audit.service.chain import (
     take_checkpoint,
     verify_chain,
 )
+from opsconductor_audit.service.exports import checkpoint_of, export_events, get_export, prune_exports
 from opsconductor_audit.service.ingest import Ingestor
+from opsconductor_audit.service.legacy import LegacyAuditImport, import_legacy_audit_log
 from opsconductor_audit.service.mapping import OUTCOMES, RULES, SEVERITIES, SUBJECT_TYPES, draft_of
 from opsconductor_audit.service.own import record, record_chain_broken
+from opsconductor_audit.service.reports import KINDS, create_report
+from opsconductor_audit.service.retention import Policy, RetentionResult, apply_retention
 from opsconductor_audit.service.search import (
     AuditQuery,
     Page,
@@ -63,6 +67,7 @@ class Deps:
 
 __all__ = [
     "GENESIS",
+    "KINDS",
     "OUTCOMES",
     "RULES",
     "SEVERITIES",
@@ -72,22 +77,32 @@ __all__ = [
     "Deps",
     "Draft",
     "Ingestor",
+    "LegacyAuditImport",
     "Page",
+    "Policy",
+    "RetentionResult",
     "Signer",
     "Verification",
     "append",
+    "apply_retention",
     "canonical",
     "chain_hash",
+    "checkpoint_of",
     "checkpoint_record",
     "checkpoint_statement",
+    "create_report",
     "draft_of",
     "ensure_head",
+    "export_events",
     "get_event",
+    "get_export",
     "head",
     "health",
+    "import_legacy_audit_log",
     "last_checkpoint",
     "load_events",
     "page",
+    "prune_exports",
     "record",
     "record_chain_broken",
     "record_of",

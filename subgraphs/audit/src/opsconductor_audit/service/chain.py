@@ -127,7 +127,7 @@ async def ensure_head() -> None:
 _local_lock: dict[int, asyncio.Lock] = {}
 
 
-def _lock() -> asyncio.Lock:
+def writer_lock() -> asyncio.Lock:
     """Writers of this process queue here first (the row lock serialises replicas)."""
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _local_lock:
@@ -139,7 +139,7 @@ async def append(drafts: Sequence[Draft]) -> list[AuditEvent]:
     """Append the drafts not yet in the chain, in order, in one transaction; returns the new rows."""
     if not drafts:
         return []
-    async with _lock(), in_transaction():
+    async with writer_lock(), in_transaction():
         head = await ChainHead.select_for_update().get(id=HEAD_ID)
         ids = list(dict.fromkeys(d.id for d in drafts))
         seen: set[str] = {str(i) for i in await AuditEvent.filter(id__in=ids).values_list("id", flat=True)}

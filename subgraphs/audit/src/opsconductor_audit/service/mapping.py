@@ -152,14 +152,16 @@ def draft_of(envelope: EventEnvelope) -> Draft:
         outcome = outcome if outcome in OUTCOMES else SUCCESS
         rule = Rule(
             str(data.get("operation") or "mutation"),
-            envelope.source,
+            "",
             outcome,
             INFO if outcome == SUCCESS else WARNING,
         )
     if rule is None:
         rule = Rule(envelope.type.split(".", 1)[-1], None)
     outcome, severity = rule.judge(data) if rule.judge else (rule.outcome, rule.severity)
+    # an unknown type's subject is its source service; a mutation record has no subject ("")
     subject_type = rule.subject_type if rule.subject_type is not None else (envelope.source or None)
+    subject_type = subject_type or None
     return Draft(
         id=envelope.id,
         at=envelope.time,

@@ -112,10 +112,10 @@ async def statistics(*, from_: datetime | None, to: datetime | None) -> dict[str
     base = filtered(AuditQuery(from_=from_, to=to))
 
     async def by(column: str, limit: int | None = None) -> list[tuple[str | None, int]]:
-        qs = base.annotate(n=Count("seq")).group_by(column).order_by("-n").values_list(column, "n")
+        qs = base.annotate(n=Count("seq")).group_by(column).order_by("-n")
         if limit:
             qs = qs.limit(limit)
-        return [(key, int(n)) for key, n in await qs]
+        return [(key, int(n)) for key, n in await qs.values_list(column, "n")]
 
     total = await base.count()
     return {

@@ -14,6 +14,7 @@ from opsconductor_audit import service
 from opsconductor_audit.loaders import load_event
 from opsconductor_audit.models import AuditCheckpoint as CheckpointRow
 from opsconductor_audit.models import AuditEvent as EventRow
+from opsconductor_audit.models import AuditExport as ExportRow
 from opsconductor_audit.service.canonical import checkpoint_statement, format_time
 from opsconductor_audit.settings import Settings
 from opsconductor_shared.app import RequestContext
@@ -215,6 +216,84 @@ class AuditPublicKey:
     algorithm: str
     key_id: str
     public_key: str = strawberry.field(description="Base64 of the raw 32-byte Ed25519 public key.")
+
+
+@strawberry.enum(description="The file format of an export.")
+class AuditExportFormat(enum.Enum):
+    NDJSON = "NDJSON"
+    CSV = "CSV"
+
+
+@strawberry.enum(description="The file format of a compliance report.")
+class ReportFormat(enum.Enum):
+    CSV = "CSV"
+    JSON = "JSON"
+
+
+@strawberry.enum(description="What a compliance report lists.")
+class ComplianceReportKind(enum.Enum):
+    RUNS_BY_TARGET = "RUNS_BY_TARGET"
+    PRIVILEGE_CHANGES = "PRIVILEGE_CHANGES"
+    LOGINS = "LOGINS"
+    CREDENTIAL_USE = "CREDENTIAL_USE"
+    CONFIGURATION_CHANGES = "CONFIGURATION_CHANGES"
+    DANGEROUS_COMMANDS = "DANGEROUS_COMMANDS"
+    STALE_ACCESS = "STALE_ACCESS"
+
+
+@strawberry.type(
+    description="An export file: GET `url` with the same bearer token (audit:export). It ends with the "
+    "signed checkpoint it was made from; verify it offline with `opsconductor audit verify FILE`."
+)
+class AuditExport:
+    id: strawberry.ID
+    url: str
+    format: str
+    rows: int
+    sha256: str = strawberry.field(description="sha256 of the whole file, lowercase hex.")
+    created_at: datetime
+    checkpoint: AuditCheckpoint | None
+
+
+@strawberry.type(description="A compliance report file (CSV or JSON) with the checkpoint it was made from.")
+class ComplianceReport:
+    id: strawberry.ID
+    kind: ComplianceReportKind
+    url: str
+    format: str
+    rows: int
+    sha256: str
+    created_at: datetime
+    checkpoint: AuditCheckpoint | None
+
+
+async def export_of(info: Info, row: ExportRow) -> AuditExport:
+    from opsconductor_audit.routes import download_url
+
+    cp = await service.checkpoint_of(row)
+    return AuditExport(
+        id=strawberry.ID(row.id),
+        url=download_url(info.context.settings, row.id),
+        format=row.format,
+        rows=row.rows,
+        sha256=row.sha256,
+        created_at=row.created_at,
+        checkpoint=AuditCheckpoint.from_row(cp, info.context.deps.signer.public_key_b64) if cp else None,
+    )
+
+
+async def report_of(info: Info, row: ExportRow) -> ComplianceReport:
+    export = await export_of(info, row)
+    return ComplianceReport(
+        id=export.id,
+        kind=ComplianceReportKind(row.kind),
+        url=export.url,
+        format=export.format,
+        rows=export.rows,
+        sha256=export.sha256,
+        created_at=export.created_at,
+        checkpoint=export.checkpoint,
+    )
 
 
 # ---- federation: auditTrail on other subgraphs' entities ----------------------------------------

@@ -15,6 +15,7 @@ from opsconductor_auth.service.api_keys import (
     create_api_key,
     list_api_keys,
     not_held,
+    record_api_key_use,
     revoke_api_key,
     revoke_api_keys,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "prepare_password_change",
     "prepare_password_reset",
     "prune_login_attempts",
+    "record_api_key_use",
     "refresh",
     "reset_password",
     "revoke_all",

@@ -109,6 +109,32 @@ async def revoke_api_keys(*, deps: Deps, user_id: str, reason: str, held: list[s
     return count
 
 
+_USE_AUDIT_SECONDS = 60.0
+_last_use_recorded: dict[tuple[str, bool], float] = {}
+
+
+async def record_api_key_use(*, key_id: str, active: bool) -> None:
+    """Audit an API key's use (``auth.api_key_used``): services ask whether a key is valid before
+    accepting it, each answer cached a few seconds; this records at most one event a minute per
+    key and answer, in its own transaction (the caller's unit of work)."""
+    import time
+
+    stamp = time.monotonic()
+    last = _last_use_recorded.get((key_id, active))
+    if last is not None and stamp - last < _USE_AUDIT_SECONDS:
+        return
+    if len(_last_use_recorded) > 10_000:
+        _last_use_recorded.clear()
+    _last_use_recorded[(key_id, active)] = stamp
+    try:
+        row = await ApiKey.get_or_none(id=uuid.UUID(key_id))
+    except ValueError:
+        row = None
+    if row is None:  # not a key of ours: nothing to audit (and no flood of made-up ids)
+        return
+    await record_event(Outbox, events.api_key_used(user_id=row.user_id, api_key_id=key_id, ok=active))
+
+
 async def api_key_active(*, key_id: str, token_hash: str) -> bool:
     """What every service asks (cached a few seconds) before accepting an API key: the stored
     key matches the token, is neither revoked nor expired, its owner is active and still holds

@@ -175,6 +175,17 @@ async def _login(
             ip_address=ip,
             user_agent=user_agent,
         )
+        if not success:  # audited (the success is auth.login_succeeded below)
+            await record_event(
+                Outbox,
+                events.login_failed(
+                    username=username,
+                    user_id=cred.user_id if cred else None,
+                    reason=reason,
+                    ip=ip,
+                    user_agent=user_agent,
+                ),
+            )
 
     if cred is None or cred.password_hash is None:
         until = await _ghost_lock(policy, username)
@@ -191,6 +202,16 @@ async def _login(
         if cred.failed_logins >= policy.lockout_threshold:
             cred.locked_until = now() + timedelta(minutes=policy.lockout_minutes)
             cred.failed_logins = 0
+            await record_event(
+                Outbox,
+                events.account_locked(
+                    username=username,
+                    user_id=cred.user_id,
+                    until=cred.locked_until.isoformat(),
+                    ip=ip,
+                    user_agent=user_agent,
+                ),
+            )
         await cred.save(update_fields=["failed_logins", "locked_until", "updated_at"])
         await attempt(False, "bad_password")
         raise LoginFailed("invalid username or password")
@@ -213,7 +234,14 @@ async def _login(
     )
     await attempt(True, "ok")
     await record_event(
-        Outbox, events.login_succeeded(user_id=cred.user_id, session_id=str(session.id), ip=ip)
+        Outbox,
+        events.login_succeeded(
+            user_id=cred.user_id,
+            session_id=str(session.id),
+            ip=ip,
+            username=cred.username,
+            user_agent=user_agent,
+        ),
     )
     access, expires = await deps.tokens.access(cred, str(session.id))
     return IssuedTokens(access, await _new_refresh(session), expires, cred, str(session.id))
@@ -226,9 +254,23 @@ async def refresh(*, deps: Deps, refresh_token: str) -> Outcome[IssuedTokens]:
     """Rotate a refresh token (in the caller's transaction). A failure is returned, not raised, so
     the revocation that a reused token causes commits."""
     try:
-        return Outcome(value=await _refresh(deps, refresh_token))
+        issued = await _refresh(deps, refresh_token)
     except InvalidRefresh as exc:
+        token = await RefreshToken.get_or_none(token_hash=sha256(refresh_token)).prefetch_related("session")
+        session = token.session if token is not None else None
+        await record_event(
+            Outbox,
+            events.refresh_failed(
+                user_id=session.user_id if session else None,
+                session_id=str(session.id) if session else None,
+                reason=str(exc),
+            ),
+        )
         return Outcome(error=exc)
+    await record_event(
+        Outbox, events.session_refreshed(user_id=issued.credential.user_id, session_id=issued.session_id)
+    )
+    return Outcome(value=issued)
 
 
 async def _refresh(deps: Deps, raw: str) -> IssuedTokens:

@@ -24,7 +24,8 @@ from typing import Any
 
 from tortoise.expressions import Q
 
-from opsconductor_executions.models import ACTIVE, TERMINAL, Execution
+from opsconductor_executions import events
+from opsconductor_executions.models import ACTIVE, TERMINAL, Execution, Outbox
 from opsconductor_executions.service.lifecycle import (
     GrantClock,
     claim,
@@ -42,7 +43,7 @@ from opsconductor_executions.service.plans import PlanSource, credentials, store
 from opsconductor_executions.settings import Settings
 from opsconductor_ray.protocol import EngineEvent, ExecutionPlan
 from opsconductor_shared.errors import NotFoundError, ValidationError
-from opsconductor_shared.events import Broadcaster
+from opsconductor_shared.events import Broadcaster, record_event
 from opsconductor_shared.logging import get_logger
 from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
@@ -446,8 +447,8 @@ class Followers:
             )
 
 
-async def request_cancel(*, execution_id: str) -> Execution:
-    """Record a cancel request (the caller's transaction): ``cancel_requested`` (CANCELLING)."""
+async def request_cancel(*, execution_id: str, actor: str | None = None) -> Execution:
+    """Record a cancel request (the caller's transaction): ``cancel_requested`` (CANCELLING), audited."""
     execution = await Execution.select_for_update().get_or_none(id=execution_id)
     if execution is None:
         raise NotFoundError(f"execution {execution_id} not found", id=execution_id)
@@ -456,4 +457,5 @@ async def request_cancel(*, execution_id: str) -> Execution:
     if not execution.cancel_requested:
         execution.cancel_requested = True
         await execution.save(update_fields=["cancel_requested"])
+        await record_event(Outbox, events.execution_cancelled(execution, actor=actor))
     return execution

@@ -216,5 +216,10 @@ async def end_without_engine(
     execution.lease_owner = None
     execution.lease_until = None
     await execution.save()
-    await record_event(Outbox, events.execution_finished(execution))
+    await record_event(
+        Outbox,
+        events.execution_finished(
+            execution, targets=events.target_digest(await TargetRun.filter(execution_id=execution.id))
+        ),
+    )
     return execution, row

@@ -303,4 +303,6 @@ class RunWriter:
             if execution.started_at is None:
                 execution.started_at = at
             self.finished = True
-            await record_event(Outbox, events.execution_finished(execution))
+            await record_event(
+                Outbox, events.execution_finished(execution, targets=events.target_digest(runs.values()))
+            )

@@ -23,9 +23,11 @@ from prometheus_client import Counter as MetricCounter
 
 from opsconductor_shared.crypto import DecryptionError, KeyRing
 from opsconductor_shared.errors import NotFoundError, ValidationError
+from opsconductor_shared.events import record_event
 from opsconductor_shared.logging import get_logger
+from opsconductor_targets import events
 from opsconductor_targets.errors import AddressDenied, GrantRejected
-from opsconductor_targets.models import CommunicationMethod, Credential, GrantKey, Target
+from opsconductor_targets.models import CommunicationMethod, Credential, GrantKey, Outbox, Target
 from opsconductor_targets.service.catalog import METHOD_CONFIG_DEFAULTS
 from opsconductor_targets.service.exposure import winrm_insecurity
 from opsconductor_targets.service.netpolicy import NetPolicy
@@ -168,6 +170,7 @@ async def issue_grant(
     purpose: str,
     ttl_seconds: int | None = None,
     methods: dict[str, str] | None = None,
+    actor: str | None = None,
 ) -> IssuedGrant:
     """A signed, expiring grant to fetch these targets' credentials (NotFoundError if one is missing).
 
@@ -201,6 +204,16 @@ async def issue_grant(
     grant = await grants.sign(claims)
     log.info("connection grant issued", grant_id=claims["jti"], purpose=purpose, targets=len(ids))
     grants.count_issued(purpose)
+    await record_event(
+        Outbox,
+        events.connection_granted(
+            grant_id=str(claims["jti"]),
+            purpose=purpose,
+            target_ids=ids,
+            expires_at=datetime.fromtimestamp(int(expires), UTC).isoformat(),
+            actor=actor,
+        ),
+    )
     return IssuedGrant(
         grant=grant,
         resolver_url=settings.resolver_url,

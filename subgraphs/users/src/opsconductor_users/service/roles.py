@@ -50,6 +50,12 @@ async def create_role(
         role = await Role.create(name=name, description=description, permissions=perms, is_system=False)
     except IntegrityError as exc:
         raise ValidationError(f"role '{name}' already exists", field="name") from exc
+    await record_event(
+        Outbox,
+        events.role_event(
+            events.ROLE_CREATED, name=name, description=description, permissions=perms, actor=actor
+        ),
+    )
     return role_record(role)
 
 
@@ -105,6 +111,16 @@ async def update_role(
             check_may_act_on(actor, holder.id, holder.permissions, "change the role of")
     if fields_:
         await role.save(update_fields=fields_)
+        await record_event(
+            Outbox,
+            events.role_event(
+                events.ROLE_UPDATED,
+                name=role.name,
+                description=role.description,
+                permissions=list(role.permissions),
+                actor=actor,
+            ),
+        )
     if holders:
         await User.filter(id__in=holders).update(version=F("version") + 1)
         for record in await user_records(await User.filter(id__in=holders).order_by("id")):
@@ -112,13 +128,19 @@ async def update_role(
     return role_record(role)
 
 
-async def delete_role(*, name: str) -> str:
+async def delete_role(*, name: str, actor: Identity | None = None) -> str:
     role = await _locked_custom_role(name)
     in_use = await User.filter(deleted_at=None, role_links__role_id=role.name).count()
     if in_use:
         raise RoleInUseError(role.name, in_use)
     await UserRole.filter(role_id=role.name).delete()  # links of soft-deleted users only
     await role.delete()
+    await record_event(
+        Outbox,
+        events.role_event(
+            events.ROLE_DELETED, name=role.name, description=role.description, permissions=None, actor=actor
+        ),
+    )
     return role.name
 
 

@@ -1,4 +1,4 @@
-"""The client address recorded for a login (L2): believed from the router only.
+"""The client address recorded for a login or an audited mutation (L2): believed from the router only.
 
 The router sends ``x-opsc-client-ip`` (the socket peer it saw) and, when ``OPSC_CLIENT_IP_SECRET``
 is set, ``x-opsc-client-ip-signature`` = hex HMAC-SHA256(secret, ip) (router/client-ip.ts). The

@@ -267,6 +267,35 @@ class EngineClient:
         totals["shards"] = shards
         return totals
 
+    async def health(self) -> dict[str, Any]:
+        """The engine's health for system health checks: Ray nodes (all, alive) and each pool and
+        coordinator actor pinged (bounded): ALIVE, DEAD (the actor died) or UNREACHABLE."""
+        self._require_ray()
+        nodes: list[dict[str, Any]] = await self._bounded(asyncio.to_thread(ray.nodes), "nodes")  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        alive = sum(1 for node in nodes if node.get("Alive"))
+
+        async def check(kind: str, name: str, index: int) -> dict[str, str]:
+            try:
+                if kind == "pool":
+                    handle = await self._pool(index)
+                    await self._bounded(handle.stats.remote(), "pool ping")
+                else:
+                    handle = await self._host(index)
+                    await self._bounded(handle.ping.remote(), "coordinator ping")
+            except RayActorError:
+                (self._pools if kind == "pool" else self._hosts).pop(index, None)
+                return {"name": name, "kind": kind, "state": "DEAD"}
+            except (EngineError, RayError, OSError):
+                (self._pools if kind == "pool" else self._hosts).pop(index, None)
+                return {"name": name, "kind": kind, "state": "UNREACHABLE"}
+            return {"name": name, "kind": kind, "state": "ALIVE"}
+
+        actors = await asyncio.gather(
+            *(check("pool", f"pool-{shard}", shard) for shard in range(self.num_shards)),
+            *(check("coordinator", coordinator_host_name(i), i) for i in range(self.num_coordinators)),
+        )
+        return {"nodes": len(nodes), "aliveNodes": alive, "actors": list(actors)}
+
     def shutdown(self) -> None:
         """Disconnect from Ray (stopping it if `connect` started it here)."""
         self._hosts.clear()

@@ -65,6 +65,62 @@ class Settings(ServiceSettings):
     retention_interval_seconds: float = Field(
         3600, description="How often the retention policy runs (when one is set). 0: never."
     )
+    # -- alerting and notifications (service/alerting) --
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Key ring for the alerting secrets at rest (webhook signing secrets, the SMTP password): "
+        "'kid:base64key,...' (first is active). Unset: a generated key file under OPSC_DATA_DIR (audit.keys).",
+    )
+    notify_deny_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs webhooks and the SMTP sender may not reach, on top of the always "
+        "refused link-local (169.254.0.0/16, fe80::/10), cloud metadata, multicast and unspecified addresses "
+        "and the platform's own endpoints. E.g. '127.0.0.0/8,10.0.0.0/8'. Empty: only those.",
+    )
+    notify_attempts: int = Field(5, description="Attempts per notification (the first and its retries).")
+    notify_backoff_seconds: float = Field(
+        1.0, description="Delay before the first retry; each further one doubles (at most 60 s)."
+    )
+    webhook_timeout_seconds: float = Field(10.0, description="Bound on one webhook request.")
+    alert_rules_reload_seconds: float = Field(
+        60, description="How often the rules are re-read (rules changed by another replica). 0: never."
+    )
+    # -- system health (service/health.py) --
+    auth_url: str = Field(
+        "http://127.0.0.1:3000/graphql",
+        validation_alias=AliasChoices("OPSC_AUTH_URL", "auth_url"),
+        description="The auth subgraph (its /ready is checked).",
+    )
+    targets_url: str = Field(
+        "http://127.0.0.1:3001/graphql",
+        validation_alias=AliasChoices("OPSC_TARGETS_URL", "targets_url"),
+        description="The targets subgraph (its /ready is checked).",
+    )
+    jobs_url: str = Field(
+        "http://127.0.0.1:8001/graphql",
+        validation_alias=AliasChoices("OPSC_JOBS_URL", "jobs_url"),
+        description="The jobs subgraph (its /ready is checked).",
+    )
+    executions_url: str = Field(
+        "http://127.0.0.1:8002/graphql",
+        validation_alias=AliasChoices("OPSC_EXECUTIONS_URL", "executions_url"),
+        description="The executions subgraph (its /ready, and the engine's health at /engine).",
+    )
+    schedules_url: str = Field(
+        "http://127.0.0.1:8003/graphql",
+        validation_alias=AliasChoices("OPSC_SCHEDULES_URL", "schedules_url"),
+        description="The schedules subgraph (its /ready is checked).",
+    )
+    router_url: str = Field(
+        "http://127.0.0.1:4000/graphql",
+        validation_alias=AliasChoices("OPSC_ROUTER_URL", "router_url"),
+        description="The router (its /readiness is checked). Empty: not checked.",
+    )
+    health_interval_seconds: float = Field(
+        30,
+        description="How often system health is checked in the background (changes are published). 0: never.",
+    )
+    health_timeout_seconds: float = Field(3.0, description="Bound on one component's check.")
 
     def files_dir(self) -> Path:
         return self.export_dir if self.export_dir is not None else self.data_dir / "audit"

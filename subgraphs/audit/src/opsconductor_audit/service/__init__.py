@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from opsconductor_audit.service import health
+from opsconductor_audit.service.alerting import Alerting
 from opsconductor_audit.service.canonical import (
     GENESIS,
     Verification,
@@ -57,6 +59,10 @@ class Deps:
     signer: Signer
     ingestor: Ingestor
     files_dir: Path
+    alerting: Alerting
+    """Alert rules on the committed events (``ingestor.listeners``), alerts, notifications."""
+    health: health.HealthMonitor
+    """systemHealth: every service's /ready, the router, the database, Redis and Ray."""
 
 
 __all__ = [
@@ -66,6 +72,7 @@ __all__ = [
     "RULES",
     "SEVERITIES",
     "SUBJECT_TYPES",
+    "Alerting",
     "AuditQuery",
     "Deps",
     "Draft",
@@ -90,6 +97,7 @@ __all__ = [
     "get_event",
     "get_export",
     "head",
+    "health",
     "import_legacy_audit_log",
     "last_checkpoint",
     "load_events",

@@ -128,6 +128,9 @@ RULES: dict[str, Rule] = {
     "audit.retention_archived": Rule("archive", None, SUCCESS, WARNING),
     "audit.legacy_imported": Rule("import_legacy", None, SUCCESS, WARNING),
     "audit.unreadable_event": Rule("unreadable_event", None, FAILURE, ERROR),
+    # system health (service/health.py): a component left OK / came back
+    "audit.health_degraded": Rule("health_changed", "Component", FAILURE, ERROR),
+    "audit.health_recovered": Rule("health_changed", "Component", SUCCESS, INFO),
 }
 
 SUBJECT_TYPES = ("User", "Role", "Target", "Job", "Execution", "Schedule", "AuditExport")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsconductor_audit import events
+from opsconductor_audit.models import AuditEvent
 from opsconductor_audit.service.canonical import Verification
 from opsconductor_audit.service.chain import Draft, append
 from opsconductor_audit.service.mapping import RULES
@@ -21,9 +22,10 @@ async def record(
     subject_type: str | None = None,
     subject_id: str | None = None,
     data: dict[str, Any] | None = None,
-) -> None:
+) -> list[AuditEvent]:
+    """The appended rows (for the alert rules: ``Deps.alerting.on_events``)."""
     rule = RULES[type_]
-    await append(
+    return await append(
         [
             Draft(
                 id=str(new_uuid7()),
@@ -43,8 +45,8 @@ async def record(
     )
 
 
-async def record_chain_broken(result: Verification, *, actor_id: str | None) -> None:
-    await record(
+async def record_chain_broken(result: Verification, *, actor_id: str | None) -> list[AuditEvent]:
+    return await record(
         events.CHAIN_BROKEN,
         actor_id=actor_id,
         data={"firstBadSeq": result.first_bad_seq, "message": result.message, "checked": result.checked},

@@ -42,6 +42,7 @@ SERVICE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "jobs": ("targets:read",),
     "executions": ("jobs:read", "targets:read", "targets:connect"),
     "schedules": ("jobs:read", "jobs:execute", "executions:read", "users:read"),
+    "audit": (),  # system health: the engine's /engine on executions (any service token)
     "auth": (),
 }
 SERVICE_TOKEN_MINUTES = 10

@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "Read the audit trail (events, statistics, chain verification, trails)",
     "audit:export": "Export the audit trail and create compliance reports",
     "audit:admin": "Audit administration: checkpoints now, retention now",
+    "alerts:read": "View alert rules, alerts, the notification log and system health",
+    "alerts:manage": "Create, change and delete alert rules and templates; acknowledge and resolve alerts",
     "system:admin": "System settings and maintenance",
 }
 
@@ -54,6 +56,8 @@ SYSTEM_ROLES: tuple[RoleSpec, ...] = (
             "executions:read",
             "executions:cancel",
             "users:read",
+            "alerts:read",
+            "alerts:manage",
         ),
     ),
     RoleSpec(
@@ -69,7 +73,15 @@ SYSTEM_ROLES: tuple[RoleSpec, ...] = (
     RoleSpec(
         "auditor",
         "Read-only access plus users and the audit trail (read and export)",
-        ("targets:read", "jobs:read", "executions:read", "users:read", "audit:read", "audit:export"),
+        (
+            "targets:read",
+            "jobs:read",
+            "executions:read",
+            "users:read",
+            "audit:read",
+            "audit:export",
+            "alerts:read",
+        ),
     ),
 )
 

@@ -252,8 +252,12 @@ async def _login_works(fleet: SshdFleet) -> bool:
 
 
 def client_options(fleet: SshdFleet) -> dict[str, object]:
-    """asyncssh options equal to the engine's pool (no agent, config, GSS or default keys)."""
+    """asyncssh options equal to the engine's pool (no agent, config, GSS or default keys; its
+    cipher order)."""
+    from opsconductor_ray.pool.ssh_connections import ENCRYPTION_ALGS
+
     return {
+        "encryption_algs": ENCRYPTION_ALGS,
         "username": fleet.username,
         "client_keys": [fleet.client_key],
         "known_hosts": asyncssh.import_known_hosts(fleet.known_hosts),
@@ -431,3 +435,78 @@ def _memory_total() -> str:
             if line.startswith("MemTotal:"):
                 return f"{int(line.split()[1]) / 2**20:.1f} GiB"
     return "?"
+
+
+def _cpu_seconds(pid: int, children: bool) -> float:
+    """utime + stime (and, with `children`, what its reaped children used) of `pid`, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+CPU_GROUPS = ("pools", "coordinators", "platform", "platform threads", "router", "sshd + commands", "ray")
+"""Where `cpu_snapshot` puts the CPU time of this benchmark's processes (see there)."""
+
+
+_CPU_GROUP_OF: dict[int, str] = {}
+"""Ray worker pid -> group: a worker's process title changes to the task it runs
+(`ray::exec-<id>/pool-0`), so a worker is classified when its title names its actor."""
+
+
+def _ray_group(pid: int, title: str) -> str:
+    if "ConnectionPool" in title or "/pool-" in title:
+        _CPU_GROUP_OF[pid] = "pools"
+    elif "ExecutionCoordinator" in title or "coordinator-" in title:
+        _CPU_GROUP_OF[pid] = "coordinators"
+    return _CPU_GROUP_OF.get(pid, "ray")
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far per group of this benchmark's processes: the pool and coordinator
+    actors, this process's main thread (the embedded platform, and the subscriber, which share
+    its event loop) and its other threads (SQLite workers, Ray's client threads), the router
+    (node), sshd with the commands it runs (live and reaped ones), and the rest of the local Ray.
+    Differences of two snapshots give each group's share of what ran in between."""
+    totals = dict.fromkeys(CPU_GROUPS, 0.0)
+    me = os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    main = _cpu_seconds(me, children=False)
+    for task in Path(f"/proc/{me}/task").iterdir():
+        if int(task.name) != me:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                totals["platform threads"] += (int(fields[11]) + int(fields[12])) / tick
+    totals["platform"] = max(0.0, main - totals["platform threads"])
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            parent = _ppid(int(entry.name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+    todo = [(pid, None) for pid in children.get(me, [])]
+    while todo:
+        pid, inherited = todo.pop()
+        title = " ".join(cmdline(pid))
+        group = inherited
+        if group is None:
+            if "sshd" in title:
+                group = "sshd + commands"  # and everything below it: the targets' commands
+            elif "node" in title.split(" ", 1)[0] or "hive-gateway" in title:
+                group = "router"
+            elif title.startswith("ray::"):
+                group = _ray_group(pid, title)
+        if group == "sshd + commands":
+            # live processes' own time plus what their reaped children used: a command that
+            # ends between two snapshots moves from the first term to its parent's second
+            totals[group] += _cpu_seconds(pid, children=True)
+        elif group is not None:
+            totals[group] += _cpu_seconds(pid, children=False)
+        elif "ray" in title or "raylet" in title or "gcs_server" in title:
+            totals["ray"] += _cpu_seconds(pid, children=False)
+        todo.extend((child, group if group == "sshd + commands" else None) for child in children.get(pid, []))
+    return totals

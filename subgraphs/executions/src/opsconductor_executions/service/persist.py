@@ -16,6 +16,7 @@ from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
 RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
 """The TargetRun columns events change."""
+_OUTPUT = frozenset({"STDOUT", "STDERR"})
 
 
 EXECUTION_FIELDS = (
@@ -238,7 +239,8 @@ class RunWriter:
             dirty: set[str] = set()
             results: dict[tuple[int, int], dict[str, Any]] = {}
             for e, row in pairs:
-                await self._apply(execution, runs, e, row["at"], dirty, results)
+                if e.type not in _OUTPUT:  # output changes no row but its own (most events)
+                    await self._apply(execution, runs, e, row["at"], dirty, results)
             # A few statements per batch, not per target: hundreds of targets finish together.
             await _insert_events(execution.id, [row for _, row in pairs])
             await _save_step_results(results)

@@ -437,22 +437,12 @@ def _memory_total() -> str:
     return "?"
 
 
-def _cpu_seconds(pid: int, children: bool) -> float:
-    """utime + stime (and, with `children`, what its reaped children used) of `pid`, in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 CPU_GROUPS = ("pools", "coordinators", "platform", "platform threads", "router", "sshd + commands", "ray")
 """Where `cpu_snapshot` puts the CPU time of this benchmark's processes (see there)."""
 
 
+_TITLES: dict[tuple[int, str], str] = {}
+"""(pid, start time) -> process title, read once per process."""
 _CPU_GROUP_OF: dict[int, str] = {}
 """Ray worker pid -> group: a worker's process title changes to the task it runs
 (`ray::exec-<id>/pool-0`), so a worker is classified when its title names its actor."""
@@ -466,47 +456,71 @@ def _ray_group(pid: int, title: str) -> str:
     return _CPU_GROUP_OF.get(pid, "ray")
 
 
+def _title(pid: int, started: str) -> str:
+    key = (pid, started)
+    title = _TITLES.get(key)
+    if title is None or title.startswith("ray::"):  # a Ray worker's title changes with its task
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            title = ""
+        _TITLES[key] = title
+    return title
+
+
 def cpu_snapshot() -> dict[str, float]:
     """CPU seconds so far per group of this benchmark's processes: the pool and coordinator
     actors, this process's main thread (the embedded platform, and the subscriber, which share
     its event loop) and its other threads (SQLite workers, Ray's client threads), the router
     (node), sshd with the commands it runs (live and reaped ones), and the rest of the local Ray.
-    Differences of two snapshots give each group's share of what ran in between."""
+    Differences of two snapshots give each group's share of what ran in between. One read of
+    /proc/<pid>/stat per process (a few ms for the ~500 processes of a live run)."""
     totals = dict.fromkeys(CPU_GROUPS, 0.0)
-    me = os.getpid()
     tick = os.sysconf("SC_CLK_TCK")
-    main = _cpu_seconds(me, children=False)
-    for task in Path(f"/proc/{me}/task").iterdir():
-        if int(task.name) != me:
+    me = os.getpid()
+    # pid -> (ppid, own ticks, reaped children's ticks, start time)
+    stats: dict[int, tuple[int, int, int, str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+            stats[int(name)] = (int(fields[1]), own, reaped, fields[19])
+    for task in os.listdir(f"/proc/{me}/task"):
+        if int(task) != me:
             with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                with open(f"/proc/{me}/task/{task}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
                 totals["platform threads"] += (int(fields[11]) + int(fields[12])) / tick
-    totals["platform"] = max(0.0, main - totals["platform threads"])
+    if me in stats:
+        totals["platform"] = max(0.0, stats[me][1] / tick - totals["platform threads"])
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            parent = _ppid(int(entry.name))
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry.name))
-    todo = [(pid, None) for pid in children.get(me, [])]
+    for pid, (parent, *_) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    todo: list[tuple[int, str | None]] = [(pid, None) for pid in children.get(me, [])]
     while todo:
-        pid, inherited = todo.pop()
-        title = " ".join(cmdline(pid))
-        group = inherited
+        pid, group = todo.pop()
+        _, own, reaped, started = stats[pid]
         if group is None:
+            title = _title(pid, started)
             if "sshd" in title:
                 group = "sshd + commands"  # and everything below it: the targets' commands
             elif "node" in title.split(" ", 1)[0] or "hive-gateway" in title:
                 group = "router"
             elif title.startswith("ray::"):
                 group = _ray_group(pid, title)
+            elif "ray" in title or "raylet" in title or "gcs_server" in title:
+                group = "ray"
         if group == "sshd + commands":
             # live processes' own time plus what their reaped children used: a command that
             # ends between two snapshots moves from the first term to its parent's second
-            totals[group] += _cpu_seconds(pid, children=True)
+            totals[group] += (own + reaped) / tick
         elif group is not None:
-            totals[group] += _cpu_seconds(pid, children=False)
-        elif "ray" in title or "raylet" in title or "gcs_server" in title:
-            totals["ray"] += _cpu_seconds(pid, children=False)
-        todo.extend((child, group if group == "sshd + commands" else None) for child in children.get(pid, []))
+            totals[group] += own / tick
+        inherited = group if group == "sshd + commands" else None
+        todo.extend((child, inherited) for child in children.get(pid, []))
     return totals

@@ -80,6 +80,9 @@ class LiveCase:
     from 0.5 s after the first line was printed to 0.3 s before the last)."""
     steady_cores: float | None = None
     """...and all groups' CPU seconds per second then (2 = both cores busy)."""
+    steady_lines_per_event: float | None = None
+    """...and output lines per STDOUT event then (under load the pools merge a target's chunks,
+    so CPU per line also depends on how much was merged)."""
 
 
 @dataclass
@@ -156,11 +159,12 @@ def _ms(values: list[float], q: int) -> float:
 
 Samples = list[tuple[float, dict[str, float]]]
 """(time.time(), infra.cpu_snapshot()) every SAMPLE_S while a case runs."""
-SAMPLE_S = 0.25
+SAMPLE_S = 0.4
 
 
-def steady(case: LiveCase, samples: Samples, printed: list[float]) -> None:
-    """CPU per line per group over the samples inside the steady window of the printing."""
+def steady(case: LiveCase, samples: Samples, printed: list[float], outputs: list[float]) -> None:
+    """CPU per line per group over the samples inside the steady window of the printing
+    (`outputs`: when the pools read each STDOUT event)."""
     if not printed or not samples:
         return
     begin, end = min(printed) + 0.5, max(printed) - 0.3
@@ -173,6 +177,8 @@ def steady(case: LiveCase, samples: Samples, printed: list[float]) -> None:
         return
     case.steady_us = {g: round((last[g] - first[g]) / lines * 1e6, 1) for g in CPU_GROUPS}
     case.steady_cores = round(sum(last[g] - first[g] for g in CPU_GROUPS) / (t1 - t0), 2)
+    events = sum(1 for at in outputs if t0 <= at < t1)
+    case.steady_lines_per_event = round(lines / events, 2) if events else None
 
 
 def paced(
@@ -199,7 +205,8 @@ def paced(
             printed.append(float(parts[2]))
             latencies.append(at - printed[-1])
         _check(case, got, expected)
-    steady(case, samples, printed)
+    outputs = [iso(e["at"]) for _, e in received if e["type"] == "STDOUT"]
+    steady(case, samples, printed, outputs)
     if len({e["targetId"] for _, e in received if e["targetId"]}) != n:
         raise BenchError(f"paced run: output from fewer than {n} targets")
     case.lines = len(latencies)
@@ -304,8 +311,9 @@ def describe(case: LiveCase) -> str:
     if case.cpu and case.lines:
         text += "; CPU µs/line " + ", ".join(f"{g} {s / case.lines * 1e6:.0f}" for g, s in case.cpu.items())
     if case.steady_us:
-        text += f"; steady ({case.steady_cores} cores) µs/line " + ", ".join(
-            f"{g} {v:.0f}" for g, v in case.steady_us.items()
+        text += (
+            f"; steady ({case.steady_cores} cores, {case.steady_lines_per_event} lines/event) µs/line "
+            + ", ".join(f"{g} {v:.0f}" for g, v in case.steady_us.items())
         )
     return text
 
@@ -363,6 +371,29 @@ def render(live: LiveResults, machine: dict[str, str], date: str) -> str:
             goal,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    steady_rows = [c for c in live.cases if c.steady_us]
+    if steady_rows:
+        lines += [
+            "",
+            "CPU per line, by process group, while every target printed (steady state: from 0.5 s "
+            "after the first line to 0.3 s before the last; /proc times of this benchmark's own "
+            "processes, sampled every 0.4 s): µs of CPU per line printed, and all groups' CPU "
+            "seconds per second (2 = both cores). *platform*: the embedded subgraphs' event loop "
+            "(the follower, the subscription resolvers, the WebSocket server) and the subscriber; "
+            "*platform threads*: its SQLite and Ray client threads; *sshd + commands*: the targets' "
+            "side (sshd and the printing loops).",
+            "",
+            "| targets | subscription | " + " | ".join(CPU_GROUPS) + " | total | cores | lines/event |",
+            "|---:|---|" + "---:|" * (len(CPU_GROUPS) + 3),
+        ]
+        for c in steady_rows:
+            cells = [f"{c.steady_us.get(g, 0):.0f}" for g in CPU_GROUPS]
+            total = sum(c.steady_us.values())
+            lines.append(
+                f"| {c.targets} | `{c.subscription}` | "
+                + " | ".join(cells)
+                + f" | {total:.0f} | {c.steady_cores} |"
+            )
     lines += ["", *HISTORY, "", END, ""]
     return "\n".join(lines)
 

@@ -134,6 +134,16 @@ class Staged:
         return [{**row, "at": row["at"].isoformat()} for row in self.rows]
 
 
+def merge_staged(batches: list[Staged]) -> Staged:
+    """Consecutive staged batches as one (stored in one transaction)."""
+    if len(batches) == 1:
+        return batches[0]
+    return Staged(
+        events=[e for staged in batches for e in staged.events],
+        rows=[row for staged in batches for row in staged.rows],
+    )
+
+
 class _Quiet:
     """No relay to wake (unit tests of the staging)."""
 

@@ -392,7 +392,7 @@ def render(live: LiveResults, machine: dict[str, str], date: str) -> str:
             lines.append(
                 f"| {c.targets} | `{c.subscription}` | "
                 + " | ".join(cells)
-                + f" | {total:.0f} | {c.steady_cores} |"
+                + f" | {total:.0f} | {c.steady_cores} | {c.steady_lines_per_event or '—'} |"
             )
     lines += ["", *HISTORY, "", END, ""]
     return "\n".join(lines)
@@ -411,6 +411,8 @@ HISTORY = (
     "first case of that run); 16 / 59. 100 targets 216 / 1,174; 61 / 169.",
     "- gather capped at 5 ms instead of 1 ms (commit 899ced2, 01:25 UTC, load 4.6-11): 10 targets "
     "17-31 / 70-120; 19-20 / 56-80. 100 targets 361-378 / 984-1,277; 114-119 / 523-594.",
+    "- the last run before the CPU work below (commit 7e76ac8, 01:45 UTC, load 1.2-3.7): 10 targets "
+    "14-15 / 37-105; 13-15 / 31-38. 100 targets 103-168 / 368-498; 69-79 / 231-261.",
     "- The machine is shared with other sessions' test runs: the load average during a run moves "
     "these figures by 2-3x; 100 targets x 50 lines/s keep both cores busy on their own (100 Python "
     "loops, 100 sshd sessions, the pool, coordinator, platform, router and this subscriber).",

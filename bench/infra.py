@@ -252,8 +252,12 @@ async def _login_works(fleet: SshdFleet) -> bool:
 
 
 def client_options(fleet: SshdFleet) -> dict[str, object]:
-    """asyncssh options equal to the engine's pool (no agent, config, GSS or default keys)."""
+    """asyncssh options equal to the engine's pool (no agent, config, GSS or default keys; its
+    cipher order)."""
+    from opsconductor_ray.pool.ssh_connections import ENCRYPTION_ALGS
+
     return {
+        "encryption_algs": ENCRYPTION_ALGS,
         "username": fleet.username,
         "client_keys": [fleet.client_key],
         "known_hosts": asyncssh.import_known_hosts(fleet.known_hosts),
@@ -431,3 +435,92 @@ def _memory_total() -> str:
             if line.startswith("MemTotal:"):
                 return f"{int(line.split()[1]) / 2**20:.1f} GiB"
     return "?"
+
+
+CPU_GROUPS = ("pools", "coordinators", "platform", "platform threads", "router", "sshd + commands", "ray")
+"""Where `cpu_snapshot` puts the CPU time of this benchmark's processes (see there)."""
+
+
+_TITLES: dict[tuple[int, str], str] = {}
+"""(pid, start time) -> process title, read once per process."""
+_CPU_GROUP_OF: dict[int, str] = {}
+"""Ray worker pid -> group: a worker's process title changes to the task it runs
+(`ray::exec-<id>/pool-0`), so a worker is classified when its title names its actor."""
+
+
+def _ray_group(pid: int, title: str) -> str:
+    if "ConnectionPool" in title or "/pool-" in title:
+        _CPU_GROUP_OF[pid] = "pools"
+    elif "ExecutionCoordinator" in title or "coordinator-" in title:
+        _CPU_GROUP_OF[pid] = "coordinators"
+    return _CPU_GROUP_OF.get(pid, "ray")
+
+
+def _title(pid: int, started: str) -> str:
+    key = (pid, started)
+    title = _TITLES.get(key)
+    if title is None or title.startswith("ray::"):  # a Ray worker's title changes with its task
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            title = ""
+        _TITLES[key] = title
+    return title
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far per group of this benchmark's processes: the pool and coordinator
+    actors, this process's main thread (the embedded platform, and the subscriber, which share
+    its event loop) and its other threads (SQLite workers, Ray's client threads), the router
+    (node), sshd with the commands it runs (live and reaped ones), and the rest of the local Ray.
+    Differences of two snapshots give each group's share of what ran in between. One read of
+    /proc/<pid>/stat per process (a few ms for the ~500 processes of a live run)."""
+    totals = dict.fromkeys(CPU_GROUPS, 0.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    me = os.getpid()
+    # pid -> (ppid, own ticks, reaped children's ticks, start time)
+    stats: dict[int, tuple[int, int, int, str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+            stats[int(name)] = (int(fields[1]), own, reaped, fields[19])
+    for task in os.listdir(f"/proc/{me}/task"):
+        if int(task) != me:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{me}/task/{task}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                totals["platform threads"] += (int(fields[11]) + int(fields[12])) / tick
+    if me in stats:
+        totals["platform"] = max(0.0, stats[me][1] / tick - totals["platform threads"])
+    children: dict[int, list[int]] = {}
+    for pid, (parent, *_) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    todo: list[tuple[int, str | None]] = [(pid, None) for pid in children.get(me, [])]
+    while todo:
+        pid, group = todo.pop()
+        _, own, reaped, started = stats[pid]
+        if group is None:
+            title = _title(pid, started)
+            if "sshd" in title:
+                group = "sshd + commands"  # and everything below it: the targets' commands
+            elif "node" in title.split(" ", 1)[0] or "hive-gateway" in title:
+                group = "router"
+            elif title.startswith("ray::"):
+                group = _ray_group(pid, title)
+            elif "ray" in title or "raylet" in title or "gcs_server" in title:
+                group = "ray"
+        if group == "sshd + commands":
+            # live processes' own time plus what their reaped children used: a command that
+            # ends between two snapshots moves from the first term to its parent's second
+            totals[group] += (own + reaped) / tick
+        elif group is not None:
+            totals[group] += own / tick
+        inherited = group if group == "sshd + commands" else None
+        todo.extend((child, inherited) for child in children.get(pid, []))
+    return totals

@@ -12,8 +12,10 @@ duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e import EXECUTION, EndToEnd, embedded_platform
-from infra import SshdFleet
+from infra import CPU_GROUPS, SshdFleet, cpu_snapshot
 from modes import BenchError
 
 PACE_S = 0.02
@@ -70,6 +72,17 @@ class LiveCase:
     out_of_order: int = 0
     messages: int = 0
     events: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per process group (infra.cpu_snapshot) while the case ran (all of it: runJob,
+    channel opens, the run's end)."""
+    steady_us: dict[str, float] = field(default_factory=dict)
+    """Paced: CPU µs per line per process group while every target printed (steady state:
+    from 0.5 s after the first line was printed to 0.3 s before the last)."""
+    steady_cores: float | None = None
+    """...and all groups' CPU seconds per second then (2 = both cores busy)."""
+    steady_lines_per_event: float | None = None
+    """...and output lines per STDOUT event then (under load the pools merge a target's chunks,
+    so CPU per line also depends on how much was merged)."""
 
 
 @dataclass
@@ -144,14 +157,44 @@ def _ms(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
 
+Samples = list[tuple[float, dict[str, float]]]
+"""(time.time(), infra.cpu_snapshot()) every SAMPLE_S while a case runs."""
+SAMPLE_S = 0.4
+
+
+def steady(case: LiveCase, samples: Samples, printed: list[float], outputs: list[float]) -> None:
+    """CPU per line per group over the samples inside the steady window of the printing
+    (`outputs`: when the pools read each STDOUT event)."""
+    if not printed or not samples:
+        return
+    begin, end = min(printed) + 0.5, max(printed) - 0.3
+    inside = [(at, cpu) for at, cpu in samples if begin <= at <= end]
+    if len(inside) < 2:
+        return
+    (t0, first), (t1, last) = inside[0], inside[-1]
+    lines = sum(1 for at in printed if t0 <= at < t1)
+    if not lines:
+        return
+    case.steady_us = {g: round((last[g] - first[g]) / lines * 1e6, 1) for g in CPU_GROUPS}
+    case.steady_cores = round(sum(last[g] - first[g] for g in CPU_GROUPS) / (t1 - t0), 2)
+    events = sum(1 for at in outputs if t0 <= at < t1)
+    case.steady_lines_per_event = round(lines / events, 2) if events else None
+
+
 def paced(
-    n: int, subscription: str, received: list[tuple[float, dict]], messages: int, wall: float
+    n: int,
+    subscription: str,
+    received: list[tuple[float, dict]],
+    messages: int,
+    wall: float,
+    samples: Samples,
 ) -> LiveCase:
     per_target = lines_of(received)
     count = round(PACED_S / PACE_S)
     expected = [str(i) for i in range(count)]
     case = LiveCase("paced", n, subscription, 0, wall, messages=messages, events=len(received))
     latencies: list[float] = []
+    printed: list[float] = []
     for target in {e["targetId"] for _, e in received if e["targetId"]}:
         got = []
         for at, line in per_target.get(target, []):
@@ -159,8 +202,11 @@ def paced(
             if len(parts) != 3 or parts[0] != "L":
                 raise BenchError(f"unexpected output line {line!r}")
             got.append(parts[1])
-            latencies.append(at - float(parts[2]))
+            printed.append(float(parts[2]))
+            latencies.append(at - printed[-1])
         _check(case, got, expected)
+    outputs = [iso(e["at"]) for _, e in received if e["type"] == "STDOUT"]
+    steady(case, samples, printed, outputs)
     if len({e["targetId"] for _, e in received if e["targetId"]}) != n:
         raise BenchError(f"paced run: output from fewer than {n} targets")
     case.lines = len(latencies)
@@ -172,7 +218,12 @@ def paced(
 
 
 def chatty(
-    n: int, subscription: str, received: list[tuple[float, dict]], messages: int, wall: float
+    n: int,
+    subscription: str,
+    received: list[tuple[float, dict]],
+    messages: int,
+    wall: float,
+    samples: Samples,
 ) -> LiveCase:
     per_target = lines_of(received)
     expected = [str(i) for i in range(1, CHATTY_LINES + 1)]
@@ -191,12 +242,37 @@ def chatty(
     return case
 
 
-Measure = Callable[[int, str, list[tuple[float, dict]], int, float], LiveCase]
+Measure = Callable[[int, str, list[tuple[float, dict]], int, float, Samples], LiveCase]
 
 
-async def bench_live(fleet: SshdFleet, work: Path, log: Callable[[str], None]) -> LiveResults:
-    """Set up the platform and router, then run every case once (after one untimed warm-up run
-    that opens the pooled connections)."""
+async def sampled(client: EndToEnd, job_id: str, n: int, sub: str) -> tuple[Any, Samples]:
+    """`stream`, with a CPU snapshot every SAMPLE_S (taken in a thread, counted under
+    "platform threads") while it runs."""
+    samples: Samples = []
+
+    async def sample() -> None:
+        while True:
+            snapshot = await asyncio.to_thread(cpu_snapshot)
+            samples.append((time.time(), snapshot))
+            await asyncio.sleep(SAMPLE_S)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        return await stream(client, job_id, n, sub), samples
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+
+
+CASES = ("10", "100", "chatty")
+
+
+async def bench_live(
+    fleet: SshdFleet, work: Path, log: Callable[[str], None], cases: tuple[str, ...] = CASES
+) -> LiveResults:
+    """Set up the platform and router, then run every case of `cases` ("10", "100": paced
+    targets; "chatty") twice (after one untimed warm-up run that opens the pooled connections)."""
     results = LiveResults()
     async with embedded_platform(fleet, TARGETS, work, log) as platform:
         client, ids = platform.client, platform.target_ids
@@ -211,11 +287,14 @@ async def bench_live(fleet: SshdFleet, work: Path, log: Callable[[str], None]) -
         # each case twice, the subscriptions in turn (A B B A), so neither always goes first
         turns = [*SUBSCRIPTIONS, *reversed(SUBSCRIPTIONS)]
         plan: list[tuple[str, int, str, Measure]] = [
-            (jobs[n], n, sub, paced) for n in PACED_TARGETS for sub in turns
-        ] + [(loud, CHATTY_TARGETS, sub, chatty) for sub in turns]
+            (jobs[n], n, sub, paced) for n in PACED_TARGETS if str(n) in cases for sub in turns
+        ] + [(loud, CHATTY_TARGETS, sub, chatty) for sub in turns if "chatty" in cases]
         for job_id, n, sub, measure in plan:
-            received, messages, wall = await stream(client, job_id, n, sub)
-            case = measure(n, sub, received, messages, wall)
+            before = cpu_snapshot()
+            (received, messages, wall), samples = await sampled(client, job_id, n, sub)
+            after = cpu_snapshot()
+            case = measure(n, sub, received, messages, wall, samples)
+            case.cpu = {group: round(after[group] - before[group], 3) for group in CPU_GROUPS}
             results.cases.append(case)
             log(f"live {case.case:<6} N={n:<4} {sub:<22} {describe(case)}")
             await asyncio.sleep(1.0)  # let the previous run's persisting settle
@@ -228,7 +307,15 @@ def describe(case: LiveCase) -> str:
         text += f", p50 {case.p50_ms:.1f} ms, p99 {case.p99_ms:.1f} ms, max {case.max_ms:.1f} ms"
     if case.lines_per_s is not None:
         text += f", {case.lines_per_s:,.0f} lines/s"
-    return text + f"; missing {case.missing}, duplicated {case.duplicates}, out of order {case.out_of_order}"
+    text += f"; missing {case.missing}, duplicated {case.duplicates}, out of order {case.out_of_order}"
+    if case.cpu and case.lines:
+        text += "; CPU µs/line " + ", ".join(f"{g} {s / case.lines * 1e6:.0f}" for g, s in case.cpu.items())
+    if case.steady_us:
+        text += (
+            f"; steady ({case.steady_cores} cores, {case.steady_lines_per_event} lines/event) µs/line "
+            + ", ".join(f"{g} {v:.0f}" for g, v in case.steady_us.items())
+        )
+    return text
 
 
 # ------------------------------------------------------------------------------ report
@@ -284,6 +371,29 @@ def render(live: LiveResults, machine: dict[str, str], date: str) -> str:
             goal,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    steady_rows = [c for c in live.cases if c.steady_us]
+    if steady_rows:
+        lines += [
+            "",
+            "CPU per line, by process group, while every target printed (steady state: from 0.5 s "
+            "after the first line to 0.3 s before the last; /proc times of this benchmark's own "
+            "processes, sampled every 0.4 s): µs of CPU per line printed, and all groups' CPU "
+            "seconds per second (2 = both cores). *platform*: the embedded subgraphs' event loop "
+            "(the follower, the subscription resolvers, the WebSocket server) and the subscriber; "
+            "*platform threads*: its SQLite and Ray client threads; *sshd + commands*: the targets' "
+            "side (sshd and the printing loops).",
+            "",
+            "| targets | subscription | " + " | ".join(CPU_GROUPS) + " | total | cores | lines/event |",
+            "|---:|---|" + "---:|" * (len(CPU_GROUPS) + 3),
+        ]
+        for c in steady_rows:
+            cells = [f"{c.steady_us.get(g, 0):.0f}" for g in CPU_GROUPS]
+            total = sum(c.steady_us.values())
+            lines.append(
+                f"| {c.targets} | `{c.subscription}` | "
+                + " | ".join(cells)
+                + f" | {total:.0f} | {c.steady_cores} | {c.steady_lines_per_event or '—'} |"
+            )
     lines += ["", *HISTORY, "", END, ""]
     return "\n".join(lines)
 
@@ -301,6 +411,8 @@ HISTORY = (
     "first case of that run); 16 / 59. 100 targets 216 / 1,174; 61 / 169.",
     "- gather capped at 5 ms instead of 1 ms (commit 899ced2, 01:25 UTC, load 4.6-11): 10 targets "
     "17-31 / 70-120; 19-20 / 56-80. 100 targets 361-378 / 984-1,277; 114-119 / 523-594.",
+    "- the last run before the CPU work below (commit 7e76ac8, 01:45 UTC, load 1.2-3.7): 10 targets "
+    "14-15 / 37-105; 13-15 / 31-38. 100 targets 103-168 / 368-498; 69-79 / 231-261.",
     "- The machine is shared with other sessions' test runs: the load average during a run moves "
     "these figures by 2-3x; 100 targets x 50 lines/s keep both cores busy on their own (100 Python "
     "loops, 100 sshd sessions, the pool, coordinator, platform, router and this subscriber).",

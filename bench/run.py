@@ -42,6 +42,7 @@ from infra import (  # noqa: E402
     machine_info,
     start_fleet,
 )
+from live import CASES as LIVE_CASES  # noqa: E402
 from live import TARGETS as LIVE_TARGETS  # noqa: E402
 from live import bench_live, splice  # noqa: E402
 from modes import (  # noqa: E402
@@ -232,7 +233,7 @@ async def run_modes(args: argparse.Namespace, fleet: SshdFleet, results: Results
         started = time.perf_counter()
         results.load["live"] = load_average()
         try:
-            results.live = (await bench_live(fleet, WORK, log)).to_json()
+            results.live = (await bench_live(fleet, WORK, log, args.live_cases)).to_json()
         except BenchError as exc:
             results.mode_errors["live"] = str(exc)
             log(f"live stopped: {exc}")
@@ -267,6 +268,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--timeout", type=float, default=1200, help="give up after this many seconds")
     parser.add_argument(
+        "--live-cases",
+        default=",".join(LIVE_CASES),
+        help=f"live mode: comma-separated subset of {','.join(LIVE_CASES)} (paced target counts, chatty)",
+    )
+    parser.add_argument(
         "--render", type=Path, metavar="JSON", help="only render --out again from a saved results.json"
     )
     parser.add_argument(
@@ -289,6 +295,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {','.join(MODES)}")
     if not args.n or min(args.n) < 1 or max(args.n) > 16 * 50:
         parser.error("--n takes target counts between 1 and 800")
+    args.live_cases = tuple(c.strip() for c in args.live_cases.split(",") if c.strip())
+    if not args.live_cases or set(args.live_cases) - set(LIVE_CASES):
+        parser.error(f"--live-cases takes a subset of {','.join(LIVE_CASES)}")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args

@@ -144,7 +144,7 @@ class _Run:
             # numbered here, so that dropped output leaves no gap
             target_seq = self.target_seq.get(admitted.target_id, 0) + 1
             self.target_seq[admitted.target_id] = target_seq
-        event = replace(admitted, seq=self.log.last_seq + 1, target_seq=target_seq)
+        event = admitted.numbered(self.log.last_seq + 1, target_seq)
         self.log.append(event)
         if event.type == EventType.TARGET_FINISHED and event.target_id is not None:
             self.target_status[event.target_id] = event.status or Status.FAILED

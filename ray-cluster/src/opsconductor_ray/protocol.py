@@ -123,6 +123,16 @@ class EngineEvent:
     truncated: bool | None = None
     """STEP_FINISHED: whether the step's output on this target was cut (never None there)."""
 
+    def numbered(self, seq: int, target_seq: int | None) -> EngineEvent:
+        """A copy with these sequence numbers (what `dataclasses.replace` does, at a tenth of its
+        cost: the coordinator numbers every event of a run, thousands a second)."""
+        event = object.__new__(EngineEvent)
+        state = event.__dict__
+        state.update(self.__dict__)
+        state["seq"] = seq
+        state["target_seq"] = target_seq
+        return event
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, with enum values as plain strings."""
         return {

@@ -16,6 +16,7 @@ from opsconductor_shared.unit_of_work import Committer, unit_of_work
 
 RUN_FIELDS = ("status", "exit_code", "message", "connection_reused", "started_at", "finished_at")
 """The TargetRun columns events change."""
+_OUTPUT = frozenset({"STDOUT", "STDERR"})
 
 
 EXECUTION_FIELDS = (
@@ -133,6 +134,16 @@ class Staged:
         return [{**row, "at": row["at"].isoformat()} for row in self.rows]
 
 
+def merge_staged(batches: list[Staged]) -> Staged:
+    """Consecutive staged batches as one (stored in one transaction)."""
+    if len(batches) == 1:
+        return batches[0]
+    return Staged(
+        events=[e for staged in batches for e in staged.events],
+        rows=[row for staged in batches for row in staged.rows],
+    )
+
+
 class _Quiet:
     """No relay to wake (unit tests of the staging)."""
 
@@ -238,7 +249,8 @@ class RunWriter:
             dirty: set[str] = set()
             results: dict[tuple[int, int], dict[str, Any]] = {}
             for e, row in pairs:
-                await self._apply(execution, runs, e, row["at"], dirty, results)
+                if e.type not in _OUTPUT:  # output changes no row but its own (most events)
+                    await self._apply(execution, runs, e, row["at"], dirty, results)
             # A few statements per batch, not per target: hundreds of targets finish together.
             await _insert_events(execution.id, [row for _, row in pairs])
             await _save_step_results(results)

@@ -78,7 +78,19 @@ def main() -> None:
         "rotate-signing-key",
         help="new current token signing key in auth's database; retires keys no token can still need",
     )
+    migrate = sub.add_parser(
+        "migrate-legacy",
+        help="import the legacy monolith's database and audit.log into the services' databases",
+    )
+    from opsconductor_migrate.cli import add_arguments as migrate_arguments
+
+    migrate_arguments(migrate)
     args = parser.parse_args()
+    if args.command == "migrate-legacy":
+        from opsconductor_migrate.cli import execute
+
+        configure_logging(os.environ.get("OPSC_LOG_LEVEL", "WARNING"), json=False)
+        raise SystemExit(execute(args))
     if args.command == "rotate-signing-key":
         from opsconductor_auth.commands import rotate_signing_key
 

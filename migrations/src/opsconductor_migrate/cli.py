@@ -69,7 +69,7 @@ def execute(args: argparse.Namespace) -> int:
         console.print(f"migration failed: cannot reach the legacy database or a service database: {exc}")
         return 2
     for line in report.summary_lines():
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if args.report:
         args.report.write_text(json.dumps(report.as_json(), indent=2, default=str))
     return 0 if report.ok else 1

@@ -32,7 +32,9 @@ from opsconductor_targets.service.legacy import (
 )
 from opsconductor_targets.service.vault import Vault, load_keyring
 from opsconductor_targets.settings import Settings as TargetsSettings
-from opsconductor_users.service.catalog import canonical_role
+from opsconductor_jobs.service.store import ensure_counters
+from opsconductor_targets.service.catalog import seed_device_types
+from opsconductor_users.service.catalog import canonical_role, seed_roles
 from opsconductor_users.service.legacy import upsert_legacy_user
 
 __all__ = ["ARCHIVED", "InjectedFailure", "Migration"]
@@ -130,6 +132,7 @@ class Migration:
             await self.dbs.open()
             with self.dbs.dbs["targets"].bind():
                 self.vault = Vault(load_keyring(TargetsSettings()))
+            await self.prepare()
         try:
             await self.users()
             await self.targets()
@@ -144,6 +147,16 @@ class Migration:
         finally:
             await self.dbs.close()
         return self.report
+
+    async def prepare(self) -> None:
+        """What each service does at start-up before it takes writes (idempotent, its own code):
+        the role catalogue, the job counter, the target counter and device types."""
+        async with self.dbs.read("users"):
+            await seed_roles()  # outside a transaction, as the users service does
+        async with self.dbs.tx("jobs"):
+            await ensure_counters()
+        async with self.dbs.read("targets"):
+            await seed_device_types()
 
     async def users(self) -> None:
         t = self.report.table("users", "imported", "bcrypt hashes kept (rehashed to argon2id on first login)")

@@ -3,6 +3,7 @@ retry rows) and schedules with their history, each through the owning subgraph's
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from opsconductor_executions.service.legacy import (
 from opsconductor_jobs.service.legacy import import_legacy_job, legacy_job_id
 from opsconductor_migrate.report import checksum
 from opsconductor_schedules.service.importer import LegacyFire, import_legacy_schedule
+from opsconductor_schedules.service.timeline import slots
 from opsconductor_schedules.service.legacy import LegacyMapping, from_job_scheduled_at, from_legacy_schedule
 from opsconductor_shared.errors import DomainError
 from opsconductor_shared.runplan import RunPlan, Step
@@ -91,10 +93,9 @@ async def jobs(mig: Migration) -> None:
         t.checksums[str(row["id"])] = checksum(
             [serial, row["name"][:255], bool(row.get("is_deleted")), [s["command"] for s in steps], sorted(target_ids)]
         )
-        for act in acts:
-            a.read += 1
-        for tid in legacy_targets:
-            jt.read += 1
+        a.read += len(acts)
+        jt.read += len(legacy_targets)
+        mig.tick(len(acts) + len(legacy_targets))
         for tid in missing:
             jt.skip(f"{row['id']}->{tid}", f"target {tid} was not imported")
         if mig.dry_run:
@@ -231,15 +232,16 @@ async def executions(mig: Migration) -> None:
         job = mig.maps.jobs.get(row["job_id"])
         mine2 = [r for r in results.get(row["id"], [])]
         mine1 = branches.get(row["id"], [])
-        counted = {
-            r2: len(mine2), b1: len(mine1), ar1: sum(len(action_results.get(b["id"], [])) for b in mine1),
-            lg1: sum(len(v) for (e, _), v in logs.items() if e == row["id"]),
-        }
-        for report, n in counted.items():
+        counted = [
+            (r2, len(mine2)), (b1, len(mine1)), (ar1, sum(len(action_results.get(b["id"], [])) for b in mine1)),
+            (lg1, sum(len(v) for (e, _), v in logs.items() if e == row["id"])),
+        ]
+        for report, n in counted:
             report.read += n
+            mig.tick(n)
         if job is None:
             t.skip(row["id"], f"its job {row['job_id']} was not imported")
-            for report, n in counted.items():
+            for report, n in counted:
                 for _ in range(n):
                     report.skip(row["id"], f"its execution {row['id']} was not imported")
             continue
@@ -264,7 +266,7 @@ async def executions(mig: Migration) -> None:
         ])
         if mig.dry_run:
             t.created += 1
-            for report, n in counted.items():
+            for report, n in counted:
                 report.created += n
             continue
         try:
@@ -283,8 +285,8 @@ async def executions(mig: Migration) -> None:
             t.skip(row["id"], exc.message)
             continue
         mig.count(t, outcome)
-        for report, n in counted.items():
-            for _ in range(n - (len(dangling) if report in (r2, b1) else 0)):
+        for report, n in counted:
+            for _ in range(n - (len(dangling) if report is r2 or report is b1 else 0)):
                 mig.count(report, outcome)
         mig.wrote()
 
@@ -301,6 +303,7 @@ async def schedules(mig: Migration) -> None:
         mig.tick()
         mine = fires.get(row["id"], [])
         h.read += len(mine)
+        mig.tick(len(mine))
         job = mig.maps.jobs.get(row["job_id"])
         if job is None:
             t.skip(row["id"], f"its job {row['job_id']} was not imported")
@@ -348,10 +351,21 @@ async def schedules(mig: Migration) -> None:
             h.unchanged += len(mine) - result.duplicates
         for _ in range(result.duplicates):
             h.skip(legacy_id, "legacy fired this nominal time twice (kept the first)")
-        nxt = result.schedule.next_fire_at
-        if legacy_next and nxt and abs(nxt - legacy_next.astimezone(UTC)) > timedelta(seconds=60):
-            mig.report.schedule_changes.append({
-                "legacyId": legacy_id, "legacyNextRun": legacy_next.isoformat(), "nextFireAt": nxt.isoformat(),
-                "timezone": result.schedule.timezone,
-            })
+        change = next_fire_change(mapping, result.schedule.next_fire_at, result.schedule.id)
+        if change is not None:
+            mig.report.schedule_changes.append({"legacyId": legacy_id, **change})
         mig.wrote()
+
+
+def next_fire_change(mapping: LegacyMapping, ours: datetime | None, schedule_id: str) -> dict[str, Any] | None:
+    """When the schedule's timezone is not UTC: the next time legacy would have fired it (it
+    computed every time in UTC) against the next time it fires now, if they differ."""
+    draft = mapping.draft
+    if draft.timezone == "UTC" or ours is None:
+        return None
+    now = datetime.now(UTC)
+    legacy_spec = replace(draft, timezone="UTC").spec(anchor=now)
+    legacy_next = next((s.scheduled_for for s in slots(legacy_spec, schedule_id=schedule_id, after=now)), None)
+    if legacy_next is None or abs(legacy_next - ours) < timedelta(seconds=1):
+        return None
+    return {"timezone": draft.timezone, "legacyNextRun": legacy_next.isoformat(), "nextFireAt": ours.isoformat()}

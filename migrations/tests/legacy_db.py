@@ -101,8 +101,8 @@ async def _fill(conn: asyncpg.Connection, dsn: str, tmp: Path, *, ssh_host: str,
 
     # targets: the four serial formats, a duplicate name, a soft delete
     targets = [
-        ("TGT-000001", "web-1", "linux", True, "production"),
-        ("TGT-2025-000002", "web-1", "linux", True, "staging"),  # same name, by design
+        ("TGT-000001", "web-1", "linux", True, "development"),
+        ("TGT-2025-000002", "web-1", "linux", True, "testing"),  # same name, by design
         ("T20250000003", "db-1", "postgresql", True, "production"),
         ("TGT-20250818-AB12", "switch-1", "cisco_switch", True, "development"),
         ("TGT-000005", "old-box", "windows", False, "testing"),  # soft-deleted

@@ -63,10 +63,10 @@ def execute(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run, console=console)
         )
     except InjectedFailure as exc:
-        console.print(f"migration stopped: {exc}; run the command again to resume")
+        console.print(f"migration stopped: {exc}; run the command again to resume", soft_wrap=True)
         return 3
     except OSError as exc:
-        console.print(f"migration failed: cannot reach the legacy database or a service database: {exc}")
+        console.print(f"migration failed: cannot reach the legacy database or a service database: {exc}", soft_wrap=True)
         return 2
     for line in report.summary_lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -85,6 +85,8 @@ async def import_legacy_target(
     }
     if created_at is not None:
         values["created_at"] = aware(created_at)
+    if await Target.exists(id=str(tid)):
+        del values["health_status"]  # live state since the first import: health checks own it
     target, outcome = await upsert(Target, {"id": str(tid)}, values)
     if m := re.fullmatch(r"TGT-(\d{6})", serial):  # new serials continue after the imported ones
         if not await Counter.filter(name="targets").exists():

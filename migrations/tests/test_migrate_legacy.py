@@ -25,14 +25,37 @@ SERVICES = ("auth", "users", "targets", "jobs", "executions", "schedules")
 # columns that differ between two equal imports: times of the import itself, sequence ids (a
 # rolled-back transaction still advances a sequence), ciphertexts (random nonces)
 VOLATILE = {
-    "created_at", "updated_at", "imported_at", "cursor_at", "anchor", "next_due_at", "next_fire_at", "secret_encrypted",
-    "key_encrypted", "published_at", "health_status", "target_run_id", "last_checked_at", "next_check_at",
+    "created_at",
+    "updated_at",
+    "imported_at",
+    "cursor_at",
+    "anchor",
+    "next_due_at",
+    "next_fire_at",
+    "secret_encrypted",
+    "key_encrypted",
+    "published_at",
+    "health_status",
+    "target_run_id",
+    "last_checked_at",
+    "next_check_at",
 }
 NOT_IMPORTED = ("outbox", "processed_events", "target_grant_keys", "target_health", "tortoise", "schema")
 
 
-def run_cli(legacy: LegacyFixture, *extra: str, env: dict[str, str] | None = None, report: Path | None = None) -> tuple[int, dict[str, Any] | None, str]:
-    args = [*CLI, "--source", legacy.dsn, "--secret-key", SECRET_KEY, "--audit-log", str(legacy.audit_log), *extra]
+def run_cli(
+    legacy: LegacyFixture, *extra: str, env: dict[str, str] | None = None, report: Path | None = None
+) -> tuple[int, dict[str, Any] | None, str]:
+    args = [
+        *CLI,
+        "--source",
+        legacy.dsn,
+        "--secret-key",
+        SECRET_KEY,
+        "--audit-log",
+        str(legacy.audit_log),
+        *extra,
+    ]
     if report is not None:
         args += ["--report", str(report)]
     proc = subprocess.run(args, env=env or dict(os.environ), capture_output=True, text=True, timeout=300)
@@ -69,9 +92,15 @@ async def snapshot(urls: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
 @pytest_asyncio.fixture(scope="module")
 async def legacy(sshd: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     fixture = await build_legacy_db(
-        PG_ADMIN_DSN, tmp_path_factory.mktemp("legacy"), ssh_host=sshd.host, ssh_port=sshd.port,
-        ssh_user=sshd.password_username, ssh_password=sshd.password, key_host=sshd.hosts[14],
-        key_user=sshd.username, key_pem=sshd.private_key_pem,
+        PG_ADMIN_DSN,
+        tmp_path_factory.mktemp("legacy"),
+        ssh_host=sshd.host,
+        ssh_port=sshd.port,
+        ssh_user=sshd.password_username,
+        ssh_password=sshd.password,
+        key_host=sshd.hosts[14],
+        key_user=sshd.username,
+        key_pem=sshd.private_key_pem,
     )
     yield fixture
     await drop_legacy_db(PG_ADMIN_DSN, fixture.dsn)
@@ -109,7 +138,9 @@ async def test_import_reads_back_through_the_router(
     for name in legacy.counts:
         assert tables[name]["read"] == legacy.counts[name]
     # every legacy table of LEGACY.md §1 has a row; the unparsable ones are reported, not guessed
-    assert {"user_sessions", "system_settings", "device_types", "discovered_devices", "audit.log"} <= set(tables)
+    assert {"user_sessions", "system_settings", "device_types", "discovered_devices", "audit.log"} <= set(
+        tables
+    )
     assert tables["user_sessions"]["disposition"] == "skipped"
     assert tables["target_credentials"]["imported"] == 7
     assert sum(tables["target_credentials"]["skippedReasons"].values()) == 2
@@ -121,8 +152,11 @@ async def test_import_reads_back_through_the_router(
     # old passwords log in (bcrypt, rehashed on this first login), through the router
     await login(router.url, "alice", legacy.passwords["alice"])
     await login(router.url, "gwen", legacy.passwords["gwen"])
-    body = await gql(router.url, "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { __typename } }",
-                     {"u": "bob", "p": legacy.passwords["bob"]})
+    body = await gql(
+        router.url,
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { __typename } }",
+        {"u": "bob", "p": legacy.passwords["bob"]},
+    )
     assert body["data"]["login"]["__typename"] != "LoginSuccess"  # deactivated stays deactivated
     token = await login(router.url, "admin", platform.admin_password)
 
@@ -137,7 +171,9 @@ async def test_import_reads_back_through_the_router(
         ids[legacy_id] = target["id"]
     conn = await asyncpg.connect(platform.databases["targets"])
     try:
-        row = await conn.fetchrow("SELECT serial, is_active FROM targets WHERE id = $1", legacy.target_uuids[5])
+        row = await conn.fetchrow(
+            "SELECT serial, is_active FROM targets WHERE id = $1", legacy.target_uuids[5]
+        )
     finally:
         await conn.close()
     assert row is not None and tuple(row) == ("TGT-000005", False)
@@ -145,7 +181,9 @@ async def test_import_reads_back_through_the_router(
     try:
         # a decrypted-and-re-encrypted credential works against the test sshd (password and key)
         for legacy_id in (1, 2):
-            result = (await gql(router.url, TEST, {"t": ids[legacy_id]}, token=token))["data"]["testConnection"]
+            result = (await gql(router.url, TEST, {"t": ids[legacy_id]}, token=token))["data"][
+                "testConnection"
+            ]
             assert result["ok"], result
 
         from opsconductor_jobs.service.legacy import legacy_job_id
@@ -167,7 +205,11 @@ async def test_import_reads_back_through_the_router(
         runs = {e["node"]["number"]: e["node"] for e in era2["executions"]["edges"]}
         assert runs[2]["status"] == "CANCELLED"  # legacy 'running' that never ended
         first = {r["targetId"]: r for r in runs[1]["targetRuns"]}
-        assert [s["name"] for s in first[ids[1]]["steps"]] == ["uptime", "uptime (Retry 1)", "uptime (Retry Mechanism)"]
+        assert [s["name"] for s in first[ids[1]]["steps"]] == [
+            "uptime",
+            "uptime (Retry 1)",
+            "uptime (Retry Mechanism)",
+        ]
         assert first[ids[1]]["steps"][2]["stdout"].endswith("up 3 days")
 
         deleted = (await gql(router.url, JOB, {"id": legacy_job_id(3)}, token=token))["data"]["job"]
@@ -180,7 +222,9 @@ async def test_import_reads_back_through_the_router(
         before = await snapshot(platform.databases)
         rc, again, err = run_cli(legacy, report=tmp_path / "again.json")
         assert rc == 0 and again is not None, err
-        changed = {t["table"]: (t["created"], t["updated"]) for t in again["tables"] if t["created"] or t["updated"]}
+        changed = {
+            t["table"]: (t["created"], t["updated"]) for t in again["tables"] if t["created"] or t["updated"]
+        }
         assert changed == {}
         after = await snapshot(platform.databases)
         assert {k: v for k, v in after.items() if not k.startswith("auth.")} == {

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="the legacy PostgreSQL DSN (read only)")
     parser.add_argument("--secret-key", required=True, help="the legacy SECRET_KEY (decrypts credentials)")
     parser.add_argument("--audit-log", required=True, type=Path, help="the legacy audit.log (JSON lines)")
-    parser.add_argument("--dry-run", action="store_true", help="read, decrypt and map everything; write nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="read, decrypt and map everything; write nothing"
+    )
     parser.add_argument("--report", type=Path, help="write the JSON report here")
 
 
@@ -33,8 +35,12 @@ async def run(*, source: str, secret_key: str, audit_log: Path, dry_run: bool, c
     try:
         archived = {table: await src.rows(table) for table in ARCHIVED}
         progress = Progress(
-            TextColumn("migrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
+            TextColumn("migrating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         with progress:
             mig = Migration(source=src, secret_key=secret_key, dry_run=dry_run)
@@ -59,14 +65,21 @@ def execute(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
         report = asyncio.run(
-            run(source=args.source, secret_key=args.secret_key, audit_log=args.audit_log,
-                dry_run=args.dry_run, console=console)
+            run(
+                source=args.source,
+                secret_key=args.secret_key,
+                audit_log=args.audit_log,
+                dry_run=args.dry_run,
+                console=console,
+            )
         )
     except InjectedFailure as exc:
         console.print(f"migration stopped: {exc}; run the command again to resume", soft_wrap=True)
         return 3
     except OSError as exc:
-        console.print(f"migration failed: cannot reach the legacy database or a service database: {exc}", soft_wrap=True)
+        console.print(
+            f"migration failed: cannot reach the legacy database or a service database: {exc}", soft_wrap=True
+        )
         return 2
     for line in report.summary_lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -52,7 +52,9 @@ def secret_of(credential_type: str, data: dict[str, Any]) -> LegacySecret:
         key = data.get("private_key")
         if not key:
             raise LegacyDecryptError("ssh_key credential without private_key")
-        return LegacySecret(username=username, private_key=str(key), passphrase=data.get("passphrase") or None)
+        return LegacySecret(
+            username=username, private_key=str(key), passphrase=data.get("passphrase") or None
+        )
     if credential_type == "api_token":
         token = data.get("private_key") or data.get("password")
         if not token:

@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 
 from opsconductor_auth.models import Credential as AuthCredential
 from opsconductor_auth.service import import_legacy_credential as import_password_hash
+from opsconductor_jobs.service.store import ensure_counters
 from opsconductor_migrate import runs
 from opsconductor_migrate.dbs import Databases
 from opsconductor_migrate.fernet import LegacyDecryptError, decrypt, legacy_fernet, secret_of
@@ -23,6 +24,7 @@ from opsconductor_migrate.report import Report, TableReport, checksum
 from opsconductor_migrate.source import Source
 from opsconductor_shared.errors import DomainError
 from opsconductor_shared.legacy import Outcome, upsert
+from opsconductor_targets.service.catalog import seed_device_types
 from opsconductor_targets.service.legacy import (
     LegacySecret,
     import_legacy_credential,
@@ -32,8 +34,6 @@ from opsconductor_targets.service.legacy import (
 )
 from opsconductor_targets.service.vault import Vault, load_keyring
 from opsconductor_targets.settings import Settings as TargetsSettings
-from opsconductor_jobs.service.store import ensure_counters
-from opsconductor_targets.service.catalog import seed_device_types
 from opsconductor_users.service.catalog import canonical_role, seed_roles
 from opsconductor_users.service.legacy import upsert_legacy_user
 
@@ -112,11 +112,23 @@ class Migration:
             self.progress(n)
 
     async def load(self) -> None:
-        for table in (
-            "users user_sessions universal_targets target_communication_methods target_credentials jobs "
-            "job_actions job_targets job_executions job_execution_results job_execution_branches "
-            "job_action_results job_execution_logs job_schedules schedule_executions"
-        ).split():
+        for table in [
+            "users",
+            "user_sessions",
+            "universal_targets",
+            "target_communication_methods",
+            "target_credentials",
+            "jobs",
+            "job_actions",
+            "job_targets",
+            "job_executions",
+            "job_execution_results",
+            "job_execution_branches",
+            "job_action_results",
+            "job_execution_logs",
+            "job_schedules",
+            "schedule_executions",
+        ]:
             rows = await self.source.rows(table)
             if rows is None:
                 self.report.table(table, "absent", "not in this legacy database")
@@ -170,7 +182,12 @@ class Migration:
             self.tick()
             role = canonical_role(str(row.get("role") or "user"))
             t.checksums[str(row["id"])] = checksum(
-                [row["username"].strip(), row["email"].strip().lower(), bool(row.get("is_active", True)), role]
+                [
+                    row["username"].strip(),
+                    row["email"].strip().lower(),
+                    bool(row.get("is_active", True)),
+                    role,
+                ]
             )
             if self.dry_run:
                 t.created += 1
@@ -208,7 +225,9 @@ class Migration:
     async def targets(self) -> None:
         t = self.report.table("universal_targets", "imported", "uuid and serial kept; soft deletes kept")
         m = self.report.table("target_communication_methods", "imported", "config.host/port -> host/port")
-        c = self.report.table("target_credentials", "imported", "legacy Fernet decrypted, re-encrypted by the vault")
+        c = self.report.table(
+            "target_credentials", "imported", "legacy Fernet decrypted, re-encrypted by the vault"
+        )
         methods_by_target: dict[int, list[dict[str, Any]]] = {}
         for row in self.data["target_communication_methods"]:
             methods_by_target.setdefault(row["target_id"], []).append(row)
@@ -228,7 +247,13 @@ class Migration:
                 "port": int(cfg.get("port") or 22) if str(cfg.get("port") or "22").isdigit() else 22,
             }
             t.checksums[str(row["id"])] = checksum(
-                [str(row["target_uuid"]), row["target_serial"], row["name"], bool(row.get("is_active", True)), row["os_type"]]
+                [
+                    str(row["target_uuid"]),
+                    row["target_serial"],
+                    row["name"],
+                    bool(row.get("is_active", True)),
+                    row["os_type"],
+                ]
             )
             if self.dry_run:
                 t.created += 1
@@ -266,8 +291,14 @@ class Migration:
                 continue
             cfg = dict(row.get("config") or {})
             m.checksums[str(row["id"])] = checksum(
-                [target["id"], row["method_type"], str(cfg.get("host") or "").lower(), row.get("priority") or 1,
-                 bool(row.get("is_primary")), bool(row.get("is_active", True))]
+                [
+                    target["id"],
+                    row["method_type"],
+                    str(cfg.get("host") or "").lower(),
+                    row.get("priority") or 1,
+                    bool(row.get("is_primary")),
+                    bool(row.get("is_active", True)),
+                ]
             )
             self.maps.methods[row["id"]] = legacy_method_id(row["id"])
             if self.dry_run:
@@ -309,7 +340,9 @@ class Migration:
             except LegacyDecryptError as exc:
                 c.skip(row["id"], f"credential {row['credential_name']}: {exc}")
                 continue
-            c.checksums[str(row["id"])] = checksum([row["credential_type"], secret.username, fingerprint(secret)])
+            c.checksums[str(row["id"])] = checksum(
+                [row["credential_type"], secret.username, fingerprint(secret)]
+            )
             if self.dry_run:
                 c.created += 1
                 continue

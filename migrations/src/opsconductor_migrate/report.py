@@ -125,7 +125,9 @@ class Report:
         for name, rel in self.relations.items():
             lines.append(f"relation {name}: {rel['checked']} checked, {rel['missing']} missing")
         if self.schedule_changes:
-            lines.append(f"{len(self.schedule_changes)} schedule(s) fire at a different time than legacy did:")
+            lines.append(
+                f"{len(self.schedule_changes)} schedule(s) fire at a different time than legacy did:"
+            )
             lines.extend(
                 f"    {c['legacyId']}: legacy next {c['legacyNextRun']} -> now {c['nextFireAt']} ({c['timezone']})"
                 for c in self.schedule_changes

@@ -17,8 +17,8 @@ from opsconductor_executions.service.legacy import (
 from opsconductor_jobs.service.legacy import import_legacy_job, legacy_job_id
 from opsconductor_migrate.report import checksum
 from opsconductor_schedules.service.importer import LegacyFire, import_legacy_schedule
-from opsconductor_schedules.service.timeline import slots
 from opsconductor_schedules.service.legacy import LegacyMapping, from_job_scheduled_at, from_legacy_schedule
+from opsconductor_schedules.service.timeline import slots
 from opsconductor_shared.errors import DomainError
 from opsconductor_shared.runplan import RunPlan, Step
 
@@ -91,7 +91,13 @@ async def jobs(mig: Migration) -> None:
             "created_by": mig.maps.users.get(row.get("created_by") or -1),
         }
         t.checksums[str(row["id"])] = checksum(
-            [serial, row["name"][:255], bool(row.get("is_deleted")), [s["command"] for s in steps], sorted(target_ids)]
+            [
+                serial,
+                row["name"][:255],
+                bool(row.get("is_deleted")),
+                [s["command"] for s in steps],
+                sorted(target_ids),
+            ]
         )
         a.read += len(acts)
         jt.read += len(legacy_targets)
@@ -146,7 +152,11 @@ def _era2_runs(mig: Migration, results: list[dict[str, Any]]) -> dict[int, Legac
         target = mig.maps.targets[tid]
         rows.sort(key=lambda r: (r["action_order"], r["id"]))
         statuses = [str(r["status"]) for r in rows]
-        status = "failed" if "failed" in statuses else ("completed" if all(s == "completed" for s in statuses) else statuses[-1])
+        status = (
+            "failed"
+            if "failed" in statuses
+            else ("completed" if all(s == "completed" for s in statuses) else statuses[-1])
+        )
         runs[tid] = LegacyTargetRun(
             target_id=target["id"],
             target_name=str(rows[0].get("target_name") or target["name"]),
@@ -175,11 +185,16 @@ def _era2_runs(mig: Migration, results: list[dict[str, Any]]) -> dict[int, Legac
 
 def _log(row: dict[str, Any]) -> LegacyLog:
     text = f"[{row.get('log_phase')}/{row.get('log_category')}/{row.get('log_level')}] {row.get('log_message') or ''}"
-    return LegacyLog(at=row.get("timestamp") or row.get("created_at") or datetime.now(UTC), text=text,
-                     error=str(row.get("log_level")) == "error")
+    return LegacyLog(
+        at=row.get("timestamp") or row.get("created_at") or datetime.now(UTC),
+        text=text,
+        error=str(row.get("log_level")) == "error",
+    )
 
 
-def _era1_run(mig: Migration, branch: dict[str, Any], results: list[dict[str, Any]], logs: list[dict[str, Any]]) -> LegacyTargetRun:
+def _era1_run(
+    mig: Migration, branch: dict[str, Any], results: list[dict[str, Any]], logs: list[dict[str, Any]]
+) -> LegacyTargetRun:
     target = mig.maps.targets[branch["target_id"]]
     results = sorted(results, key=lambda r: (r["action_order"], r["id"]))
     steps = [
@@ -196,21 +211,36 @@ def _era1_run(mig: Migration, branch: dict[str, Any], results: list[dict[str, An
         for r in results
     ]
     if not steps and (branch.get("result_output") or branch.get("result_error")):
-        steps.append(LegacyStepResult(name="legacy branch output", command="", status=str(branch["status"]),
-                                      exit_code=branch.get("exit_code"), stdout=str(branch.get("result_output") or ""),
-                                      stderr=str(branch.get("result_error") or "")))
+        steps.append(
+            LegacyStepResult(
+                name="legacy branch output",
+                command="",
+                status=str(branch["status"]),
+                exit_code=branch.get("exit_code"),
+                stdout=str(branch.get("result_output") or ""),
+                stderr=str(branch.get("result_error") or ""),
+            )
+        )
     return LegacyTargetRun(
-        target_id=target["id"], target_name=target["name"], host=target["host"], port=target["port"],
-        status=str(branch["status"]), exit_code=branch.get("exit_code"),
+        target_id=target["id"],
+        target_name=target["name"],
+        host=target["host"],
+        port=target["port"],
+        status=str(branch["status"]),
+        exit_code=branch.get("exit_code"),
         message=f"legacy branch {branch.get('branch_serial') or branch['id']}",
-        started_at=branch.get("started_at"), finished_at=branch.get("completed_at"), steps=steps,
+        started_at=branch.get("started_at"),
+        finished_at=branch.get("completed_at"),
+        steps=steps,
         logs=[_log(lg) for lg in logs],
     )
 
 
 async def executions(mig: Migration) -> None:
     t = mig.report.table("job_executions", "imported", "numbers and serials kept; statuses mapped")
-    r2 = mig.report.table("job_execution_results", "mapped", "era 2: step results (retry rows as their own steps)")
+    r2 = mig.report.table(
+        "job_execution_results", "mapped", "era 2: step results (retry rows as their own steps)"
+    )
     b1 = mig.report.table("job_execution_branches", "mapped", "era 1: target runs")
     ar1 = mig.report.table("job_action_results", "mapped", "era 1: step results")
     lg1 = mig.report.table("job_execution_logs", "mapped", "era 1: execution events")
@@ -233,7 +263,9 @@ async def executions(mig: Migration) -> None:
         mine2 = [r for r in results.get(row["id"], [])]
         mine1 = branches.get(row["id"], [])
         counted = [
-            (r2, len(mine2)), (b1, len(mine1)), (ar1, sum(len(action_results.get(b["id"], [])) for b in mine1)),
+            (r2, len(mine2)),
+            (b1, len(mine1)),
+            (ar1, sum(len(action_results.get(b["id"], [])) for b in mine1)),
             (lg1, sum(len(v) for (e, _), v in logs.items() if e == row["id"])),
         ]
         for report, n in counted:
@@ -252,18 +284,33 @@ async def executions(mig: Migration) -> None:
         runs = _era2_runs(mig, [r for r in mine2 if r["target_id"] in mig.maps.targets])
         for b in mine1:
             if b["target_id"] in mig.maps.targets and b["target_id"] not in runs:
-                runs[b["target_id"]] = _era1_run(mig, b, action_results.get(b["id"], []), logs.get((row["id"], b["id"]), []))
+                runs[b["target_id"]] = _era1_run(
+                    mig, b, action_results.get(b["id"], []), logs.get((row["id"], b["id"]), [])
+                )
         target_runs = list(runs.values())
-        plan = RunPlan.model_validate({
-            "job_id": job["id"], "serial": job["serial"], "name": job["name"], "version": 1,
-            "steps": job["steps"], "target_ids": [r.target_id for r in target_runs],
-        }).model_dump(mode="json", by_alias=True)
+        plan = RunPlan.model_validate(
+            {
+                "job_id": job["id"],
+                "serial": job["serial"],
+                "name": job["name"],
+                "version": 1,
+                "steps": job["steps"],
+                "target_ids": [r.target_id for r in target_runs],
+            }
+        ).model_dump(mode="json", by_alias=True)
         serial = row.get("execution_serial")
         mig.maps.executions[row["id"]] = legacy_execution_id(row["id"])
-        t.checksums[str(row["id"])] = checksum([
-            row["execution_number"], serial, str(row["status"]),
-            sorted([r.target_id, [(s.name, s.exit_code, s.stdout, s.stderr) for s in r.steps]] for r in target_runs),
-        ])
+        t.checksums[str(row["id"])] = checksum(
+            [
+                row["execution_number"],
+                serial,
+                str(row["status"]),
+                sorted(
+                    [r.target_id, [(s.name, s.exit_code, s.stdout, s.stderr) for s in r.steps]]
+                    for r in target_runs
+                ),
+            ]
+        )
         if mig.dry_run:
             t.created += 1
             for report, n in counted:
@@ -272,11 +319,18 @@ async def executions(mig: Migration) -> None:
         try:
             async with mig.dbs.tx("executions"):
                 _, outcome = await import_legacy_execution(
-                    legacy_id=row["id"], job_id=job["id"], job_serial=job["serial"], job_name=job["name"],
-                    number=row["execution_number"], status=str(row["status"]),
-                    legacy_serial=str(serial) if serial else None, plan=plan,
-                    created_at=row.get("created_at"), started_at=row.get("started_at"),
-                    finished_at=row.get("completed_at"), target_runs=target_runs,
+                    legacy_id=row["id"],
+                    job_id=job["id"],
+                    job_serial=job["serial"],
+                    job_name=job["name"],
+                    number=row["execution_number"],
+                    status=str(row["status"]),
+                    legacy_serial=str(serial) if serial else None,
+                    plan=plan,
+                    created_at=row.get("created_at"),
+                    started_at=row.get("started_at"),
+                    finished_at=row.get("completed_at"),
+                    target_runs=target_runs,
                     run_logs=[_log(lg) for lg in logs.get((row["id"], None), [])],
                 )
         except DomainError as exc:
@@ -320,10 +374,24 @@ async def schedules(mig: Migration) -> None:
         todo.append((row["id"], row, mapping, job["created_by"], mine, row.get("next_run")))
     for row in mig.data["jobs"]:  # one-shot jobs.scheduled_at (legacy status 'scheduled')
         job = mig.maps.jobs.get(row["id"])
-        if job and row.get("scheduled_at") and str(row.get("status")) == "scheduled" and not row.get("is_deleted"):
+        if (
+            job
+            and row.get("scheduled_at")
+            and str(row.get("status")) == "scheduled"
+            and not row.get("is_deleted")
+        ):
             t.read += 1
-            todo.append((-row["id"], row, from_job_scheduled_at(job["id"], row["scheduled_at"]), job["created_by"], [], row["scheduled_at"]))
-    for legacy_id, _row, mapping, owner, mine, legacy_next in todo:
+            todo.append(
+                (
+                    -row["id"],
+                    row,
+                    from_job_scheduled_at(job["id"], row["scheduled_at"]),
+                    job["created_by"],
+                    [],
+                    row["scheduled_at"],
+                )
+            )
+    for legacy_id, _row, mapping, owner, mine, _legacy_next in todo:
         assert mapping is not None
         for note in mapping.notes:
             mig.report.notes.append(f"schedule {legacy_id}: {note}")
@@ -332,14 +400,21 @@ async def schedules(mig: Migration) -> None:
             h.created += len(mine)
             continue
         legacy_fires = [
-            LegacyFire(legacy_id=f["id"], scheduled_at=f["scheduled_at"], status=str(f["status"]),
-                       execution_id=mig.maps.executions.get(f.get("job_execution_id") or -1),
-                       started_at=f.get("started_at"), error=f.get("error_message"))
+            LegacyFire(
+                legacy_id=f["id"],
+                scheduled_at=f["scheduled_at"],
+                status=str(f["status"]),
+                execution_id=mig.maps.executions.get(f.get("job_execution_id") or -1),
+                started_at=f.get("started_at"),
+                error=f.get("error_message"),
+            )
             for f in mine
         ]
         try:
             async with mig.dbs.tx("schedules"):
-                result = await import_legacy_schedule(legacy_id=legacy_id, mapping=mapping, owner_id=owner, fires=legacy_fires)
+                result = await import_legacy_schedule(
+                    legacy_id=legacy_id, mapping=mapping, owner_id=owner, fires=legacy_fires
+                )
         except DomainError as exc:
             t.skip(legacy_id, exc.message)
             continue
@@ -357,7 +432,9 @@ async def schedules(mig: Migration) -> None:
         mig.wrote()
 
 
-def next_fire_change(mapping: LegacyMapping, ours: datetime | None, schedule_id: str) -> dict[str, Any] | None:
+def next_fire_change(
+    mapping: LegacyMapping, ours: datetime | None, schedule_id: str
+) -> dict[str, Any] | None:
     """When the schedule's timezone is not UTC: the next time legacy would have fired it (it
     computed every time in UTC) against the next time it fires now, if they differ."""
     draft = mapping.draft
@@ -365,7 +442,13 @@ def next_fire_change(mapping: LegacyMapping, ours: datetime | None, schedule_id:
         return None
     now = datetime.now(UTC)
     legacy_spec = replace(draft, timezone="UTC").spec(anchor=now)
-    legacy_next = next((s.scheduled_for for s in slots(legacy_spec, schedule_id=schedule_id, after=now)), None)
+    legacy_next = next(
+        (s.scheduled_for for s in slots(legacy_spec, schedule_id=schedule_id, after=now)), None
+    )
     if legacy_next is None or abs(legacy_next - ours) < timedelta(seconds=1):
         return None
-    return {"timezone": draft.timezone, "legacyNextRun": legacy_next.isoformat(), "nextFireAt": ours.isoformat()}
+    return {
+        "timezone": draft.timezone,
+        "legacyNextRun": legacy_next.isoformat(),
+        "nextFireAt": ours.isoformat(),
+    }

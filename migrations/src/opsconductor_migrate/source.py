@@ -69,10 +69,10 @@ class Source:
         self.columns: dict[str, set[str]] = {}
 
     async def open(self) -> None:
-        self.conn = await asyncpg.connect(self.dsn)
-        self.tx = self.conn.transaction(isolation="repeatable_read", readonly=True)
+        conn = self.conn = await asyncpg.connect(self.dsn)
+        self.tx = conn.transaction(isolation="repeatable_read", readonly=True)
         await self.tx.start()
-        rows = await self.conn.fetch(
+        rows = await conn.fetch(
             "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
         )
         for r in rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from tortoise.models import Model
@@ -18,7 +18,7 @@ LEGACY_NAMESPACE = uuid.UUID("2f0c6d4e-8a51-4c1b-9d0e-5b7a3c9e1f20")
 M = TypeVar("M", bound=Model)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"

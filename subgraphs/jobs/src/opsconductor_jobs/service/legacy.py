@@ -114,6 +114,8 @@ async def import_legacy_job(
     if outcome is Outcome.CREATED:
         await record_event(
             Outbox,
-            events.job_created(row, step_count=len(valid.steps), target_ids=valid.target_ids, actor=created_by),
+            events.job_created(
+                row, step_count=len(valid.steps), target_ids=valid.target_ids, actor=created_by
+            ),
         )
     return row, Outcome.CREATED if outcome is Outcome.CREATED else Outcome.UPDATED

@@ -97,8 +97,15 @@ async def import_legacy_target(
             events.TARGET_CREATED,
             target,
             None,
-            {"name": target.name, "osType": target.os_type, "environment": target.environment,
-             "status": target.status, "tags": [], "methods": [], "imported": True},
+            {
+                "name": target.name,
+                "osType": target.os_type,
+                "environment": target.environment,
+                "status": target.status,
+                "tags": [],
+                "methods": [],
+                "imported": True,
+            },
         )
     return target, outcome
 
@@ -145,7 +152,9 @@ async def import_legacy_method(
     try:
         port = int(config.get("port") or METHOD_PORTS[method_type])
     except (TypeError, ValueError):
-        raise ValidationError(f"legacy port {config.get('port')!r} is not a number", field="config.port") from None
+        raise ValidationError(
+            f"legacy port {config.get('port')!r} is not a number", field="config.port"
+        ) from None
     values: dict[str, Any] = {
         "target_id": target_id,
         "type": method_type,

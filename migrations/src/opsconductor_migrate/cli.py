@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from opsconductor_migrate import audit
 from opsconductor_migrate.importer import ARCHIVED, InjectedFailure, Migration
 from opsconductor_migrate.report import Report
 from opsconductor_migrate.source import Source
@@ -48,8 +47,7 @@ async def run(*, source: str, secret_key: str, audit_log: Path, dry_run: bool, c
             total = mig.total_rows() + sum(len(r or []) for r in archived.values())
             task = progress.add_task("rows", total=total)
             mig.progress = lambda n: progress.advance(task, n)
-            report = await mig.run(archived)
-        audit.import_audit_log(report, audit_log, dry_run=dry_run)
+            report = await mig.run(archived, audit_log)
         return report
     finally:
         await src.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -17,7 +18,8 @@ from opsconductor_auth.models import Credential as AuthCredential
 from opsconductor_auth.service import import_legacy_credential as import_password_hash
 from opsconductor_jobs.service.store import ensure_counters
 from opsconductor_migrate import runs
-from opsconductor_migrate.dbs import Databases
+from opsconductor_migrate.audit import audit_present, import_audit_log
+from opsconductor_migrate.dbs import SERVICES, Databases
 from opsconductor_migrate.fernet import LegacyDecryptError, decrypt, legacy_fernet, secret_of
 from opsconductor_migrate.models import LegacyArchive
 from opsconductor_migrate.report import Report, TableReport, checksum
@@ -139,9 +141,9 @@ class Migration:
 
     # ---- the run ----------------------------------------------------------------------------
 
-    async def run(self, archived_rows: dict[str, list[dict[str, Any]] | None]) -> Report:
+    async def run(self, archived_rows: dict[str, list[dict[str, Any]] | None], audit_log: Path) -> Report:
         if not self.dry_run:
-            await self.dbs.open()
+            await self.dbs.open((*SERVICES, "audit") if audit_present() else SERVICES)
             with self.dbs.dbs["targets"].bind():
                 self.vault = Vault(load_keyring(TargetsSettings()))
             await self.prepare()
@@ -152,6 +154,7 @@ class Migration:
             await runs.executions(self)
             await runs.schedules(self)
             await self.archive(archived_rows)
+            await import_audit_log(self, audit_log)
             if not self.dry_run:
                 from opsconductor_migrate.verify import verify
 

@@ -91,6 +91,13 @@ def main() -> None:
         help="base64 Ed25519 public key to check the checkpoint with (default: the one in the file; "
         "pin the one auditPublicKey publishes to not trust the file)",
     )
+    migrate = sub.add_parser(
+        "migrate-legacy",
+        help="import the legacy monolith's database and audit.log into the services' databases",
+    )
+    from opsconductor_migrate.cli import add_arguments as migrate_arguments
+
+    migrate_arguments(migrate)
     args = parser.parse_args()
     if args.command == "audit":
         from opsconductor_audit.service.offline import verify_file
@@ -98,6 +105,11 @@ def main() -> None:
         report = verify_file(args.file, public_key=args.public_key)
         print(json.dumps(report.as_dict(), indent=2), flush=True)
         raise SystemExit(0 if report.ok else 1)
+    if args.command == "migrate-legacy":
+        from opsconductor_migrate.cli import execute
+
+        configure_logging(os.environ.get("OPSC_LOG_LEVEL", "WARNING"), json=False)
+        raise SystemExit(execute(args))
     if args.command == "rotate-signing-key":
         from opsconductor_auth.commands import rotate_signing_key
 

@@ -19,6 +19,7 @@ class Execution(models.Model):
     id = fields.CharField(max_length=36, primary_key=True)
     job_id = fields.CharField(max_length=36, db_index=True)
     job_serial = fields.CharField(max_length=30, null=True)
+    legacy_serial = fields.CharField(max_length=60, null=True)  # EXEC-00000001 / J20250000001.0001 (imported)
     job_name = fields.CharField(max_length=255)
     job_version = fields.IntField(default=1)
     number = fields.IntField()

@@ -343,6 +343,7 @@ class Execution:
     job_id: strawberry.ID
     job_version: int = strawberry.field(description="The job version this run ran.")
     job_serial: str | None
+    legacy_serial: str | None = strawberry.field(description="The legacy execution serial (imported runs).")
     job_name: str
     requested_by: str | None = strawberry.field(description="Subject (user or service id) who started it.")
     parameters: JSON = strawberry.field(description="Effective job parameters of this run.")
@@ -424,6 +425,7 @@ class Execution:
             job_id=strawberry.ID(row.job_id),
             job_version=row.job_version,
             job_serial=row.job_serial,
+            legacy_serial=row.legacy_serial,
             job_name=row.job_name,
             requested_by=row.requested_by,
             parameters=cast(JSON, row.parameters or {}),

@@ -7,6 +7,7 @@ from datetime import datetime
 from opsconductor_shared.auth import BOOTSTRAP_ADMIN_ID, BOOTSTRAP_ADMIN_USERNAME
 from opsconductor_shared.errors import ValidationError
 from opsconductor_shared.events import new_uuid7, record_event
+from opsconductor_shared.legacy import legacy_uuid
 from opsconductor_shared.logging import get_logger
 from opsconductor_users import events
 from opsconductor_users.errors import UsernameTakenError
@@ -80,3 +81,31 @@ async def ensure_bootstrap_admin() -> bool:
     (record,) = await user_records([user])
     await record_event(Outbox, events.user_event(events.USER_CREATED, record, None))
     return True
+
+
+async def upsert_legacy_user(
+    *,
+    legacy_id: int,
+    username: str,
+    email: str,
+    role: str,
+    is_active: bool = True,
+    last_login_at: datetime | None = None,
+) -> tuple[UserRecord, bool]:
+    """The migration's idempotent entry: the user whose id derives from the legacy id, created with
+    ``import_legacy_user`` the first time; ``(record, created)``. A re-run leaves an imported user
+    as it is now (it may have been edited since)."""
+    user_id = str(legacy_uuid("users", legacy_id))
+    existing = await User.get_or_none(id=user_id)
+    if existing is not None:
+        (record,) = await user_records([existing])
+        return record, False
+    record = await import_legacy_user(
+        username=username,
+        email=email,
+        role=role,
+        is_active=is_active,
+        last_login_at=last_login_at,
+        user_id=user_id,
+    )
+    return record, True

@@ -6,5 +6,5 @@ export default defineConfig({
   server: { host: '127.0.0.1', port: 5173 },
   build: { outDir: 'dist', sourcemap: false, chunkSizeWarningLimit: 2000 },
   worker: { format: 'es' },
-  test: { include: ['tests/**/*.test.ts?(x)'], environment: 'jsdom' },
+  test: { include: ['tests/**/*.test.ts?(x)'], environment: 'node' },
 } as never);

@@ -4,7 +4,7 @@ import { errorMessage, isErrorResult, OpsError, unwrap } from '../src/errors';
 
 describe('unwrap', () => {
   it('returns the success member', () => {
-    const r = { __typename: 'TargetCreated', target: { id: '1' } };
+    const r = { __typename: 'TargetCreated' as const, target: { id: '1' } };
     expect(unwrap(r, 'TargetCreated').target.id).toBe('1');
   });
   it('throws one OpsError for any `... on Error` member, keeping typename, field and details', () => {

@@ -33,7 +33,7 @@ def make_handler(dist: Path, router_url: str, ray_dashboard: str) -> type[BaseHT
     class Handler(BaseHTTPRequestHandler):
         server_version = "opsconductor-ui"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the router logs the API traffic
 
         def _send(self, status: int, body: bytes, ctype: str, cache: str) -> None:
@@ -49,10 +49,10 @@ def make_handler(dist: Path, router_url: str, ray_dashboard: str) -> type[BaseHT
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        def do_HEAD(self) -> None:
             self.do_GET()
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path == "/config.js":
                 self._send(200, config_js, "text/javascript; charset=utf-8", "no-store")
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.dist / "index.html").is_file():
         print(f"ui: {args.dist}/index.html is missing; run `make ui` first", file=sys.stderr)
         return 1
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.dist, args.router, args.ray_dashboard))
+    server = ThreadingHTTPServer(
+        (args.host, args.port), make_handler(args.dist, args.router, args.ray_dashboard)
+    )
     print(f"ui: serving {args.dist} on http://{args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()

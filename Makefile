@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 PY := .venv/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 
-.PHONY: help install venv router-deps dev test lint sdl bench clean pins
+.PHONY: help install venv router-deps ui-deps ui ui-check chromium dev test lint sdl bench clean pins
 
 help:
 	@echo "make dev     - run every service, local Ray and the router on this machine (embedded defaults)"
@@ -16,7 +16,9 @@ help:
 	@echo "make install - uv (if missing), the Python workspace in .venv and the router's node modules (dev/test run it)"
 	@echo "make venv    - only the Python workspace (.venv)"
 	@echo "make router-deps - only router/node_modules"
-	@echo "make clean   - remove .venv, router/node_modules and .data (make dev's databases)"
+	@echo "make ui      - build the web UI (frontend/dist) when its sources changed"
+	@echo "make ui-check - codegen drift check, type checks and vitest for frontend-adapter and frontend"
+	@echo "make clean   - remove .venv, node_modules, frontend/dist and .data (make dev's databases)"
 	@echo "make pins    - regenerate constraints.txt and [tool.uv] constraint-dependencies from the current .venv"
 	@echo "make help    - this list"
 
@@ -35,14 +37,43 @@ router/node_modules/.installed: router/package.json router/package-lock.json
 
 router-deps: router/node_modules/.installed
 
-install: venv router-deps
+# The web UI: one npm workspace (frontend-adapter + frontend), one package-lock.json at the root.
+node_modules/.installed: package.json package-lock.json frontend/package.json frontend-adapter/package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
-dev: install
+ui-deps: node_modules/.installed
+
+UI_SOURCES := $(shell find frontend/src frontend-adapter/src -type f 2>/dev/null) \
+	frontend/index.html frontend/vite.config.ts frontend/tsconfig.json frontend/public/config.js
+
+# Built once and again only when a source changed (make dev and make test serve this).
+frontend/dist/index.html: node_modules/.installed $(UI_SOURCES)
+	cd frontend && npx vite build --logLevel warn
+
+ui: frontend/dist/index.html
+
+ui-check: ui-deps
+	cd frontend-adapter && npx graphql-codegen --config codegen.ts --check
+	cd frontend-adapter && npx tsc --noEmit -p .
+	cd frontend && npx tsc --noEmit -p .
+	cd frontend-adapter && npx vitest run
+	cd frontend && npx vitest run
+
+# The browser tests drive Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+install: venv router-deps ui-deps
+
+dev: install ui
 	@bash scripts/dev.sh
 
-test: install
+test: install ui chromium
 	$(PY) scripts/export_sdl.py --check
 	cd router && node compose.mjs --check
+	$(MAKE) --no-print-directory ui-check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -54,12 +85,13 @@ lint: venv
 sdl: install
 	$(PY) scripts/export_sdl.py
 	cd router && node compose.mjs
+	cd frontend-adapter && npx graphql-codegen --config codegen.ts
 
 bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf .venv router/node_modules .data
+	rm -rf .venv router/node_modules node_modules frontend/dist .data
 
 pins: venv  ## regenerate constraints.txt and [tool.uv] constraint-dependencies from the current .venv
 	$(PY) scripts/pins.py

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.sshd",
     "tests.support.ray",
     "tests.support.platform",
+    "tests.support.ui",
 ]

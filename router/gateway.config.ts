@@ -37,11 +37,14 @@ const host = env.OPSC_ROUTER_HOST || '127.0.0.1';
 const maxDepth = Number(env.OPSC_ROUTER_MAX_DEPTH || 15);
 const maxTokens = Number(env.OPSC_ROUTER_MAX_TOKENS || 4000);
 const maxAliases = Number(env.OPSC_ROUTER_MAX_ALIASES || 30);
-// CORS allow-list. Default: the router's own origin and the React UI's dev server; never `*`
+// CORS allow-list. Default: the router's own origin, the React UI as `make dev` serves it
+// (OPSC_UI_PORT, default 8080) and its Vite dev server (5173); never `*`
 // (credentials are allowed, so every allowed origin is named).
 const corsOrigins = (
   env.OPSC_CORS_ORIGINS ||
-  `http://127.0.0.1:${port},http://localhost:${port},http://127.0.0.1:5173,http://localhost:5173`
+  [port, Number(env.OPSC_UI_PORT || 8080), 5173]
+    .flatMap((p) => [`http://127.0.0.1:${p}`, `http://localhost:${p}`])
+    .join(',')
 )
   .split(',')
   .map((s) => s.trim())

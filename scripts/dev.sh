@@ -35,12 +35,18 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 
+export OPSC_UI_PORT="${OPSC_UI_PORT:-8080}"
 (cd router && OPSC_ROUTER_PORT="${OPSC_ROUTER_PORT:-4000}" node_modules/.bin/hive-gateway supergraph supergraph.graphql) &
 pids+=($!)
 for _ in $(seq 1 120); do
   curl -fs "http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/readiness" >/dev/null 2>&1 && break
   sleep 0.5
 done
+
+# The web UI (frontend/dist, built by `make ui`): static files on :8080; the browser talks to the router.
+.venv/bin/python scripts/ui_server.py --port "$OPSC_UI_PORT" \
+  --router "http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/graphql" &
+pids+=($!)
 
 # Ray (2.59+) turns token auth on for a local cluster: the dashboard asks for the token, which
 # `ray get-auth-token` prints (~/.ray/auth_token unless RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH say otherwise).
@@ -53,6 +59,7 @@ fi
 cat <<MSG
 
   OpsConductor is running.
+    Web UI:                                 http://127.0.0.1:${OPSC_UI_PORT}
     GraphQL (router, GraphiQL/Laboratory): http://127.0.0.1:${OPSC_ROUTER_PORT:-4000}/graphql
       (Collections: "OpsConductor: first five operations", the README's walk-through)
     Ray dashboard:                          http://127.0.0.1:8265

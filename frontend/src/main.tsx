@@ -1,0 +1,25 @@
+import './index.css';
+import { CssBaseline, ThemeProvider, createTheme } from '@mui/material';
+import { StrictMode } from 'react';
+import { createRoot } from 'react-dom/client';
+import { BrowserRouter } from 'react-router-dom';
+import { ApiProvider } from './api';
+import { App } from './App';
+
+const theme = createTheme({
+  palette: { primary: { main: '#1a4f8b' }, secondary: { main: '#6b3fa0' } },
+  components: { MuiButton: { defaultProps: { size: 'small' } } },
+});
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <ThemeProvider theme={theme}>
+      <CssBaseline />
+      <BrowserRouter>
+        <ApiProvider>
+          <App />
+        </ApiProvider>
+      </BrowserRouter>
+    </ThemeProvider>
+  </StrictMode>,
+);

@@ -311,3 +311,15 @@ def test_engine_settings_keep_the_documented_variable_names(monkeypatch: pytest.
     assert explicit.address is None and explicit.call_timeout_s == 5  # an argument wins over settings
     limits = RetentionLimits.from_settings(EventRetentionSettings())
     assert limits.run_events == 1234 and limits.run_bytes == RetentionLimits().run_bytes
+
+
+def test_numbering_an_event_copies_it_with_the_new_sequence_numbers() -> None:
+    """Issue 15: the coordinator numbers events with `numbered` (not dataclasses.replace, ten
+    times slower); the copy is equal to what replace gives, the original is untouched."""
+    import dataclasses
+
+    event = EngineEvent(seq=0, type=EventType.STDOUT, at=1.5, target_id="t", step_index=0, data="x\n")
+    numbered = event.numbered(7, 3)
+    assert numbered == dataclasses.replace(event, seq=7, target_seq=3)
+    assert (event.seq, event.target_seq) == (0, None)
+    assert pickle.loads(pickle.dumps(numbered)) == numbered  # noqa: S301 - what Ray does with it

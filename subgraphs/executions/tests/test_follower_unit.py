@@ -155,3 +155,18 @@ def test_truncated_is_the_engines_field_not_the_word() -> None:
         )
         asyncio.run(follower._apply(None, runs, done, datetime.now(UTC), set(), results))  # type: ignore[arg-type]
     assert [results[(i, 0)]["truncated"] for i in range(3)] == [False, False, True]
+
+
+def test_batches_queued_for_storing_are_merged_in_order() -> None:
+    """Issue 15: storing is paced; the batches queued meanwhile go into one transaction, in seq
+    order, each event once."""
+    from opsconductor_executions.service.persist import merge_staged
+
+    follower = _follower()
+    first = follower.stage([_out(1, "a", 0, "STDOUT", "1\n"), _out(2, "b", 0, "STDOUT", "2\n")])
+    second = follower.stage([_out(2, "b", 0, "STDOUT", "2\n"), _out(3, "a", 0, "STDOUT", "3\n")])
+    assert merge_staged([first]) is first
+    merged = merge_staged([first, second])
+    assert [e.seq for e in merged.events] == [1, 2, 3]
+    assert [row["seq"] for row in merged.rows] == [1, 2, 3]
+    assert [p["data"] for p in merged.payloads] == ["1\n", "2\n", "3\n"]

@@ -10,7 +10,8 @@ claim and start is resumed by any replica with the same key: the same run, never
 the row settles: FIRED (execution, lateness), SKIPPED_OVERLAP, QUEUED or FAILED (with the reason).
 
 The loop sleeps until the earliest ``next_due_at`` and is woken at once by any schedule change
-(:meth:`Scheduler.wake`); no fixed poll (a long ceiling only guards against lost wake-ups).
+(:meth:`Scheduler.wake`); no fixed poll (a long ceiling only guards against lost wake-ups; queued
+and stale claimed fires are looked at every ``queue_recheck``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             # cleared before the pass: a change committed while it runs wakes the next one at once
-            # (our own commits do too: one more cheap pass, which finds nothing due)
+            # (the loop's own commits do not wake it: app.py gives it a committer that only tells
+            # the relay; a wake per fire row was one more pass per commit)
             self._wake.clear()
             try:
                 await self.tick()

@@ -130,3 +130,26 @@ async def test_two_replicas_claiming_at_once_never_claim_a_time_twice(db: Servic
     rows = await ScheduleFire.filter(schedule_id__in=ids).values_list("schedule_id", "scheduled_for")
     assert claimed == len(rows) == 20 * 30
     assert len(set(rows)) == len(rows)
+
+
+async def test_two_replicas_settling_one_fire_count_it_once(db: ServiceDatabase) -> None:
+    """A claim retried by a second replica (same idempotency key) settles once: the first update wins,
+    the second finds the fire no longer STARTING and changes nothing."""
+    import asyncio
+
+    draft = ScheduleDraft(job_id="job-5", kind=Kind.INTERVAL, timezone="UTC", interval_seconds=10)
+    row = await save_new_schedule(draft=draft, owner_id="u1", now=T0)
+    now = T0 + timedelta(seconds=10)
+    _, claimed = await scheduler(now).claim(row.id)
+    assert len(claimed) == 1
+    copies = [await ScheduleFire.get(id=claimed[0].id) for _ in range(2)]  # each replica's own read
+    await asyncio.gather(
+        *(
+            scheduler(now).settle(copy, row, outcome=FireOutcome.FIRED, reason=None, execution_id=f"run-{n}")
+            for n, copy in enumerate(copies)
+        )
+    )
+    settled = await ScheduleFire.get(id=claimed[0].id)
+    assert settled.outcome == FireOutcome.FIRED.value and settled.execution_id in ("run-0", "run-1")
+    assert settled.late_ms == 0 and settled.fired_at == now
+    assert (await Schedule.get(id=row.id)).fire_count == 1

@@ -10,7 +10,8 @@ claim and start is resumed by any replica with the same key: the same run, never
 the row settles: FIRED (execution, lateness), SKIPPED_OVERLAP, QUEUED or FAILED (with the reason).
 
 The loop sleeps until the earliest ``next_due_at`` and is woken at once by any schedule change
-(:meth:`Scheduler.wake`); no fixed poll (a long ceiling only guards against lost wake-ups).
+(:meth:`Scheduler.wake`); no fixed poll (a long ceiling only guards against lost wake-ups; queued
+and stale claimed fires are looked at every ``queue_recheck``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             # cleared before the pass: a change committed while it runs wakes the next one at once
-            # (our own commits do too: one more cheap pass, which finds nothing due)
+            # (the loop's own commits do not wake it: app.py gives it a committer that only tells
+            # the relay; a wake per fire row was one more pass per commit)
             self._wake.clear()
             try:
                 await self.tick()
@@ -130,7 +132,7 @@ class Scheduler:
         retry = max(0.0, self._next_retry - time.monotonic())
         limit = now + min(self.config.max_sleep, timedelta(seconds=retry))
         due = (
-            await Schedule.filter(enabled=True, is_deleted=False, next_due_at__isnull=False)
+            await Schedule.filter(next_due_at__isnull=False)  # see tick: next_due_at alone
             .order_by("next_due_at")
             .limit(1)
             .values_list("next_due_at", flat=True)
@@ -145,8 +147,11 @@ class Scheduler:
         """Process everything due now; the number of history rows written."""
         now = self.clock()
         written = 0
+        # next_due_at alone: it is NULL whenever a schedule is paused, deleted or ended (refresh_next),
+        # so the index on it answers; with `enabled`/`is_deleted` in the filter SQLite chose the
+        # is_deleted index and sorted every schedule on every pass (bench: 10,000 schedules)
         due = await (
-            Schedule.filter(enabled=True, is_deleted=False, next_due_at__lte=now)
+            Schedule.filter(next_due_at__lte=now)
             .order_by("next_due_at")
             .limit(self.config.batch)
             .values_list("id", flat=True)
@@ -181,13 +186,11 @@ class Scheduler:
         async with unit_of_work(self.committer):
             row = await Schedule.filter(id=schedule_id).select_for_update().first()
             now = self.clock()
-            if (
-                row is None
-                or not row.enabled
-                or row.is_deleted
-                or row.next_due_at is None
-                or row.next_due_at > now
-            ):
+            if row is not None and (not row.enabled or row.is_deleted) and row.next_due_at is not None:
+                refresh_next(row, now=now)  # never due while paused or deleted (else: a busy loop)
+                await row.save(update_fields=["next_fire_at", "next_due_at", "updated_at"])
+                return None, [], []
+            if row is None or row.next_due_at is None or row.next_due_at > now:
                 return None, [], []  # another replica got here first, or it changed
             spec = spec_of(row)
             after = row.cursor_at or row.created_at

@@ -275,3 +275,79 @@ async def test_webhook_to_metadata_address_and_bad_input_are_refused(platform: A
         assert body["data"]["createAlertRule"]["field"] == field_name, body
     body = await gql(url, RULE, {"i": {**base, "threshold": 0}}, token=admin_token)
     assert body["data"]["createAlertRule"]["__typename"] == "ValidationFailed", body
+
+
+async def _first_event(
+    url: str, query: str, token: str, after_subscribed: Any, timeout: float = 60
+) -> dict[str, Any]:
+    """Subscribe over graphql-transport-ws, run ``after_subscribed()``, return the first `data`."""
+    import json
+
+    import websockets
+
+    async with websockets.connect(
+        url.replace("http://", "ws://"), subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    ) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        await asyncio.sleep(0.5)  # the server listens before anything is published
+        await after_subscribed()
+        async with asyncio.timeout(timeout):
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg["type"] == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                    continue
+                assert msg["type"] == "next", msg
+                return msg["payload"]["data"]
+    raise AssertionError("the subscription ended")
+
+
+async def test_alert_raised_is_pushed_for_failed_logins_and_health_is_subscribable(
+    platform: Any, admin_token: str
+) -> None:
+    url = platform.url("audit")
+    who = f"nosuch{uuid.uuid4().hex[:8]}"
+    body = await gql(
+        url,
+        RULE,
+        {
+            "i": {
+                "name": f"logins of {who}",
+                "eventTypes": ["auth.login_failed"],
+                "threshold": 2,
+                "windowSeconds": 300,
+                "groupBy": "actorName",
+                "dataMatch": {"username": who},
+                "severity": "WARNING",
+            }
+        },
+        token=admin_token,
+    )
+    assert body["data"]["createAlertRule"]["__typename"] == "AlertRuleSaved", body
+
+    async def fail_twice() -> None:
+        for _ in range(2):
+            answer = await gql(
+                platform.url("auth"),
+                'mutation($u: String!) { login(username: $u, password: "wrong-password") { __typename } }',
+                {"u": who},
+            )
+            assert "errors" in answer or answer["data"]["login"]["__typename"] != "LoginSucceeded", answer
+
+    data = await _first_event(
+        url, "subscription { alertRaised { id title groupKey severity status } }", admin_token, fail_twice
+    )
+    raised = data["alertRaised"]
+    assert raised["groupKey"] == who and raised["status"] == "ACTIVE" and who in raised["title"], raised
+
+    async def nothing() -> None:
+        return None
+
+    data = await _first_event(
+        url, "subscription { systemHealthChanged { status services { name status } } }", admin_token, nothing
+    )
+    assert {s["name"] for s in data["systemHealthChanged"]["services"]} >= {"auth", "audit", "database"}

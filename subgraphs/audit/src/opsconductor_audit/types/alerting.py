@@ -15,9 +15,9 @@ from opsconductor_audit.models import AlertRule as RuleRow
 from opsconductor_audit.models import EmailSettings as EmailRow
 from opsconductor_audit.models import NotificationLog as LogRow
 from opsconductor_audit.models import NotificationTemplate as TemplateRow
-from opsconductor_audit.service import alerting, health
+from opsconductor_audit.service import health
 from opsconductor_audit.service.alerting import alerts as alert_service
-from opsconductor_audit.service.alerting import store
+from opsconductor_audit.service.alerting import store, templates
 from opsconductor_audit.types import AuditOutcome, User
 
 ALERTS_READ = "alerts:read"
@@ -375,7 +375,7 @@ class NotificationTemplate:
 
     @strawberry.field(description="The placeholders a template may use ($name).")
     def placeholders(self) -> list[str]:
-        return list(alerting.templates.PLACEHOLDERS)
+        return list(templates.PLACEHOLDERS)
 
     @classmethod
     def from_row(cls, row: TemplateRow) -> NotificationTemplate:

@@ -141,14 +141,12 @@ class Alerting:
 
     async def handle(self, trigger: Trigger) -> Alert:
         """Record one trigger; a new alert is announced and notified after its commit."""
-        for attempt in range(2):
-            try:
-                async with in_transaction():
-                    alert, is_new = await alerts.record_trigger(trigger)
-                break
-            except IntegrityError:
-                if attempt:
-                    raise
+        try:
+            async with in_transaction():
+                alert, is_new = await alerts.record_trigger(trigger)
+        except IntegrityError:  # another replica opened this rule and group's alert a moment ago
+            async with in_transaction():
+                alert, is_new = await alerts.record_trigger(trigger)
         if is_new:
             rule = await AlertRule.filter(id=trigger.rule.id).first()
             await self.broadcaster.publish(ALERTS_CHANNEL, json.dumps({"id": alert.id}))

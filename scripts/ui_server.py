@@ -73,7 +73,7 @@ def make_handler(dist: Path, router_url: str, ray_dashboard: str) -> type[BaseHT
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Serve the built web UI (frontend/dist) on loopback.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--router", default="http://127.0.0.1:4000/graphql")

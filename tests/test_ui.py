@@ -31,7 +31,7 @@ RUNNING_JOB = (
 
 async def _select(page: Any, label: str, option: str) -> None:
     """Pick an option of an MUI select by its label."""
-    await page.get_by_label(label, exact=True).click()
+    await page.get_by_role("combobox", name=re.compile(rf"^{re.escape(label)}( \*)?$")).click()
     await page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -41,11 +41,20 @@ async def _admin_token(ui: UiStack, password: str) -> str:
 
 async def test_newcomer_flow(browser: Any, ui_stack: UiStack, ui_fleet: Any, platform: Any) -> None:
     page = await new_page(browser)
+    try:
+        await _newcomer_flow(page, browser, ui_stack, ui_fleet, platform)
+    except Exception:
+        await shot(page, "failure-newcomer-flow")
+        raise
+
+
+async def _newcomer_flow(page: Any, browser: Any, ui_stack: UiStack, ui_fleet: Any, platform: Any) -> None:
     await page.goto(ui_stack.url)
     await page.get_by_role("button", name="Log in").wait_for()
     await shot(page, "01-login")
     await ui_login(page, ui_stack.url, "admin", platform.admin_password)
     await page.get_by_role("heading", name="Dashboard").wait_for()
+    await page.wait_for_load_state("networkidle")
     await shot(page, "02-dashboard")
 
     # ---- add a target on the test sshd
@@ -54,7 +63,7 @@ async def test_newcomer_flow(browser: Any, ui_stack: UiStack, ui_fleet: Any, pla
     await page.get_by_role("link", name="Targets").click()
     await page.get_by_role("button", name="New target").click()
     dialog = page.get_by_role("dialog")
-    await dialog.get_by_label("Name", exact=True).fill(name)
+    await dialog.get_by_role("textbox", name=re.compile(r"^Name")).fill(name)
     await _select(page, "Environment", "testing")
     await dialog.get_by_label("Host").fill(endpoint.host)
     await dialog.get_by_label("Port").fill(str(endpoint.port))

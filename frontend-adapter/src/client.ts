@@ -11,6 +11,7 @@ import {
   ExtendSessionDocument,
   LoginDocument,
   LogoutDocument,
+  MeDocument,
   RefreshSessionDocument,
   SessionStatusDocument,
 } from './operations';
@@ -116,7 +117,9 @@ export function createOpsClient(opts: OpsClientOptions): OpsClient {
     const res = await urql.mutation(RefreshSessionDocument, { refreshToken }).toPromise();
     if (res.error) throw OpsError.fromCombined(res.error);
     const ok = unwrap(res.data?.refreshSession, 'LoginSuccess');
-    return ok as SessionTokens;
+    // the token's user is the same; keep the profile read at login (roles change with the next login)
+    const user = session.current?.user ?? { id: ok.user.id, username: '', roles: [], permissions: [] };
+    return { ...ok, user };
   };
   session.start();
 
@@ -143,9 +146,14 @@ export function createOpsClient(opts: OpsClientOptions): OpsClient {
     session,
     async login(username, password) {
       const data = await run('mutation', LoginDocument, { username, password });
-      const ok = unwrap(data.login, 'LoginSuccess') as SessionTokens;
-      session.set(ok);
-      return ok;
+      const ok = unwrap(data.login, 'LoginSuccess');
+      // the user entity needs a token: read who we are (roles, permissions) with the new one
+      const headers = { authorization: `Bearer ${ok.accessToken}` };
+      const me = await urql.query(MeDocument, {}, { fetchOptions: { headers } }).toPromise();
+      if (me.error || !me.data?.me) throw me.error ? OpsError.fromCombined(me.error) : new OpsError('no user', 'auth');
+      const tokens: SessionTokens = { ...ok, user: me.data.me };
+      session.set(tokens);
+      return tokens;
     },
     async logout() {
       try {

@@ -6,8 +6,7 @@ export const LoginDocument = graphql(`
   mutation Login($username: String!, $password: String!) {
     login(username: $username, password: $password) {
       __typename
-      ... on LoginSuccess { accessToken refreshToken accessTokenExpiresAt sessionId
-        user { id username displayName roles permissions } }
+      ... on LoginSuccess { accessToken refreshToken accessTokenExpiresAt sessionId user { id } }
       ... on AccountLocked { until }
       ... on Error { message }
     }
@@ -18,8 +17,7 @@ export const RefreshSessionDocument = graphql(`
   mutation RefreshSession($refreshToken: String!) {
     refreshSession(refreshToken: $refreshToken) {
       __typename
-      ... on LoginSuccess { accessToken refreshToken accessTokenExpiresAt sessionId
-        user { id username displayName roles permissions } }
+      ... on LoginSuccess { accessToken refreshToken accessTokenExpiresAt sessionId user { id } }
       ... on Error { message }
     }
   }

@@ -129,7 +129,12 @@ async def new_page(browser: Any, *, width: int = 1280, height: int = 800, bypass
         viewport={"width": width, "height": height}, bypass_csp=bypass_csp, accept_downloads=True
     )
     context.set_default_timeout(30_000)
-    return await context.new_page()
+    page = await context.new_page()
+    # the browser's errors end up in the test's captured output (shown when it fails)
+    page.on("console", lambda m: m.type in ("error", "warning") and print(f"browser {m.type}: {m.text}"))
+    page.on("pageerror", lambda e: print(f"browser pageerror: {e}"))
+    page.on("requestfailed", lambda r: print(f"browser requestfailed: {r.url} {r.failure}"))
+    return page
 
 
 async def shot(page: Any, name: str) -> Path:
@@ -157,4 +162,8 @@ async def login(page: Any, url: str, username: str, password: str) -> None:
     await page.get_by_label("Username").fill(username)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
-    await page.get_by_test_id("whoami").wait_for()
+    try:
+        await page.get_by_test_id("whoami").wait_for()
+    except Exception:
+        await shot(page, "login-failure")
+        raise

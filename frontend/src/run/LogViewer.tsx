@@ -47,7 +47,7 @@ const Line = memo(function Line({ store, index, name, showName, hit }: {
     }}>
       <span style={{ color: '#a0a0a0', userSelect: 'none' }}>{hhmmss(store.at[index])} </span>
       {showName && <span style={{ color: '#c5a5ff', userSelect: 'none' }}>{name.padEnd(14).slice(0, 14)} </span>}
-      {parts ? parts.map((p, i) => <span key={i} style={p.style}>{p.content}</span>) : text}
+      {parts ? parts.map((p, i) => <span key={i} style={p.style}>{p.content}</span>) : <span>{text}</span>}
     </div>
   );
 });

@@ -85,7 +85,10 @@ async def snapshot(urls: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
             for table, names in tables.items():
                 select = ", ".join(f'"{n}"::text' for n in names)
                 rows = await conn.fetch(f'SELECT {select} FROM "{table}"')  # noqa: S608 - names from the catalog
-                out[f"{service}.{table}"] = sorted(tuple(r) for r in rows)
+                # every value is text or NULL (NULL first): a plain sort cannot compare None with str
+                out[f"{service}.{table}"] = sorted(
+                    (tuple(r) for r in rows), key=lambda row: tuple((v is not None, v or "") for v in row)
+                )
         finally:
             await conn.close()
     return out

@@ -420,9 +420,7 @@ class AlertingMutation:
         permission_classes=[requires(ALERTS_MANAGE)], description="Delete an unused template."
     )
     @transactional(ERRORS)
-    async def delete_notification_template(
-        self, info: Info, name: str
-    ) -> DeleteNotificationTemplateResult:
+    async def delete_notification_template(self, info: Info, name: str) -> DeleteNotificationTemplateResult:
         await store.delete_template(name=name)
         return NotificationTemplateDeleted(name=name)
 

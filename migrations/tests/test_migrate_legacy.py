@@ -187,7 +187,7 @@ async def test_import_reads_back_through_the_router(
         )
     finally:
         await conn.close()
-    assert row is not None and tuple(row) == ("TGT-000005", False)
+    assert row is not None and tuple(row) == ("TGT-900005", False)
     assert ids[1] == legacy.target_uuids[1]
     try:
         # a decrypted-and-re-encrypted credential works against the test sshd (password and key)

@@ -46,6 +46,16 @@ function isCloseEvent(e: unknown): e is { code: number; reason: string } {
 }
 
 function errorResult(subgraph: string, err: unknown): ExecutionResult {
+  // A graphql-transport-ws "error" message (e.g. a permission class denying the subscription
+  // before it starts) arrives as the subgraph's GraphQL errors: pass them on with their codes.
+  if (Array.isArray(err)) {
+    const errors = err.map((e: { message?: unknown; path?: unknown; extensions?: Record<string, unknown> }) => ({
+      message: String(e?.message ?? 'subscription failed'),
+      ...(Array.isArray(e?.path) ? { path: e.path } : {}),
+      extensions: { ...(e?.extensions ?? {}), serviceName: subgraph },
+    }));
+    return { errors } as unknown as ExecutionResult;
+  }
   if (isCloseEvent(err)) {
     const forbidden = err.code === CloseCode.Forbidden;
     return {

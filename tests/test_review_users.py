@@ -75,6 +75,14 @@ async def user(router: Any, admin: str, roles: list[str]) -> dict[str, str]:
     return dict(made["user"])
 
 
+async def beyond(router: Any, admin: str, role_name: str, held: list[str]) -> set[str]:
+    """The permissions of ``role_name`` that a holder of ``held`` lacks. The service names the
+    first it finds; which one is first depends on the catalogue, so tests accept any of them."""
+    body = await ok(router.url, "{ roles { name permissions } }", {}, admin)
+    perms = next(r["permissions"] for r in body if r["name"] == role_name)
+    return {p for p in perms if p not in held}
+
+
 async def token_of(platform: RunningPlatform, person: dict[str, str]) -> str:
     return await login(platform.url("auth"), person["username"], PASSWORD)
 
@@ -111,14 +119,18 @@ async def test_h6_users_write_cannot_deactivate_delete_or_edit_a_more_privileged
     victim = await user(router, admin_token, ["operator"])
     admin2 = await user(router, admin_token, ["admin"])
 
-    for target, missing in ((victim, "executions:cancel"), (admin2, "*")):
+    lacking = await beyond(router, admin_token, "operator", ["users:write", "users:read"])
+    assert lacking, "an operator must hold something the helpdesk role does not"
+    for target, missing in ((victim, lacking), (admin2, {"*"})):
         tid = {"id": target["id"]}
         answers = [
             await ok(router.url, SET_ACTIVE, {**tid, "a": False}, h),
             await ok(router.url, UPDATE, {**tid, "i": {"email": f"pwn{uuid.uuid4().hex[:6]}@evil.test"}}, h),
             await ok(router.url, DELETE, tid, h),
         ]
-        assert answers == [{"__typename": "PermissionDenied", "permission": missing}] * 3, answers
+        assert all(a["__typename"] == "PermissionDenied" and a["permission"] in missing for a in answers), (
+            answers
+        )
         now = await ok(router.url, USER, tid, admin_token)
         assert now is not None and now["isActive"] is True, now
         assert now["email"] == f"{target['username']}@example.com", now
@@ -152,7 +164,9 @@ async def test_h6_roles_write_cannot_demote_a_more_privileged_user(
     assert answer == {"__typename": "UserUpdated", "user": {"roles": ["viewer"]}}, answer
     # creating/assigning: nobody grants more than they hold (already in place, still true)
     answer = await ok(router.url, SET_ROLES, {"id": reader["id"], "r": ["operator"]}, k)
-    assert answer == {"__typename": "PermissionDenied", "permission": "executions:cancel"}, answer
+    held = ["roles:write", "roles:read", "targets:read", "jobs:read", "executions:read"]
+    assert answer["__typename"] == "PermissionDenied", answer
+    assert answer["permission"] in await beyond(router, admin_token, "operator", held), answer
     too_much = await gql(
         router.url, CREATE_ROLE, {"i": {"name": unique("rv"), "permissions": ["users:write"]}}, token=k
     )

@@ -145,15 +145,17 @@ async def _fill(
             "INSERT INTO system_settings (setting_key, setting_value) VALUES ($1, $2)", key, json.dumps(value)
         )
 
-    # targets: the four serial formats, a duplicate name, a soft delete
+    # targets: the four serial formats, a duplicate name, a soft delete. TGT-NNNNNN serials are
+    # high: the session's platform issues TGT-000001... to other tests' targets, and the importer
+    # rightly refuses a serial that already belongs to another target.
     targets = [
-        ("TGT-000001", "web-1", "linux", True, "development"),
+        ("TGT-900001", "web-1", "linux", True, "development"),
         ("TGT-2025-000002", "web-1", "linux", True, "testing"),  # same name, by design
         ("T20250000003", "db-1", "postgresql", True, "production"),
         ("TGT-20250818-AB12", "switch-1", "cisco_switch", True, "development"),
-        ("TGT-000005", "old-box", "windows", False, "testing"),  # soft-deleted
-        ("TGT-000006", "api-1", "generic_device", True, "development"),
-        ("TGT-000007", "mail-1", "smtp_server", True, "development"),
+        ("TGT-900005", "old-box", "windows", False, "testing"),  # soft-deleted
+        ("TGT-900006", "api-1", "generic_device", True, "development"),
+        ("TGT-900007", "mail-1", "smtp_server", True, "development"),
     ]
     uuids: dict[int, str] = {}
     for i, (serial, tname, os_type, active, env) in enumerate(targets, start=1):

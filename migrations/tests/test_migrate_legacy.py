@@ -85,7 +85,10 @@ async def snapshot(urls: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
             for table, names in tables.items():
                 select = ", ".join(f'"{n}"::text' for n in names)
                 rows = await conn.fetch(f'SELECT {select} FROM "{table}"')  # noqa: S608 - names from the catalog
-                out[f"{service}.{table}"] = sorted(tuple(r) for r in rows)
+                # every value is text or NULL (NULL first): a plain sort cannot compare None with str
+                out[f"{service}.{table}"] = sorted(
+                    (tuple(r) for r in rows), key=lambda row: tuple((v is not None, v or "") for v in row)
+                )
         finally:
             await conn.close()
     return out
@@ -184,7 +187,7 @@ async def test_import_reads_back_through_the_router(
         )
     finally:
         await conn.close()
-    assert row is not None and tuple(row) == ("TGT-000005", False)
+    assert row is not None and tuple(row) == ("TGT-900005", False)
     assert ids[1] == legacy.target_uuids[1]
     try:
         # a decrypted-and-re-encrypted credential works against the test sshd (password and key)

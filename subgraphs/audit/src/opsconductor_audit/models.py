@@ -147,8 +147,10 @@ class ProcessedEvent(ProcessedEventBase):
 # ---- alerting (service/alerting): rules, alerts and their history, templates, notification log ----
 
 
+# A model docstring becomes the table comment in the migration; tortoise's SQLite editor splits DDL on ";",
+# so a comment must not contain one (`make dev` runs on SQLite).
 class AlertRule(models.Model):
-    """Alert rule over audit event types (API.md AlertRuleInput); a sliding window per group key."""
+    """Alert rule over audit event types (API.md AlertRuleInput), with a sliding window per group key."""
 
     id = fields.CharField(max_length=36, primary_key=True)
     key = fields.CharField(max_length=64, null=True, unique=True, description="A seeded default's key.")

@@ -404,7 +404,7 @@ class AlertingMutation:
     )
     @transactional(ERRORS)
     async def save_notification_template(
-        self, input: NotificationTemplateInput
+        self, info: Info, input: NotificationTemplateInput
     ) -> NotificationTemplateResult:
         row = await store.save_template(
             name=input.name,
@@ -420,7 +420,7 @@ class AlertingMutation:
         permission_classes=[requires(ALERTS_MANAGE)], description="Delete an unused template."
     )
     @transactional(ERRORS)
-    async def delete_notification_template(self, name: str) -> DeleteNotificationTemplateResult:
+    async def delete_notification_template(self, info: Info, name: str) -> DeleteNotificationTemplateResult:
         await store.delete_template(name=name)
         return NotificationTemplateDeleted(name=name)
 

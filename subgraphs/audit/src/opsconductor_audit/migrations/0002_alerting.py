@@ -82,7 +82,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'alert_rules', 'app': 'audit', 'pk_attr': 'id', 'table_description': 'Alert rule over audit event types (API.md AlertRuleInput); a sliding window per group key.'},
+            options={'table': 'alert_rules', 'app': 'audit', 'pk_attr': 'id', 'table_description': 'Alert rule over audit event types (API.md AlertRuleInput), with a sliding window per group key.'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -270,6 +270,11 @@ class HealthMonitor:
             self._task = None
 
     async def _loop(self) -> None:
+        # The first check waits one interval: at start-up this service's own /ready (and the
+        # services started with it) cannot answer yet, so checking at once recorded a spurious
+        # audit.health_degraded (and a "Service degraded" alert) on every start. Queries and
+        # subscriptions that need a report before then check on demand.
+        await asyncio.sleep(self.interval_seconds)
         while True:
             try:
                 await self.check()

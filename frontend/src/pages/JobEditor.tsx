@@ -1,5 +1,5 @@
 import {
-  Alert, Box, Button, Card, CardContent, Checkbox, Grid, IconButton, List, ListItem, ListItemButton, ListItemIcon,
+  Alert, Box, Button, Card, CardContent, Checkbox, Grid, IconButton, List, ListItem, ListItemIcon,
   ListItemText, MenuItem, TextField, Typography,
 } from '@mui/material';
 import {
@@ -57,13 +57,11 @@ function TargetPicker({ value, onChange }: { value: string[]; onChange: (ids: st
         <Button onClick={() => onChange([...new Set([...value, ...rows.map((r) => r.id)])])}>Add all shown</Button>
       </Box>
       <Typography variant="body2" sx={{ mt: 1 }}>{value.length} selected</Typography>
-      <List dense sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
+      <List dense component="div" sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
         {rows.map((t) => (
-          <ListItem key={t.id} disablePadding>
-            <ListItemButton onClick={() => toggle(t.id)} dense>
-              <ListItemIcon><Checkbox edge="start" checked={sel.has(t.id)} tabIndex={-1} disableRipple slotProps={{ input: { 'aria-label': `Pick ${t.name}` } }} /></ListItemIcon>
-              <ListItemText primary={t.name} secondary={`${t.serial} · ${t.osType} · ${t.environment} · ${t.tags.join(', ')}`} />
-            </ListItemButton>
+          <ListItem key={t.id} component="div" dense>
+            <ListItemIcon><Checkbox edge="start" checked={sel.has(t.id)} onChange={() => toggle(t.id)} slotProps={{ input: { 'aria-label': `Pick ${t.name}` } }} /></ListItemIcon>
+            <ListItemText primary={t.name} secondary={`${t.serial} · ${t.osType} · ${t.environment} · ${t.tags.join(', ')}`} />
           </ListItem>
         ))}
       </List>

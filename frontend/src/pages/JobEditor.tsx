@@ -167,7 +167,8 @@ export function JobEditor() {
       } />
       <Loading loading={q.loading} error={q.error} />
       {check && <Alert severity={check.severity} sx={{ mb: 1 }} role="status" data-testid="job-check">{check.text}</Alert>}
-      <Grid container spacing={2}>
+      {/* an existing job's form only once it is loaded: typing into the empty form would be overwritten */}
+      {(!id || job) && (<Grid container spacing={2}>
         <Grid size={{ xs: 12, md: 7 }}>
           <Card variant="outlined"><CardContent>
             <TextField label="Job name" value={name} onChange={(e) => setName(e.target.value)} fullWidth margin="dense" required disabled={!write} />
@@ -223,7 +224,7 @@ export function JobEditor() {
             <TextField label="Also every target tagged (comma separated)" value={selTags} onChange={(e) => setSelTags(e.target.value)} fullWidth margin="dense" />
           </CardContent></Card>
         </Grid>
-      </Grid>
+      </Grid>)}
       {running && job && <RunDialog job={job} onClose={() => setRunning(false)} />}
     </>
   );

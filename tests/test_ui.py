@@ -168,7 +168,7 @@ async def _newcomer_flow(page: Any, browser: Any, ui_stack: UiStack, ui_fleet: A
         ("System health", "System health", "14-system"),
     ]:
         await page.get_by_role("link", name=link).click()
-        await page.get_by_role("heading", name=heading, exact=True).wait_for()
+        await page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
         await page.wait_for_load_state("networkidle")
         await shot(page, file)
         if link == "Schedules":
@@ -213,17 +213,17 @@ async def test_viewer_sees_no_write_buttons(browser: Any, ui_stack: UiStack, pla
     nav = page.get_by_role("navigation", name="Main")
     assert await nav.get_by_role("link", name="Users & roles").count() == 0
     await nav.get_by_role("link", name="Targets").click()
-    await page.get_by_role("heading", name="Targets").wait_for()
+    await page.get_by_role("heading", name="Targets", exact=True, level=1).wait_for()
     await page.wait_for_load_state("networkidle")
     assert await page.get_by_role("button", name="New target").count() == 0
     assert await page.get_by_role("button", name=re.compile("^Test")).count() == 0
     await shot(page, "15-viewer-targets")
     await nav.get_by_role("link", name="Jobs").click()
-    await page.get_by_role("heading", name="Jobs").wait_for()
+    await page.get_by_role("heading", name="Jobs", exact=True, level=1).wait_for()
     await page.wait_for_load_state("networkidle")
     assert await page.get_by_role("button", name="New job").count() == 0
     await nav.get_by_role("link", name="Schedules").click()
-    await page.get_by_role("heading", name="Schedules").wait_for()
+    await page.get_by_role("heading", name="Schedules", exact=True, level=1).wait_for()
     assert await page.get_by_role("button", name="New schedule").count() == 0
     await page.context.close()
 
@@ -248,7 +248,7 @@ async def test_main_pages_have_no_serious_accessibility_violations(
         ("/system", "System health"),
     ]:
         await page.goto(ui_stack.url + path)
-        await page.get_by_role("heading", name=heading, exact=True).wait_for()
+        await page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
         await page.wait_for_load_state("networkidle")
         found[path] = await axe_violations(page)
     serious = {p: [v for v in vs if v["impact"] in ("serious", "critical")] for p, vs in found.items()}

@@ -57,7 +57,7 @@ function TargetPicker({ value, onChange }: { value: string[]; onChange: (ids: st
         <Button onClick={() => onChange([...new Set([...value, ...rows.map((r) => r.id)])])}>Add all shown</Button>
       </Box>
       <Typography variant="body2" sx={{ mt: 1 }}>{value.length} selected</Typography>
-      <List dense component="div" sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
+      <List dense component="div" role="group" sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
         {rows.map((t) => (
           <ListItem key={t.id} component="div" dense>
             <ListItemIcon><Checkbox edge="start" checked={sel.has(t.id)} onChange={() => toggle(t.id)} slotProps={{ input: { 'aria-label': `Pick ${t.name}` } }} /></ListItemIcon>

@@ -111,7 +111,7 @@ async def _newcomer_flow(page: Any, browser: Any, ui_stack: UiStack, ui_fleet: A
     log = page.get_by_test_id("log-viewer")
     await log.get_by_text("line 20", exact=True).wait_for()
     await page.get_by_test_id("stream-state").filter(has_text="finished").wait_for()
-    await page.get_by_text("1 succeeded").wait_for()
+    await page.get_by_test_id("run-summary").filter(has_text="1 succeeded").wait_for()
     # ANSI colours are rendered, not shown as escape codes
     green = log.get_by_text("green 20", exact=True)
     assert "rgb(" in (await green.get_attribute("style") or "")
@@ -150,14 +150,14 @@ async def _newcomer_flow(page: Any, browser: Any, ui_stack: UiStack, ui_fleet: A
     await page.get_by_role("button", name="Run now").click()
     await page.get_by_test_id("log-viewer").get_by_text("started", exact=True).wait_for()
     await page.get_by_role("button", name="Cancel run").click()
-    await page.get_by_text("1 cancelled").wait_for(timeout=60_000)
+    await page.get_by_test_id("run-summary").filter(has_text="1 cancelled").wait_for(timeout=60_000)
     first_run = page.url
     await page.get_by_role("button", name="Retry failed targets").click()
     await page.wait_for_url(lambda u: u != first_run)
-    await page.get_by_text("retry of").wait_for()
+    await page.get_by_test_id("run-summary").filter(has_text="retry of").wait_for()
     await page.get_by_test_id("log-viewer").get_by_text("started", exact=True).wait_for()
     await page.get_by_role("button", name="Cancel run").click()
-    await page.get_by_text("1 cancelled").wait_for(timeout=60_000)
+    await page.get_by_test_id("run-summary").filter(has_text="1 cancelled").wait_for(timeout=60_000)
 
     # ---- the other main pages
     for link, heading, file in [
@@ -168,7 +168,7 @@ async def _newcomer_flow(page: Any, browser: Any, ui_stack: UiStack, ui_fleet: A
         ("System health", "System health", "14-system"),
     ]:
         await page.get_by_role("link", name=link).click()
-        await page.get_by_role("heading", name=heading, exact=True).wait_for()
+        await page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
         await page.wait_for_load_state("networkidle")
         await shot(page, file)
         if link == "Schedules":
@@ -213,17 +213,17 @@ async def test_viewer_sees_no_write_buttons(browser: Any, ui_stack: UiStack, pla
     nav = page.get_by_role("navigation", name="Main")
     assert await nav.get_by_role("link", name="Users & roles").count() == 0
     await nav.get_by_role("link", name="Targets").click()
-    await page.get_by_role("heading", name="Targets").wait_for()
+    await page.get_by_role("heading", name="Targets", exact=True, level=1).wait_for()
     await page.wait_for_load_state("networkidle")
     assert await page.get_by_role("button", name="New target").count() == 0
     assert await page.get_by_role("button", name=re.compile("^Test")).count() == 0
     await shot(page, "15-viewer-targets")
     await nav.get_by_role("link", name="Jobs").click()
-    await page.get_by_role("heading", name="Jobs").wait_for()
+    await page.get_by_role("heading", name="Jobs", exact=True, level=1).wait_for()
     await page.wait_for_load_state("networkidle")
     assert await page.get_by_role("button", name="New job").count() == 0
     await nav.get_by_role("link", name="Schedules").click()
-    await page.get_by_role("heading", name="Schedules").wait_for()
+    await page.get_by_role("heading", name="Schedules", exact=True, level=1).wait_for()
     assert await page.get_by_role("button", name="New schedule").count() == 0
     await page.context.close()
 
@@ -248,7 +248,7 @@ async def test_main_pages_have_no_serious_accessibility_violations(
         ("/system", "System health"),
     ]:
         await page.goto(ui_stack.url + path)
-        await page.get_by_role("heading", name=heading, exact=True).wait_for()
+        await page.get_by_role("heading", name=heading, exact=True, level=1).wait_for()
         await page.wait_for_load_state("networkidle")
         found[path] = await axe_violations(page)
     serious = {p: [v for v in vs if v["impact"] in ("serious", "critical")] for p, vs in found.items()}
@@ -355,7 +355,7 @@ async def test_log_viewer_keeps_up_with_100_targets_of_10000_lines(
     await page.get_by_test_id("stream-state").filter(has_text="finished").wait_for(timeout=240_000)
     lines = int(await page.get_by_test_id("log-viewer").get_attribute("data-lines") or 0)
     assert lines >= expected, lines
-    await page.get_by_role("checkbox", name="follow").uncheck()
+    await page.get_by_role("switch", name="follow").uncheck()
     scroll_start = await page.evaluate("performance.now()")
     scroller = page.get_by_test_id("log-viewer").locator("[data-virtuoso-scroller]")
     # a user's scroll: wheel steps, a drag of the thumb to the middle, then to the end

@@ -76,7 +76,7 @@ function Shell() {
   const [open, setOpen] = useState(false);
   const nav = (
     <nav aria-label="Main">
-      <List dense>
+      <List dense component="div">
         {NAV.filter((n) => !n.perm || can(n.perm)).map((n) => (
           <ListItemButton key={n.to} component={RouterLink} to={n.to} onClick={() => setOpen(false)}
             selected={n.to === '/' ? location.pathname === '/' : location.pathname.startsWith(n.to)}>

@@ -7,7 +7,8 @@ import { ApiProvider } from './api';
 import { App } from './App';
 
 const theme = createTheme({
-  palette: { primary: { main: '#1a4f8b' }, secondary: { main: '#6b3fa0' } },
+  // warning and info darker than MUI's defaults: white chip text on them meets WCAG AA (axe color-contrast)
+  palette: { primary: { main: '#1a4f8b' }, secondary: { main: '#6b3fa0' }, warning: { main: '#b45309', contrastText: '#fff' }, info: { main: '#01579b', contrastText: '#fff' } },
   components: { MuiButton: { defaultProps: { size: 'small' } } },
 });
 

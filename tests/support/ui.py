@@ -163,7 +163,8 @@ async def login(page: Any, url: str, username: str, password: str) -> None:
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
     try:
-        await page.get_by_test_id("whoami").wait_for()
+        # the app shell's "Log out" (the user's name is hidden on a phone-sized screen)
+        await page.get_by_role("banner").get_by_role("button", name="Log out").wait_for()
     except Exception:
         await shot(page, "login-failure")
         raise

@@ -1,5 +1,5 @@
 import {
-  Alert, Box, Button, Card, CardContent, Checkbox, Grid, IconButton, List, ListItem, ListItemButton, ListItemIcon,
+  Alert, Box, Button, Card, CardContent, Checkbox, Grid, IconButton, List, ListItem, ListItemIcon,
   ListItemText, MenuItem, TextField, Typography,
 } from '@mui/material';
 import {
@@ -57,13 +57,11 @@ function TargetPicker({ value, onChange }: { value: string[]; onChange: (ids: st
         <Button onClick={() => onChange([...new Set([...value, ...rows.map((r) => r.id)])])}>Add all shown</Button>
       </Box>
       <Typography variant="body2" sx={{ mt: 1 }}>{value.length} selected</Typography>
-      <List dense sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
+      <List dense component="div" role="group" sx={{ maxHeight: 260, overflow: 'auto', border: 1, borderColor: 'divider', borderRadius: 1 }} aria-label="Target picker">
         {rows.map((t) => (
-          <ListItem key={t.id} disablePadding>
-            <ListItemButton onClick={() => toggle(t.id)} dense>
-              <ListItemIcon><Checkbox edge="start" checked={sel.has(t.id)} tabIndex={-1} disableRipple slotProps={{ input: { 'aria-label': `Pick ${t.name}` } }} /></ListItemIcon>
-              <ListItemText primary={t.name} secondary={`${t.serial} · ${t.osType} · ${t.environment} · ${t.tags.join(', ')}`} />
-            </ListItemButton>
+          <ListItem key={t.id} component="div" dense>
+            <ListItemIcon><Checkbox edge="start" checked={sel.has(t.id)} onChange={() => toggle(t.id)} slotProps={{ input: { 'aria-label': `Pick ${t.name}` } }} /></ListItemIcon>
+            <ListItemText primary={t.name} secondary={`${t.serial} · ${t.osType} · ${t.environment} · ${t.tags.join(', ')}`} />
           </ListItem>
         ))}
       </List>
@@ -169,7 +167,8 @@ export function JobEditor() {
       } />
       <Loading loading={q.loading} error={q.error} />
       {check && <Alert severity={check.severity} sx={{ mb: 1 }} role="status" data-testid="job-check">{check.text}</Alert>}
-      <Grid container spacing={2}>
+      {/* an existing job's form only once it is loaded: typing into the empty form would be overwritten */}
+      {(!id || job) && (<Grid container spacing={2}>
         <Grid size={{ xs: 12, md: 7 }}>
           <Card variant="outlined"><CardContent>
             <TextField label="Job name" value={name} onChange={(e) => setName(e.target.value)} fullWidth margin="dense" required disabled={!write} />
@@ -225,7 +224,7 @@ export function JobEditor() {
             <TextField label="Also every target tagged (comma separated)" value={selTags} onChange={(e) => setSelTags(e.target.value)} fullWidth margin="dense" />
           </CardContent></Card>
         </Grid>
-      </Grid>
+      </Grid>)}
       {running && job && <RunDialog job={job} onClose={() => setRunning(false)} />}
     </>
   );
